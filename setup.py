@@ -1,0 +1,30 @@
+"""ssljax: accelerator-native self-supervised pretraining in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="ssljax",
+    version="0.1.0",
+    description="Self-supervised pretraining in JAX/Flax: one trainer, many methods, any mesh.",
+    packages=setuptools.find_packages(include=["ssljax", "ssljax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax==0.10.2",
+        "jaxlib==0.10.2",
+        "flax==0.12.8",
+        "optax==0.2.8",
+        "orbax-checkpoint==0.12.8",
+        "tensorflow-datasets==4.9.10",
+        "grain==0.2.18",
+        "ml-collections==1.1.0",
+        "chex==0.1.92",
+        "absl-py>=2.1",
+        "numpy>=1.26,<3",
+        "scikit-learn>=1.4",
+        "pillow>=10",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+    ],
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},
+    entry_points={"console_scripts": ["ssljax=ssljax.main:run"]},
+)

@@ -1,0 +1,3 @@
+"""ssljax: self-supervised pretraining in JAX/Flax."""
+
+__version__ = "0.1.0"
