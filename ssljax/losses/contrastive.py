@@ -1,0 +1,100 @@
+"""Contrastive losses: SimCLR NT-Xent, InfoNCE, SigLIP sigmoid loss, SupCon.
+
+All functions are pure, take plain arrays and compute in float32. They operate on the
+GLOBAL batch: under `jax.jit` with a sharded batch XLA inserts the collectives.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+  """x / max(||x||, eps) along `axis` (the torch.nn.functional.normalize convention)."""
+  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
+  return x / jnp.maximum(norm, eps)
+
+
+def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5) -> jax.Array:
+  """SimCLR's normalised-temperature cross entropy.
+
+  From "A Simple Framework for Contrastive Learning of Visual Representations".
+
+  Args:
+    z1: [N, D] embeddings of the first view.
+    z2: [N, D] embeddings of the second view (row i is the positive of z1 row i).
+    temperature: softmax temperature T.
+
+  Returns:
+    Scalar: mean over the 2N rows of the cross entropy of the 2N x 2N cosine
+    logits / T, with the self-similarity removed (2N - 1 candidates per row).
+  """
+  n = z1.shape[0]
+  z = l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))
+  logits = (z @ z.T) / temperature
+  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)
+  pos_index = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(0, n)])
+  pos = logits[jnp.arange(2 * n), pos_index]
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - pos)
+
+
+def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2) -> jax.Array:
+  """One-directional InfoNCE with positives on the diagonal.
+
+  Args:
+    q: [N, D] queries.
+    k: [N, D] keys; k[i] is the positive of q[i], all other rows are negatives.
+    temperature: softmax temperature T.
+
+  Returns:
+    Scalar mean cross entropy over the N rows of normalise(q) normalise(k)^T / T.
+    (MoCo v3 multiplies this by 2T and symmetrises it in the method.)
+  """
+  q = l2_normalize(q.astype(jnp.float32))
+  k = l2_normalize(k.astype(jnp.float32))
+  logits = (q @ k.T) / temperature
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits))
+
+
+def sigmoid_contrastive(x: jax.Array, y: jax.Array, log_t: jax.Array, b: jax.Array) -> jax.Array:
+  """SigLIP's pairwise sigmoid loss ("Sigmoid Loss for Language Image Pre-Training").
+
+  Args:
+    x: [N, D], y: [N, D] paired embeddings (normalised here).
+    log_t: scalar log temperature; logits are multiplied by exp(log_t).
+    b: scalar bias.
+
+  Returns:
+    -sum(log_sigmoid(label * logits)) / N, label +1 on the diagonal, -1 elsewhere.
+  """
+  x = l2_normalize(x.astype(jnp.float32))
+  y = l2_normalize(y.astype(jnp.float32))
+  n = x.shape[0]
+  logits = jnp.exp(log_t) * (x @ y.T) + b
+  labels = 2.0 * jnp.eye(n, dtype=jnp.float32) - 1.0
+  return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / n
+
+
+def supcon(z: jax.Array, labels: jax.Array, temperature: float = 0.1) -> jax.Array:
+  """Supervised contrastive loss, L_out form ("Supervised Contrastive Learning").
+
+  Args:
+    z: [V, N, D] embeddings of V views of N images.
+    labels: [N] integer class labels.
+    temperature: softmax temperature T.
+
+  Returns:
+    Scalar: for every anchor (V*N of them), minus the mean over its positives (same label,
+    not itself) of log softmax over all other V*N - 1 samples; averaged over anchors.
+  """
+  v, n, d = z.shape
+  feats = l2_normalize(z.reshape(v * n, d).astype(jnp.float32))
+  lab = jnp.tile(labels, v)
+  logits = (feats @ feats.T) / temperature
+  self_mask = jnp.eye(v * n, dtype=bool)
+  logits = jnp.where(self_mask, -jnp.inf, logits)
+  log_prob = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+  pos = (lab[:, None] == lab[None, :]) & ~self_mask
+  pos_f = pos.astype(jnp.float32)
+  mean_log_prob_pos = jnp.sum(jnp.where(pos, log_prob, 0.0), axis=-1) / jnp.maximum(pos_f.sum(-1), 1.0)
+  return -jnp.mean(mean_log_prob_pos)
