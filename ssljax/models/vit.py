@@ -1,0 +1,347 @@
+"""Vision Transformer backbone.
+
+From "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale"
+(Dosovitskiy et al., 2021), with the pieces self-supervised methods need:
+
+- pre-LN blocks (LayerNorm eps 1e-6), GELU MLP, a final LayerNorm;
+- fixed 2-D sin-cos positional embeddings as in "Masked Autoencoders Are Scalable
+  Vision Learners" (He et al., 2022), or learned ones;
+- optional register tokens, "Vision Transformers Need Registers" (Darcet et al., 2024);
+- `keep_indices` to encode only a subset of patches (MAE, I-JEPA) and `token_mask`
+  to replace patches by a learned mask token (iBOT, SimMIM);
+- stochastic depth, "Deep Networks with Stochastic Depth" (Huang et al., 2016),
+  with the linear per-layer schedule of DeiT/DINO;
+- attention through `ssljax.kernels.attention.dot_product_attention`.
+
+Token order inside the encoder: [cls (if pool == 'cls'), registers..., patches...].
+Parameter names (stable, for partition rules): `patch_embed/{kernel,bias}`, `cls`,
+`registers`, `mask_token`, `pos_embedding` (learned only), `block{i}/{norm1,attn,norm2,mlp}`,
+`attn/{query,key,value,out}/{kernel,bias}`, `mlp/{fc1,fc2}/{kernel,bias}`, `norm`.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ssljax.kernels import attention as attention_lib
+
+# width, depth, num_heads, as in Table 1 of the ViT paper (+ Ti from DeiT).
+VARIANTS = {
+    "ti": (192, 12, 3),
+    "s": (384, 12, 6),
+    "b": (768, 12, 12),
+    "l": (1024, 24, 16),
+    "h": (1280, 32, 16),
+}
+POOLS = ("cls", "gap")
+POSEMBS = ("sincos2d", "learned")
+
+_LN_EPS = 1e-6
+_dense_init = nn.initializers.xavier_uniform()
+_token_init = nn.initializers.normal(stddev=0.02)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every ViT key with its default (a ViT-S/16 at 224 px when `variant` is '')."""
+  return ml_collections.ConfigDict({
+      "name": "vit",
+      "dtype": "float32",       # compute dtype; params are always float32
+      "variant": "",            # '' or one of VARIANTS: overrides width/depth/num_heads
+      "patch_size": 16,
+      "width": 384,
+      "depth": 12,
+      "num_heads": 6,
+      "mlp_ratio": 4.0,
+      "num_registers": 0,
+      "pool": "cls",            # 'cls' token or 'gap' (mean of patch tokens, no cls token)
+      "posemb": "sincos2d",     # 'sincos2d' (fixed) or 'learned'
+      "image_size": 224,        # reference resolution: learned posemb grid, sincos scale
+      "attention_impl": "auto",  # 'auto' | 'pallas' | 'xla' | 'reference'
+      "drop_path": 0.0,         # stochastic depth rate of the last block
+  })
+
+
+def resolve_variant(variant: str, width: int, depth: int, num_heads: int) -> tuple[int, int, int]:
+  """(width, depth, num_heads) of `variant`, or the explicit values when variant is ''."""
+  if variant == "":
+    return width, depth, num_heads
+  if variant not in VARIANTS:
+    raise ValueError(f"ViT variant={variant!r}; expected '' or one of {tuple(VARIANTS)}")
+  return VARIANTS[variant]
+
+
+def sincos_2d_posemb(grid_h: int, grid_w: int, width: int, ref_grid: Optional[int] = None,
+                     temperature: float = 10000.0) -> jax.Array:
+  """Fixed 2-D sin-cos positional embeddings (MAE style), float32.
+
+  The first width/2 channels encode the row, the last width/2 the column; each half is
+  [sin(pos * w_k), cos(pos * w_k)] with w_k = temperature^(-k / (width/4)).
+  When `ref_grid` is given and differs from the grid, positions are rescaled to the
+  reference grid, pos = (i + 0.5) * ref_grid / grid - 0.5: a 96 px local crop then gets
+  the embedding a 224 px image would have at the same relative place (what DINO obtains by
+  interpolating learned embeddings). With grid == ref_grid this is MAE's integer grid.
+
+  Args:
+    grid_h, grid_w: number of patch rows and columns.
+    width: embedding dimension, a multiple of 4.
+    ref_grid: patches per side at the reference resolution, or None for the grid itself.
+    temperature: the frequency base.
+
+  Returns:
+    [grid_h * grid_w, width] row-major over (row, column).
+  """
+  if width % 4:
+    raise ValueError(f"sincos2d positional embedding needs width % 4 == 0, got width={width}")
+
+  def coords(n):
+    pos = np.arange(n, dtype=np.float64)
+    if ref_grid is not None and ref_grid != n:
+      pos = (pos + 0.5) * ref_grid / n - 0.5
+    return pos
+
+  omega = 1.0 / temperature ** (np.arange(width // 4, dtype=np.float64) / (width // 4))
+  ang_h = coords(grid_h)[:, None] * omega[None, :]        # [gh, width/4]
+  ang_w = coords(grid_w)[:, None] * omega[None, :]        # [gw, width/4]
+  emb_h = np.concatenate([np.sin(ang_h), np.cos(ang_h)], axis=1)  # [gh, width/2]
+  emb_w = np.concatenate([np.sin(ang_w), np.cos(ang_w)], axis=1)  # [gw, width/2]
+  emb = np.concatenate([
+      np.broadcast_to(emb_h[:, None, :], (grid_h, grid_w, width // 2)),
+      np.broadcast_to(emb_w[None, :, :], (grid_h, grid_w, width // 2)),
+  ], axis=-1)
+  return jnp.asarray(emb.reshape(grid_h * grid_w, width), dtype=jnp.float32)
+
+
+def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
+  """Stochastic depth: zero whole samples of a residual branch, rescale the rest.
+
+  Args:
+    x: [N, ...] residual branch output.
+    rate: probability of dropping a sample's branch.
+    rng: PRNG key.
+
+  Returns:
+    [N, ...] x * keep / (1 - rate), keep ~ Bernoulli(1 - rate) per sample.
+  """
+  keep_prob = 1.0 - rate
+  keep = jax.random.bernoulli(rng, keep_prob, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+
+
+class MultiHeadAttention(nn.Module):
+  """Self-attention; the softmax(qk^T)v core is `kernels.attention.dot_product_attention`.
+
+  Attributes:
+    num_heads: number of heads H; width must be divisible by it.
+    attention_impl: 'auto' | 'pallas' | 'xla' | 'reference'.
+    dtype: compute dtype.
+  """
+  num_heads: int
+  attention_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[B, L, D] -> [B, L, D]."""
+    width = x.shape[-1]
+    head_dim = width // self.num_heads
+    proj = lambda name: nn.DenseGeneral(  # noqa: E731
+        (self.num_heads, head_dim), kernel_init=_dense_init, dtype=self.dtype,
+        param_dtype=jnp.float32, name=name)
+    q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)  # [B, L, H, Dh]
+    out = attention_lib.dot_product_attention(q, k, v, impl=self.attention_impl)
+    return nn.DenseGeneral(width, axis=(-2, -1), kernel_init=_dense_init, dtype=self.dtype,
+                           param_dtype=jnp.float32, name="out")(out)
+
+
+class MLP(nn.Module):
+  """Transformer MLP: Dense(hidden) -> GELU -> Dense(D)."""
+  hidden_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[B, L, D] -> [B, L, D]."""
+    width = x.shape[-1]
+    x = nn.Dense(self.hidden_dim, kernel_init=_dense_init, dtype=self.dtype,
+                 param_dtype=jnp.float32, name="fc1")(x)
+    x = nn.gelu(x, approximate=False)
+    return nn.Dense(width, kernel_init=_dense_init, dtype=self.dtype,
+                    param_dtype=jnp.float32, name="fc2")(x)
+
+
+class EncoderBlock(nn.Module):
+  """Pre-LN transformer block: x + Attn(LN(x)), then x + MLP(LN(x)), with stochastic depth."""
+  num_heads: int
+  mlp_dim: int
+  drop_path: float = 0.0
+  attention_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """[B, L, D] -> [B, L, D]."""
+    def residual(x, y):
+      if train and self.drop_path > 0.0:
+        y = drop_path(y, self.drop_path, self.make_rng("dropout"))
+      return x + y
+
+    ln = lambda name: nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype,  # noqa: E731
+                                   param_dtype=jnp.float32, name=name)
+    y = MultiHeadAttention(self.num_heads, self.attention_impl, self.dtype, name="attn")(
+        ln("norm1")(x))
+    x = residual(x, y)
+    y = MLP(self.mlp_dim, self.dtype, name="mlp")(ln("norm2")(x))
+    return residual(x, y)
+
+
+class ViT(nn.Module):
+  """Vision Transformer encoder returning pooled features (and optionally all tokens).
+
+  Attributes:
+    patch_size: side of the square patches; image sides must be multiples of it.
+    width: token dimension D.
+    depth: number of blocks.
+    num_heads: attention heads; D % num_heads == 0.
+    mlp_ratio: MLP hidden size / D.
+    num_registers: R learned register tokens (no positional embedding), never pooled.
+    pool: 'cls' (a cls token is prepended and its final state is the feature) or
+      'gap' (no cls token; mean of the final patch tokens).
+    posemb: 'sincos2d' (fixed) or 'learned' (a [image_size/patch]^2 grid, bicubically
+      resized when the input grid differs).
+    image_size: reference image side (see `sincos_2d_posemb`, and the learned grid).
+    attention_impl: passed to `dot_product_attention` as impl.
+    drop_path: stochastic depth rate of the last block; block i uses rate * i / (depth - 1).
+      Needs a 'dropout' rng when train=True and rate > 0.
+    dtype: compute dtype (params are float32, outputs float32).
+  """
+  patch_size: int = 16
+  width: int = 384
+  depth: int = 12
+  num_heads: int = 6
+  mlp_ratio: float = 4.0
+  num_registers: int = 0
+  pool: str = "cls"
+  posemb: str = "sincos2d"
+  image_size: int = 224
+  attention_impl: str = "auto"
+  drop_path: float = 0.0
+  dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    if self.pool not in POOLS:
+      raise ValueError(f"ViT pool={self.pool!r}; expected one of {POOLS}")
+    if self.posemb not in POSEMBS:
+      raise ValueError(f"ViT posemb={self.posemb!r}; expected one of {POSEMBS}")
+    if self.attention_impl not in attention_lib.IMPLS:
+      raise ValueError(f"ViT attention_impl={self.attention_impl!r}; "
+                       f"expected one of {attention_lib.IMPLS}")
+    for key in ("patch_size", "width", "depth", "num_heads", "image_size"):
+      if int(getattr(self, key)) < 1:
+        raise ValueError(f"ViT {key}={getattr(self, key)!r}; expected a positive int")
+    if self.width % self.num_heads:
+      raise ValueError(f"ViT width={self.width} is not divisible by num_heads={self.num_heads}")
+    if self.posemb == "sincos2d" and self.width % 4:
+      raise ValueError(f"ViT width={self.width}; posemb='sincos2d' needs a multiple of 4")
+    if self.num_registers < 0:
+      raise ValueError(f"ViT num_registers={self.num_registers}; expected >= 0")
+    if not 0.0 <= self.drop_path < 1.0:
+      raise ValueError(f"ViT drop_path={self.drop_path}; expected a rate in [0, 1)")
+    super().__post_init__()
+
+  @property
+  def num_features(self) -> int:
+    """Dimension D of the pooled features."""
+    return self.width
+
+  def _posemb(self, grid_h: int, grid_w: int) -> jax.Array:
+    """[grid_h * grid_w, D] float32 positional embeddings for a grid of patches."""
+    ref = self.image_size // self.patch_size
+    if self.posemb == "sincos2d":
+      return sincos_2d_posemb(grid_h, grid_w, self.width, ref_grid=ref)
+    table = self.param("pos_embedding", _token_init, (ref * ref, self.width), jnp.float32)
+    if (grid_h, grid_w) != (ref, ref):
+      table = jax.image.resize(table.reshape(ref, ref, self.width),
+                               (grid_h, grid_w, self.width), method="bicubic")
+    return table.reshape(grid_h * grid_w, self.width)
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False,
+               keep_indices: Optional[jax.Array] = None,
+               return_tokens: bool = False, token_mask: Optional[jax.Array] = None):
+    """Encodes images.
+
+    Args:
+      images: [N, H, W, C] float, already normalised; H, W multiples of patch_size.
+      train: enables stochastic depth.
+      keep_indices: optional [N, K] int in [0, P): only these patch tokens (after positional
+        embeddings were added) enter the encoder, in this order. P = (H/p) * (W/p).
+      return_tokens: return a dict of final (normed) tokens instead of the pooled array.
+      token_mask: optional [N, P] bool, True where a patch embedding is replaced by the
+        learned `mask_token` (before positional embeddings are added).
+
+    Returns:
+      pooled [N, D] float32, or when return_tokens a dict of float32 arrays:
+      {'cls': [N, D] or None (pool='gap'), 'patches': [N, P or K, D],
+       'registers': [N, R, D], 'pooled': [N, D]}.
+    """
+    n, h, w, _ = images.shape
+    p = self.patch_size
+    if h % p or w % p:
+      raise ValueError(f"ViT image size {h}x{w} is not divisible by patch_size={p}")
+    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", kernel_init=_dense_init,
+                dtype=self.dtype, param_dtype=jnp.float32, name="patch_embed")(
+                    images.astype(self.dtype))
+    grid_h, grid_w = h // p, w // p
+    x = x.reshape(n, grid_h * grid_w, self.width)                        # [N, P, D]
+
+    mask_token = self.param("mask_token", nn.initializers.zeros, (1, 1, self.width), jnp.float32)
+    if token_mask is not None:
+      if token_mask.shape != (n, grid_h * grid_w):
+        raise ValueError(f"token_mask shape {token_mask.shape}; expected {(n, grid_h * grid_w)}")
+      x = jnp.where(token_mask[..., None], mask_token.astype(x.dtype), x)
+    x = x + self._posemb(grid_h, grid_w).astype(x.dtype)[None]
+
+    if keep_indices is not None:
+      if keep_indices.ndim != 2 or keep_indices.shape[0] != n:
+        raise ValueError(f"keep_indices shape {keep_indices.shape}; expected [{n}, K]")
+      x = jnp.take_along_axis(x, keep_indices[..., None].astype(jnp.int32), axis=1)  # [N, K, D]
+
+    prefix = []
+    if self.pool == "cls":
+      cls = self.param("cls", _token_init, (1, 1, self.width), jnp.float32)
+      prefix.append(jnp.broadcast_to(cls.astype(x.dtype), (n, 1, self.width)))
+    if self.num_registers:
+      reg = self.param("registers", _token_init, (1, self.num_registers, self.width), jnp.float32)
+      prefix.append(jnp.broadcast_to(reg.astype(x.dtype), (n, self.num_registers, self.width)))
+    num_prefix = sum(t.shape[1] for t in prefix)
+    x = jnp.concatenate(prefix + [x], axis=1)
+
+    mlp_dim = int(round(self.width * self.mlp_ratio))
+    for i in range(self.depth):
+      rate = self.drop_path * i / max(self.depth - 1, 1)
+      x = EncoderBlock(self.num_heads, mlp_dim, rate, self.attention_impl, self.dtype,
+                       name=f"block{i}")(x, train=train)
+    x = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x)
+
+    patches = x[:, num_prefix:]
+    registers = x[:, num_prefix - self.num_registers:num_prefix]
+    if self.pool == "cls":
+      cls_out = x[:, 0]
+      pooled = cls_out
+    else:
+      cls_out = None
+      pooled = jnp.mean(patches.astype(jnp.float32), axis=1)
+    pooled = pooled.astype(jnp.float32)
+    if not return_tokens:
+      return pooled
+    return {
+        "cls": None if cls_out is None else cls_out.astype(jnp.float32),
+        "patches": patches.astype(jnp.float32),
+        "registers": registers.astype(jnp.float32),
+        "pooled": pooled,
+    }
