@@ -50,9 +50,9 @@ def _labels(y, name: str, num_examples: int, num_classes: int) -> np.ndarray:
   if y.size:
     lo, hi = y.min(), y.max()
     if lo < 0 or hi >= num_classes:
-      bad = lo if lo < 0 else hi
+      bad = int(lo if lo < 0 else hi)
       raise ValueError(
-          f"{name} contains label {bad!r}; expected labels in [0, num_classes) = [0, {num_classes}).")
+          f"{name} contains label {bad}; expected labels in [0, num_classes) = [0, {num_classes}).")
   return y.astype(np.int32)
 
 
@@ -98,13 +98,14 @@ def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
-def _knn_chunk_correct(train_z, train_y, query_z, query_y, valid, *, k, num_classes, temperature):
+def _knn_chunk_correct(train_x, train_y, query_x, query_y, valid, *, k, num_classes, temperature):
   """Number of correct weighted-kNN predictions in one chunk of queries.
 
   Args:
-    train_z: [N, D] L2-normalised training features.
+    train_x: [N, D] training features (normalised here: O(N D), small next to the
+      O(B N D) similarity matmul).
     train_y: [N] int32 training labels.
-    query_z: [B, D] L2-normalised queries (padded rows allowed).
+    query_x: [B, D] queries (padded rows allowed).
     query_y: [B] int32 query labels.
     valid: [B] bool, False for padding rows.
     k: neighbours per query (static).
@@ -114,7 +115,7 @@ def _knn_chunk_correct(train_z, train_y, query_z, query_y, valid, *, k, num_clas
   Returns:
     Scalar int32 count of valid rows whose weighted vote equals the label.
   """
-  sim = query_z @ train_z.T                                          # [B, N]
+  sim = _l2_normalize(query_x) @ _l2_normalize(train_x).T            # [B, N] cosine
   top_sim, top_idx = jax.lax.top_k(sim, k)                           # [B, k]
   # exp((s - s_max) / T): same argmax as exp(s / T), no overflow for small T.
   weights = jnp.exp((top_sim - top_sim[:, :1]) / temperature)        # [B, k]
@@ -166,14 +167,13 @@ def knn_top1(train_feats, train_labels, test_feats, test_labels, num_classes: in
   chunk = min(batch_size, num_test)
   num_chunks = -(-num_test // chunk)
   pad = num_chunks * chunk - num_test
-  train_z = _l2_normalize(jnp.asarray(xtr))
-  train_y = jnp.asarray(ytr)
-  test_z = _l2_normalize(jnp.asarray(np.pad(xte, ((0, pad), (0, 0)))))
-  test_y = jnp.asarray(np.pad(yte, (0, pad)))
-  valid = jnp.arange(num_chunks * chunk) < num_test
-  correct = jnp.zeros((), jnp.int32)
+  train_x, train_y = jnp.asarray(xtr), jnp.asarray(ytr)
+  test_x = np.pad(xte, ((0, pad), (0, 0)))
+  test_y = np.pad(yte, (0, pad))
+  valid = np.arange(num_chunks * chunk) < num_test
+  correct = 0
   for i in range(num_chunks):
     s = slice(i * chunk, (i + 1) * chunk)
-    correct += _knn_chunk_correct(train_z, train_y, test_z[s], test_y[s], valid[s],
+    correct += _knn_chunk_correct(train_x, train_y, test_x[s], test_y[s], valid[s],
                                   k=k, num_classes=int(num_classes), temperature=float(temperature))
   return float(int(correct) / num_test)
