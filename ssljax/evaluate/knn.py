@@ -119,8 +119,9 @@ def _knn_chunk_correct(train_x, train_y, query_x, query_y, valid, *, k, num_clas
   top_sim, top_idx = jax.lax.top_k(sim, k)                           # [B, k]
   # exp((s - s_max) / T): same argmax as exp(s / T), no overflow for small T.
   weights = jnp.exp((top_sim - top_sim[:, :1]) / temperature)        # [B, k]
-  votes = jax.nn.one_hot(train_y[top_idx], num_classes, dtype=jnp.float32)  # [B, k, C]
-  scores = jnp.einsum("bk,bkc->bc", weights, votes)                  # [B, C]
+  rows = jnp.broadcast_to(jnp.arange(weights.shape[0])[:, None], weights.shape)
+  scores = jnp.zeros((weights.shape[0], num_classes), jnp.float32)
+  scores = scores.at[rows, train_y[top_idx]].add(weights)            # [B, C] summed votes
   pred = jnp.argmax(scores, axis=-1)
   return jnp.sum((pred == query_y) & valid, dtype=jnp.int32)
 
