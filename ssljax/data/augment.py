@@ -30,15 +30,18 @@ Speed (measured once on one core of the development machine, numpy 2.4, Pillow 1
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import ml_collections
 import numpy as np
 from PIL import Image
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_HUE_N = np.array([5.0, 3.0, 1.0], np.float32).reshape(3, 1, 1)
 _CROP_TRIES = 10
+_BLUR_MATMUL_MAX = 64
 _MASK_KINDS = ("", "random", "block", "multiblock")
 
 
@@ -120,9 +123,8 @@ class ViewSpec:
     return (g, g)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Params:
-  """The config read once per view into plain Python floats (ConfigDict access is slow)."""
+class _Params(NamedTuple):
+  """The config read once per call into plain Python values (ConfigDict access is slow)."""
   crop_scale: tuple[float, float]
   crop_ratio: tuple[float, float]
   hflip_prob: float
@@ -141,9 +143,9 @@ class _Params:
 
 
 def _params(cfg: Any, crop_scale: Sequence[float] | None = None) -> _Params:
-  p = _Params(**{f.name: cfg[f.name] for f in dataclasses.fields(_Params)})
+  p = _Params(*[cfg[name] for name in _Params._fields])
   if crop_scale is not None:
-    p = dataclasses.replace(p, crop_scale=tuple(crop_scale))
+    p = p._replace(crop_scale=tuple(crop_scale))
   return p
 
 
@@ -158,13 +160,22 @@ def _as_hwc_uint8(image: np.ndarray) -> np.ndarray:
   return image
 
 
-def _crop_resize(image: np.ndarray, box: tuple[float, float, float, float],
-                 size: int) -> np.ndarray:
-  """Bilinear crop-and-resize of the (left, top, right, bottom) box to [size, size, C] uint8."""
-  c = image.shape[-1]
-  pil = Image.fromarray(image[:, :, 0] if c == 1 else image)
-  out = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR, box=box))
-  return out[:, :, None] if c == 1 else out
+def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int,
+                 flip: bool = False) -> np.ndarray:
+  """uint8 [H, W, C] -> float32 [C, size, size] in [0, 1]: Pillow bilinear resize of box (l, t, r, b).
+
+  Pillow's BILINEAR filter samples output pixel i at left + (i + 0.5) * scale, interpolates between
+  the nearest pixel centres when enlarging and stretches the triangle filter by the scale when
+  shrinking (antialiased), exactly what torchvision's RandomResizedCrop does on PIL images.
+  """
+  h, w, c = image.shape
+  mode = "L" if c == 1 else "RGB"
+  pil = Image.frombuffer(mode, (w, h), np.ascontiguousarray(image).tobytes(), "raw", mode, 0, 1)
+  out = pil.resize((size, size), Image.Resampling.BILINEAR, box=box)
+  x = np.frombuffer(out.tobytes(), np.uint8).reshape(size, size, c)
+  if flip:
+    x = x[:, ::-1]
+  return x.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def _crop_box(h: int, w: int, u: np.ndarray, scale: Sequence[float],
@@ -193,48 +204,33 @@ def _crop_box(h: int, w: int, u: np.ndarray, scale: Sequence[float],
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
-  """[S, S, C] float -> [S, S, 1] luma (identity for C = 1)."""
-  if x.shape[-1] == 1:
+  """[C, S, S] float -> [1, S, S] ITU-R 601 luma (identity for C = 1)."""
+  if x.shape[0] == 1:
     return x
-  return (x @ _LUMA)[:, :, None]
+  return (_LUMA @ x.reshape(3, -1)).reshape((1,) + x.shape[1:])
 
 
-def _rgb_to_hsv(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  r, g, b = x[..., 0], x[..., 1], x[..., 2]
-  v = x.max(-1)
-  c = v - x.min(-1)
-  safe_c = np.where(c > 0, c, 1.0)
-  s = np.where(v > 0, c / np.where(v > 0, v, 1.0), 0.0)
-  h = np.where(v == r, (g - b) / safe_c,
-               np.where(v == g, 2.0 + (b - r) / safe_c, 4.0 + (r - g) / safe_c))
-  h = np.where(c > 0, h / 6.0, 0.0) % 1.0
-  return h, s, v
+def _clip01(x: np.ndarray) -> np.ndarray:
+  return np.clip(x, 0.0, 1.0, out=x)
 
 
-def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-  # f(n) = v - v s max(0, min(k, 4 - k, 1)), k = (n + 6h) mod 6, for n = 5, 3, 1 (R, G, B).
-  k = (np.array([5.0, 3.0, 1.0], np.float32) + 6.0 * h[..., None]) % 6.0
-  ramp = np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
-  return (v[..., None] * (1.0 - s[..., None] * ramp)).astype(np.float32)
+def _adjust_hue(x: np.ndarray, shift: float) -> np.ndarray:
+  """Rotate the HSV hue of a float RGB image [3, S, S] in [0, 1] by `shift` turns.
 
-
-def _jitter(x: np.ndarray, u: np.ndarray, p: _Params) -> np.ndarray:
-  """Colour jitter from 8 uniforms: 4 factor draws then 4 that fix the order by argsort."""
-  rgb = x.shape[-1] == 3
-  for op in np.argsort(u[4:8], kind="stable"):
-    if op == 0 and p.brightness > 0:
-      f = _factor(p.brightness, u[0])
-      x = np.clip(x * np.float32(f), 0.0, 1.0)
-    elif op == 1 and p.contrast > 0:
-      f = np.float32(_factor(p.contrast, u[1]))
-      x = np.clip(f * x + (1.0 - f) * _gray(x).mean(), 0.0, 1.0)
-    elif op == 2 and p.saturation > 0 and rgb:
-      f = np.float32(_factor(p.saturation, u[2]))
-      x = np.clip(f * x + (1.0 - f) * _gray(x), 0.0, 1.0)
-    elif op == 3 and p.hue > 0 and rgb:
-      h, s, v = _rgb_to_hsv(x)
-      x = _hsv_to_rgb((h + (2.0 * u[3] - 1.0) * p.hue) % 1.0, s, v)
-  return x.astype(np.float32, copy=False)
+  Value v = max and chroma c = max - min do not change under a hue rotation, so the HSV round trip
+  reduces to: hue h6 in [0, 6) from the maximal channel, then channel n (R: 5, G: 3, B: 1) is
+  v - c * clip(min(k, 4 - k), 0, 1) with k = (n + h6 + 6 shift) mod 6.
+  """
+  r, g, b = x[0], x[1], x[2]
+  v = np.maximum(np.maximum(r, g), b)
+  c = v - np.minimum(np.minimum(r, g), b)
+  inv = np.float32(1.0) / np.maximum(c, np.float32(1e-12))
+  h6 = np.where(v == r, (g - b) * inv,
+                np.where(v == g, (b - r) * inv + np.float32(2.0), (r - g) * inv + np.float32(4.0)))
+  k = h6 + np.float32(6.0 * shift) + _HUE_N
+  k -= np.float32(6.0) * np.floor(k * np.float32(1.0 / 6.0))
+  ramp = np.clip(np.minimum(k, np.float32(4.0) - k), 0.0, 1.0)
+  return v - c * ramp
 
 
 def _factor(strength: float, u: float) -> float:
@@ -243,40 +239,84 @@ def _factor(strength: float, u: float) -> float:
   return lo + (1.0 + strength - lo) * u
 
 
-def _blur_matrix(size: int, sigma: float) -> np.ndarray:
-  """[size, size] matrix B with B @ column = 1-D Gaussian blur with reflect padding."""
+def _jitter(x: np.ndarray, u: np.ndarray, p: _Params) -> np.ndarray:
+  """Colour jitter of [C, S, S] from 8 uniforms: 4 factors, then 4 whose argsort is the order."""
+  rgb = x.shape[0] == 3
+  for op in np.argsort(u[4:8], kind="stable"):
+    if op == 0 and p.brightness > 0:
+      x = _clip01(x * np.float32(_factor(p.brightness, u[0])))
+    elif op == 1 and p.contrast > 0:
+      f = _factor(p.contrast, u[1])
+      mean = float(_gray(x).sum()) / (x.shape[1] * x.shape[2])
+      x = _clip01(x * np.float32(f) + np.float32((1.0 - f) * mean))
+    elif op == 2 and p.saturation > 0 and rgb:
+      f = np.float32(_factor(p.saturation, u[2]))
+      x = _clip01(x * f + _gray(x) * (np.float32(1.0) - f))
+    elif op == 3 and p.hue > 0 and rgb:
+      x = _adjust_hue(x, (2.0 * u[3] - 1.0) * p.hue)
+  return x
+
+
+@functools.lru_cache(maxsize=64)
+def _reflect_shifts(size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Kernel taps [k] and 0/1 matrices [k, S * S]: M[t] @ col shifts col by taps[t], reflected.
+
+  k = 10% of `size`, made odd, at least 3 (SimCLR: 23 for 224 px).
+  """
   k = max(3, int(0.1 * size))
   k += 1 - k % 2
-  half = k // 2
-  taps = np.arange(-half, half + 1)
-  w = np.exp(-0.5 * (taps / sigma) ** 2)
-  w /= w.sum()
-  src = np.arange(size)[:, None] + taps[None, :]
+  taps = np.arange(-(k // 2), k // 2 + 1)
+  src = np.arange(size)[None, :] + taps[:, None]  # [k, S]
   if size > 1:
     period = 2 * (size - 1)
     src = np.abs(src) % period
     src = np.where(src >= size, period - src, src)
   else:
     src = np.zeros_like(src)
-  b = np.zeros((size, size), np.float64)
-  np.add.at(b, (np.repeat(np.arange(size), k), src.ravel()), np.tile(w, size))
-  return b.astype(np.float32)
+  shifts = np.zeros((k, size, size), np.float32)
+  shifts[np.arange(k)[:, None], np.arange(size)[None, :], src] = 1.0
+  taps = taps.astype(np.float32)
+  taps.flags.writeable = False
+  shifts = shifts.reshape(k, size * size)
+  shifts.flags.writeable = False
+  return taps, shifts
 
 
 def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
-  """Separable Gaussian blur of a square [S, S, C] float32 image."""
-  b = _blur_matrix(x.shape[0], sigma)
-  y = np.tensordot(b, x, axes=([1], [0]))  # rows: [S, S, C]
-  return np.tensordot(y, b, axes=([1], [1])).transpose(0, 2, 1)  # columns
+  """Separable Gaussian blur (reflect padding) of a square [C, S, S] float32 image.
+
+  Small views (S <= 64) multiply by the [S, S] blur matrix on both sides (two small matmuls);
+  larger ones sum the k shifted copies of the padded image per axis.
+  """
+  s = x.shape[-1]
+  taps, shifts = _reflect_shifts(s)
+  w = np.exp(taps * taps * np.float32(-0.5 / (sigma * sigma)))
+  w /= w.sum()
+  if s <= _BLUR_MATMUL_MAX:
+    b = (w @ shifts).reshape(s, s)
+    return b @ x @ b.T
+  half = len(taps) // 2
+  for axis in (1, 2):
+    pad = [(0, 0)] * 3
+    pad[axis] = (half, half)
+    xp = np.pad(x, pad, mode="reflect")
+    window = [slice(None)] * 3
+    y = np.zeros_like(x)
+    for t in range(len(taps)):
+      window[axis] = slice(t, t + s)
+      y += w[t] * xp[tuple(window)]
+    x = y
+  return x
 
 
-def _normalize(x: np.ndarray, p: _Params) -> np.ndarray:
-  c = x.shape[-1]
-  mean = np.asarray(p.mean, np.float32)
-  std = np.asarray(p.std, np.float32)
-  if mean.size not in (1, c) or std.size not in (1, c):
+def _to_hwc_normalized(x: np.ndarray, p: _Params) -> np.ndarray:
+  """[C, S, S] in [0, 1] -> float32 [S, S, C] of (x - mean) / std."""
+  c = x.shape[0]
+  if len(p.mean) not in (1, c) or len(p.std) not in (1, c):
     raise ValueError(f"mean {p.mean} / std {p.std} must have 1 or {c} entries for C={c}")
-  return ((x - mean) / std).astype(np.float32, copy=False)
+  inv = np.float32(1.0) / np.asarray(p.std, np.float32).reshape(-1, 1, 1)
+  shift = np.asarray(p.mean, np.float32).reshape(-1, 1, 1) * inv
+  return np.ascontiguousarray((x * inv - shift).transpose(1, 2, 0))
 
 
 def _augment(image: np.ndarray, rng: np.random.Generator, size: int, p: _Params) -> np.ndarray:
@@ -284,20 +324,17 @@ def _augment(image: np.ndarray, rng: np.random.Generator, size: int, p: _Params)
   u_crop = rng.random(2 * _CROP_TRIES + 2)
   u = rng.random(14)
   box = _crop_box(h, w, u_crop, p.crop_scale, p.crop_ratio)
-  x8 = _crop_resize(image, box, size)
-  if u[0] < p.hflip_prob:
-    x8 = x8[:, ::-1]
-  x = x8.astype(np.float32) * np.float32(1.0 / 255.0)
+  x = _crop_resize(image, box, size, flip=bool(u[0] < p.hflip_prob))
   if u[1] < p.color_jitter_prob:
     x = _jitter(x, u[2:10], p)
   if c == 3 and u[10] < p.grayscale_prob:
-    x = np.repeat(_gray(x), 3, axis=-1)
+    x = np.repeat(_gray(x), 3, axis=0)
   if u[11] < p.blur_prob:
     lo, hi = p.blur_sigma
     x = _blur(x, lo + (hi - lo) * u[12])
   if u[13] < p.solarize_prob:
     x = np.where(x >= np.float32(p.solarize_threshold), np.float32(1.0) - x, x)
-  return _normalize(x, p)
+  return _to_hwc_normalized(x, p)
 
 
 def augment_view(image: np.ndarray, rng: np.random.Generator, size: int, cfg: Any) -> np.ndarray:
@@ -331,15 +368,7 @@ def center_view(image: np.ndarray, size: int, cfg: Any) -> np.ndarray:
   side = min(h, w)
   top, left = (h - side) // 2, (w - side) // 2
   x = _crop_resize(image, (left, top, left + side, top + side), size)
-  x = x.astype(np.float32) * np.float32(1.0 / 255.0)
-  mean = tuple(cfg["mean"])
-  std = tuple(cfg["std"])
-  c = x.shape[-1]
-  m = np.asarray(mean, np.float32)
-  s = np.asarray(std, np.float32)
-  if m.size not in (1, c) or s.size not in (1, c):
-    raise ValueError(f"mean {mean} / std {std} must have 1 or {c} entries for C={c}")
-  return ((x - m) / s).astype(np.float32, copy=False)
+  return _to_hwc_normalized(x, _Params(*([None] * 13), tuple(cfg["mean"]), tuple(cfg["std"])))
 
 
 def multicrop_views(image: np.ndarray, rng: np.random.Generator, spec: ViewSpec, cfg: Any,

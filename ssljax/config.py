@@ -1,0 +1,206 @@
+"""The config schema: defaults for every key, and validation that fails before any compile.
+
+A config file (configs/*.py) defines `get_config()` that starts from `base_config(method, model)`
+and changes what it needs. `validate(config)` compares the result against a fresh schema built
+for the same method and backbone, so that an unknown key, a wrong type or an impossible value
+stops the run with one line naming the key, the value and what was expected.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+import ml_collections
+
+from ssljax.data import augment
+from ssljax import methods as methods_lib
+from ssljax import models as models_lib
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the key, the value and what was expected."""
+
+
+DATA_SOURCES = ("digits", "image_folder", "tfds", "synthetic")
+DTYPES = ("float32", "bfloat16")
+OPTIMIZERS = ("lars", "adamw", "sgd")
+PARAM_SHARDINGS = ("replicated", "fsdp")
+
+
+def _data_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      source="digits",          # 'digits' | 'image_folder' | 'tfds' | 'synthetic'
+      path="",                  # image_folder root (train/ and val/ inside) or TFDS data_dir
+      tfds_name="",             # e.g. 'cifar10' for source='tfds'
+      train_split="train",
+      eval_split="val",         # 'val' for digits / image_folder; e.g. 'test' for TFDS cifar10
+      image_size=16,            # side of the global crops fed to the backbone
+      synthetic_size=32,        # synthetic source: stored image side
+      synthetic_examples=1024,  # synthetic source: number of images
+      worker_count=0,           # grain worker processes (0 = in the main process)
+      prefetch=2,               # batches prefetched by grain threads
+      augment=augment.default_augment_config(),
+  ))
+
+
+def _optimizer_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name="adamw",             # 'lars' | 'adamw' | 'sgd'
+      base_lr=1e-3,             # learning rate at global batch 256; scaled by batch_size / 256
+      scale_lr_by_batch=True,
+      weight_decay=1e-6,        # skipped for biases and normalisation parameters
+      momentum=0.9,             # lars / sgd
+      b1=0.9,                   # adamw
+      b2=0.999,                 # adamw
+      trust_coefficient=1e-3,   # lars
+      warmup_steps=10,
+      end_lr_frac=0.0,          # final lr = peak * end_lr_frac (cosine decay)
+      grad_clip=0.0,            # global-norm clipping, 0 = off
+  ))
+
+
+def _eval_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      knn_k=20,
+      knn_temperature=0.07,
+      linear_epochs=100,
+      batch_size=256,           # feature-extraction batch
+      max_examples=10000,       # cap on the train-split bank used for kNN / linear probe
+      random_init=True,         # also evaluate a random-init backbone once (knn_top1_random_init)
+  ))
+
+
+def base_config(method: str = "simclr", model: str = "resnet") -> ml_collections.ConfigDict:
+  """All keys with their defaults for `method` on backbone `model`."""
+  c = ml_collections.ConfigDict()
+  c.method = method
+  c.seed = 0
+  c.batch_size = 256            # global batch, over all devices and processes
+  c.total_steps = 1000
+  c.log_every = 10
+  c.eval_every = 200
+  c.checkpoint_every = 200
+  c.keep_checkpoints = 2
+  c.dtype = "float32"           # compute dtype; params, optimizer state and loss stay float32
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
+  c.param_sharding = "replicated"
+  c.progress_bar = True
+  c.model = models_lib.default_model_config(model)
+  c.data = _data_config()
+  c.optimizer = _optimizer_config()
+  c.eval = _eval_config()
+  c[method] = methods_lib.get(method).default_config()
+  return c
+
+
+def _suggest(key: str, choices) -> str:
+  close = difflib.get_close_matches(key, list(choices), n=1)
+  return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _type_name(v: Any) -> str:
+  return type(v).__name__
+
+
+def _compatible(default: Any, value: Any) -> bool:
+  if isinstance(default, bool) or isinstance(value, bool):
+    return isinstance(default, bool) and isinstance(value, bool)
+  if isinstance(default, float):
+    return isinstance(value, (int, float))
+  if isinstance(default, int):
+    return isinstance(value, int)
+  if isinstance(default, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  if default is None:
+    return True
+  return isinstance(value, type(default))
+
+
+def _check_tree(config, schema, prefix: str) -> None:
+  for key in config.keys():
+    path = f"{prefix}{key}"
+    if key not in schema:
+      raise ConfigError(f"unknown config key {path!r}{_suggest(key, schema.keys())}")
+    value, default = config[key], schema[key]
+    if isinstance(default, ml_collections.ConfigDict):
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise ConfigError(f"config.{path} must be a block (ConfigDict), got {value!r}")
+      _check_tree(value, default, path + ".")
+    elif not _compatible(default, value):
+      raise ConfigError(f"config.{path}={value!r} has type {_type_name(value)}; "
+                        f"expected {_type_name(default)} (like the default {default!r})")
+
+
+def _choice(path: str, value: Any, choices) -> None:
+  if value not in choices:
+    raise ConfigError(f"config.{path}={value!r}; expected one of {tuple(choices)}")
+
+
+def _positive(config, *keys: str) -> None:
+  for key in keys:
+    node = config
+    for part in key.split("."):
+      node = node[part]
+    if node <= 0:
+      raise ConfigError(f"config.{key}={node!r}; expected a positive number")
+
+
+def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
+             process_count: int = 1) -> None:
+  """Raises ConfigError (one line) for the first problem found; returns None when the config works.
+
+  Checks, before anything is compiled: known method and backbone, every key known and of the right
+  type, value ranges and choices, mesh sizes against `device_count`, batch size against the
+  data-parallel size and the process count, and that an image folder exists and holds images.
+  """
+  if "method" not in config:
+    raise ConfigError("config.method is missing; expected one of " + str(methods_lib.available()))
+  _choice("method", config.method, methods_lib.available())
+  if "model" not in config or "name" not in config.model:
+    raise ConfigError("config.model.name is missing; expected one of " + str(models_lib.BACKBONES))
+  _choice("model.name", config.model.name, models_lib.BACKBONES)
+  _check_tree(config, base_config(config.method, config.model.name), "")
+
+  _choice("dtype", config.dtype, DTYPES)
+  _choice("data.source", config.data.source, DATA_SOURCES)
+  _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
+  _choice("param_sharding", config.param_sharding, PARAM_SHARDINGS)
+  _positive(config, "batch_size", "total_steps", "log_every", "eval_every", "checkpoint_every",
+            "keep_checkpoints", "data.image_size", "optimizer.base_lr", "eval.knn_k")
+
+  if device_count is not None:
+    from ssljax import parallel  # local: parallel imports jax device state
+    shape = parallel.mesh_shape(config.mesh, device_count)
+    dp = shape.get("data", 1) * shape.get("fsdp", 1)
+    if config.batch_size % dp:
+      raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the data-parallel "
+                        f"size {dp} (mesh data x fsdp = {shape}); expected a multiple of {dp}")
+  if config.batch_size % process_count:
+    raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the process count "
+                      f"{process_count}")
+
+  if config.data.source == "image_folder":
+    _check_image_folder(config.data)
+  if config.data.source == "tfds" and not config.data.tfds_name:
+    raise ConfigError("config.data.tfds_name='' with data.source='tfds'; expected a TFDS name such as 'cifar10'")
+  methods_lib.get(config.method).validate_config(config)
+
+
+def _check_image_folder(data) -> None:
+  path = data.path
+  if not path:
+    raise ConfigError("config.data.path='' with data.source='image_folder'; expected a directory "
+                      "with train/ and val/ sub-folders")
+  if not os.path.isdir(path):
+    raise ConfigError(f"config.data.path={path!r} does not exist or is not a directory")
+  for split in (data.train_split, data.eval_split):
+    split_dir = os.path.join(path, split)
+    if not os.path.isdir(split_dir):
+      raise ConfigError(f"config.data.path={path!r} has no {split!r} sub-folder; expected "
+                        f"{split_dir}/<class>/<image files>")
+    classes = [d for d in sorted(os.listdir(split_dir)) if os.path.isdir(os.path.join(split_dir, d))]
+    if not classes:
+      raise ConfigError(f"image folder {split_dir!r} is empty; expected one sub-folder per class")
+    if not any(os.listdir(os.path.join(split_dir, c)) for c in classes):
+      raise ConfigError(f"image folder {split_dir!r} has class folders but no image files")

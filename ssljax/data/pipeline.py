@@ -1,0 +1,83 @@
+"""The grain pipeline: source -> per-process shard -> shuffle (per epoch) -> views -> batch.
+
+Augmentations are seeded per record by grain's `random_map` (from `seed` and the record's
+position in the repeated stream), so the same seed gives the same views, and the iterator state
+(a position) is all a checkpoint needs to continue the data order exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import grain
+import numpy as np
+
+from ssljax.data import augment
+from ssljax.data.augment import ViewSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class MakeViews:
+  """grain random-map transform: record -> {'global': [G,S,S,C], 'local'?: [L,s,s,C], 'label'}."""
+
+  spec: ViewSpec
+  aug_cfg: Any
+
+  def __call__(self, record: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    out = augment.multicrop_views(record["image"], rng, self.spec, self.aug_cfg)
+    out["label"] = np.int32(record["label"])
+    out.update(_masks(self.spec, rng))
+    return out
+
+
+def _masks(spec: ViewSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Per-record masks for masked-modelling views (empty when spec.mask is '')."""
+  if not getattr(spec, "mask", ""):
+    return {}
+  from ssljax.data import masks
+  grid = (spec.global_size // spec.patch_size,) * 2
+  num_patches = grid[0] * grid[1]
+  if spec.mask == "random":
+    mask, keep, masked = masks.random_mask(rng, num_patches, spec.mask_ratio)
+    return {"mask": mask, "keep_indices": keep, "masked_indices": masked}
+  if spec.mask == "block":
+    return {"mask": masks.block_mask(rng, grid, spec.mask_ratio)}
+  if spec.mask == "multiblock":
+    return dict(masks.multiblock_masks(rng, grid))
+  raise ValueError(f"view spec mask={spec.mask!r}; expected '', 'random', 'block' or 'multiblock'")
+
+
+def train_dataset(source, spec: ViewSpec, aug_cfg, *, seed: int, local_batch_size: int,
+                  process_index: int = 0, process_count: int = 1, worker_count: int = 0,
+                  prefetch: int = 2) -> grain.IterDataset:
+  """An endless iterable of local batches: dict of numpy arrays with leading dim local_batch_size.
+
+  Each process reads the records index = process_index (mod process_count), so processes see
+  disjoint data; shuffling is re-drawn every epoch from `seed`.
+  """
+  if len(source) // process_count < local_batch_size:
+    raise ValueError(f"the train split has {len(source)} examples, fewer per process "
+                     f"({len(source) // process_count}) than the local batch size {local_batch_size}")
+  ds = grain.MapDataset.source(source)
+  if process_count > 1:
+    ds = ds[process_index::process_count]
+  ds = ds.shuffle(seed=seed).repeat()
+  ds = ds.random_map(MakeViews(spec, aug_cfg), seed=seed)
+  ds = ds.batch(local_batch_size, drop_remainder=True)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, min(4, worker_count or 1)),
+                                            prefetch_buffer_size=prefetch * local_batch_size))
+  if worker_count > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  return it
+
+
+def eval_arrays(source, image_size: int, aug_cfg, max_examples: int) -> tuple[np.ndarray, np.ndarray]:
+  """Deterministic eval views of (at most max_examples, evenly spaced) records.
+
+  Returns images float32 [N, image_size, image_size, C] and labels int32 [N].
+  """
+  n = len(source)
+  idx = np.arange(n) if n <= max_examples else np.linspace(0, n - 1, max_examples).astype(np.int64)
+  images = np.stack([augment.center_view(source[int(i)]["image"], image_size, aug_cfg) for i in idx])
+  labels = np.asarray([source[int(i)]["label"] for i in idx], np.int32)
+  return images, labels

@@ -1,0 +1,53 @@
+"""Command line: `python -m ssljax.main --config configs/<name>.py --workdir DIR [--config.key=value ...]`.
+
+Flags follow big_vision/scenic: the config file's `get_config()` builds an ml_collections
+ConfigDict, and any key can be overridden, e.g. `--config.batch_size=64 --config.total_steps=200`.
+Running the same command again with the same workdir resumes from the latest checkpoint.
+Multi-host: set SSLJAX_DISTRIBUTED=1 (or pass --distributed) and the usual JAX coordinator
+environment (or run on Cloud TPU / SLURM, where jax.distributed finds it itself).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, plots, eval.json.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", os.environ.get("SSLJAX_DISTRIBUTED") == "1",
+                                 "Call jax.distributed.initialize() (multi-host runs).")
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; expected only --flags")
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    raise app.UsageError("--config and --workdir are required, e.g. "
+                         "python -m ssljax.main --config configs/simclr_digits.py --workdir /tmp/run")
+  import jax
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  from ssljax import config as config_lib
+  from ssljax import train
+  try:
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except config_lib.ConfigError as e:
+    print(f"ssljax: config error: {e}", file=sys.stderr)
+    return 2
+  if jax.process_index() == 0:
+    print(json.dumps(result, indent=2))
+  return 0
+
+
+def run() -> None:
+  """Console-script entry point (`ssljax --config ... --workdir ...`)."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,55 @@
+"""Pieces shared by methods: building the backbone from the run config, applying Flax modules
+with their mutable collections, and splitting [B, V, ...] view stacks."""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssljax import models
+
+
+def backbone_from_config(config: ml_collections.ConfigDict) -> nn.Module:
+  """The backbone of `config.model`, computing in the run's `config.dtype`."""
+  model_cfg = ml_collections.ConfigDict(config.model.to_dict())
+  model_cfg.dtype = config.dtype
+  return models.build_backbone(model_cfg)
+
+
+def init_module(module: nn.Module, rng: jax.Array, x: jax.Array, **kwargs) -> tuple[Any, Any]:
+  """(params, other collections) of `module` initialised on example input x."""
+  params_rng, dropout_rng = jax.random.split(rng)
+  variables = module.init({"params": params_rng, "dropout": dropout_rng}, x, train=False, **kwargs)
+  variables = dict(variables)
+  params = variables.pop("params")
+  return params, variables
+
+
+def apply_module(module: nn.Module, params: Any, collections: Any, x: jax.Array, *, train: bool,
+                 rng: jax.Array | None = None, **kwargs) -> tuple[Any, Any]:
+  """Runs `module` and returns (output, updated collections).
+
+  In train mode the mutable collections (BatchNorm's 'batch_stats') are updated; in eval mode
+  they are read only and returned unchanged.
+  """
+  variables = {"params": params, **collections}
+  rngs = {"dropout": rng} if (train and rng is not None) else None
+  if train and collections:
+    out, updates = module.apply(variables, x, train=True, rngs=rngs, mutable=list(collections), **kwargs)
+    return out, dict(updates)
+  return module.apply(variables, x, train=train, rngs=rngs, **kwargs), collections
+
+
+def merge_views(views: jax.Array) -> jax.Array:
+  """[B, V, H, W, C] -> [B * V, H, W, C], keeping the (sharded) batch axis leading and contiguous."""
+  b, v = views.shape[:2]
+  return views.reshape((b * v,) + views.shape[2:])
+
+
+def split_views(x: jax.Array, num_views: int) -> jax.Array:
+  """[B * V, ...] -> [V, B, ...] (the inverse of `merge_views`, views first for the losses)."""
+  bv = x.shape[0]
+  return jnp.swapaxes(x.reshape((bv // num_views, num_views) + x.shape[1:]), 0, 1)

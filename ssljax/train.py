@@ -1,0 +1,286 @@
+"""The method-agnostic trainer: mesh, data, state, the jitted train step, the loop, checkpoints, eval.
+
+Sections, in the order a run meets them:
+  1. TrainState and the pure train step.
+  2. Set-up: validate the config, build mesh, method, data iterator, sharded state; resume.
+  3. Evaluation helpers (online kNN on the held-out split, final linear probe).
+  4. The loop: log, evaluate, checkpoint, stop cleanly on SIGTERM/SIGINT.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ssljax import checkpoint as ckpt_lib
+from ssljax import config as config_lib
+from ssljax import methods as methods_lib
+from ssljax import optim
+from ssljax import parallel
+from ssljax import plots
+from ssljax.data import pipeline
+from ssljax.data import sources
+from ssljax.evaluate import online
+from ssljax.metrics_writer import MetricsWriter
+
+# ---------------------------------------------------------------------------------------------
+# 1. TrainState and the pure train step.
+# ---------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training, as one pytree (what a checkpoint holds)."""
+
+  step: jax.Array          # int32 scalar: number of optimizer steps taken
+  params: Any              # what the optimizer updates
+  opt_state: Any
+  method_state: Any        # BatchNorm statistics, EMA teacher, centers, queues, ...
+  rng: jax.Array           # uint32 [2]: per-step keys are fold_in(rng, step)
+
+
+def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
+  """`train_step(state, batch) -> (state, metrics)`, a pure function of its inputs."""
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      return method.loss(params, state.method_state, batch, rng, state.step)
+
+    (loss, (metrics, method_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    method_state = method.after_step(params, method_state, state.step)
+    metrics = dict(metrics, loss=loss.astype(jnp.float32), lr=lr_fn(state.step),
+                   grad_norm=optax.global_norm(grads))
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              method_state=method_state)
+    return new_state, metrics
+
+  return train_step
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Set-up.
+# ---------------------------------------------------------------------------------------------
+
+
+class Trainer:
+  """Builds everything a run needs from `config`; `run()` trains to `config.total_steps`."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    config_lib.validate(config, device_count=jax.device_count(), process_count=jax.process_count())
+    self.config, self.workdir = config, os.path.abspath(workdir)
+    self.is_main = jax.process_index() == 0
+    _prepare_workdir(self.workdir, config, self.is_main)
+
+    self.mesh = parallel.make_mesh(config.mesh)
+    self.method = methods_lib.get(config.method)(config)
+    self.spec = self.method.view_spec()
+    self.batch_sharding = parallel.batch_sharding(self.mesh)
+
+    self.train_source = sources.build_source(config.data, config.data.train_split)
+    self.data = self._data_iterator()
+    self.tx, self.lr_fn = optim.build(config)
+
+    init_fn = self._init_fn(self._example_batch())
+    abstract = jax.eval_shape(init_fn)
+    self.state_shardings = parallel.tree_shardings(abstract, self.mesh, config.param_sharding)
+    self.abstract_state = ckpt_lib.abstract_like(abstract, self.state_shardings)
+    self._init = jax.jit(init_fn, out_shardings=self.state_shardings)
+    self.train_step = jax.jit(
+        make_train_step(self.method, self.tx, self.lr_fn),
+        in_shardings=(self.state_shardings, self.batch_sharding),
+        out_shardings=(self.state_shardings, parallel.replicated(self.mesh)),
+        donate_argnums=(0,))
+    self.checkpointer = ckpt_lib.Checkpointer(os.path.join(self.workdir, "checkpoints"),
+                                              keep=config.keep_checkpoints)
+    self.evaluator = online.Evaluator(self.method, config, self.mesh)
+
+  def _data_iterator(self):
+    c = self.config
+    return iter(pipeline.train_dataset(
+        self.train_source, self.spec, c.data.augment, seed=c.seed,
+        local_batch_size=c.batch_size // jax.process_count(), process_index=jax.process_index(),
+        process_count=jax.process_count(), worker_count=c.data.worker_count, prefetch=c.data.prefetch))
+
+  def _example_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+    """Global-batch shapes from one record through the same view transform (consumes no data)."""
+    record = pipeline.MakeViews(self.spec, self.config.data.augment)(
+        self.train_source[0], np.random.default_rng(0))
+    return {k: jax.ShapeDtypeStruct((self.config.batch_size,) + np.shape(v), np.asarray(v).dtype)
+            for k, v in record.items()}
+
+  def _init_fn(self, example):
+    seed = self.config.seed
+
+    def init():
+      init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
+      batch = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), example)
+      params, method_state = self.method.init(init_rng, batch)
+      return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
+                        method_state=method_state, rng=train_rng)
+
+    return init
+
+  def initial_state(self) -> tuple[TrainState, int | None]:
+    """(state, restored step): the latest checkpoint if there is one, else a fresh init."""
+    latest = self.checkpointer.latest_step()
+    if latest is None:
+      return self._init(), None
+    state = self.checkpointer.restore(latest, self.abstract_state, self.data)
+    return state, latest
+
+  # -------------------------------------------------------------------------------------------
+  # 4. The loop.
+  # -------------------------------------------------------------------------------------------
+
+  def run(self) -> dict[str, Any]:
+    """Trains from the latest checkpoint (or from scratch) to total_steps; returns eval.json's dict."""
+    c = self.config
+    state, restored = self.initial_state()
+    start = int(restored or 0)
+    writer = MetricsWriter(self.workdir, enabled=self.is_main, resume_step=restored)
+    if restored is not None:
+      _log(self.is_main, f"resumed from checkpoint at step {start} in {self.workdir}")
+    else:
+      self._evaluate_random_init(state, writer)
+
+    stopper = _StopOnSignal()
+    bar = _progress(c, start, self.is_main)
+    t_last, n_last = time.perf_counter(), start
+    step = start
+    try:
+      while step < c.total_steps:
+        batch = parallel.global_batch(next(self.data), self.batch_sharding)
+        state, metrics = self.train_step(state, batch)
+        step += 1
+        if step % c.log_every == 0 or step == c.total_steps:
+          metrics = jax.device_get(metrics)
+          now = time.perf_counter()
+          metrics["images_per_sec"] = (step - n_last) * c.batch_size / max(now - t_last, 1e-9)
+          t_last, n_last = now, step
+          writer.write(step, metrics)
+          bar.set_postfix(loss=f"{float(metrics['loss']):.4f}",
+                          img_s=f"{metrics['images_per_sec']:.0f}", refresh=False)
+        if step % c.eval_every == 0 or step == c.total_steps:
+          row = self.evaluator.knn(state.params, state.method_state)
+          writer.write(step, row)
+          if self.is_main:
+            bar.write(f"step {step}: kNN top-1 {row['knn_top1']:.4f}, "
+                      f"embedding std {row['embedding_std']:.4f}")
+          t_last = time.perf_counter()  # do not count eval time as training throughput
+        if step % c.checkpoint_every == 0 or step == c.total_steps or stopper.stop:
+          self.checkpointer.save(step, state, self.data, force=True)
+        bar.update(1)
+        if stopper.stop and step < c.total_steps:
+          self.checkpointer.wait()
+          _log(self.is_main, f"received {stopper.signal_name}: saved step {step} to "
+                             f"{self.checkpointer.directory}; run the same command to resume")
+          bar.close()
+          return {"stopped_at": step}
+    finally:
+      stopper.restore()
+      bar.close()
+      self.checkpointer.wait()
+
+    result = self._final_eval(state)
+    writer.write(step, {k: v for k, v in result.items() if k != "step"})
+    writer.close()
+    if self.is_main:
+      with open(os.path.join(self.workdir, "eval.json"), "w") as f:
+        json.dump(result, f, indent=2)
+      plots.plot_run(self.workdir)
+    self.checkpointer.close()
+    return result
+
+  # -------------------------------------------------------------------------------------------
+  # 3. Evaluation.
+  # -------------------------------------------------------------------------------------------
+
+  def _random_init_path(self) -> str:
+    return os.path.join(self.workdir, "random_init.json")
+
+  def _evaluate_random_init(self, state: TrainState, writer: MetricsWriter) -> None:
+    """kNN and linear probe of the untrained backbone (the same init), stored for eval.json."""
+    if not self.config.eval.random_init:
+      return
+    row = self.evaluator.knn(state.params, state.method_state)
+    lin = self.evaluator.linear(state.params, state.method_state)
+    result = {"knn_top1_random_init": row["knn_top1"], "linear_top1_random_init": lin["top1"]}
+    writer.write(0, {"knn_top1_random_init": row["knn_top1"]})
+    if self.is_main:
+      with open(self._random_init_path(), "w") as f:
+        json.dump(result, f)
+
+  def _final_eval(self, state: TrainState) -> dict[str, Any]:
+    row = self.evaluator.knn(state.params, state.method_state)
+    lin = self.evaluator.linear(state.params, state.method_state)
+    result = {"step": int(state.step), "knn_top1": row["knn_top1"], "linear_top1": lin["top1"],
+              "embedding_std": row["embedding_std"], "rankme": row["rankme"]}
+    if os.path.exists(self._random_init_path()):
+      with open(self._random_init_path()) as f:
+        result.update(json.load(f))
+    return result
+
+
+def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise config_lib.ConfigError(f"workdir {workdir!r} is not writable: {e.strerror}") from e
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+class _StopOnSignal:
+  """Turns SIGTERM / SIGINT into a flag read at the next step boundary (checkpoint, then exit)."""
+
+  def __init__(self):
+    self.stop, self.signal_name, self._previous = False, "", {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.stop:  # a second signal: stop now
+      raise KeyboardInterrupt
+    self.stop, self.signal_name = True, signal.Signals(signum).name
+
+  def restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _progress(config, start: int, enabled: bool):
+  from tqdm import tqdm
+  return tqdm(total=config.total_steps, initial=start, desc=f"{config.method}", unit="step",
+              disable=not (enabled and config.progress_bar), dynamic_ncols=True, mininterval=0.5)
+
+
+def _log(enabled: bool, message: str) -> None:
+  if enabled:
+    print(message, flush=True)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains `config` in `workdir` (resuming if it holds checkpoints); returns the final eval dict."""
+  return Trainer(config, workdir).run()
