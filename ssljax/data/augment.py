@@ -10,7 +10,9 @@ The SimCLR view ("A Simple Framework for Contrastive Learning of Visual Represen
      `crop_scale`, aspect ratio log-uniform in `crop_ratio`, 10 tries then a centre-crop fallback),
      cropped and resized in one bilinear PIL call (antialiased when shrinking; upsamples tiny images
      such as the 8x8 digits to 16 or 32 px);
-  2. horizontal flip with probability `hflip_prob`;
+  2. horizontal flip with probability `hflip_prob` (drawn here, applied at the very end: steps 3-7
+     commute with a mirror, so the result is torchvision's order, and a flipped view is the exact
+     mirror of the unflipped one);
   3. colour jitter with probability `color_jitter_prob`: brightness, contrast, saturation, hue in a
      random order (torchvision `ColorJitter` factors; for C = 1 only brightness and contrast apply);
   4. grayscale with probability `grayscale_prob` (ITU-R 601 luma, replicated over the channels);
@@ -21,7 +23,7 @@ The SimCLR view ("A Simple Framework for Contrastive Learning of Visual Represen
 
 Random draws per view: one `rng.random(22)` for the crop and one `rng.random(14)` for everything
 else, always, whatever the probabilities, so that the stream position after a view does not depend
-on which augmentations fired.
+on which augmentations fired (multi-crop draws its views in order: globals, then locals).
 
 Speed (measured once on one core of the development machine, numpy 2.4, Pillow 13, best of 5 runs of
 2,000 views, all augmentations on with the default probabilities): 8x8 digit -> 16x16 view about
@@ -160,8 +162,7 @@ def _as_hwc_uint8(image: np.ndarray) -> np.ndarray:
   return image
 
 
-def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int,
-                 flip: bool = False) -> np.ndarray:
+def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
   """uint8 [H, W, C] -> float32 [C, size, size] in [0, 1]: Pillow bilinear resize of box (l, t, r, b).
 
   Pillow's BILINEAR filter samples output pixel i at left + (i + 0.5) * scale, interpolates between
@@ -173,8 +174,6 @@ def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int,
   pil = Image.frombuffer(mode, (w, h), np.ascontiguousarray(image).tobytes(), "raw", mode, 0, 1)
   out = pil.resize((size, size), Image.Resampling.BILINEAR, box=box)
   x = np.frombuffer(out.tobytes(), np.uint8).reshape(size, size, c)
-  if flip:
-    x = x[:, ::-1]
   return x.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)
 
 
@@ -309,13 +308,16 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
   return x
 
 
-def _to_hwc_normalized(x: np.ndarray, p: _Params) -> np.ndarray:
-  """[C, S, S] in [0, 1] -> float32 [S, S, C] of (x - mean) / std."""
+def _to_hwc_normalized(x: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                       flip: bool = False) -> np.ndarray:
+  """[C, S, S] in [0, 1] -> float32 [S, S, C] of (x - mean) / std, mirrored along W if `flip`."""
   c = x.shape[0]
-  if len(p.mean) not in (1, c) or len(p.std) not in (1, c):
-    raise ValueError(f"mean {p.mean} / std {p.std} must have 1 or {c} entries for C={c}")
-  inv = np.float32(1.0) / np.asarray(p.std, np.float32).reshape(-1, 1, 1)
-  shift = np.asarray(p.mean, np.float32).reshape(-1, 1, 1) * inv
+  if len(mean) not in (1, c) or len(std) not in (1, c):
+    raise ValueError(f"mean {tuple(mean)} / std {tuple(std)} must have 1 or {c} entries for C={c}")
+  inv = np.float32(1.0) / np.asarray(std, np.float32).reshape(-1, 1, 1)
+  shift = np.asarray(mean, np.float32).reshape(-1, 1, 1) * inv
+  if flip:
+    x = x[:, :, ::-1]
   return np.ascontiguousarray((x * inv - shift).transpose(1, 2, 0))
 
 
@@ -324,7 +326,7 @@ def _augment(image: np.ndarray, rng: np.random.Generator, size: int, p: _Params)
   u_crop = rng.random(2 * _CROP_TRIES + 2)
   u = rng.random(14)
   box = _crop_box(h, w, u_crop, p.crop_scale, p.crop_ratio)
-  x = _crop_resize(image, box, size, flip=bool(u[0] < p.hflip_prob))
+  x = _crop_resize(image, box, size)
   if u[1] < p.color_jitter_prob:
     x = _jitter(x, u[2:10], p)
   if c == 3 and u[10] < p.grayscale_prob:
@@ -334,7 +336,7 @@ def _augment(image: np.ndarray, rng: np.random.Generator, size: int, p: _Params)
     x = _blur(x, lo + (hi - lo) * u[12])
   if u[13] < p.solarize_prob:
     x = np.where(x >= np.float32(p.solarize_threshold), np.float32(1.0) - x, x)
-  return _to_hwc_normalized(x, p)
+  return _to_hwc_normalized(x, p.mean, p.std, flip=bool(u[0] < p.hflip_prob))
 
 
 def augment_view(image: np.ndarray, rng: np.random.Generator, size: int, cfg: Any) -> np.ndarray:
@@ -368,7 +370,7 @@ def center_view(image: np.ndarray, size: int, cfg: Any) -> np.ndarray:
   side = min(h, w)
   top, left = (h - side) // 2, (w - side) // 2
   x = _crop_resize(image, (left, top, left + side, top + side), size)
-  return _to_hwc_normalized(x, _Params(*([None] * 13), tuple(cfg["mean"]), tuple(cfg["std"])))
+  return _to_hwc_normalized(x, tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
 def multicrop_views(image: np.ndarray, rng: np.random.Generator, spec: ViewSpec, cfg: Any,
