@@ -343,3 +343,66 @@ def test_views_of_a_record_differ_and_depend_on_order():
   a = augment.augment_view(image, rng, 16, cfg)
   b = augment.augment_view(image, rng, 16, cfg)
   assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("c,size", [(1, 16), (3, 16), (3, 96)])
+def test_all_augmentations_on_stay_float32_and_in_range(c, size):
+  cfg = augment.default_augment_config()
+  for k in ("hflip_prob", "color_jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
+    cfg[k] = 1.0
+  image = _img((24, 20, c))
+  for seed in range(4):
+    v = _view(image, size, cfg, seed)
+    assert v.dtype == np.float32 and v.shape == (size, size, c)
+    assert np.all(np.isfinite(v)) and v.min() >= -1.0 - 1e-5 and v.max() <= 1.0 + 1e-5
+
+
+def test_solarize_includes_the_threshold():
+  black = np.zeros((8, 8, 1), np.uint8)
+  out = _view(black, 8, _plain_cfg(solarize_prob=1.0, solarize_threshold=0.0))
+  np.testing.assert_allclose(out, 1.0, atol=1e-6)  # 0 >= 0: inverted to 1, normalised to 1
+
+
+def test_crop_positions_cover_the_image():
+  rng = np.random.default_rng(0)
+  boxes = np.array([augment._crop_box(16, 20, rng.random(22).tolist(), (0.2, 0.2), (1.0, 1.0))
+                    for _ in range(400)])
+  side = int(round(np.sqrt(0.2 * 16 * 20)))
+  assert np.all(boxes[:, 2] - boxes[:, 0] == side) and np.all(boxes[:, 3] - boxes[:, 1] == side)
+  assert set(boxes[:, 0]) == set(range(20 - side + 1))  # every left offset occurs
+  assert set(boxes[:, 1]) == set(range(16 - side + 1))  # every top offset occurs
+
+
+def test_contrast_blends_with_mean_luma():
+  """Contrast only: y - m = f (x - m) with m the mean luma of x (torchvision adjust_contrast)."""
+  image = np.random.default_rng(3).integers(0, 100, (8, 8, 3), dtype=np.uint8)  # dark: m ~ 0.2
+  x = augment.center_view(image, 8, _plain_cfg()).astype(np.float64) * 0.5 + 0.5
+  m = (x @ np.array([0.299, 0.587, 0.114])).mean()
+  cfg = _plain_cfg(color_jitter_prob=1.0, brightness=0.0, saturation=0.0, hue=0.0, contrast=0.4)
+  for seed in range(4):
+    y = _view(image, 8, cfg, seed).astype(np.float64) * 0.5 + 0.5
+    ok = (np.abs(x - m) > 0.05) & (y > 0.001) & (y < 0.999)  # not clipped
+    f = (y[ok] - m) / (x[ok] - m)
+    assert f.max() - f.min() < 1e-3 and 0.6 - 1e-3 <= f.mean() <= 1.4 + 1e-3
+
+
+def test_saturation_blends_with_luma():
+  """Saturation only: y = f x + (1 - f) luma(x) per pixel, so y - luma(x) = f (x - luma(x))."""
+  image = _img((8, 8, 3), 4)
+  x = augment.center_view(image, 8, _plain_cfg()).astype(np.float64) * 0.5 + 0.5
+  luma = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
+  cfg = _plain_cfg(color_jitter_prob=1.0, brightness=0.0, contrast=0.0, hue=0.0, saturation=0.4)
+  y = _view(image, 8, cfg, 0).astype(np.float64) * 0.5 + 0.5
+  ok = (np.abs(x - luma) > 0.05) & (y > 0.001) & (y < 0.999)
+  f = (y - luma)[ok] / (x - luma)[ok]
+  assert f.max() - f.min() < 1e-3 and 0.6 - 1e-3 <= f.mean() <= 1.4 + 1e-3
+
+
+def test_blur_sigma_is_drawn_from_the_range():
+  image = _img((32, 32, 1), 5)
+  plain = _view(image, 32, _plain_cfg())
+  tiny = _view(image, 32, _plain_cfg(blur_prob=1.0, blur_sigma=(0.1, 0.1)))
+  np.testing.assert_allclose(tiny, plain, atol=1e-4)  # sigma 0.1: the 3-tap kernel is ~[0, 1, 0]
+  ratios = [_view(image, 32, _plain_cfg(blur_prob=1.0), seed).var() / plain.var()
+            for seed in range(12)]
+  assert max(ratios) - min(ratios) > 0.3
