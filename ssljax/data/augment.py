@@ -166,7 +166,7 @@ def _as_hwc_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-  """uint8 [H, W, C] -> float32 [C, size, size] in [0, 1]: Pillow bilinear resize of box (l, t, r, b).
+  """uint8 [H, W, C] -> float32 [C, size, size] in [0, 1]: bilinear resize of box (l, t, r, b).
 
   Pillow's BILINEAR filter samples output pixel i at left + (i + 0.5) * scale, interpolates between
   the nearest pixel centres when enlarging and stretches the triangle filter by the scale when
@@ -359,7 +359,7 @@ def augment_view(image: np.ndarray, rng: np.random.Generator, size: int, cfg: An
 
 
 def center_view(image: np.ndarray, size: int, cfg: Any) -> np.ndarray:
-  """Deterministic evaluation transform: centre square crop (shorter side), bilinear resize, normalise.
+  """Deterministic eval transform: centre square crop (shorter side), bilinear resize, normalise.
 
   Args:
     image: uint8 [H, W, C], C in (1, 3).

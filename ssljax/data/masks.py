@@ -138,7 +138,7 @@ def multiblock_sizes(grid: tuple[int, int], num_targets: int = 4,
 
 def _block_shape(rng: np.random.Generator, grid: tuple[int, int], scale: tuple[float, float],
                  aspect: tuple[float, float]) -> tuple[int, int]:
-  """I-JEPA block size: area int(P * uniform(scale)), aspect uniform(aspect), clamped to the grid."""
+  """I-JEPA block size: area int(P * uniform(scale)), aspect uniform(aspect), within the grid."""
   gh, gw = grid
   area = int(gh * gw * rng.uniform(*scale))
   ar = rng.uniform(*aspect)
