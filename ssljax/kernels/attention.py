@@ -1,13 +1,43 @@
-"""Multi-head dot-product attention with an `impl=` switch.
+"""Multi-head dot-product attention with an `impl=` switch: reference, blockwise XLA, Pallas flash.
 
-Shapes follow `jax.nn.dot_product_attention`: q, k, v are [batch, length, heads, head_dim].
+Shapes follow `jax.nn.dot_product_attention`: q is [batch, q_length, heads, head_dim], k and v are
+[batch, kv_length, heads, head_dim]. No causal mask (ViT encoders); an optional key padding mask
+[batch, kv_length] (True = may be attended to) covers register/CLS tokens and padded sequences.
+
+The flash path ("FlashAttention-2") walks the keys tile by tile with an online softmax (running
+row max m and sum l), so the [Lq, Lk] probability matrix is never stored; it saves only the output
+and the per-row logsumexp. The backward (`jax.custom_vjp`) recomputes the probabilities tile by
+tile: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dQ = dS K / sqrt(Dh), dK = dS^T Q / sqrt(Dh).
+
+  'reference'  plain jnp, float32 softmax: the spec.
+  'xla'        the tiled algorithm as lax loops over [block_q, block_k] tiles, same custom_vjp;
+               the fast path on CPU and the fallback everywhere.
+  'pallas'     Pallas kernels (forward, dQ, dK/dV); Triton lowering on GPU, interpret=True on CPU.
+  'auto'       'pallas' on GPU, 'xla' elsewhere.
+
+Accumulation is float32 for every dtype; bf16 inputs give bf16 outputs and gradients. Head dims
+that are not a power of two are zero-padded on the Pallas path. A query whose keys are all masked
+gets a zero output (the reference returns NaN there).
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import jax
 import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
 
-IMPLS = ("auto", "pallas", "xla", "reference")
+from ssljax.kernels._common import (IMPLS, default_interpret, match_vma, next_pow2, out_struct,
+                                    pad_axis, pallas_compiler_params, resolve_impl, round_up)
+
+__all__ = ["IMPLS", "attention_reference", "dot_product_attention"]
+
+XLA_BLOCK_Q = 256
+XLA_BLOCK_K = 256
+PALLAS_BLOCK_Q = 64
+PALLAS_BLOCK_K = 64
 
 
 def attention_reference(q, k, v, key_mask=None):
@@ -29,8 +59,323 @@ def attention_reference(q, k, v, key_mask=None):
   return out.astype(q.dtype)
 
 
-def dot_product_attention(q, k, v, key_mask=None, impl: str = "auto"):
-  """Attention dispatch. Only the reference path exists so far; every impl routes to it."""
-  if impl not in IMPLS:
-    raise ValueError(f"attention impl={impl!r}; expected one of {IMPLS}")
-  return attention_reference(q, k, v, key_mask)
+@dataclasses.dataclass(frozen=True)
+class _Config:
+  block_q: int
+  block_k: int
+  backend: str  # 'xla' or 'pallas'
+  interpret: bool = False
+
+
+def _dot(a, b, contract, out=jnp.float32):
+  """Batched-free 2-D dot: contract dim contract[0] of a with contract[1] of b, f32 accumulate."""
+  return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
+                         preferred_element_type=out)
+
+
+def _bdot(a, b, contract):
+  """[B, H, x, y] tiles: batch over (B, H), contract one dim each, float32 accumulate."""
+  return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0, 1), (0, 1))),
+                         preferred_element_type=jnp.float32)
+
+
+def _online_step(acc, m_prev, l_prev, s, v_tile, pv):
+  """One online-softmax step: s [.., r, c] masked logits (-inf = absent), v_tile the values."""
+  m_new = jnp.maximum(m_prev, jnp.max(s, axis=-1))
+  m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)
+  alpha = jnp.exp(m_prev - m_safe)
+  p = jnp.exp(s - m_safe[..., None])
+  l_new = l_prev * alpha + jnp.sum(p, axis=-1)
+  acc = acc * alpha[..., None] + pv(p.astype(v_tile.dtype), v_tile)
+  return acc, m_new, l_new
+
+
+def _finish(acc, m, l):
+  ok = l > 0
+  out = acc / jnp.where(ok, l, 1.0)[..., None]
+  lse = jnp.where(ok, m + jnp.log(jnp.where(ok, l, 1.0)), -jnp.inf)
+  return out, lse
+
+
+# ----------------------------------------------------------------------------------------------
+# Blockwise XLA path. Internally [B, H, L, D]; masks are [B, Lk] int32 (1 = attend).
+# ----------------------------------------------------------------------------------------------
+def _xla_forward(cfg, q, k, v, mask, scale):
+  b, h, lq, d = q.shape
+  bq, bk = cfg.block_q, cfg.block_k
+  nqb, nkb = lq // bq, k.shape[2] // bk
+  refs = (q, k, v, mask)
+
+  def q_block(_, i):
+    qb = lax.dynamic_slice_in_dim(q, i * bq, bq, axis=2)
+
+    def k_step(j, state):
+      acc, m, l = state
+      kb = lax.dynamic_slice_in_dim(k, j * bk, bk, axis=2)
+      vb = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
+      valid = lax.dynamic_slice_in_dim(mask, j * bk, bk, axis=1)[:, None, None, :] != 0
+      s = jnp.where(valid, _bdot(qb, kb, (3, 3)) * scale, -jnp.inf)
+      return _online_step(acc, m, l, s, vb, lambda p, t: _bdot(p, t, (3, 2)))
+
+    init = match_vma((jnp.zeros((b, h, bq, d), jnp.float32),
+                      jnp.full((b, h, bq), -jnp.inf, jnp.float32),
+                      jnp.zeros((b, h, bq), jnp.float32)), *refs)
+    out, lse = _finish(*lax.fori_loop(0, nkb, k_step, init))
+    return None, (out.astype(q.dtype), lse)
+
+  _, (out, lse) = lax.scan(q_block, None, jnp.arange(nqb))
+  # [nqb, B, H, bq, ...] -> [B, H, Lq, ...]
+  out = jnp.moveaxis(out, 0, 2).reshape(b, h, lq, d)
+  lse = jnp.moveaxis(lse, 0, 2).reshape(b, h, lq)
+  return out, lse
+
+
+def _xla_backward(cfg, q, k, v, mask, scale, lse, delta, do):
+  b, h, lq, d = q.shape
+  bq, bk = cfg.block_q, cfg.block_k
+  nqb, nkb = lq // bq, k.shape[2] // bk
+  lse = jnp.where(jnp.isfinite(lse), lse, jnp.inf)  # rows with no key: p = 0
+  refs = (q, k, v, mask, lse, delta, do)
+
+  def k_block(dq_acc, j):
+    kb = lax.dynamic_slice_in_dim(k, j * bk, bk, axis=2)
+    vb = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
+    valid = lax.dynamic_slice_in_dim(mask, j * bk, bk, axis=1)[:, None, None, :] != 0
+
+    def q_step(i, state):
+      dk, dv, dq_acc = state
+      sl = lambda x: lax.dynamic_slice_in_dim(x, i * bq, bq, axis=2)
+      qb, dob, lse_b, delta_b = sl(q), sl(do), sl(lse), sl(delta)
+      s = _bdot(qb, kb, (3, 3)) * scale
+      p = jnp.where(valid, jnp.exp(s - lse_b[..., None]), 0.0)
+      dv = dv + _bdot(p.astype(dob.dtype), dob, (2, 2))
+      dp = _bdot(dob, vb, (3, 3))
+      ds = p * (dp - delta_b[..., None])
+      dk = dk + _bdot(ds.astype(qb.dtype), qb, (2, 2))
+      dq_i = sl(dq_acc) + _bdot(ds.astype(kb.dtype), kb, (3, 2))
+      dq_acc = lax.dynamic_update_slice_in_dim(dq_acc, dq_i, i * bq, axis=2)
+      return dk, dv, dq_acc
+
+    zeros = match_vma(jnp.zeros((b, h, bk, d), jnp.float32), *refs)
+    dk, dv, dq_acc = lax.fori_loop(0, nqb, q_step, (zeros, zeros, dq_acc))
+    return dq_acc, ((dk * scale).astype(k.dtype), dv.astype(v.dtype))
+
+  dq0 = match_vma(jnp.zeros((b, h, lq, d), jnp.float32), *refs)
+  dq, (dk, dv) = lax.scan(k_block, dq0, jnp.arange(nkb))
+  lk = k.shape[2]
+  dk = jnp.moveaxis(dk, 0, 2).reshape(b, h, lk, d)
+  dv = jnp.moveaxis(dv, 0, 2).reshape(b, h, lk, d)
+  return (dq * scale).astype(q.dtype), dk, dv
+
+
+# ----------------------------------------------------------------------------------------------
+# Pallas path. Arrays stay [B, L, H, D]; the grid is (B, H, row blocks) and the BlockSpecs
+# squeeze the batch and head dims, so each program sees [block, D] tiles.
+# ----------------------------------------------------------------------------------------------
+def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, scale, block_k, num_k_blocks):
+  q = q_ref[...]
+  bq, d = q.shape
+
+  def body(j, state):
+    acc, m, l = state
+    sl = pl.ds(j * block_k, block_k)
+    kt, vt = k_ref[sl, :], v_ref[sl, :]
+    valid = mask_ref[sl] != 0
+    s = jnp.where(valid[None, :], _dot(q, kt, (1, 1)) * scale, -jnp.inf)
+    return _online_step(acc, m, l, s, vt, lambda p, t: _dot(p, t, (1, 0)))
+
+  init = (jnp.zeros((bq, d), jnp.float32), jnp.full((bq,), -jnp.inf, jnp.float32),
+          jnp.zeros((bq,), jnp.float32))
+  out, lse = _finish(*lax.fori_loop(0, num_k_blocks, body, init))
+  o_ref[...] = out.astype(o_ref.dtype)
+  lse_ref[...] = lse
+
+
+def _dq_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dq_ref, *, scale,
+               block_k, num_k_blocks):
+  q, do = q_ref[...], do_ref[...]
+  lse, delta = lse_ref[...], delta_ref[...]
+
+  def body(j, dq):
+    sl = pl.ds(j * block_k, block_k)
+    kt, vt = k_ref[sl, :], v_ref[sl, :]
+    valid = mask_ref[sl] != 0
+    p = jnp.where(valid[None, :], jnp.exp(_dot(q, kt, (1, 1)) * scale - lse[:, None]), 0.0)
+    ds = p * (_dot(do, vt, (1, 1)) - delta[:, None])
+    return dq + _dot(ds.astype(kt.dtype), kt, (1, 0))
+
+  dq = lax.fori_loop(0, num_k_blocks, body, jnp.zeros(q.shape, jnp.float32))
+  dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
+
+
+def _dkv_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, *,
+                scale, block_q, num_q_blocks):
+  kt, vt = k_ref[...], v_ref[...]
+  valid = mask_ref[...] != 0
+
+  def body(i, state):
+    dk, dv = state
+    sl = pl.ds(i * block_q, block_q)
+    q, do = q_ref[sl, :], do_ref[sl, :]
+    lse, delta = lse_ref[sl], delta_ref[sl]
+    p = jnp.where(valid[None, :], jnp.exp(_dot(q, kt, (1, 1)) * scale - lse[:, None]), 0.0)
+    dv = dv + _dot(p.astype(do.dtype), do, (0, 0))
+    ds = p * (_dot(do, vt, (1, 1)) - delta[:, None])
+    dk = dk + _dot(ds.astype(q.dtype), q, (0, 0))
+    return dk, dv
+
+  zeros = jnp.zeros(kt.shape, jnp.float32)
+  dk, dv = lax.fori_loop(0, num_q_blocks, body, (zeros, zeros))
+  dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
+  dv_ref[...] = dv.astype(dv_ref.dtype)
+
+
+def _specs(block, d):
+  """BlockSpecs for [B, L, H, D] tensors tiled along L, for [B, H, L] vectors, [B, L] masks."""
+  tile = pl.BlockSpec((None, block, None, d), lambda b, h, i: (b, i, h, 0))
+  vec = pl.BlockSpec((None, None, block), lambda b, h, i: (b, h, i))
+  mask = pl.BlockSpec((None, block), lambda b, h, i: (b, i))
+  return tile, vec, mask
+
+
+def _whole_specs(length, d):
+  tile = pl.BlockSpec((None, length, None, d), lambda b, h, i: (b, 0, h, 0))
+  vec = pl.BlockSpec((None, None, length), lambda b, h, i: (b, h, 0))
+  mask = pl.BlockSpec((None, length), lambda b, h, i: (b, 0))
+  return tile, vec, mask
+
+
+def _pallas_forward(cfg, q, k, v, mask, scale):
+  b, lq, h, d = q.shape
+  lk = k.shape[1]
+  bq, bk = cfg.block_q, cfg.block_k
+  q, k, v, mask = match_vma((q, k, v, mask), q, k, v, mask)
+  tile_q, vec_q, _ = _specs(bq, d)
+  tile_k, _, mask_k = _whole_specs(lk, d)
+  kernel = functools.partial(_fwd_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk)
+  return pl.pallas_call(
+      kernel,
+      out_shape=(out_struct(q.shape, q.dtype, q), out_struct((b, h, lq), jnp.float32, q)),
+      grid=(b, h, lq // bq),
+      in_specs=[tile_q, tile_k, tile_k, mask_k],
+      out_specs=(tile_q, vec_q),
+      interpret=cfg.interpret,
+      compiler_params=pallas_compiler_params(cfg.interpret),
+      name="ssljax_flash_attention_fwd",
+  )(q, k, v, mask)
+
+
+def _pallas_backward(cfg, q, k, v, mask, scale, lse, delta, do):
+  b, lq, h, d = q.shape
+  lk = k.shape[1]
+  bq, bk = cfg.block_q, cfg.block_k
+  lse = jnp.where(jnp.isfinite(lse), lse, jnp.inf)
+  q, k, v, mask, lse, delta, do = match_vma((q, k, v, mask, lse, delta, do),
+                                            q, k, v, mask, lse, delta, do)
+  params = pallas_compiler_params(cfg.interpret)
+  tile_q, vec_q, _ = _specs(bq, d)
+  whole_k, _, whole_mask = _whole_specs(lk, d)
+  dq = pl.pallas_call(
+      functools.partial(_dq_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk),
+      out_shape=out_struct(q.shape, q.dtype, q),
+      grid=(b, h, lq // bq),
+      in_specs=[tile_q, whole_k, whole_k, whole_mask, tile_q, vec_q, vec_q],
+      out_specs=tile_q,
+      interpret=cfg.interpret, compiler_params=params, name="ssljax_flash_attention_dq",
+  )(q, k, v, mask, do, lse, delta)
+  tile_k, _, mask_k = _specs(bk, d)
+  whole_q, whole_vec, _ = _whole_specs(lq, d)
+  dk, dv = pl.pallas_call(
+      functools.partial(_dkv_kernel, scale=scale, block_q=bq, num_q_blocks=lq // bq),
+      out_shape=(out_struct(k.shape, k.dtype, k), out_struct(v.shape, v.dtype, v)),
+      grid=(b, h, lk // bk),
+      in_specs=[whole_q, tile_k, tile_k, mask_k, whole_q, whole_vec, whole_vec],
+      out_specs=(tile_k, tile_k),
+      interpret=cfg.interpret, compiler_params=params, name="ssljax_flash_attention_dkv",
+  )(q, k, v, mask, do, lse, delta)
+  return dq, dk, dv
+
+
+# ----------------------------------------------------------------------------------------------
+# custom_vjp on padded operands. XLA works in [B, H, L, D], Pallas in [B, L, H, D].
+# ----------------------------------------------------------------------------------------------
+def _run_forward(cfg, q, k, v, mask, scale):
+  if cfg.backend == "xla":
+    t = lambda x: jnp.swapaxes(x, 1, 2)
+    out, lse = _xla_forward(cfg, t(q), t(k), t(v), mask, scale)
+    return t(out), lse
+  return _pallas_forward(cfg, q, k, v, mask, scale)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 5))
+def _flash(cfg, q, k, v, mask, scale):
+  return _run_forward(cfg, q, k, v, mask, scale)[0]
+
+
+def _flash_fwd(cfg, q, k, v, mask, scale):
+  out, lse = _run_forward(cfg, q, k, v, mask, scale)
+  return out, (q, k, v, mask, out, lse)
+
+
+def _flash_bwd(cfg, scale, res, do):
+  q, k, v, mask, out, lse = res
+  # delta_i = rowsum(dO_i * O_i): [B, H, Lq], O(L) memory.
+  delta = jnp.einsum("blhd,blhd->bhl", do.astype(jnp.float32), out.astype(jnp.float32))
+  do = do.astype(q.dtype)
+  if cfg.backend == "xla":
+    t = lambda x: jnp.swapaxes(x, 1, 2)
+    dq, dk, dv = _xla_backward(cfg, t(q), t(k), t(v), mask, scale, lse, delta, t(do))
+    dq, dk, dv = t(dq), t(dk), t(dv)
+  else:
+    dq, dk, dv = _pallas_backward(cfg, q, k, v, mask, scale, lse, delta, do)
+  return dq, dk, dv, None
+
+
+_flash.defvjp(_flash_fwd, _flash_bwd)
+
+
+def _tiles(impl, lq, lk, block_q, block_k):
+  if impl == "xla":
+    return (min(block_q or XLA_BLOCK_Q, round_up(lq, 8)),
+            min(block_k or XLA_BLOCK_K, round_up(lk, 8)))
+  bq, bk = block_q or PALLAS_BLOCK_Q, block_k or PALLAS_BLOCK_K
+  if bq != next_pow2(bq) or bk != next_pow2(bk) or min(bq, bk) < 16:
+    raise ValueError(f"Pallas tiles must be powers of two >= 16, got {bq}, {bk}")
+  return min(bq, max(16, next_pow2(lq))), min(bk, max(16, next_pow2(lk)))
+
+
+def dot_product_attention(q, k, v, key_mask=None, impl: str = "auto", *, block_q=None,
+                          block_k=None, interpret=None):
+  """softmax(q k^T / sqrt(Dh), masked) v with the implementation picked by `impl`.
+
+  Args:
+    q: [B, Lq, H, Dh]; k, v: [B, Lk, H, Dh] (float32 or bfloat16; Dh 32-128 on GPU).
+    key_mask: optional [B, Lk] bool, True where a key may be attended to.
+    impl: 'auto' | 'pallas' | 'xla' | 'reference'.
+    block_q, block_k: tile sizes (powers of two >= 16 for Pallas); defaults per impl.
+    interpret: Pallas interpret mode; None = automatic (True on CPU).
+
+  Returns:
+    [B, Lq, H, Dh] in q's dtype. Differentiable in q, k, v.
+  """
+  impl = resolve_impl(impl)
+  if impl == "reference":
+    return attention_reference(q, k, v, key_mask)
+  b, lq, h, d = q.shape
+  lk = k.shape[1]
+  scale = float(d) ** -0.5
+  bq, bk = _tiles(impl, lq, lk, block_q, block_k)
+  mask = jnp.ones((b, lk), jnp.int32) if key_mask is None else key_mask.astype(jnp.int32)
+  mask = pad_axis(mask, 1, round_up(lk, bk))  # padded keys are masked out
+  q_p = pad_axis(q, 1, round_up(lq, bq))
+  k_p = pad_axis(k, 1, round_up(lk, bk))
+  v_p = pad_axis(v, 1, round_up(lk, bk))
+  if impl == "pallas":
+    d_p = max(16, next_pow2(d))
+    q_p, k_p, v_p = (pad_axis(x, 3, d_p) for x in (q_p, k_p, v_p))
+    interpret = default_interpret() if interpret is None else interpret
+    cfg = _Config(bq, bk, "pallas", interpret)
+  else:
+    cfg = _Config(bq, bk, "xla")
+  out = _flash(cfg, q_p, k_p, v_p, mask, scale)
+  return out[:, :lq, :, :d]
