@@ -187,13 +187,17 @@ def test_vit_token_mask_replaces_patches(vit_reg):
   assert not np.allclose(tokens(variables, x2)["patches"], masked2["patches"], atol=1e-3)
 
 
-def test_vit_gap_pool_excludes_registers():
-  model = models.build_backbone(_vit_cfg(pool="gap", num_registers=3))
-  out, variables = _init_with_output(model, _images(2), return_tokens=True)
-  assert "cls" not in variables["params"]
+def test_vit_gap_pool_excludes_registers(vit_reg):
+  _, variables, _, x = vit_reg
+  model = models.build_backbone(_vit_cfg(pool="gap", num_registers=2))
+  # Same parameters as the cls-pooled model, minus the cls token.
+  shapes = jax.eval_shape(model.init, _key(0), x)
+  params = {k: v for k, v in variables["params"].items() if k != "cls"}
+  assert jax.tree.structure(shapes["params"]) == jax.tree.structure(params)
+  out = _jit(lambda v, x: model.apply(v, x, return_tokens=True))({"params": params}, x)
   assert out["cls"] is None
-  assert out["registers"].shape == (2, 3, 32)
-  assert out["pooled"].shape == (2, model.num_features)
+  assert out["registers"].shape == (3, 2, 32)
+  assert out["pooled"].shape == (3, model.num_features)
   np.testing.assert_allclose(out["pooled"], out["patches"].mean(axis=1), atol=1e-5)
   with_regs = np.concatenate([out["registers"], out["patches"]], axis=1).mean(axis=1)
   assert not np.allclose(out["pooled"], with_regs, atol=1e-3)
@@ -227,6 +231,28 @@ def test_vit_learned_posemb_is_a_param_and_resizes():
   sincos = models.build_backbone(_vit_cfg())
   params = jax.eval_shape(sincos.init, _key(0), jnp.zeros((1, 16, 16, 3)))["params"]
   assert "pos_embedding" not in params
+
+
+def test_vit_attention_goes_through_kernels(monkeypatch):
+  from ssljax.kernels import attention as attention_lib
+  calls = []
+  real = attention_lib.dot_product_attention
+
+  def spy(q, k, v, key_mask=None, impl="auto"):
+    calls.append((q.shape, impl))
+    return real(q, k, v, key_mask=key_mask, impl=impl)
+
+  monkeypatch.setattr(attention_lib, "dot_product_attention", spy)
+  model = models.build_backbone(_vit_cfg(attention_impl="xla", num_registers=2))
+  jax.eval_shape(model.init, _key(0), jnp.zeros((2, 16, 16, 3)))
+  # depth 2; [B, 1 cls + 2 registers + 16 patches, H=2, Dh=16]
+  assert calls == [((2, 19, 2, 16), "xla")] * 2
+
+
+def test_vit_rejects_image_not_divisible_by_patch():
+  model = models.build_backbone(_vit_cfg(patch_size=5))
+  with pytest.raises(ValueError, match="16x16.*patch_size=5"):
+    jax.eval_shape(model.init, _key(0), jnp.zeros((1, 16, 16, 3)))
 
 
 def test_vit_drop_path_only_in_train(vit_reg):
@@ -348,16 +374,29 @@ def test_resnet50_and_cifar_stem_shapes():
       7, 7, 3, 16)
 
 
-def test_resnet_group_norm():
+def test_resnet_group_norm(resnet18):
+  _, bn_variables, _, _ = resnet18
   model = models.build_backbone(_resnet_cfg(norm="group"))
-  out, variables = _init_with_output(model, _images(2), train=True, capture_intermediates=True)
-  assert out.shape == (2, 128)
-  assert set(variables) == {"params", "intermediates"}  # no batch_stats
-  assert "gn" in variables["params"]["stem_norm"]
-  assert np.all(variables["params"]["stage1_block0"]["norm2"]["gn"]["scale"] == 0)
-  # 16 stem channels -> 16 groups of one channel: per-sample, per-channel zero mean.
-  stem = variables["intermediates"]["stem_norm"]["__call__"][0]  # [2, 8, 8, 16]
+  x = _images(16)
+  shapes = jax.eval_shape(model.init, _key(0), x)
+  assert set(shapes) == {"params"}  # no batch_stats
+  assert set(shapes["params"]["stem_norm"]) == {"gn"}
+  # The GroupNorm net has the BatchNorm net's params with 'bn' renamed to 'gn'.
+  params = _rename(bn_variables["params"], "bn", "gn")
+  assert jax.tree.structure(params) == jax.tree.structure(shapes["params"])
+  out, state = _jit(lambda v, x: model.apply(v, x, train=True, capture_intermediates=True,
+                                             mutable=["intermediates"]))({"params": params}, x)
+  assert out.shape == (16, 128) and np.all(np.isfinite(out))
+  # 16 stem channels -> 16 groups of one channel: per-sample, per-channel zero mean, unit var.
+  stem = state["intermediates"]["stem_norm"]["__call__"][0]  # [16, 8, 8, 16]
   np.testing.assert_allclose(stem.mean(axis=(1, 2)), 0.0, atol=1e-4)
+  np.testing.assert_allclose(stem.var(axis=(1, 2)), 1.0, rtol=1e-2)
+
+
+def _rename(tree, old, new):
+  if not isinstance(tree, dict):
+    return tree
+  return {(new if k == old else k): _rename(v, old, new) for k, v in tree.items()}
 
 
 def test_resnet_bf16_activations_f32_params(resnet18):
