@@ -160,3 +160,28 @@ def test_impl_switch():
   assert C.resolve_impl("auto") == ("pallas" if jax.default_backend() == "gpu" else "xla")
   with pytest.raises(ValueError):
     C.similarity_lse(jnp.ones((4, 4)), jnp.ones((4, 4)), impl="cuda")
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_losses_module_impl_switch(impl):
+  """ssljax.losses' contrastive losses give the same values and gradients through the kernels."""
+  from ssljax import losses as L  # pylint: disable=g-import-not-at-top
+
+  def all_losses(x, y, t, log_t, b, impl):
+    return (L.nt_xent(x, y, t, impl=impl), L.info_nce(x, y, t, impl=impl),
+            L.sigmoid_contrastive(x, y, log_t, b, impl=impl))
+
+  def grads(impl):
+    return jax.jit(lambda *a: [jax.value_and_grad(lambda *a, i=i: all_losses(*a, impl)[i],
+                                                  argnums=(0, 1, 2, 3, 4))(*a)
+                               for i in range(3)])
+
+  k1, k2 = jax.random.split(jax.random.PRNGKey(4))
+  x, y = 3.0 * jax.random.normal(k1, (13, 8)), jax.random.normal(k2, (13, 8))
+  args = (x, y, jnp.float32(0.3), jnp.float32(2.0), jnp.float32(-4.0))
+  for (v, g), (rv, rg) in zip(grads(impl)(*args), grads("reference")(*args)):
+    _close(v, rv, 1e-5)
+    for a, r in zip(g, rg):
+      _close(a, r, 2e-5)
+  with pytest.raises(ValueError):
+    L.info_nce(x, y, impl="fast")

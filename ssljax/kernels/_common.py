@@ -53,7 +53,7 @@ def pad_axis(x: jax.Array, axis: int, size: int, value=0) -> jax.Array:
 
 
 def pallas_compiler_params(interpret: bool, num_warps: int = 4, num_stages: int = 2):
-  """Triton compiler params on GPU (this also selects the Triton backend); None in interpret mode."""
+  """Triton compiler params on GPU (this also picks the Triton backend); None when interpreting."""
   if interpret:
     return None
   from jax.experimental.pallas import triton as pl_triton  # pylint: disable=g-import-not-at-top

@@ -2,11 +2,18 @@
 
 All functions are pure, take plain arrays and compute in float32. They operate on the
 GLOBAL batch: under `jax.jit` with a sharded batch XLA inserts the collectives.
+
+`nt_xent`, `info_nce` and `sigmoid_contrastive` take `impl=`: 'reference' (default) is the
+full-matrix code below; 'xla' | 'pallas' | 'auto' route to the tiled kernels of
+`ssljax.kernels.contrastive`, which never hold the N x N logits (O(N) memory, same value and
+gradients up to float32 rounding).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from ssljax.kernels import contrastive as _tiled
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
@@ -15,7 +22,13 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
   return x / jnp.maximum(norm, eps)
 
 
-def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5) -> jax.Array:
+def _check_impl(impl: str) -> None:
+  if impl not in _tiled.IMPLS:
+    raise ValueError(f"impl={impl!r}; expected one of {_tiled.IMPLS}")
+
+
+def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5, *,
+            impl: str = "reference") -> jax.Array:
   """SimCLR's normalised-temperature cross entropy.
 
   From "A Simple Framework for Contrastive Learning of Visual Representations".
@@ -24,11 +37,16 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5) -> jax.Array
     z1: [N, D] embeddings of the first view.
     z2: [N, D] embeddings of the second view (row i is the positive of z1 row i).
     temperature: softmax temperature T.
+    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels).
 
   Returns:
     Scalar: mean over the 2N rows of the cross entropy of the 2N x 2N cosine
     logits / T, with the self-similarity removed (2N - 1 candidates per row).
   """
+  _check_impl(impl)
+  if impl != "reference":
+    return _tiled.nt_xent_loss(l2_normalize(z1.astype(jnp.float32)),
+                               l2_normalize(z2.astype(jnp.float32)), 1.0 / temperature, impl=impl)
   n = z1.shape[0]
   z = l2_normalize(jnp.concatenate([z1, z2], axis=0).astype(jnp.float32))
   logits = (z @ z.T) / temperature
@@ -38,37 +56,47 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5) -> jax.Array
   return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - pos)
 
 
-def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2) -> jax.Array:
+def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, *,
+             impl: str = "reference") -> jax.Array:
   """One-directional InfoNCE with positives on the diagonal.
 
   Args:
     q: [N, D] queries.
     k: [N, D] keys; k[i] is the positive of q[i], all other rows are negatives.
     temperature: softmax temperature T.
+    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels).
 
   Returns:
     Scalar mean cross entropy over the N rows of normalise(q) normalise(k)^T / T.
     (MoCo v3 multiplies this by 2T and symmetrises it in the method.)
   """
+  _check_impl(impl)
   q = l2_normalize(q.astype(jnp.float32))
   k = l2_normalize(k.astype(jnp.float32))
+  if impl != "reference":
+    return _tiled.info_nce_loss(q, k, 1.0 / temperature, impl=impl)
   logits = (q @ k.T) / temperature
   return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits))
 
 
-def sigmoid_contrastive(x: jax.Array, y: jax.Array, log_t: jax.Array, b: jax.Array) -> jax.Array:
+def sigmoid_contrastive(x: jax.Array, y: jax.Array, log_t: jax.Array, b: jax.Array, *,
+                        impl: str = "reference") -> jax.Array:
   """SigLIP's pairwise sigmoid loss ("Sigmoid Loss for Language Image Pre-Training").
 
   Args:
     x: [N, D], y: [N, D] paired embeddings (normalised here).
     log_t: scalar log temperature; logits are multiplied by exp(log_t).
     b: scalar bias.
+    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels).
 
   Returns:
     -sum(log_sigmoid(label * logits)) / N, label +1 on the diagonal, -1 elsewhere.
   """
+  _check_impl(impl)
   x = l2_normalize(x.astype(jnp.float32))
   y = l2_normalize(y.astype(jnp.float32))
+  if impl != "reference":
+    return _tiled.sigmoid_loss(x, y, jnp.exp(log_t), b, impl=impl)
   n = x.shape[0]
   logits = jnp.exp(log_t) * (x @ y.T) + b
   labels = 2.0 * jnp.eye(n, dtype=jnp.float32) - 1.0
