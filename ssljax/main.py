@@ -14,6 +14,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
@@ -29,6 +30,8 @@ def main(argv) -> int:
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("--config and --workdir are required, e.g. "
                          "python -m ssljax.main --config configs/simclr_digits.py --workdir /tmp/run")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would drown the progress bar
   import jax
   if _DISTRIBUTED.value:
     jax.distributed.initialize()

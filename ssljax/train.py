@@ -78,13 +78,16 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
 class Trainer:
   """Builds everything a run needs from `config`; `run()` trains to `config.total_steps`."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    config_lib.validate(config, device_count=jax.device_count(), process_count=jax.process_count())
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+               devices: list[jax.Device] | None = None):
+    """`devices`: the devices of the mesh (default: all of them)."""
+    devices = list(jax.devices() if devices is None else devices)
+    config_lib.validate(config, device_count=len(devices), process_count=jax.process_count())
     self.config, self.workdir = config, os.path.abspath(workdir)
     self.is_main = jax.process_index() == 0
     _prepare_workdir(self.workdir, config, self.is_main)
 
-    self.mesh = parallel.make_mesh(config.mesh)
+    self.mesh = parallel.make_mesh(config.mesh, devices)
     self.method = methods_lib.get(config.method)(config)
     self.spec = self.method.view_spec()
     self.batch_sharding = parallel.batch_sharding(self.mesh)
@@ -145,9 +148,15 @@ class Trainer:
   # 4. The loop.
   # -------------------------------------------------------------------------------------------
 
-  def run(self) -> dict[str, Any]:
-    """Trains from the latest checkpoint (or from scratch) to total_steps; returns eval.json's dict."""
+  def run(self, until_step: int | None = None) -> dict[str, Any]:
+    """Trains from the latest checkpoint (or from scratch) to total_steps; returns eval.json's dict.
+
+    `until_step` stops early at that step (checkpointed, no final eval; returns {'stopped_at'}),
+    to train in chunks from a notebook; a later `run()` continues exactly where it stopped.
+    The final train state is kept in `self.state`.
+    """
     c = self.config
+    last = c.total_steps if until_step is None else min(until_step, c.total_steps)
     state, restored = self.initial_state()
     start = int(restored or 0)
     writer = MetricsWriter(self.workdir, enabled=self.is_main, resume_step=restored)
@@ -161,7 +170,7 @@ class Trainer:
     t_last, n_last = time.perf_counter(), start
     step = start
     try:
-      while step < c.total_steps:
+      while step < last:
         batch = parallel.global_batch(next(self.data), self.batch_sharding)
         state, metrics = self.train_step(state, batch)
         step += 1
@@ -180,19 +189,22 @@ class Trainer:
             bar.write(f"step {step}: kNN top-1 {row['knn_top1']:.4f}, "
                       f"embedding std {row['embedding_std']:.4f}")
           t_last = time.perf_counter()  # do not count eval time as training throughput
-        if step % c.checkpoint_every == 0 or step == c.total_steps or stopper.stop:
+        if step % c.checkpoint_every == 0 or step == last or stopper.stop:
           self.checkpointer.save(step, state, self.data, force=True)
         bar.update(1)
-        if stopper.stop and step < c.total_steps:
+        if stopper.stop and step < last:
           self.checkpointer.wait()
           _log(self.is_main, f"received {stopper.signal_name}: saved step {step} to "
                              f"{self.checkpointer.directory}; run the same command to resume")
-          bar.close()
-          return {"stopped_at": step}
+          break
     finally:
       stopper.restore()
       bar.close()
       self.checkpointer.wait()
+    self.state = state
+    if step < c.total_steps:
+      writer.close()
+      return {"stopped_at": step}
 
     result = self._final_eval(state)
     writer.write(step, {k: v for k, v in result.items() if k != "step"})

@@ -30,10 +30,12 @@ def _sinkhorn_log(log_q: jax.Array, n_iters: int) -> jax.Array:
     [N, K]: rows sum to 1 when n_iters >= 1; column sums are approximately N / K.
   """
   n, k = log_q.shape
-  log_q = log_q - jax.nn.logsumexp(log_q)
-  for _ in range(n_iters):
+
+  def one_round(_, log_q):
     log_q = log_q - jax.nn.logsumexp(log_q, axis=0, keepdims=True) - math.log(k)
-    log_q = log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - math.log(n)
+    return log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - math.log(n)
+
+  log_q = jax.lax.fori_loop(0, n_iters, one_round, log_q - jax.nn.logsumexp(log_q))
   return jnp.exp(log_q + math.log(n))
 
 
@@ -151,5 +153,8 @@ def msn_loss(
 
   ce = -jnp.mean(jnp.sum(targets * log_p, axis=-1))
   avg_probs = jnp.mean(jnp.exp(log_p), axis=0)
-  me_max = jnp.sum(avg_probs * jnp.log(avg_probs)) + math.log(k)
+  # sum p log p with 0 log 0 = 0 (a prototype no anchor uses), NaN-free in value and gradient.
+  positive = avg_probs > 0
+  p_log_p = jnp.where(positive, avg_probs * jnp.log(jnp.where(positive, avg_probs, 1.0)), 0.0)
+  me_max = jnp.sum(p_log_p) + math.log(k)
   return ce + me_max_weight * me_max

@@ -19,7 +19,7 @@ def _epps_pulley_grid(knots: int, t_max: float):
   (the integrand is even): dt at t = 0 and t = t_max, 2 dt in between, as in the LeJEPA
   reference implementation.
   """
-  if knots < 2 or t_max <= 0:
+  if knots < 2 or (isinstance(t_max, (int, float)) and t_max <= 0):
     raise ValueError(f"sigreg: need knots >= 2 and t_max > 0, got knots={knots}, t_max={t_max}")
   t = jnp.linspace(0.0, t_max, knots, dtype=jnp.float32)
   dt = t_max / (knots - 1)
