@@ -233,6 +233,23 @@ def test_vit_learned_posemb_is_a_param_and_resizes():
   assert "pos_embedding" not in params
 
 
+def test_patchify_matches_patch_embedding_order(vit_reg):
+  _, variables, _, x = vit_reg
+  patches = vit_lib.patchify(x, 4)                                     # [3, 16, 48]
+  assert patches.shape == (3, 16, 48)
+  np.testing.assert_array_equal(patches[1, 6].reshape(4, 4, 3), x[1, 4:8, 8:12])  # row 1, col 2
+  np.testing.assert_array_equal(vit_lib.unpatchify(patches, 4, 4, 4), x)
+  # Token i of the encoder is patch i: the patch embedding is a matmul over patchify's rows.
+  model = models.build_backbone(_vit_cfg(num_registers=2))
+  _, state = _jit(lambda v, x: model.apply(
+      v, x, capture_intermediates=lambda mdl, _: mdl.name == "patch_embed",
+      mutable=["intermediates"]))(variables, x)
+  conv = state["intermediates"]["patch_embed"]["__call__"][0].reshape(3, 16, 32)
+  pe = variables["params"]["patch_embed"]
+  np.testing.assert_allclose(conv, patches @ pe["kernel"].reshape(48, 32) + pe["bias"],
+                             atol=1e-4)
+
+
 def test_vit_attention_goes_through_kernels(monkeypatch):
   from ssljax.kernels import attention as attention_lib
   calls = []

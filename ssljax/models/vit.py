@@ -11,7 +11,8 @@ From "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale
   to replace patches by a learned mask token (iBOT, SimMIM);
 - stochastic depth, "Deep Networks with Stochastic Depth" (Huang et al., 2016),
   with the linear per-layer schedule of DeiT/DINO;
-- attention through `ssljax.kernels.attention.dot_product_attention`.
+- attention through `ssljax.kernels.attention.dot_product_attention`;
+- `patchify` / `unpatchify` in the encoder's token order (MAE pixel targets).
 
 Token order inside the encoder: [cls (if pool == 'cls'), registers..., patches...].
 Parameter names (stable, for partition rules): `patch_embed/{kernel,bias}`, `cls`,
@@ -114,6 +115,38 @@ def sincos_2d_posemb(grid_h: int, grid_w: int, width: int, ref_grid: Optional[in
       np.broadcast_to(emb_w[None, :, :], (grid_h, grid_w, width // 2)),
   ], axis=-1)
   return jnp.asarray(emb.reshape(grid_h * grid_w, width), dtype=jnp.float32)
+
+
+def patchify(images: jax.Array, patch_size: int) -> jax.Array:
+  """Cuts images into flattened patches in the ViT's token order (MAE's pixel targets).
+
+  Args:
+    images: [N, H, W, C]; H and W multiples of patch_size.
+    patch_size: p.
+
+  Returns:
+    [N, (H/p) * (W/p), p * p * C]: patches row-major over the grid, each flattened in
+    (row, column, channel) order, which is also the order of the flattened patch_embed kernel
+    ([p, p, C, D] -> [p*p*C, D]).
+  """
+  n, h, w, c = images.shape
+  p = patch_size
+  if h % p or w % p:
+    raise ValueError(f"image size {h}x{w} is not divisible by patch_size={p}")
+  x = images.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(patches: jax.Array, patch_size: int, grid_h: int, grid_w: int) -> jax.Array:
+  """Inverse of `patchify`: [N, grid_h * grid_w, p * p * C] -> [N, grid_h * p, grid_w * p, C]."""
+  n, num, dim = patches.shape
+  p = patch_size
+  if num != grid_h * grid_w or dim % (p * p):
+    raise ValueError(f"patches shape {patches.shape} does not fit a {grid_h}x{grid_w} grid of "
+                     f"{p}x{p} patches")
+  c = dim // (p * p)
+  x = patches.reshape(n, grid_h, grid_w, p, p, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, grid_h * p, grid_w * p, c)
 
 
 def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
