@@ -67,11 +67,11 @@ def smooth_l1_regression(
   pred = pred.astype(jnp.float32)
   target = target.astype(jnp.float32)
   err = pred - target
-  if beta == 0:
-    elem = jnp.square(err)
-  else:
-    abs_err = jnp.abs(err)
-    elem = jnp.where(abs_err < beta, 0.5 * jnp.square(err) / beta, abs_err - 0.5 * beta)
+  abs_err = jnp.abs(err)
+  beta = jnp.asarray(beta, jnp.float32)  # may be traced; no Python branch on it
+  smooth = jnp.where(abs_err < beta, 0.5 * jnp.square(err) / jnp.where(beta > 0, beta, 1.0),
+                     abs_err - 0.5 * beta)
+  elem = jnp.where(beta == 0, jnp.square(err), smooth)
   scale = 1.0 / math.sqrt(pred.shape[-1]) if loss_scale is None else loss_scale
   per_pos = jnp.sum(elem, axis=-1) * scale
   m = mask.astype(jnp.float32)
