@@ -17,6 +17,11 @@ Two ways to see all keys, picked by `method=`:
 
 The per-block work is `ssljax.kernels.contrastive` with `impl=` ('auto' | 'pallas' | 'xla' |
 'reference'). Losses are means over the GLOBAL batch and come back replicated on every device.
+Replicated scalars (scale, bias) get their gradient summed over devices by autodiff.
+
+Pallas in interpret mode (CPU) needs `check_vma=False` on the enclosing shard_map in jax 0.10.2:
+its interpreter slices per-device buffers with replicated grid indices, which the vma checker
+rejects. The 'xla' path and the compiled GPU kernels work with check_vma=True.
 
 Example:
   loss_fn = jax.shard_map(
