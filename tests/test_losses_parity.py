@@ -673,7 +673,8 @@ def test_smooth_l1_grad():
   check_grad(fj, fn, [pred, target], (0, 1), {"beta": 0.7})
 
 
-@pytest.mark.parametrize("l,n,p,d,k,ln", [(3, 2, 4, 3, 2, False), (4, 2, 6, 5, 3, True), (2, 3, 5, 4, 1, False)])
+@pytest.mark.parametrize("l,n,p,d,k,ln",
+                         [(3, 2, 4, 3, 2, False), (4, 2, 6, 5, 3, True), (2, 3, 5, 4, 1, False)])
 def test_data2vec_targets_value_and_no_grad(l, n, p, d, k, ln):
   layers = 1.0 + 2.0 * _rng(34, l, n, p, d).normal(size=(l, n, p, d))
   got = jval(L.data2vec_targets, layers, top_k=k, layer_norm_targets=ln)
@@ -838,7 +839,8 @@ def test_vicreg_terms():
   const = np.ones((n, d), np.float32)
   np.testing.assert_allclose(float(J("vicreg")(const, const)), 25.0 * (1 - math.sqrt(1e-4)), rtol=1e-5)
   # Invariance term alone.
-  np.testing.assert_allclose(float(J("vicreg")(z, z + 0.1, std_coeff=0.0, cov_coeff=0.0)), 25.0 * 0.01, rtol=1e-4)
+  invariance_only = float(J("vicreg")(z, z + 0.1, std_coeff=0.0, cov_coeff=0.0))
+  np.testing.assert_allclose(invariance_only, 25.0 * 0.01, rtol=1e-4)
 
 
 def test_wmse_whitening_and_invariance():
@@ -858,8 +860,8 @@ def test_dino_equals_teacher_entropy_when_student_matches():
   teacher = np.concatenate([t1, t1])  # two identical teacher views
   center = 0.1 * r.normal(size=6)
   st, tt = 0.1, 0.04
-  student = np.concatenate([teacher, teacher[:1]]) - center  # logits s with s / st = (t - c) / tt * ..
-  student = student * st / tt
+  # Student logits with s / st == (t - c) / tt in all 3 views: every (i != j) pair is CE(p, p) = H(p).
+  student = (np.concatenate([teacher, teacher[:1]]) - center) * st / tt
   got = float(J("dino_loss")(arr(student, jnp.float32), arr(teacher, jnp.float32),
                           arr(center, jnp.float32), st, tt))
   p = np.stack([np_softmax((t1[0, b] - center) / tt) for b in range(4)])

@@ -9,7 +9,6 @@ covariance, a local nearest neighbour) would not.
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh
