@@ -162,9 +162,12 @@ def test_impl_switch():
     C.similarity_lse(jnp.ones((4, 4)), jnp.ones((4, 4)), impl="cuda")
 
 
-@pytest.mark.parametrize("impl", ["xla", "pallas"])
-def test_losses_module_impl_switch(impl):
-  """ssljax.losses' contrastive losses give the same values and gradients through the kernels."""
+def test_losses_module_impl_switch():
+  """ssljax.losses' contrastive losses give the same values and gradients through the kernels.
+
+  impl is passed straight through to the kernels, whose impls are compared above; 'xla' only.
+  """
+  impl = "xla"
   from ssljax import losses as L  # pylint: disable=g-import-not-at-top
 
   def all_losses(x, y, t, log_t, b, impl):
