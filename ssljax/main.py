@@ -33,6 +33,7 @@ def main(argv) -> int:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would drown the progress bar
   import jax
+  _enable_compilation_cache(jax)
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   from ssljax import config as config_lib
@@ -45,6 +46,18 @@ def main(argv) -> int:
   if jax.process_index() == 0:
     print(json.dumps(result, indent=2))
   return 0
+
+
+def _enable_compilation_cache(jax) -> None:
+  """JAX's persistent compilation cache, on by default, so a second start skips compilation.
+
+  The directory is $JAX_COMPILATION_CACHE_DIR if set, else $XDG_CACHE_HOME/ssljax/jax (~/.cache).
+  """
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return
+  cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  jax.config.update("jax_compilation_cache_dir", os.path.join(cache_home, "ssljax", "jax"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def run() -> None:

@@ -67,6 +67,9 @@ def train_dataset(source, spec: ViewSpec, aug_cfg, *, seed: int, local_batch_siz
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, min(4, worker_count or 1)),
                                             prefetch_buffer_size=prefetch * local_batch_size))
   if worker_count > 0:
+    from absl import flags
+    if not flags.FLAGS.is_parsed():  # grain workers read absl flags; notebooks and tests never parse them
+      flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   return it
 
