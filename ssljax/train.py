@@ -58,6 +58,7 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
       return method.loss(params, state.method_state, batch, rng, state.step)
 
     (loss, (metrics, method_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = method.transform_grads(grads, method_state, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     method_state = method.after_step(params, method_state, state.step)

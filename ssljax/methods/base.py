@@ -7,6 +7,7 @@ Per step the trainer does, inside one jitted pure function:
 
     (loss, (metrics, state)), grads = value_and_grad(method.loss, has_aux=True)(
         params, state, batch, rng, step)
+    grads = method.transform_grads(grads, state, step)
     params = optimizer update of params with grads
     state = method.after_step(params, state, step)
 
@@ -59,6 +60,12 @@ class Method:
            step: jax.Array) -> tuple[jax.Array, tuple[Metrics, MethodState]]:
     """Must: scalar float32 loss, differentiated w.r.t. params; metrics; the updated state."""
     raise NotImplementedError
+
+  def transform_grads(self, grads: Params, state: MethodState, step: jax.Array) -> Params:
+    """May: change the gradients before the optimizer sees them (e.g. zero DINO's last layer
+    during its first epoch, freeze SwAV prototypes for the first iterations)."""
+    del state, step
+    return grads
 
   def after_step(self, params: Params, state: MethodState, step: jax.Array) -> MethodState:
     """May: state update after the optimizer step (EMA teacher, momentum schedules)."""

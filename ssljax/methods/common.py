@@ -53,3 +53,8 @@ def split_views(x: jax.Array, num_views: int) -> jax.Array:
   """[B * V, ...] -> [V, B, ...] (the inverse of `merge_views`, views first for the losses)."""
   bv = x.shape[0]
   return jnp.swapaxes(x.reshape((bv // num_views, num_views) + x.shape[1:]), 0, 1)
+
+
+def ema_update(target: Any, online: Any, momentum) -> Any:
+  """target <- momentum * target + (1 - momentum) * online, leaf by leaf (EMA teacher / target net)."""
+  return jax.tree_util.tree_map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
