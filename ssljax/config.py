@@ -57,6 +57,7 @@ def _optimizer_config() -> ml_collections.ConfigDict:
       warmup_steps=10,
       end_lr_frac=0.0,          # final lr = peak * end_lr_frac (cosine decay)
       grad_clip=0.0,            # global-norm clipping, 0 = off
+      layer_decay=1.0,          # ViT layer-wise lr decay (1.0 = off; 0.65-0.75 for fine-tuning)
   ))
 
 

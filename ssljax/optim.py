@@ -3,8 +3,11 @@
 The peak learning rate is `base_lr * batch_size / 256` (the linear scaling rule used by SimCLR,
 BYOL, DINO and MAE), reached by linear warm-up and followed by a cosine decay. Weight decay and
 the LARS trust ratio skip biases and normalisation parameters (every parameter with ndim <= 1).
+`layer_decay` < 1 gives ViT blocks layer-wise learning rates (BEiT, MAE fine-tuning, DINOv2).
 """
 from __future__ import annotations
+
+import re
 
 import jax
 import optax
@@ -29,6 +32,41 @@ def decay_mask(params):
   return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
 
+def layer_id(path: str, num_layers: int) -> int:
+  """Depth of a parameter for layer-wise lr decay: embeddings 0, `block{i}` i+1, the rest num_layers+1.
+
+  Paths are '/'-joined param-tree keys (e.g. 'backbone/block3/attn/query/kernel').
+  """
+  m = re.search(r"(?:^|/)block(\d+)(?:/|$)", path)
+  if m:
+    return int(m.group(1)) + 1
+  if re.search(r"(?:^|/)(patch_embed|cls|registers|pos_embedding|mask_token)(?:/|$)", path):
+    return 0
+  return num_layers + 1
+
+
+def layer_decay_scales(params, decay: float, num_layers: int):
+  """Per-leaf lr multipliers decay ** (num_layers + 1 - layer_id): the BEiT / MAE fine-tuning rule."""
+  def one(path, _):
+    name = "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+    return decay ** (num_layers + 1 - layer_id(name, num_layers))
+  return jax.tree_util.tree_map_with_path(one, params)
+
+
+def scale_by_layer_decay(decay: float, num_layers: int) -> optax.GradientTransformation:
+  """Multiplies each update by its layer's lr multiplier (applied after the optimizer)."""
+  def init(params):
+    del params
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    del params
+    scales = layer_decay_scales(updates, decay, num_layers)
+    return jax.tree_util.tree_map(lambda u, s: u * s, updates, scales), state
+
+  return optax.GradientTransformation(init, update)
+
+
 def build(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer named by `config.optimizer.name` ('lars' | 'adamw' | 'sgd') and its schedule."""
   opt = config.optimizer
@@ -44,6 +82,14 @@ def build(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
                      optax.sgd(lr, momentum=opt.momentum))
   else:
     raise ValueError(f"optimizer.name={opt.name!r}; expected 'lars', 'adamw' or 'sgd'")
+  if opt.layer_decay != 1.0:
+    if config.model.name != "vit":
+      raise ValueError(f"optimizer.layer_decay={opt.layer_decay} needs a ViT backbone "
+                       f"(model.name={config.model.name!r})")
+    from ssljax.models import vit
+    depth = vit.resolve_variant(config.model.variant, config.model.width, config.model.depth,
+                                config.model.num_heads)[1]
+    tx = optax.chain(tx, scale_by_layer_decay(opt.layer_decay, depth))
   if opt.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip), tx)
   return tx, lr
