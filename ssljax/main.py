@@ -45,6 +45,11 @@ def main(argv) -> int:
     return 2
   if jax.process_index() == 0:
     print(json.dumps(result, indent=2))
+    if "knn_top1" in result:
+      base = result.get("knn_top1_random_init")
+      base = f" (random-init backbone: {base:.4f})" if base is not None else ""
+      print(f"final held-out kNN top-1: {result['knn_top1']:.4f}{base}; "
+            f"logs, plots and checkpoints in {os.path.abspath(_WORKDIR.value)}")
   return 0
 
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The tests: set up, run the default suite, then the slow learning runs in a separate bounded step.
+#   bash scripts/test.sh           # both steps (what CI runs)
+#   bash scripts/test.sh --fast    # the default suite only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+export PYTHONHASHSEED=0
+PYTEST=".venv/bin/python -m pytest -p no:cacheprovider"
+WORKERS="${SSLJAX_TEST_WORKERS:-2}"
+echo "[ssljax] default suite (-m 'not slow', $WORKERS workers)"
+$PYTEST -q -m "not slow" -n "$WORKERS" --durations=15 tests
+if [ "${1:-}" != "--fast" ]; then
+  echo "[ssljax] slow learning runs (-m slow, bounded to ${SSLJAX_SLOW_TIMEOUT:-3000}s)"
+  # Learning runs are dominated by step time: full XLA optimisation, one device (as the quickstart).
+  XLA_FLAGS="--xla_force_host_platform_device_count=1" \
+    timeout "${SSLJAX_SLOW_TIMEOUT:-3000}" $PYTEST -q -m slow -n "$WORKERS" --durations=30 tests
+fi
