@@ -15,6 +15,10 @@ import jax
 import orbax.checkpoint as ocp
 
 
+class IncompatibleCheckpointError(ValueError):
+  """The checkpoint was written for a different model / config (shapes or structure differ)."""
+
+
 class Checkpointer:
   """Saves and restores (train state, data iterator) pairs in `directory`."""
 
@@ -22,8 +26,10 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "data"))
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "data": grain.checkpoint.CheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -41,11 +47,56 @@ class Checkpointer:
     """The train state of `step` (placed like `abstract_state`); `data_iterator` is rewound in place.
 
     `abstract_state` is a pytree of jax.ShapeDtypeStruct with shardings, e.g. from jax.eval_shape.
+    Raises IncompatibleCheckpointError (naming the first differing parameter) when the checkpoint
+    holds another model; a damaged checkpoint raises whatever orbax raises, after it is moved aside
+    to `checkpoints_damaged/` so that the run can fall back to an older step and save anew.
     """
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    self._check_compatible(step, abstract_state)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state),
+          data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    except Exception as e:
+      if "not compatible with the stored shape" in str(e):
+        raise IncompatibleCheckpointError(
+            f"checkpoint at step {step} in {self.directory} was written by a different model: "
+            f"{str(e).split('. ')[0]}; use a new --workdir or the original config") from e
+      self._move_aside(step)
+      raise
     return restored["state"]
+
+  def _check_compatible(self, step: int, abstract_state: Any) -> None:
+    try:
+      stored = self._manager.item_metadata(step)["state"]
+    except Exception:  # unreadable metadata: let restore report (and move aside) the damage
+      return
+    if stored is None:
+      return
+    want = {_path(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(abstract_state)}
+    have = {_path(p): tuple(getattr(x, "shape", ()) or ())
+            for p, x in jax.tree_util.tree_leaves_with_path(
+                stored, is_leaf=lambda x: hasattr(x, "shape"))}
+    where = f"checkpoint at step {step} in {self.directory}"
+    missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+    if missing or extra:
+      what = (f"this config has {missing[0]!r}, which the checkpoint lacks" if missing else
+              f"the checkpoint has {extra[0]!r}, which this config lacks")
+      raise IncompatibleCheckpointError(
+          f"{where} was written by a different model or method: {what} ({len(missing)} missing, "
+          f"{len(extra)} unexpected entries); use a new --workdir or the original config")
+    for key, shape in want.items():
+      if have[key] != shape:
+        raise IncompatibleCheckpointError(
+            f"{where} was written by a different model: {key!r} has shape {have[key]} in the "
+            f"checkpoint but {shape} in this config; use a new --workdir or the original config")
+
+  def _move_aside(self, step: int) -> None:
+    src = os.path.join(self.directory, str(step))
+    if os.path.isdir(src):
+      dst_dir = self.directory.rstrip("/") + "_damaged"
+      os.makedirs(dst_dir, exist_ok=True)
+      os.replace(src, os.path.join(dst_dir, str(step)))
+      self._manager.reload()
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""
@@ -53,6 +104,10 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _path(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 def abstract_like(state: Any, shardings: Any) -> Any:

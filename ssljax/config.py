@@ -87,6 +87,8 @@ def base_config(method: str = "simclr", model: str = "resnet") -> ml_collections
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
   c.param_sharding = "replicated"
   c.progress_bar = True
+  c.nonfinite = "skip"          # non-finite loss/grads: 'skip' the update (counted) or 'stop' the run
+  c.max_skipped_steps = 20      # 'skip': stop once more steps than this were skipped
   c.model = models_lib.default_model_config(model)
   c.data = _data_config()
   c.optimizer = _optimizer_config()
@@ -167,6 +169,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   _choice("data.source", config.data.source, DATA_SOURCES)
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("param_sharding", config.param_sharding, PARAM_SHARDINGS)
+  _choice("nonfinite", config.nonfinite, ("skip", "stop"))
   _positive(config, "batch_size", "total_steps", "log_every", "eval_every", "checkpoint_every",
             "keep_checkpoints", "data.image_size", "optimizer.base_lr", "eval.knn_k")
 

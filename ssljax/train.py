@@ -46,10 +46,16 @@ class TrainState:
   opt_state: Any
   method_state: Any        # BatchNorm statistics, EMA teacher, centers, queues, ...
   rng: jax.Array           # uint32 [2]: per-step keys are fold_in(rng, step)
+  skipped: jax.Array       # int32 scalar: steps whose update was skipped (non-finite loss/grads)
 
 
 def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
-  """`train_step(state, batch) -> (state, metrics)`, a pure function of its inputs."""
+  """`train_step(state, batch) -> (state, metrics)`, a pure function of its inputs.
+
+  A step whose loss or gradients are not finite changes nothing but `step` and `skipped`
+  (params, optimizer and method state keep their last good values) and reports `nonfinite=1`;
+  the loop then applies `config.nonfinite` ('skip' or 'stop').
+  """
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -62,10 +68,19 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     method_state = method.after_step(params, method_state, state.step)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+    def keep_if_bad(new, old):
+      return jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+
     metrics = dict(metrics, loss=loss.astype(jnp.float32), lr=lr_fn(state.step),
-                   grad_norm=optax.global_norm(grads))
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              method_state=method_state)
+                   grad_norm=grad_norm, nonfinite=(~finite).astype(jnp.int32))
+    new_state = state.replace(step=state.step + 1,
+                              params=keep_if_bad(params, state.params),
+                              opt_state=keep_if_bad(opt_state, state.opt_state),
+                              method_state=keep_if_bad(method_state, state.method_state),
+                              skipped=state.skipped + (~finite).astype(jnp.int32))
     return new_state, metrics
 
   return train_step
@@ -133,17 +148,24 @@ class Trainer:
       batch = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), example)
       params, method_state = self.method.init(init_rng, batch)
       return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
-                        method_state=method_state, rng=train_rng)
+                        method_state=method_state, rng=train_rng, skipped=jnp.zeros((), jnp.int32))
 
     return init
 
   def initial_state(self) -> tuple[TrainState, int | None]:
     """(state, restored step): the latest checkpoint if there is one, else a fresh init."""
-    latest = self.checkpointer.latest_step()
-    if latest is None:
-      return self._init(), None
-    state = self.checkpointer.restore(latest, self.abstract_state, self.data)
-    return state, latest
+    steps = sorted(self.checkpointer.all_steps(), reverse=True)
+    for i, step in enumerate(steps):
+      try:
+        return self.checkpointer.restore(step, self.abstract_state, self.data), step
+      except ckpt_lib.IncompatibleCheckpointError:
+        raise
+      except Exception as e:  # a damaged checkpoint: report it and fall back to the one before
+        older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "starting from scratch"
+        _log(self.is_main, f"warning: checkpoint at step {step} in {self.checkpointer.directory} "
+                           f"cannot be read ({type(e).__name__}: {str(e)[:200]}); {older}")
+        self.data = self._data_iterator()
+    return self._init(), None
 
   # -------------------------------------------------------------------------------------------
   # 4. The loop.
@@ -167,6 +189,7 @@ class Trainer:
       self._evaluate_random_init(state, writer)
 
     stopper = _StopOnSignal()
+    guard = _Guard(c, self.is_main)
     bar = _progress(c, start, self.is_main)
     t_last, n_last = time.perf_counter(), start
     step = start
@@ -175,37 +198,43 @@ class Trainer:
         batch = parallel.global_batch(next(self.data), self.batch_sharding)
         state, metrics = self.train_step(state, batch)
         step += 1
+        stop_reason = guard.check_step(step, metrics, state)
         if step % c.log_every == 0 or step == c.total_steps:
           metrics = jax.device_get(metrics)
           now = time.perf_counter()
           metrics["images_per_sec"] = (step - n_last) * c.batch_size / max(now - t_last, 1e-9)
           t_last, n_last = now, step
           writer.write(step, metrics)
+          guard.check_log(step, metrics, bar)
+          stop_reason = stop_reason or guard.check_skipped(step, int(state.skipped))
           bar.set_postfix(loss=f"{float(metrics['loss']):.4f}",
                           img_s=f"{metrics['images_per_sec']:.0f}", refresh=False)
         if step % c.eval_every == 0 or step == c.total_steps:
           row = self.evaluator.knn(state.params, state.method_state)
           writer.write(step, row)
+          guard.check_eval(step, row, bar)
           if self.is_main:
             bar.write(f"step {step}: kNN top-1 {row['knn_top1']:.4f}, "
                       f"embedding std {row['embedding_std']:.4f}")
           t_last = time.perf_counter()  # do not count eval time as training throughput
-        if step % c.checkpoint_every == 0 or step == last or stopper.stop:
+        if stopper.stop and not stop_reason:
+          stop_reason = (f"received {stopper.signal_name}: saved step {step}; "
+                         f"run the same command to resume")
+        if step % c.checkpoint_every == 0 or step == last or stop_reason:
           self.checkpointer.save(step, state, self.data, force=True)
         bar.update(1)
-        if stopper.stop and step < last:
-          self.checkpointer.wait()
-          _log(self.is_main, f"received {stopper.signal_name}: saved step {step} to "
-                             f"{self.checkpointer.directory}; run the same command to resume")
+        if stop_reason and step < last:
           break
     finally:
       stopper.restore()
       bar.close()
       self.checkpointer.wait()
     self.state = state
+    if stop_reason:
+      _log(self.is_main, f"{stop_reason} (checkpoints in {self.checkpointer.directory})")
     if step < c.total_steps:
       writer.close()
-      return {"stopped_at": step}
+      return {"stopped_at": step, "reason": stop_reason or f"until_step={until_step}"}
 
     result = self._final_eval(state)
     writer.write(step, {k: v for k, v in result.items() if k != "step"})
@@ -259,6 +288,52 @@ def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
   if is_main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+class _Guard:
+  """Guard rails: the non-finite policy, loss-spike and collapse warnings.
+
+  config.nonfinite = 'skip': a step with a non-finite loss or gradient leaves the state as it was
+  (the train step does that) and is counted; more than config.max_skipped_steps of them stop the
+  run. 'stop': the first one stops the run, after saving the last good parameters.
+  """
+
+  def __init__(self, config, enabled: bool):
+    self.policy, self.max_skipped = config.nonfinite, config.max_skipped_steps
+    self.enabled, self._loss_avg = enabled, None
+
+  def check_step(self, step: int, metrics, state) -> str:
+    """'' to go on, else the reason to stop (a host sync per step only under the 'stop' policy)."""
+    if self.policy == "stop":
+      if int(metrics["nonfinite"]):
+        return (f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
+                f"grad_norm={float(metrics['grad_norm'])}); stopped with the last good parameters "
+                f"saved (config.nonfinite='stop')")
+    return ""
+
+  def check_log(self, step: int, metrics, bar) -> None:
+    if self.policy == "skip" and int(metrics.get("nonfinite", 0)):
+      self._warn(bar, f"step {step}: non-finite loss or gradient; update skipped")
+    loss = float(metrics["loss"])
+    if self._loss_avg is not None and np.isfinite(loss) and loss > 2.0 * abs(self._loss_avg) + 1.0:
+      self._warn(bar, f"step {step}: loss spike {loss:.4f} (recent average {self._loss_avg:.4f})")
+    if np.isfinite(loss):
+      self._loss_avg = loss if self._loss_avg is None else 0.9 * self._loss_avg + 0.1 * loss
+
+  def check_eval(self, step: int, row, bar) -> None:
+    if row.get("collapsed"):
+      self._warn(bar, f"step {step}: the embedding looks collapsed (per-dim std "
+                      f"{row['embedding_std']:.2e}, rankme {row['rankme']:.2f})")
+
+  def check_skipped(self, step: int, skipped: int) -> str:
+    if self.policy == "skip" and skipped > self.max_skipped:
+      return (f"{skipped} steps with non-finite loss or gradient by step {step}, more than "
+              f"config.max_skipped_steps={self.max_skipped}; stopped with the last good parameters saved")
+    return ""
+
+  def _warn(self, bar, message: str) -> None:
+    if self.enabled:
+      bar.write("warning: " + message)
 
 
 class _StopOnSignal:

@@ -14,8 +14,7 @@ import numpy as np
 from ssljax import parallel
 from ssljax.data import pipeline
 from ssljax.data import sources
-from ssljax.evaluate.diagnostics import embedding_std
-from ssljax.evaluate.diagnostics import rankme
+from ssljax.evaluate.diagnostics import collapse_report
 from ssljax.evaluate.knn import knn_top1
 from ssljax.evaluate.linear import linear_probe
 
@@ -30,7 +29,11 @@ def extract(fn, params: Any, state: Any, images: np.ndarray, batch_size: int, sh
     if pad:
       chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
     x = jax.device_put(chunk, sharding) if sharding is not None else chunk
-    out.append(np.asarray(jax.device_get(fn(params, state, x)))[:batch_size - pad])
+    y = fn(params, state, x)
+    if isinstance(y, jax.Array) and not y.is_fully_addressable:  # multi-host: gather the batch shards
+      from jax.experimental import multihost_utils
+      y = multihost_utils.process_allgather(y, tiled=True)
+    out.append(np.asarray(jax.device_get(y))[:batch_size - pad])
   return np.concatenate(out)
 
 
@@ -57,14 +60,16 @@ class Evaluator:
             extract(self._features, params, state, self.eval_x, bs, sh))
 
   def knn(self, params, state) -> dict[str, float]:
-    """{'knn_top1', 'embedding_std', 'rankme'} on the held-out split."""
+    """{'knn_top1', 'embedding_std', 'rankme', 'collapsed'} on the held-out split."""
     ev = self.config.eval
     train_f, eval_f = self._feats(params, state)
     k = min(ev.knn_k, len(train_f))
     acc = knn_top1(train_f, self.train_y, eval_f, self.eval_y, self.num_classes, k=k,
                    temperature=ev.knn_temperature)
     emb = extract(self._embeddings, params, state, self.eval_x, self.batch_size, self.sharding)
-    return {"knn_top1": acc, "embedding_std": embedding_std(emb), "rankme": rankme(emb)}
+    report = collapse_report(emb)
+    return {"knn_top1": acc, "embedding_std": report["embedding_std"], "rankme": report["rankme"],
+            "collapsed": bool(report["collapsed"])}
 
   def linear(self, params, state) -> dict[str, float]:
     """Linear probe on frozen features: {'top1', 'train_top1'}."""

@@ -1,0 +1,169 @@
+"""Reliability: non-finite guard rails, damaged and incompatible checkpoints, SIGTERM, SIGKILL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from ssljax import checkpoint as ckpt_lib
+from ssljax import parallel
+from ssljax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _leaves(state):
+  return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+def test_nonfinite_step_changes_nothing_but_the_counters(tiny_config, tmp_path):
+  trainer = train.Trainer(tiny_config(), str(tmp_path))
+  state = trainer._init()
+  batch = next(trainer.data)
+  good = parallel.global_batch(batch, trainer.batch_sharding)
+  state, _ = trainer.train_step(state, good)
+  before = jax.device_get(state)
+  bad = dict(batch, **{"global": np.full_like(batch["global"], np.nan)})
+  state, metrics = trainer.train_step(state, parallel.global_batch(bad, trainer.batch_sharding))
+  assert int(metrics["nonfinite"]) == 1 and int(state.skipped) == 1 and int(state.step) == 2
+  for a, b in zip(_leaves(before.params) + _leaves(before.opt_state),
+                  _leaves(state.params) + _leaves(state.opt_state)):
+    np.testing.assert_array_equal(a, b)
+
+
+def _inject_nan_at(monkeypatch, bad_call: int):
+  calls = {"n": 0}
+  real = parallel.global_batch
+
+  def fake(local, sharding):
+    calls["n"] += 1
+    if calls["n"] == bad_call:
+      local = dict(local, **{"global": np.full_like(local["global"], np.nan)})
+    return real(local, sharding)
+
+  monkeypatch.setattr(train.parallel, "global_batch", fake)
+
+
+def test_policy_skip_counts_and_finishes(tiny_config, tmp_path, monkeypatch):
+  _inject_nan_at(monkeypatch, 3)
+  trainer = train.Trainer(tiny_config(), str(tmp_path))
+  result = trainer.run()
+  assert result["step"] == 6 and int(trainer.state.skipped) == 1
+  assert all(np.isfinite(x).all() for x in _leaves(trainer.state.params))
+
+
+def test_policy_stop_saves_last_good_state_and_names_the_step(tiny_config, tmp_path, monkeypatch, capsys):
+  _inject_nan_at(monkeypatch, 4)
+  cfg = tiny_config()
+  cfg.nonfinite = "stop"
+  trainer = train.Trainer(cfg, str(tmp_path))
+  result = trainer.run()
+  assert result["stopped_at"] == 4
+  assert "non-finite loss or gradient at step 4" in result["reason"]
+  assert "non-finite loss or gradient at step 4" in capsys.readouterr().out
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), keep=2)
+  assert ckpt.latest_step() == 4
+  restored = ckpt.restore(4, trainer.abstract_state, trainer._data_iterator())
+  assert all(np.isfinite(x).all() for x in _leaves(restored.params))
+
+
+def test_checkpoint_of_another_model_gives_a_clear_message(tiny_config, tmp_path):
+  train.Trainer(tiny_config(), str(tmp_path)).run(until_step=3)
+  other = tiny_config()
+  other.model.width = 48
+  with pytest.raises(ckpt_lib.IncompatibleCheckpointError,
+                     match=r"checkpoint at step 3 .* different model: 'params/.*' has shape \(.*\) in the checkpoint but \(.*\) in this config"):
+    train.Trainer(other, str(tmp_path)).run()
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(tiny_config, tmp_path, capsys):
+  train.Trainer(tiny_config(), str(tmp_path)).run(until_step=6)  # checkpoints 3 and 6
+  state_dir = tmp_path / "checkpoints" / "6" / "state"
+  for root, _, files in os.walk(state_dir):
+    for name in files:
+      if not name.startswith("_"):
+        with open(os.path.join(root, name), "wb") as f:
+          f.write(b"garbage")
+  trainer = train.Trainer(tiny_config(), str(tmp_path))
+  state, restored = trainer.initial_state()
+  assert restored == 3 and int(state.step) == 3
+  assert "checkpoint at step 6" in capsys.readouterr().out
+  assert os.path.isdir(tmp_path / "checkpoints_damaged" / "6")
+
+
+def _cli(workdir, *overrides):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONUNBUFFERED="1")
+  cmd = [sys.executable, "-m", "ssljax.main", "--config", os.path.join(REPO, "configs", "simclr_digits.py"),
+         "--workdir", str(workdir), "--config.batch_size=16", "--config.model.depth=1",
+         "--config.model.width=32", "--config.model.num_heads=2", "--config.data.image_size=8",
+         "--config.model.image_size=8", "--config.eval.max_examples=64", "--config.eval.random_init=False",
+         "--config.eval.linear_epochs=2", "--config.log_every=1", "--config.progress_bar=False",
+         "--config.simclr.proj_hidden_dims=(32,)", "--config.simclr.proj_dim=16", *overrides]
+  return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+
+
+def _wait_for_step(workdir, step, proc, timeout=240):
+  path = os.path.join(str(workdir), "metrics.jsonl")
+  t0 = time.time()
+  while time.time() - t0 < timeout:
+    if proc.poll() is not None:
+      raise AssertionError(f"process exited early: {proc.stdout.read()[-2000:]}")
+    if os.path.exists(path):
+      with open(path) as f:
+        if any(json.loads(l).get("step", 0) >= step for l in f if l.strip().endswith("}")):
+          return
+    time.sleep(0.2)
+  raise AssertionError("timed out")
+
+
+def test_sigterm_checkpoints_at_next_step_and_exits_zero(tmp_path):
+  proc = _cli(tmp_path, "--config.total_steps=100000", "--config.checkpoint_every=100000",
+              "--config.eval_every=100000")
+  _wait_for_step(tmp_path, 2, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out[-2000:]
+  assert "received SIGTERM" in out
+  steps = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
+  assert len(steps) == 1 and 2 <= steps[0] < 100000
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path):
+  """Killed hard (mid-step or mid-save) several times, restarted, the final params equal an
+  uninterrupted run's bit for bit."""
+  args = ("--config.total_steps=24", "--config.checkpoint_every=4", "--config.eval_every=1000")
+  ref = _cli(tmp_path / "ref", *args)
+  out, _ = ref.communicate(timeout=600)
+  assert ref.returncode == 0, out[-2000:]
+  rng = np.random.default_rng(0)
+  work = tmp_path / "killed"
+  for target in (5, 11, 17):
+    proc = _cli(work, *args)
+    _wait_for_step(work, target, proc)
+    time.sleep(float(rng.uniform(0.0, 0.5)))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  proc = _cli(work, *args)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out[-2000:]
+  from ssljax.checkpoint import Checkpointer
+  a = Checkpointer(str(tmp_path / "ref" / "checkpoints"), keep=2)
+  b = Checkpointer(str(work / "checkpoints"), keep=2)
+  assert a.latest_step() == b.latest_step() == 24
+  ta = a._manager.restore(24, args=_raw_args())["state"]
+  tb = b._manager.restore(24, args=_raw_args())["state"]
+  la, lb = jax.tree.leaves(ta), jax.tree.leaves(tb)
+  assert len(la) == len(lb) > 0
+  for x, y in zip(la, lb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _raw_args():
+  import orbax.checkpoint as ocp
+  return ocp.args.Composite(state=ocp.args.StandardRestore())
