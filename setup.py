@@ -25,6 +25,7 @@ setuptools.setup(
         "tqdm>=4.66",
         "tensorboardX>=2.6",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
+                             "nbformat>=5.10"]},
     entry_points={"console_scripts": ["ssljax=ssljax.main:run"]},
 )
