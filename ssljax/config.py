@@ -38,6 +38,7 @@ def _data_config() -> ml_collections.ConfigDict:
       image_size=16,            # side of the global crops fed to the backbone
       synthetic_size=32,        # synthetic source: stored image side
       synthetic_examples=1024,  # synthetic source: number of images
+      on_bad_image="fail",      # image_folder: 'fail' on an unreadable file, or 'skip' it (reported)
       worker_count=0,           # grain worker processes (0 = in the main process)
       prefetch=2,               # batches prefetched by grain threads
       augment=augment.default_augment_config(),
@@ -170,6 +171,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("param_sharding", config.param_sharding, PARAM_SHARDINGS)
   _choice("nonfinite", config.nonfinite, ("skip", "stop"))
+  _choice("data.on_bad_image", config.data.on_bad_image, ("fail", "skip"))
   _positive(config, "batch_size", "total_steps", "log_every", "eval_every", "checkpoint_every",
             "keep_checkpoints", "data.image_size", "optimizer.base_lr", "eval.knn_k")
 

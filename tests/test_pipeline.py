@@ -111,3 +111,17 @@ def test_eval_arrays_are_deterministic_center_views():
   x2, _ = pipeline.eval_arrays(src, 16, default_augment_config(), max_examples=100)
   assert x1.shape == (100, 16, 16, 1) and y1.shape == (100,)
   np.testing.assert_array_equal(x1, x2)
+
+
+def test_unreadable_image_skip_policy_counts_and_substitutes(tmp_path, capsys):
+  _write_folder(str(tmp_path))
+  bad = tmp_path / "train" / "cat" / "1.png"
+  bad.write_bytes(b"\x89PNG truncated")
+  src = sources.ImageFolderSource(str(tmp_path / "train"), on_bad_image="skip")
+  index = src.files.index(str(bad))
+  rec = src[index]
+  np.testing.assert_array_equal(rec["image"], src[index + 1]["image"])
+  assert src.bad_files == {str(bad)}
+  assert "1.png" in capsys.readouterr().err
+  batch = next(_iter(0, source=src, batch=6))
+  assert batch["global"].shape[0] == 6

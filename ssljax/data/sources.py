@@ -6,6 +6,7 @@ Every source has `__len__`, `__getitem__`, `num_classes` and `channels`, which i
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -63,11 +64,16 @@ def synthetic(num_examples: int, size: int, channels: int = 3, num_classes: int 
 class ImageFolderSource:
   """`root/<class>/<image>` files, decoded lazily with Pillow and converted to RGB uint8.
 
-  Grayscale, palette, RGBA and 16-bit files are converted; a file that cannot be decoded raises
-  ImageReadError naming its path.
+  Grayscale, palette, RGBA and 16-bit files are converted. A file that cannot be decoded raises
+  ImageReadError naming its path (on_bad_image='fail'), or (on_bad_image='skip') is reported once
+  on stderr with its path, counted in `bad_files`, and replaced by the next readable file, so that
+  batch shapes and the data order stay deterministic.
   """
 
-  def __init__(self, root: str):
+  def __init__(self, root: str, on_bad_image: str = "fail"):
+    if on_bad_image not in ("fail", "skip"):
+      raise ValueError(f"on_bad_image={on_bad_image!r}; expected 'fail' or 'skip'")
+    self.on_bad_image, self.bad_files = on_bad_image, set()
     if not os.path.isdir(root):
       raise FileNotFoundError(f"image folder {root!r} does not exist")
     self.classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
@@ -88,7 +94,18 @@ class ImageFolderSource:
     return len(self.files)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    return {"image": load_image(self.files[index]), "label": int(self.labels[index])}
+    for offset in range(len(self.files)):
+      i = (index + offset) % len(self.files)
+      try:
+        return {"image": load_image(self.files[i]), "label": int(self.labels[i])}
+      except ImageReadError as e:
+        if self.on_bad_image == "fail":
+          raise
+        if self.files[i] not in self.bad_files:
+          self.bad_files.add(self.files[i])
+          print(f"warning: skipping unreadable image ({len(self.bad_files)} so far): {e}",
+                file=sys.stderr, flush=True)
+    raise ImageReadError(f"no readable image among the {len(self.files)} files of this image folder")
 
 
 def load_image(path: str) -> np.ndarray:
@@ -132,7 +149,7 @@ def build_source(data_cfg, split: str):
     seed = 0 if split == data_cfg.train_split else 1
     return synthetic(n, data_cfg.synthetic_size, seed=seed)
   if data_cfg.source == "image_folder":
-    return ImageFolderSource(os.path.join(data_cfg.path, split))
+    return ImageFolderSource(os.path.join(data_cfg.path, split), on_bad_image=data_cfg.on_bad_image)
   if data_cfg.source == "tfds":
     return TFDSSource(data_cfg.tfds_name, split, data_cfg.path)
   raise ValueError(f"data.source={data_cfg.source!r}; expected 'digits', 'image_folder', 'tfds' or 'synthetic'")
