@@ -1,0 +1,153 @@
+"""BYOL: an online network predicts an EMA target network's projection of the other view.
+
+"Bootstrap your own latent: A new approach to self-supervised Learning" (Grill et al., 2020).
+
+Online: backbone -> projector -> predictor. Target: backbone -> projector, an exponential moving
+average of the online backbone and projector, with momentum tau rising from `tau_base` to 1 along
+the cosine schedule tau_k = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 (`schedules.cosine_increase`).
+Loss, symmetrised over the two views as in the paper:
+
+    L = (2 - 2 cos(q1, sg(z'2))) + (2 - 2 cos(q2, sg(z'1)))
+      = 4 + 2 * (negative_cosine(q1, sg(z'2)) + negative_cosine(q2, sg(z'1)))
+
+where q_i is the online prediction of view i and z'_i the target projection, sg = stop_gradient.
+
+Reference hyper-parameters (ImageNet, ResNet-50): projector and predictor MLPHead([4096], 256) with
+BatchNorm, tau_base 0.996, LARS with base lr 0.2 x batch/256, weight decay 1.5e-6, batch 4096.
+As in the reference code each view is forwarded separately (BatchNorm statistics per view), and the
+target network runs in training mode (batch statistics) with its own BatchNorm state.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssljax import losses
+from ssljax import schedules
+from ssljax.data.augment import ViewSpec
+from ssljax.methods import base
+from ssljax.methods import common
+from ssljax.models.heads import MLPHead
+
+
+class BYOL(base.Method):
+  """BYOL.
+
+  Params: {'backbone', 'projector', 'predictor'} (online network, what the optimizer updates).
+  State: {'online': BatchNorm statistics of the three online modules,
+          'target': {'params': {'backbone', 'projector'}, 'stats': their BatchNorm statistics}}.
+  """
+
+  name = "byol"
+
+  @staticmethod
+  def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        tau_base=0.996,             # target EMA momentum at step 0, cosine-increased to 1
+        proj_hidden_dims=(4096,),
+        proj_dim=256,
+        pred_hidden_dims=(4096,),
+        use_bn=True,                # BatchNorm in the hidden layers of projector and predictor
+    ))
+
+  @classmethod
+  def validate_config(cls, config):
+    from ssljax.config import ConfigError
+    tau = config.byol.tau_base
+    if not 0.0 <= tau < 1.0:
+      raise ConfigError(f"config.byol.tau_base={tau!r}; expected a momentum in [0, 1)")
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.backbone = common.backbone_from_config(config)
+    self.projector = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
+                             use_bn=self.cfg.use_bn)
+    self.predictor = MLPHead(hidden_dims=tuple(self.cfg.pred_hidden_dims), out_dim=self.cfg.proj_dim,
+                             use_bn=self.cfg.use_bn)
+
+  def view_spec(self) -> ViewSpec:
+    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
+                    global_scale=tuple(self.config.data.augment.crop_scale))
+
+  def init(self, rng, batch):
+    b_rng, p_rng, q_rng = jax.random.split(rng, 3)
+    x = batch["global"][:, 0]
+    b_params, b_state = common.init_module(self.backbone, b_rng, x)
+    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
+    p_params, p_state = common.init_module(self.projector, p_rng, feats)
+    z = self.projector.apply({"params": p_params, **p_state}, feats, train=False)
+    q_params, q_state = common.init_module(self.predictor, q_rng, z)
+    params = {"backbone": b_params, "projector": p_params, "predictor": q_params}
+    stats = {"backbone": b_state, "projector": p_state, "predictor": q_state}
+    # The target starts as a copy of the online backbone and projector (jnp.copy: no aliasing
+    # between donated buffers).
+    target = {"params": jax.tree_util.tree_map(jnp.copy, {"backbone": b_params, "projector": p_params}),
+              "stats": jax.tree_util.tree_map(jnp.copy, {"backbone": b_state, "projector": p_state})}
+    return params, {"online": stats, "target": target}
+
+  def _encode(self, params, stats, images, rng, train):
+    """backbone -> projector. images [N, H, W, C] -> (z [N, E] float32, updated stats)."""
+    b_rng, p_rng = jax.random.split(rng)
+    feats, b_state = common.apply_module(self.backbone, params["backbone"], stats["backbone"], images,
+                                         train=train, rng=b_rng)
+    z, p_state = common.apply_module(self.projector, params["projector"], stats["projector"], feats,
+                                     train=train, rng=p_rng)
+    return z, {**stats, "backbone": b_state, "projector": p_state}
+
+  def _online(self, params, stats, images, rng, train):
+    """Online prediction q [N, E] (float32) of images [N, H, W, C], and the updated stats."""
+    e_rng, q_rng = jax.random.split(rng)
+    z, stats = self._encode(params, stats, images, e_rng, train)
+    q, q_state = common.apply_module(self.predictor, params["predictor"], stats["predictor"], z,
+                                     train=train, rng=q_rng)
+    return q, {**stats, "predictor": q_state}
+
+  def forward(self, params, state, batch, rng):
+    """Both views through both networks (train mode).
+
+    Returns ((q [2, B, E], target z' [2, B, E] without gradient), updated state).
+    """
+    views = batch["global"]                                   # [B, 2, H, W, C]
+    online, target = state["online"], state["target"]["stats"]
+    qs, zs = [], []
+    for v in range(2):
+      o_rng, t_rng = jax.random.split(jax.random.fold_in(rng, v))
+      q, online = self._online(params, online, views[:, v], o_rng, train=True)
+      z, target = self._encode(state["target"]["params"], target, views[:, v], t_rng, train=True)
+      qs.append(q)
+      zs.append(jax.lax.stop_gradient(z))
+    new_state = {"online": online, "target": {"params": state["target"]["params"], "stats": target}}
+    return (jnp.stack(qs), jnp.stack(zs)), new_state
+
+  def loss(self, params, state, batch, rng, step):
+    del step
+    (q, z), state = self.forward(params, state, batch, rng)
+    # negative_cosine = -mean cos; the paper's per-direction loss is 2 - 2 cos.
+    nc = losses.negative_cosine(q[0], z[1]) + losses.negative_cosine(q[1], z[0])
+    loss = 4.0 + 2.0 * nc
+    zn = losses.l2_normalize(z[0])
+    metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)),
+               "prediction_cosine": -nc / 2.0}
+    return loss, (metrics, state)
+
+  def momentum(self, step):
+    """tau at `step`: tau_base rising to 1 at total_steps along a half cosine."""
+    return schedules.cosine_increase(step, self.config.total_steps, self.cfg.tau_base, 1.0)
+
+  def after_step(self, params, state, step):
+    online = {"backbone": params["backbone"], "projector": params["projector"]}
+    target = common.ema_update(state["target"]["params"], online, self.momentum(step))
+    return {**state, "target": {**state["target"], "params": target}}
+
+  def features(self, params, state, images):
+    feats, _ = common.apply_module(self.backbone, params["backbone"], state["online"]["backbone"],
+                                   images, train=False)
+    return feats.astype(jnp.float32)
+
+  def embeddings(self, params, state, images):
+    z, _ = self._encode(params, state["online"], images, jax.random.key(0), train=False)
+    return z.astype(jnp.float32)
+
+
+METHOD = BYOL
