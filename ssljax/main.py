@@ -3,8 +3,9 @@
 Flags follow big_vision/scenic: the config file's `get_config()` builds an ml_collections
 ConfigDict, and any key can be overridden, e.g. `--config.batch_size=64 --config.total_steps=200`.
 Running the same command again with the same workdir resumes from the latest checkpoint.
-Multi-host: set SSLJAX_DISTRIBUTED=1 (or pass --distributed) and the usual JAX coordinator
-environment (or run on Cloud TPU / SLURM, where jax.distributed finds it itself).
+Multi-host: pass --distributed (or SSLJAX_DISTRIBUTED=1), plus --coordinator_address,
+--num_processes and --process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)
+unless on Cloud TPU / SLURM, where jax.distributed finds them itself (see ssljax/distributed.py).
 """
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, plots, eval.json.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", os.environ.get("SSLJAX_DISTRIBUTED") == "1",
                                  "Call jax.distributed.initialize() (multi-host runs).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (else $JAX_COORDINATOR_ADDRESS / detected).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Number of processes (else $JAX_NUM_PROCESSES / detected).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "This process's id (else $JAX_PROCESS_ID / detected).")
 
 
 def main(argv) -> int:
@@ -34,8 +41,9 @@ def main(argv) -> int:
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would drown the progress bar
   import jax
   _enable_compilation_cache(jax)
-  if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+  from ssljax import distributed
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                         enable=_DISTRIBUTED.value)
   from ssljax import config as config_lib
   from ssljax import train
   try:

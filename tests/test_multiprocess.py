@@ -1,0 +1,178 @@
+"""Multi-host on one machine: 2 CPU processes x 2 devices (gloo collectives) vs 1 process x 4 devices.
+
+The 2-process run trains a tiny SimCLR config to step 3 with the Trainer (distributed set up from
+the JAX_* environment), stops, and is resumed to step 6 in fresh processes by `python -m ssljax.main`
+(distributed set up from its flags). The reference is one process on 4 devices fed the same global
+batches (process 0's local batch followed by process 1's, which is the row order that
+`make_array_from_process_local_data` gives on the 2-process mesh). Same losses, one metrics log
+(process 0's), a grain state file per process in each checkpoint.
+
+This file is also the worker script: `python tests/test_multiprocess.py <mode> <config.py> <workdir>`.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+CONFIG_FILE = f"""
+import sys
+sys.path.insert(0, {HERE!r})
+from conftest import make_tiny_config
+
+
+def get_config():
+  c = make_tiny_config("simclr")   # batch 16, 6 steps, checkpoints at 3 and 6
+  c.eval.max_examples = 32
+  c.eval.batch_size = 16
+  c.eval.linear_epochs = 1
+  return c
+"""
+
+
+def _load_config(path):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("mp_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+class _ConcatIterators:
+  """Global batches of a 1-process run built from the per-process pipelines of a P-process run."""
+
+  def __init__(self, iterators):
+    self.iterators = iterators
+
+  def __next__(self):
+    import numpy as np
+    parts = [next(it) for it in self.iterators]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def get_state(self) -> bytes:   # grain's checkpoint handler takes bytes from non-grain iterators
+    return json.dumps([it.get_state() for it in self.iterators]).encode()
+
+  def set_state(self, state: bytes):
+    for it, s in zip(self.iterators, json.loads(state)):
+      it.set_state(s)
+
+
+def _worker(mode: str, config_path: str, workdir: str) -> None:
+  config = _load_config(config_path)
+  if mode == "trainer_until_3":
+    from ssljax import distributed
+    assert distributed.initialize(), "expected the JAX_* environment to ask for a multi-host run"
+    from ssljax import train
+    import jax
+    assert jax.process_count() == 2 and len(jax.devices()) == 4, (jax.process_count(), jax.devices())
+    out = train.Trainer(config, workdir).run(until_step=3)
+    assert out["stopped_at"] == 3, out
+  elif mode == "reference":
+    import jax
+    from ssljax import train
+    from ssljax.data import pipeline
+    assert jax.process_count() == 1 and len(jax.devices()) == 4
+    trainer = train.Trainer(config, workdir)
+    c = config
+    trainer.data = _ConcatIterators([iter(pipeline.train_dataset(
+        trainer.train_source, trainer.spec, c.data.augment, seed=c.seed,
+        local_batch_size=c.batch_size // 2, process_index=p, process_count=2)) for p in range(2)])
+    trainer.run()
+  else:
+    raise ValueError(f"mode={mode!r}")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _env(devices: int, **extra) -> dict:
+  env = dict(os.environ)
+  for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SSLJAX_DISTRIBUTED"):
+    env.pop(k, None)
+  env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
+                       "--xla_backend_optimization_level=0",
+             JAX_PLATFORMS="cpu", PYTHONHASHSEED="0", **extra)
+  return env
+
+
+def _run_all(commands_envs, timeout=400):
+  """Starts all commands at once, waits for all; fails with the output of any that failed."""
+  procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True) for cmd, env in commands_envs]
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=timeout)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, f"{p.args} exited {p.returncode}:\n{out[-4000:]}"
+  return outs
+
+
+def _grain_states(step_dir):
+  """The per-process grain iterator files of one checkpoint step."""
+  return sorted(f for f in os.listdir(os.path.join(step_dir, "data")) if f.startswith("process_"))
+
+
+def _losses(workdir):
+  from ssljax.metrics_writer import read_jsonl
+  rows = [r for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "loss" in r]
+  return [r["step"] for r in rows], [r["loss"] for r in rows]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_and_resume(tmp_path):
+  config_path = tmp_path / "tiny_simclr.py"
+  config_path.write_text(CONFIG_FILE)
+  multi, ref = str(tmp_path / "multi"), str(tmp_path / "ref")
+  me = os.path.abspath(__file__)
+
+  # Phase 1: 2 processes, Trainer.run(until_step=3), distributed from the environment.
+  address = f"localhost:{_free_port()}"
+  _run_all([([sys.executable, me, "trainer_until_3", str(config_path), multi],
+             _env(2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+            for i in range(2)])
+  ckpt3 = os.path.join(multi, "checkpoints", "3")
+  assert _grain_states(ckpt3) == ["process_0-of-2.json", "process_1-of-2.json"]
+  assert not os.path.exists(os.path.join(multi, "eval.json"))
+
+  # Phase 2: fresh processes resume at 3 and finish at 6 through the CLI, distributed from flags.
+  address = f"localhost:{_free_port()}"
+  outs = _run_all([([sys.executable, "-m", "ssljax.main", "--config", str(config_path),
+                     "--workdir", multi, "--coordinator_address", address, "--num_processes", "2",
+                     "--process_id", str(i)], _env(2)) for i in range(2)])
+  assert "resumed from checkpoint at step 3" in outs[0]
+  assert "resumed from checkpoint" not in outs[1]   # only process 0 prints and logs
+  assert '"knn_top1"' in outs[0] and '"knn_top1"' not in outs[1]
+
+  # Reference: one process, 4 devices, the same global batches, uninterrupted.
+  _run_all([([sys.executable, me, "reference", str(config_path), ref], _env(4))])
+
+  steps, losses = _losses(multi)
+  ref_steps, ref_losses = _losses(ref)
+  assert steps == ref_steps == [1, 2, 3, 4, 5, 6]   # one row per step: process 1 wrote none
+  assert losses == pytest.approx(ref_losses, rel=1e-5, abs=1e-6)
+  assert len(set(round(x, 6) for x in losses)) > 1   # the model trains: the loss changes
+  with open(os.path.join(multi, "eval.json")) as f, open(os.path.join(ref, "eval.json")) as g:
+    got, want = json.load(f), json.load(g)
+  assert got["step"] == want["step"] == 6
+  assert got["knn_top1"] == pytest.approx(want["knn_top1"], abs=1e-6)
+  assert os.path.exists(os.path.join(multi, "plots", "loss.png"))
+  assert _grain_states(os.path.join(multi, "checkpoints", "6")) == [
+      "process_0-of-2.json", "process_1-of-2.json"]
+
+
+if __name__ == "__main__":
+  _worker(*sys.argv[1:])
