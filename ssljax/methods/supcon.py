@@ -1,0 +1,97 @@
+"""SupCon: contrastive learning where every image of the same class is a positive.
+
+"Supervised Contrastive Learning" (Khosla et al., 2020).
+
+Two augmented views of each image go through backbone -> projector; the L_out loss
+(`ssljax.losses.supcon`) pulls together the V * B projections that share a label and pushes
+apart the others, over the GLOBAL batch. The only method of the zoo that reads batch['label'].
+
+Reference hyper-parameters (ImageNet, ResNet-50): projector `MLPHead([2048], 128)` (the paper's
+2048-d hidden layer, 128-d output, normalised in the loss), T = 0.1, batch 6144, LARS with
+base lr 0.3 x batch/256 (the paper's cosine schedule), 700 epochs; CIFAR: batch 1024, lr 0.5,
+1000 epochs. As in the reference code, both views are forwarded together (one BatchNorm batch).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssljax import losses
+from ssljax.data.augment import ViewSpec
+from ssljax.methods import base
+from ssljax.methods import common
+from ssljax.models.heads import MLPHead
+
+
+class SupCon(base.Method):
+  """SupCon. Params: {'backbone', 'head'}; state: their BatchNorm statistics (if any)."""
+
+  name = "supcon"
+
+  @staticmethod
+  def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        temperature=0.1,
+        proj_hidden_dims=(2048,),
+        proj_dim=128,
+        proj_use_bn=True,
+    ))
+
+  @classmethod
+  def validate_config(cls, config):
+    from ssljax.config import ConfigError
+    if config.supcon.temperature <= 0:
+      raise ConfigError(f"config.supcon.temperature={config.supcon.temperature!r}; expected > 0")
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.backbone = common.backbone_from_config(config)
+    self.head = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
+                        use_bn=self.cfg.proj_use_bn)
+
+  def view_spec(self) -> ViewSpec:
+    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
+                    global_scale=tuple(self.config.data.augment.crop_scale))
+
+  def init(self, rng, batch):
+    b_rng, h_rng = jax.random.split(rng)
+    x = batch["global"][:, 0]
+    b_params, b_state = common.init_module(self.backbone, b_rng, x)
+    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
+    h_params, h_state = common.init_module(self.head, h_rng, feats)
+    return {"backbone": b_params, "head": h_params}, {"backbone": b_state, "head": h_state}
+
+  def _project(self, params, state, images, rng, train):
+    """images [N, H, W, C] -> (projections [N, E] float32, updated state)."""
+    b_rng, h_rng = jax.random.split(rng)
+    feats, b_state = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
+                                         train=train, rng=b_rng)
+    z, h_state = common.apply_module(self.head, params["head"], state["head"], feats, train=train,
+                                     rng=h_rng)
+    return z, {"backbone": b_state, "head": h_state}
+
+  def loss(self, params, state, batch, rng, step):
+    del step
+    if "label" not in batch:
+      raise ValueError(f"supcon needs batch['label'] (int [B]); the batch has keys {sorted(batch)}")
+    views = batch["global"]                                   # [B, 2, H, W, C]
+    z, state = self._project(params, state, common.merge_views(views), rng, train=True)
+    z = common.split_views(z.astype(jnp.float32), 2)          # [2, B, E]
+    loss = losses.supcon(z, batch["label"], self.cfg.temperature)
+    zn = losses.l2_normalize(z[0])
+    metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)),
+               "positive_cosine": jnp.mean(jnp.sum(zn * losses.l2_normalize(z[1]), -1))}
+    return loss, (metrics, state)
+
+  def features(self, params, state, images):
+    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
+                                   train=False)
+    return feats.astype(jnp.float32)
+
+  def embeddings(self, params, state, images):
+    z, _ = self._project(params, state, images, jax.random.key(0), train=False)
+    return z.astype(jnp.float32)
+
+
+METHOD = SupCon
