@@ -100,6 +100,15 @@ def test_bad_tau_is_a_config_error(tiny_config):
     config_lib.validate(cfg)
 
 
+def test_real_run_config_is_valid():
+  """configs/byol_resnet50_imagenet.py passes validation (data swapped for synthetic: no dataset here)."""
+  from ssljax import config as config_lib
+  cfg = load_config("byol_resnet50_imagenet")
+  assert cfg.method == "byol" and cfg.byol.tau_base == 0.996 and cfg.optimizer.name == "lars"
+  cfg.data.source = "synthetic"
+  config_lib.validate(cfg)
+
+
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
   """configs/byol_digits.py beats the random-init backbone on held-out kNN."""

@@ -128,6 +128,15 @@ def test_freeze_patch_embed_needs_a_vit(tiny_config):
     config_lib.validate(cfg)
 
 
+def test_real_run_config_is_valid():
+  """configs/mocov3_vit_s16_imagenet.py passes validation (data swapped for synthetic: no dataset here)."""
+  from ssljax import config as config_lib
+  cfg = load_config("mocov3_vit_s16_imagenet")
+  assert cfg.method == "mocov3" and cfg.mocov3.freeze_patch_embed and cfg.mocov3.temperature == 0.2
+  cfg.data.source = "synthetic"
+  config_lib.validate(cfg)
+
+
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
   """configs/mocov3_digits.py (frozen patch projection) beats the random-init backbone on kNN."""

@@ -98,6 +98,15 @@ def test_queue_size_must_be_a_multiple_of_the_batch(tiny_config):
     config_lib.validate(cfg)
 
 
+def test_real_run_config_is_valid():
+  """configs/nnclr_resnet50_imagenet.py passes validation (data swapped for synthetic: no dataset here)."""
+  from ssljax import config as config_lib
+  cfg = load_config("nnclr_resnet50_imagenet")
+  assert cfg.method == "nnclr" and cfg.nnclr.queue_size % cfg.batch_size == 0 and cfg.nnclr.temperature == 0.1
+  cfg.data.source = "synthetic"
+  config_lib.validate(cfg)
+
+
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
   """configs/nnclr_digits.py beats the random-init backbone on held-out kNN."""

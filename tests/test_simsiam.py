@@ -71,6 +71,15 @@ def test_stop_gradient_on_targets(tiny_config):
   assert max(float(jnp.abs(x).max()) for x in jax.tree_util.tree_leaves(g["backbone"])) > 0
 
 
+def test_real_run_config_is_valid():
+  """configs/simsiam_resnet18_cifar10.py passes validation (data swapped for synthetic: no dataset here)."""
+  from ssljax import config as config_lib
+  cfg = load_config("simsiam_resnet18_cifar10")
+  assert cfg.method == "simsiam" and cfg.simsiam.pred_hidden_dims == (512,) and cfg.optimizer.name == "sgd"
+  cfg.data.source = "synthetic"
+  config_lib.validate(cfg)
+
+
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
   """configs/simsiam_digits.py beats the random-init backbone on held-out kNN, without collapse."""

@@ -66,6 +66,15 @@ def test_gradient_pulls_same_label_together(tiny_config):
   assert float(same_label_cos(z - 0.5 * g)) > float(same_label_cos(z))
 
 
+def test_real_run_config_is_valid():
+  """configs/supcon_resnet18_cifar10.py passes validation (data swapped for synthetic: no dataset here)."""
+  from ssljax import config as config_lib
+  cfg = load_config("supcon_resnet18_cifar10")
+  assert cfg.method == "supcon" and cfg.supcon.temperature == 0.1
+  cfg.data.source = "synthetic"
+  config_lib.validate(cfg)
+
+
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
   """configs/supcon_digits.py (supervised) beats the random-init backbone on held-out kNN by far."""
