@@ -123,21 +123,57 @@ def load_image(path: str) -> np.ndarray:
 
 
 class TFDSSource:
-  """A TFDS dataset read through `tfds.data_sources` (ArrayRecord, random access, no TensorFlow)."""
+  """A prepared TFDS dataset read through `tfds.data_source` (ArrayRecord, random access, no TensorFlow).
+
+  `name` is a TFDS name ('cifar10', 'imagenet2012', 'stl10', 'imagenette/320px-v2', ...) and
+  `data_dir` the TFDS data directory (None: TFDS's default, ~/tensorflow_datasets). The dataset
+  must already be prepared in ArrayRecord format, e.g. once per cluster:
+    tfds.builder(name, data_dir=D, file_format='array_record').download_and_prepare()
+  (imagenet2012 needs its tar files placed in D/downloads/manual first). A dataset that is in
+  `data_dir` but not registered with TFDS (a custom builder's output) is read from its files.
+  Records become {'image': uint8 [H, W, C], 'label': int}; the features must include an 'image'
+  (TFDS Image or a uint8 Tensor [H, W] / [H, W, C]) and, for evaluation, a ClassLabel 'label'.
+  """
 
   def __init__(self, name: str, split: str, data_dir: str | None):
     import tensorflow_datasets as tfds
-    self._source = tfds.data_sources(name, split=split, data_dir=data_dir or None)
-    info = tfds.builder(name, data_dir=data_dir or None).info
-    self.num_classes = int(info.features["label"].num_classes)
-    self.channels = int(info.features["image"].shape[-1])
+    where = f"data_dir={data_dir!r}" if data_dir else "the default TFDS data_dir"
+    try:
+      builder = tfds.builder(name, data_dir=data_dir or None)
+    except Exception as e:  # DatasetNotFoundError and friends
+      raise FileNotFoundError(f"TFDS dataset data.tfds_name={name!r} not found in {where}: {e}") from e
+    splits = sorted(builder.info.splits.keys())
+    if not splits:
+      raise FileNotFoundError(
+          f"TFDS dataset {name!r} is not prepared in {where}; prepare it once with "
+          f"tfds.builder({name!r}, data_dir=..., file_format='array_record').download_and_prepare()")
+    base_split = split.split("[")[0]
+    if base_split not in splits:
+      raise ValueError(f"TFDS dataset {name!r} has no split {split!r}; expected one of {splits}")
+    features = builder.info.features
+    if "image" not in features:
+      raise ValueError(f"TFDS dataset {name!r} has features {sorted(features.keys())}; expected an 'image'")
+    shape = tuple(features["image"].shape)
+    self.channels = int(shape[-1]) if len(shape) == 3 and shape[-1] is not None else 1
+    label = features["label"] if "label" in features else None
+    self.num_classes = int(getattr(label, "num_classes", 0) or 0)
+    self.name, self.split = name, split
+    try:
+      self._source = builder.as_data_source(split=split)
+    except Exception as e:
+      raise ValueError(f"TFDS dataset {name!r} split {split!r} cannot be read as a data source "
+                       f"(is it in ArrayRecord format? prepare it with file_format='array_record'): "
+                       f"{e}") from e
 
   def __len__(self) -> int:
     return len(self._source)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     rec = self._source[index]
-    return {"image": np.asarray(rec["image"], np.uint8), "label": int(rec["label"])}
+    image = np.asarray(rec["image"], np.uint8)
+    if image.ndim == 2:
+      image = image[..., None]
+    return {"image": image, "label": int(rec.get("label", -1))}
 
 
 def build_source(data_cfg, split: str):
