@@ -132,6 +132,25 @@ def _losses(workdir):
   return [r["step"] for r in rows], [r["loss"] for r in rows]
 
 
+def test_distributed_settings_from_flags_env_or_cluster_detection():
+  from ssljax.distributed import resolve
+  env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+  assert resolve(environ={}) is None                        # nothing given: a single process
+  assert resolve(environ={"SLURM_PROCID": "0"}) is None      # a cluster alone does not opt in
+  # --distributed alone: everything is left to JAX's Cloud TPU / SLURM detection.
+  assert resolve(enable=True, environ={}) == {
+      "coordinator_address": None, "num_processes": None, "process_id": None}
+  assert resolve(environ={"SSLJAX_DISTRIBUTED": "1"})["num_processes"] is None
+  assert resolve(environ=env) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4,
+                                  "process_id": 3}
+  assert resolve("h:1", 2, 0, environ=env) == {"coordinator_address": "h:1", "num_processes": 2,
+                                               "process_id": 0}   # flags win over the environment
+  with pytest.raises(ValueError, match=r"process_id=2; expected 0 <= process_id < num_processes=2"):
+    resolve("h:1", 2, 2, environ={})
+  with pytest.raises(ValueError, match="JAX_NUM_PROCESSES='four'"):
+    resolve(environ={"JAX_NUM_PROCESSES": "four"})
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process_and_resume(tmp_path):
   config_path = tmp_path / "tiny_simclr.py"
