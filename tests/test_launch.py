@@ -105,3 +105,16 @@ def test_launchers_reject_bad_usage(script):
   assert out.returncode == 2 and "expected ssljax flags after --" in out.stderr
   out = _launch(script, "--bogus", "--", "--config", "c.py", "--workdir", "w")
   assert out.returncode == 2 and "unknown option --bogus" in out.stderr
+
+
+def test_imagenet_config_validates_for_a_v4_32():
+  """The config the launch examples and README use: TFDS imagenet2012, valid on 16 devices / 4 hosts."""
+  from conftest import load_config
+  from ssljax import config as config_lib
+  from ssljax import parallel
+  c = load_config("simclr_resnet50_imagenet")
+  assert (c.data.source, c.data.tfds_name, c.data.image_size) == ("tfds", "imagenet2012", 224)
+  config_lib.validate(c, device_count=16, process_count=4)
+  assert parallel.mesh_shape(c.mesh, 16) == {"data": 16, "fsdp": 1, "model": 1}
+  with pytest.raises(config_lib.ConfigError, match="batch_size=4096"):
+    config_lib.validate(c, device_count=16, process_count=3)
