@@ -2,9 +2,8 @@
 
 The 2-process run trains a tiny SimCLR config to step 3 with the Trainer (distributed set up from
 the JAX_* environment), stops, and is resumed to step 6 in fresh processes by `python -m ssljax.main`
-(distributed set up from its flags). The reference is one process on 4 devices fed the same global
-batches (process 0's local batch followed by process 1's, which is the row order that
-`make_array_from_process_local_data` gives on the 2-process mesh). Same losses, one metrics log
+(distributed set up from its flags). The reference is a plain run of one process on 4 devices: the
+pipeline gives every process count the same global batches. Same losses, one metrics log
 (process 0's), a grain state file per process in each checkpoint.
 
 This file is also the worker script: `python tests/test_multiprocess.py <mode> <config.py> <workdir>`.
@@ -43,25 +42,6 @@ def _load_config(path):
   return module.get_config()
 
 
-class _ConcatIterators:
-  """Global batches of a 1-process run built from the per-process pipelines of a P-process run."""
-
-  def __init__(self, iterators):
-    self.iterators = iterators
-
-  def __next__(self):
-    import numpy as np
-    parts = [next(it) for it in self.iterators]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-  def get_state(self) -> bytes:   # grain's checkpoint handler takes bytes from non-grain iterators
-    return json.dumps([it.get_state() for it in self.iterators]).encode()
-
-  def set_state(self, state: bytes):
-    for it, s in zip(self.iterators, json.loads(state)):
-      it.set_state(s)
-
-
 def _worker(mode: str, config_path: str, workdir: str) -> None:
   config = _load_config(config_path)
   if mode == "trainer_until_3":
@@ -75,14 +55,8 @@ def _worker(mode: str, config_path: str, workdir: str) -> None:
   elif mode == "reference":
     import jax
     from ssljax import train
-    from ssljax.data import pipeline
     assert jax.process_count() == 1 and len(jax.devices()) == 4
-    trainer = train.Trainer(config, workdir)
-    c = config
-    trainer.data = _ConcatIterators([iter(pipeline.train_dataset(
-        trainer.train_source, trainer.spec, c.data.augment, seed=c.seed,
-        local_batch_size=c.batch_size // 2, process_index=p, process_count=2)) for p in range(2)])
-    trainer.run()
+    train.Trainer(config, workdir).run()
   else:
     raise ValueError(f"mode={mode!r}")
 
@@ -176,7 +150,7 @@ def test_two_processes_match_one_process_and_resume(tmp_path):
   assert "resumed from checkpoint" not in outs[1]   # only process 0 prints and logs
   assert '"knn_top1"' in outs[0] and '"knn_top1"' not in outs[1]
 
-  # Reference: one process, 4 devices, the same global batches, uninterrupted.
+  # Reference: one process, 4 devices, uninterrupted.
   _run_all([([sys.executable, me, "reference", str(config_path), ref], _env(4))])
 
   steps, losses = _losses(multi)

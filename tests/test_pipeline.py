@@ -60,15 +60,17 @@ def test_epochs_reshuffle_and_cover_the_data():
   assert not np.array_equal(labels_epoch[0], labels_epoch[1])
 
 
-def test_processes_read_disjoint_shards():
+def test_processes_read_disjoint_shards_of_the_same_global_batches():
   src = sources.ArraySource(np.arange(64, dtype=np.uint8).reshape(64, 1, 1, 1).repeat(8, 1).repeat(8, 2),
                             np.arange(64), num_classes=64)
-  seen = []
-  for p in range(2):
-    it = _iter(0, p, 2, source=src, batch=8)
-    seen.append(set(np.concatenate([next(it)["label"] for _ in range(4)]).tolist()))
-  assert seen[0].isdisjoint(seen[1])
-  assert seen[0] | seen[1] == set(range(64))
+  one = _iter(0, source=src, batch=16)
+  two = [_iter(0, p, 2, source=src, batch=8) for p in range(2)]
+  for _ in range(6):  # past an epoch boundary
+    want = next(one)
+    parts = [next(it) for it in two]
+    assert set(parts[0]["label"].tolist()).isdisjoint(parts[1]["label"].tolist())
+    for key in ("label", "global"):  # process 0's rows, then process 1's: the 1-process global batch
+      np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), want[key])
 
 
 def _write_folder(root, sizes=((12, 12),) * 3, modes=("RGB",) * 3):

@@ -1,4 +1,4 @@
-"""The grain pipeline: source -> per-process shard -> shuffle (per epoch) -> views -> batch.
+"""The grain pipeline: source -> shuffle (per epoch) -> views -> batch -> this process's batches.
 
 Augmentations are seeded per record by grain's `random_map` (from `seed` and the record's
 position in the repeated stream), so the same seed gives the same views, and the iterator state
@@ -52,20 +52,24 @@ def train_dataset(source, spec: ViewSpec, aug_cfg, *, seed: int, local_batch_siz
                   prefetch: int = 2) -> grain.IterDataset:
   """An endless iterable of local batches: dict of numpy arrays with leading dim local_batch_size.
 
-  Each process reads the records index = process_index (mod process_count), so processes see
-  disjoint data; shuffling is re-drawn every epoch from `seed`.
+  The record stream (shuffled per epoch from `seed`, each record's views seeded by its position in
+  the stream) does not depend on the process count: it is cut into local batches and process p
+  takes local batches p, p + P, p + 2P, ... So global batch k holds stream positions
+  [k * B, (k + 1) * B) whatever P is, and a run on P hosts sees the same data, in the same rows
+  of `make_array_from_process_local_data`, as a run on one host. Each process reads and augments
+  only its own records (grain's map datasets are lazy).
   """
-  if len(source) // process_count < local_batch_size:
-    raise ValueError(f"the train split has {len(source)} examples, fewer per process "
-                     f"({len(source) // process_count}) than the local batch size {local_batch_size}")
-  ds = grain.MapDataset.source(source)
-  if process_count > 1:
-    ds = ds[process_index::process_count]
-  ds = ds.shuffle(seed=seed).repeat()
+  global_batch = local_batch_size * process_count
+  if len(source) < global_batch:
+    raise ValueError(f"the train split has {len(source)} examples, fewer than the global batch "
+                     f"size {global_batch}")
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
   ds = ds.random_map(MakeViews(spec, aug_cfg), seed=seed)
   ds = ds.batch(local_batch_size, drop_remainder=True)
+  if process_count > 1:
+    ds = ds[process_index::process_count]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, min(4, worker_count or 1)),
-                                            prefetch_buffer_size=prefetch * local_batch_size))
+                                            prefetch_buffer_size=prefetch))
   if worker_count > 0:
     from absl import flags
     if not flags.FLAGS.is_parsed():  # grain workers read absl flags; notebooks and tests never parse them
