@@ -13,8 +13,8 @@ import numpy as np
 from ssljax import models
 
 
-def last_block_attention(vit: models.ViT, variables, images) -> np.ndarray:
-  """Attention of the last block from the pooled query to every patch token.
+def last_block_weights(vit: models.ViT, variables, images) -> np.ndarray:
+  """Attention weights of every head of the last block: [N, heads, L, L] float32.
 
   Args:
     vit: an unbound `ssljax.models.ViT`.
@@ -22,14 +22,11 @@ def last_block_attention(vit: models.ViT, variables, images) -> np.ndarray:
     images: [N, H, W, C] normalised images; H, W multiples of the patch size.
 
   Returns:
-    [N, heads, H / patch, W / patch] float32 attention weights. With pool='cls' the row of
-    the CLS query (DINO); with pool='gap' the mean over the patch queries. The weights on
-    the CLS and register tokens are dropped, so a map sums to at most 1.
+    softmax(q k^T / sqrt(d_head)) over the keys, tokens in the ViT's order: [CLS] (pool='cls'),
+    then the registers, then the (H / patch) * (W / patch) patches in row-major order.
   """
   if not isinstance(vit, models.ViT):
     raise ValueError(f"attention maps need a ViT backbone, got {type(vit).__name__}")
-  images = jnp.asarray(images)
-  n, h, w, _ = images.shape
   last = f"block{vit.depth - 1}"
 
   def wanted(mdl, method_name):
@@ -37,20 +34,32 @@ def last_block_attention(vit: models.ViT, variables, images) -> np.ndarray:
         (last, "attn", "query"), (last, "attn", "key"))
 
   @jax.jit
-  def qk(variables, images):
+  def weights(variables, images):
     _, inter = vit.apply(variables, images, train=False, capture_intermediates=wanted,
                          mutable=["intermediates"])
     attn = inter["intermediates"][last]["attn"]
-    return attn["query"]["__call__"][0], attn["key"]["__call__"][0]
+    q = attn["query"]["__call__"][0].astype(jnp.float32)    # [N, L, heads, Dh]
+    k = attn["key"]["__call__"][0].astype(jnp.float32)
+    logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
+    return jax.nn.softmax(logits, axis=-1)
 
-  q, k = qk(variables, images)          # [N, L, heads, Dh] each
-  q, k = q.astype(jnp.float32), k.astype(jnp.float32)
-  logits = jnp.einsum("nqhd,nkhd->nhqk", q, k) / np.sqrt(q.shape[-1])
-  weights = jax.nn.softmax(logits, axis=-1)                 # [N, heads, L, L]
+  return np.asarray(weights(variables, jnp.asarray(images)))
+
+
+def last_block_attention(vit: models.ViT, variables, images) -> np.ndarray:
+  """Attention of the last block from the pooled query to every patch token.
+
+  Args:
+    vit, variables, images: as for `last_block_weights`.
+
+  Returns:
+    [N, heads, H / patch, W / patch] float32 attention weights. With pool='cls' the row of
+    the CLS query (DINO); with pool='gap' the mean over the patch queries. The weights on
+    the CLS and register tokens are dropped, so a map sums to at most 1.
+  """
+  w = last_block_weights(vit, variables, images)
+  n, heads = w.shape[:2]
+  _, h, wd, _ = np.shape(images)
   num_prefix = (1 if vit.pool == "cls" else 0) + vit.num_registers
-  gh, gw = h // vit.patch_size, w // vit.patch_size
-  if vit.pool == "cls":
-    rows = weights[:, :, 0, num_prefix:]
-  else:
-    rows = jnp.mean(weights[:, :, num_prefix:, num_prefix:], axis=2)
-  return np.asarray(rows.reshape(n, weights.shape[1], gh, gw))
+  rows = w[:, :, 0, num_prefix:] if vit.pool == "cls" else w[:, :, num_prefix:, num_prefix:].mean(axis=2)
+  return rows.reshape(n, heads, h // vit.patch_size, wd // vit.patch_size)

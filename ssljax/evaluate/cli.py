@@ -82,6 +82,7 @@ class PretrainedRun:
 
   Attributes:
     workdir, config, method: the run, its config, its `ssljax.methods.base.Method`.
+    state: the restored `ssljax.train.TrainState`.
     params, method_state: the restored (or, with random_init, freshly initialised) state.
     step: the checkpoint step (0 for random_init).
     random_init: whether the state is the untrained initialisation of the same seed.
@@ -102,7 +103,8 @@ class PretrainedRun:
       self.trainer = train.Trainer(config, self.workdir)
     self.config, self.method = config, self.trainer.method
     self.random_init = bool(random_init)
-    state, self.step = self._restore(step)
+    self.state, self.step = self._restore(step)
+    state = self.state
     self.params, self.method_state = state.params, state.method_state
     ev = self.trainer.evaluator
     self.train_x, self.train_y, self.eval_x, self.eval_y = ev.train_x, ev.train_y, ev.eval_x, ev.eval_y
