@@ -1,0 +1,145 @@
+"""Pieces shared by the masked-input methods (MAE, data2vec 2.0, I-JEPA): per-block ViT outputs,
+in-graph random masks, token gather/scatter and a small transformer stack for decoders/predictors.
+
+Everything here is shape-static under jit: the number of visible / masked patches is fixed per
+configuration.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssljax.methods import common
+from ssljax.models import vit as vit_lib
+
+
+def vit_backbone(config: ml_collections.ConfigDict, method: str) -> vit_lib.ViT:
+  """The run's backbone, which must be a ViT (masked methods drop patches)."""
+  if config.model.name != "vit":
+    from ssljax.config import ConfigError
+    raise ConfigError(f"config.model.name={config.model.name!r}; method {method!r} needs 'vit' "
+                      "(it encodes a subset of the patch tokens)")
+  backbone = common.backbone_from_config(config)
+  return backbone
+
+
+def num_prefix(vit: vit_lib.ViT) -> int:
+  """Number of tokens before the patches inside the ViT: cls (pool='cls') + registers."""
+  return (1 if vit.pool == "cls" else 0) + vit.num_registers
+
+
+def grid_size(config: ml_collections.ConfigDict) -> int:
+  """Patches per side of a global crop."""
+  return config.data.image_size // config.model.patch_size
+
+
+def block_outputs(vit: vit_lib.ViT, params: Any, images: jax.Array, *,
+                  keep_indices: Optional[jax.Array] = None, train: bool = False,
+                  rng: Optional[jax.Array] = None) -> tuple[dict, jax.Array]:
+  """Runs the ViT and also returns the output of every block (data2vec targets).
+
+  Uses Flax's `capture_intermediates` on the ViT's `EncoderBlock`s, so the ViT itself needs no
+  extra output.
+
+  Args:
+    vit: the ViT module.
+    params: its params.
+    images: [N, H, W, C].
+    keep_indices: optional [N, K] visible patch indices.
+    train: stochastic depth on (needs rng).
+    rng: dropout key.
+
+  Returns:
+    (tokens dict of `ViT(..., return_tokens=True)`, layers [L, N, P or K, D] float32: the
+    residual-stream output of each block at the patch positions, before the final LayerNorm).
+  """
+  rngs = {"dropout": rng} if (train and rng is not None) else None
+  tokens, inter = vit.apply(
+      {"params": params}, images, train=train, keep_indices=keep_indices, return_tokens=True,
+      rngs=rngs, capture_intermediates=lambda mdl, name: isinstance(mdl, vit_lib.EncoderBlock),
+      mutable=["intermediates"])
+  inter = inter["intermediates"]
+  start = num_prefix(vit)
+  layers = [inter[f"block{i}"]["__call__"][0][:, start:] for i in range(vit.depth)]
+  return tokens, jnp.stack(layers).astype(jnp.float32)
+
+
+def random_masks(rng: jax.Array, batch: int, num_patches: int, num_keep: int):
+  """Uniform random masks drawn in the graph (MAE's argsort-of-noise), one per row.
+
+  Args:
+    rng: PRNG key.
+    batch: N rows.
+    num_patches: P.
+    num_keep: K visible patches per row (static).
+
+  Returns:
+    keep [N, K] int32 sorted, masked [N, P - K] int32 sorted, mask [N, P] bool (True = masked).
+  """
+  noise = jax.random.uniform(rng, (batch, num_patches))
+  order = jnp.argsort(noise, axis=1).astype(jnp.int32)
+  keep = jnp.sort(order[:, :num_keep], axis=1)
+  masked = jnp.sort(order[:, num_keep:], axis=1)
+  mask = jnp.ones((batch, num_patches), bool).at[jnp.arange(batch)[:, None], keep].set(False)
+  return keep, masked, mask
+
+
+def gather(x: jax.Array, idx: jax.Array) -> jax.Array:
+  """x [N, P, D], idx [N, K] -> [N, K, D]."""
+  return jnp.take_along_axis(x, idx[..., None].astype(jnp.int32), axis=1)
+
+
+def scatter(visible: jax.Array, keep: jax.Array, fill: jax.Array, num_patches: int) -> jax.Array:
+  """Puts visible tokens back on the full grid, `fill` elsewhere.
+
+  Args:
+    visible: [N, K, D] tokens of the kept patches.
+    keep: [N, K] their patch indices.
+    fill: [D] (or broadcastable to [N, P, D]) value of the removed positions (a mask token).
+    num_patches: P.
+
+  Returns:
+    [N, P, D].
+  """
+  n, _, d = visible.shape
+  full = jnp.broadcast_to(fill.astype(visible.dtype), (n, num_patches, d))
+  return full.at[jnp.arange(n)[:, None], keep].set(visible)
+
+
+class TransformerStack(nn.Module):
+  """`depth` pre-LN ViT blocks (ssljax.models.vit.EncoderBlock) and a final LayerNorm.
+
+  The light MAE decoder and the I-JEPA predictor are built on it. [N, L, D] -> [N, L, D].
+  """
+  depth: int
+  num_heads: int
+  mlp_ratio: float = 4.0
+  attention_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    mlp_dim = int(round(x.shape[-1] * self.mlp_ratio))
+    for i in range(self.depth):
+      x = vit_lib.EncoderBlock(self.num_heads, mlp_dim, 0.0, self.attention_impl, self.dtype,
+                               name=f"layer{i}")(x, train=train)
+    return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x)
+
+
+def patch_mean_features(vit: vit_lib.ViT, params: Any, images: jax.Array) -> jax.Array:
+  """Eval-mode features [N, D] float32: the mean of the final (normed) patch tokens."""
+  tokens = vit.apply({"params": params}, images, train=False, return_tokens=True)
+  return jnp.mean(tokens["patches"], axis=1)
+
+
+def backbone_features(vit: vit_lib.ViT, params: Any, images: jax.Array, pool: str) -> jax.Array:
+  """Eval-mode features [N, D]: pool 'backbone' (the ViT's own pooling) or 'patch_mean'."""
+  if pool == "patch_mean":
+    return patch_mean_features(vit, params, images)
+  if pool == "backbone":
+    return vit.apply({"params": params}, images, train=False).astype(jnp.float32)
+  raise ValueError(f"feature_pool={pool!r}; expected 'backbone' or 'patch_mean'")
