@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 DATA_SOURCES = ("digits", "image_folder", "tfds", "synthetic")
 DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("lars", "adamw", "sgd")
-PARAM_SHARDINGS = ("replicated", "fsdp")
+PARAM_SHARDINGS = ("replicated", "fsdp", "tp", "fsdp_tp")
 
 
 def _data_config() -> ml_collections.ConfigDict:
@@ -86,7 +86,7 @@ def base_config(method: str = "simclr", model: str = "resnet") -> ml_collections
   c.keep_checkpoints = 2
   c.dtype = "float32"           # compute dtype; params, optimizer state and loss stay float32
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
-  c.param_sharding = "replicated"
+  c.param_sharding = "replicated"  # 'replicated' | 'fsdp' | 'tp' | 'fsdp_tp' (ssljax/parallel.py PRESETS)
   c.progress_bar = True
   c.nonfinite = "skip"          # non-finite loss/grads: 'skip' the update (counted) or 'stop' the run
   c.max_skipped_steps = 20      # 'skip': stop once more steps than this were skipped

@@ -25,9 +25,24 @@ from jax.sharding import PartitionSpec as P
 BATCH_AXES = ("data", "fsdp")
 FSDP_MIN_SIZE = 2 ** 10
 
+# Megatron-style tensor parallelism for the ViT (ssljax/models/vit.py parameter names): attention
+# heads and the MLP hidden units are split over 'model'; q/k/v kernels are [D, H, Dh], the output
+# projection [H, Dh, D], fc1 [D, M], fc2 [M, D]. The same rules place the optimizer moments and an
+# EMA teacher, whose paths end the same way.
+VIT_TENSOR_PARALLEL: tuple[tuple[str, Any], ...] = (
+    (r".*/attn/(query|key|value)/kernel", (None, "model", None)),
+    (r".*/attn/(query|key|value)/bias", ("model", None)),
+    (r".*/attn/out/kernel", ("model", None, None)),
+    (r".*/mlp/fc1/kernel", (None, "model")),
+    (r".*/mlp/fc1/bias", ("model",)),
+    (r".*/mlp/fc2/kernel", ("model", None)),
+)
+
 PRESETS: dict[str, tuple[tuple[str, Any], ...]] = {
     "replicated": ((".*", "replicate"),),
     "fsdp": ((".*", "fsdp"),),
+    "tp": VIT_TENSOR_PARALLEL + ((".*", "replicate"),),
+    "fsdp_tp": VIT_TENSOR_PARALLEL + ((".*", "fsdp"),),
 }
 
 

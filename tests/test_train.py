@@ -48,6 +48,21 @@ def test_fsdp_matches_replicated(tiny_config, tmp_path):
   assert per_device_bytes(t_fsdp.state) < 0.6 * per_device_bytes(t_rep.state)
 
 
+def test_tensor_parallel_vit_matches_data_parallel(tiny_config, tmp_path):
+  dp = tiny_config()
+  tp = tiny_config()
+  tp.mesh.update(dict(data=2, fsdp=2, model=2))
+  tp.param_sharding = "fsdp_tp"
+  _run(dp, tmp_path / "dp")
+  t_tp, _ = _run(tp, tmp_path / "tp")
+  np.testing.assert_allclose(_losses(tmp_path / "dp"), _losses(tmp_path / "tp"), rtol=2e-5, atol=2e-5)
+  block = t_tp.state_shardings.params["backbone"]["block0"]
+  assert tuple(block["attn"]["query"]["kernel"].spec) == (None, "model", None)
+  assert tuple(block["mlp"]["fc2"]["kernel"].spec) == ("model", None)
+  q = t_tp.state.params["backbone"]["block0"]["attn"]["query"]["kernel"]
+  assert q.addressable_shards[0].data.shape[1] == q.shape[1] // 2   # heads really split
+
+
 def test_resume_is_bit_exact(tiny_config, tmp_path):
   cfg = tiny_config()
   straight, _ = _run(cfg, tmp_path / "straight")
