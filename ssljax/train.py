@@ -240,8 +240,7 @@ class Trainer:
     writer.write(step, {k: v for k, v in result.items() if k != "step"})
     writer.close()
     if self.is_main:
-      with open(os.path.join(self.workdir, "eval.json"), "w") as f:
-        json.dump(result, f, indent=2)
+      _merge_json(os.path.join(self.workdir, "eval.json"), result)
       plots.plot_run(self.workdir)
     self.checkpointer.close()
     return result
@@ -274,6 +273,24 @@ class Trainer:
       with open(self._random_init_path()) as f:
         result.update(json.load(f))
     return result
+
+
+def _merge_json(path: str, values: dict[str, Any]) -> None:
+  """Updates the JSON object in `path` with `values`, keeping other keys (e.g. the evaluate CLI's rows).
+
+  Written to a temporary file and renamed, so a crash never leaves a torn eval.json.
+  """
+  data = {}
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        data = json.load(f)
+    except (OSError, json.JSONDecodeError):
+      data = {}
+  data.update(values)
+  with open(path + ".tmp", "w") as f:
+    json.dump(data, f, indent=2)
+  os.replace(path + ".tmp", path)
 
 
 def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
