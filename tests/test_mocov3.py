@@ -139,6 +139,13 @@ def test_real_run_config_is_valid():
 
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
-  """configs/mocov3_digits.py (frozen patch projection) beats the random-init backbone on kNN."""
-  result = learn_on_digits(load_config("mocov3_digits"), tmp_path, margin=0.05)
+  """configs/mocov3_digits.py (frozen patch projection) beats the random-init backbone on kNN.
+
+  200 of the config's 300 steps (two encoders cost about twice SimCLR's step). The full config
+  measured kNN 0.894 at step 200 and 0.906 at step 300 against 0.764 for the random init.
+  """
+  config = load_config("mocov3_digits")
+  config.total_steps = 200
+  config.eval_every = 200
+  result = learn_on_digits(config, tmp_path, margin=0.05)
   assert result["knn_top1"] > 0.8
