@@ -7,7 +7,9 @@ Takes about 2 minutes on 2 CPU cores (compile included). Same tiny ViT as config
 (16x16 input, 4x4 patches -> 16 tokens; MAE keeps 4 of them), a 1-block decoder of width 64.
 Recipe keys that differ from the quickstart, as in the MAE paper: crop + (no) flip only, no colour
 jitter / blur (masking is the augmentation), AdamW betas (0.9, 0.95), weight decay 0.05.
-Measured: see the module docstring of ssljax/methods/mae.py's test (tests/test_mae.py) and eval.json.
+Measured (300 steps, 1 min 50 s wall / 75 s CPU on the shared 2-core VM): reconstruction loss 0.86 -> 0.66,
+but held-out kNN 0.54 vs 0.71 for the random-init backbone (linear 0.83 vs 0.89): mean-pooled MAE
+features do not yet beat random init on digits at this budget (see tests/test_mae.py).
 """
 from ssljax.config import base_config
 

@@ -1,0 +1,173 @@
+"""I-JEPA: predict an EMA target encoder's patch representations of target blocks from a context block.
+
+"Self-Supervised Learning from Images with a Joint-Embedding Predictive Architecture" (Assran et al.,
+2023). Following its reference code:
+  * multi-block masks per record from the pipeline (ViewSpec.mask='multiblock'): context_keep
+    [B, Kc] (one block, scale (0.85, 1), minus every target patch) and target_indices [B, T, Kt]
+    (T = 4 blocks, scale (0.15, 0.2), aspect (0.75, 1.5)); see ssljax.data.masks.multiblock_masks;
+  * the context encoder (the run's ViT) sees only the context patches;
+  * the target encoder is an EMA of it, run on the full image without gradient; targets are its
+    final patch tokens, layer-normalised over D (no affine), gathered at each target block;
+  * a narrow predictor ViT: context tokens embedded to `predictor_width` plus fixed sin-cos
+    positional embeddings of their positions, concatenated (per target block) with a learned mask
+    token plus the positional embeddings of the target positions; `predictor_depth` blocks, a final
+    LayerNorm and a projection back to D; the outputs at the mask tokens are the predictions;
+  * L2 loss (the paper's): mean over target patches of the mean squared error over D, computed as
+    `ssljax.losses.smooth_l1_regression` with beta=0 (squared error) and loss_scale=1/D;
+  * EMA momentum linear from 0.996 to 1.0 over training; recipe (ViT-H/14, ImageNet): AdamW lr
+    1e-3, weight decay 0.04 -> 0.4, batch 2048, predictor depth 12 width 384, 300 epochs,
+    random resized crop (0.3, 1) only.
+Features for kNN / probes: the mean of the final patch tokens (the paper average-pools).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from ssljax import losses
+from ssljax.data.augment import ViewSpec
+from ssljax.methods import _masked
+from ssljax.methods import base
+from ssljax.methods import common
+from ssljax.models import vit as vit_lib
+
+
+class Predictor(nn.Module):
+  """I-JEPA predictor: (context tokens, their indices, target indices) -> target predictions.
+
+  Attributes:
+    width, depth, num_heads, mlp_ratio: the predictor transformer.
+    out_dim: D of the encoder.
+    grid: patches per side.
+  """
+  width: int
+  depth: int
+  num_heads: int
+  out_dim: int
+  grid: int
+  mlp_ratio: float = 4.0
+  attention_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, context: jax.Array, context_idx: jax.Array, target_idx: jax.Array,
+               train: bool = False) -> jax.Array:
+    """context [N, Kc, D], context_idx [N, Kc], target_idx [N, T, Kt] -> [N, T, Kt, out_dim]."""
+    n, kc, _ = context.shape
+    _, t, kt = target_idx.shape
+    pos = vit_lib.sincos_2d_posemb(self.grid, self.grid, self.width)          # [P, w]
+    x = nn.Dense(self.width, dtype=self.dtype, param_dtype=jnp.float32, name="embed")(context)
+    x = x + jnp.take(pos, context_idx, axis=0).astype(x.dtype)                # [N, Kc, w]
+    x = jnp.broadcast_to(x[:, None], (n, t, kc, self.width)).reshape(n * t, kc, self.width)
+    mask_token = self.param("mask_token", nn.initializers.normal(0.02), (self.width,), jnp.float32)
+    m = mask_token.astype(x.dtype) + jnp.take(pos, target_idx.reshape(n * t, kt), axis=0)
+    h = jnp.concatenate([x, m.astype(x.dtype)], axis=1)                       # [N*T, Kc+Kt, w]
+    h = _masked.TransformerStack(self.depth, self.num_heads, self.mlp_ratio, self.attention_impl,
+                                 self.dtype, name="blocks")(h, train=train)
+    out = nn.Dense(self.out_dim, dtype=self.dtype, param_dtype=jnp.float32, name="proj")(h[:, kc:])
+    return out.reshape(n, t, kt, self.out_dim).astype(jnp.float32)
+
+
+def _layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """Parameter-free LayerNorm over the last axis (the reference's F.layer_norm on the targets)."""
+  mean = jnp.mean(x, -1, keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
+  return (x - mean) / jnp.sqrt(var + eps)
+
+
+class IJEPA(base.Method):
+  """I-JEPA. Params: {'backbone' (context encoder), 'predictor'}; state: {'target'} (EMA encoder)."""
+
+  name = "ijepa"
+
+  @staticmethod
+  def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        predictor_width=384,
+        predictor_depth=12,
+        predictor_heads=12,
+        predictor_mlp_ratio=4.0,
+        ema_start=0.996,
+        ema_end=1.0,
+        feature_pool="patch_mean",  # 'patch_mean' | 'backbone'
+    ))
+
+  @classmethod
+  def validate_config(cls, config):
+    from ssljax.config import ConfigError
+    c = config.ijepa
+    if config.model.name != "vit":
+      raise ConfigError(f"config.model.name={config.model.name!r}; ijepa needs 'vit'")
+    if c.predictor_width % c.predictor_heads or c.predictor_width % 4:
+      raise ConfigError(f"config.ijepa.predictor_width={c.predictor_width}; expected a multiple of "
+                        f"4 and of predictor_heads={c.predictor_heads}")
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.backbone = _masked.vit_backbone(config, self.name)
+    self.grid = _masked.grid_size(config)
+    self.predictor = Predictor(self.cfg.predictor_width, self.cfg.predictor_depth,
+                               self.cfg.predictor_heads, self.backbone.width, self.grid,
+                               self.cfg.predictor_mlp_ratio, self.backbone.attention_impl,
+                               self.backbone.dtype)
+
+  def view_spec(self) -> ViewSpec:
+    return ViewSpec(global_crops=1, global_size=self.config.data.image_size,
+                    global_scale=tuple(self.config.data.augment.crop_scale), mask="multiblock",
+                    patch_size=self.config.model.patch_size)
+
+  def init(self, rng, batch):
+    b_rng, p_rng = jax.random.split(rng)
+    x = batch["global"][:, 0]
+    ctx = batch["context_keep"]
+    b_params = self.backbone.init({"params": b_rng}, x, keep_indices=ctx)["params"]
+    tokens = jnp.zeros(ctx.shape + (self.backbone.width,), jnp.float32)
+    p_params = self.predictor.init({"params": p_rng}, tokens, ctx, batch["target_indices"])["params"]
+    return {"backbone": b_params, "predictor": p_params}, {
+        "target": jax.tree_util.tree_map(jnp.copy, b_params)}
+
+  def momentum(self, step):
+    """EMA momentum: linear from ema_start to ema_end over config.total_steps."""
+    frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(self.config.total_steps, 1), 0.0, 1.0)
+    return self.cfg.ema_start + (self.cfg.ema_end - self.cfg.ema_start) * frac
+
+  def targets(self, target_params, images, target_idx):
+    """[B, T, Kt, D] layer-normed target-encoder patch tokens at target_idx [B, T, Kt]."""
+    tokens = self.backbone.apply({"params": target_params}, images, train=False, return_tokens=True)
+    h = _layer_norm(tokens["patches"])                                      # [B, P, D]
+    b, t, kt = target_idx.shape
+    return _masked.gather(h, target_idx.reshape(b, t * kt)).reshape(b, t, kt, -1)
+
+  def predict(self, params, images, context_idx, target_idx, train=False, rng=None):
+    """[B, T, Kt, D] predictions from the context patches context_idx [B, Kc]."""
+    rngs = {"dropout": rng} if (train and rng is not None) else None
+    tokens = self.backbone.apply({"params": params["backbone"]}, images, train=train,
+                                 keep_indices=context_idx, return_tokens=True, rngs=rngs)
+    return self.predictor.apply({"params": params["predictor"]}, tokens["patches"], context_idx,
+                                target_idx)
+
+  def loss(self, params, state, batch, rng, step):
+    del step
+    images = batch["global"][:, 0]
+    ctx, tgt = batch["context_keep"], batch["target_indices"]
+    target = jax.lax.stop_gradient(self.targets(state["target"], images, tgt))
+    pred = self.predict(params, images, ctx, tgt, train=True, rng=rng)
+    b, t, kt, d = pred.shape
+    loss = losses.smooth_l1_regression(pred.reshape(b * t, kt, d), target.reshape(b * t, kt, d),
+                                       jnp.ones((b * t, kt), bool), beta=0.0, loss_scale=1.0 / d)
+    metrics = {"pred_std": jnp.mean(jnp.std(pred.reshape(-1, d), axis=0))}
+    return loss, (metrics, state)
+
+  def after_step(self, params, state, step):
+    return {"target": common.ema_update(state["target"], params["backbone"], self.momentum(step))}
+
+  def features(self, params, state, images):
+    return _masked.backbone_features(self.backbone, params["backbone"], images,
+                                     self.cfg.feature_pool)
+
+
+METHOD = IJEPA

@@ -1,0 +1,108 @@
+"""data2vec 2.0: contract with the trainer, teacher targets, multi-mask, EMA, stop-gradient, learning."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import learn_on_digits
+from conftest import load_config
+from ssljax import losses
+from ssljax import methods
+from ssljax.data import masks as masks_lib
+from ssljax.methods import _masked
+from ssljax.methods.data2vec import GroupedConv2d
+
+
+def _config(tiny_config):
+  cfg = tiny_config("data2vec")
+  cfg.data.image_size = 16
+  cfg.model.image_size = 16          # 4x4 grid, P = 16
+  cfg.model.depth = 2
+  c = cfg.data2vec
+  c.mask_ratio, c.num_masks, c.top_k = 0.5, 3, 2
+  c.decoder_width, c.decoder_layers, c.decoder_groups = 16, 2, 4
+  c.ema_start, c.ema_end = 0.9, 0.99
+  return cfg
+
+
+def _batch(n=4, seed=0):
+  rng = np.random.default_rng(seed)
+  ms = [masks_lib.random_mask(rng, 16, 0.5) for _ in range(n)]
+  return {"global": rng.normal(size=(n, 1, 16, 16, 1)).astype(np.float32),
+          "mask": np.stack([m[0] for m in ms]), "keep_indices": np.stack([m[1] for m in ms]),
+          "masked_indices": np.stack([m[2] for m in ms]), "label": np.zeros(n, np.int32)}
+
+
+def test_grouped_conv_equals_flax_conv():
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
+  m = GroupedConv2d(8, 3, 4)
+  p = m.init(jax.random.key(1), x)["params"]
+  k = p["kernel"].reshape(3, 3, 4, 2, 2).transpose(0, 1, 3, 2, 4).reshape(3, 3, 2, 8)
+  ref = nn.Conv(8, (3, 3), padding="SAME", feature_group_count=4).apply(
+      {"params": {"kernel": k, "bias": p["bias"]}}, x)
+  np.testing.assert_allclose(m.apply({"params": p}, x), ref, atol=1e-5)
+
+
+def test_block_outputs_match_vit_tokens(tiny_config):
+  """The captured last block, after the ViT's final norm, is the ViT's patch output."""
+  method = methods.get("data2vec")(_config(tiny_config))
+  batch = _batch()
+  params, _ = method.init(jax.random.key(0), batch)
+  x = batch["global"][:, 0]
+  tokens, layers = _masked.block_outputs(method.backbone, params["backbone"], x)
+  assert layers.shape == (2, 4, 16, 32)
+  norm = params["backbone"]["norm"]
+  last = layers[-1]
+  mu, var = last.mean(-1, keepdims=True), last.var(-1, keepdims=True)
+  np.testing.assert_allclose((last - mu) / np.sqrt(var + 1e-6) * norm["scale"] + norm["bias"],
+                             tokens["patches"], atol=1e-4)
+
+
+def test_loss_shares_one_teacher_pass_over_masks(tiny_config):
+  cfg = _config(tiny_config)
+  method = methods.get("data2vec")(cfg)
+  batch = _batch()
+  params, state = method.init(jax.random.key(0), batch)
+  rng = jax.random.key(1)
+  loss, (metrics, new_state) = method.loss(params, state, batch, rng, 0)
+  mask_rng, _ = jax.random.split(rng)
+  keep, mask = method.masks(batch, mask_rng)
+  assert keep.shape == (12, 8) and mask.shape == (12, 16)
+  # Copy 0 of every image is the pipeline's mask; the others are new, with the same count.
+  np.testing.assert_array_equal(np.asarray(keep).reshape(4, 3, 8)[:, 0], batch["keep_indices"])
+  assert not np.array_equal(np.asarray(keep).reshape(4, 3, 8)[:, 1], batch["keep_indices"])
+  assert (np.asarray(mask).sum(1) == 8).all()
+  x = batch["global"][:, 0]
+  target = method.targets(state["teacher"], x)
+  _, layers = _masked.block_outputs(method.backbone, state["teacher"], x)
+  np.testing.assert_allclose(target, losses.data2vec_targets(layers, 2, layer_norm_targets=True),
+                             atol=1e-5)
+  pred = method.predict(params, jnp.repeat(x, 3, 0), keep)    # eval mode = train mode (no drop path)
+  ref = losses.smooth_l1_regression(pred, jnp.repeat(target, 3, 0), mask, beta=0.0)
+  np.testing.assert_allclose(loss, ref, rtol=1e-5)
+  assert new_state is state
+
+
+def test_no_gradient_to_teacher_and_ema_update(tiny_config):
+  method = methods.get("data2vec")(_config(tiny_config))
+  batch = _batch()
+  params, state = method.init(jax.random.key(0), batch)
+  grads, tgrads = jax.grad(lambda p, s: method.loss(p, s, batch, jax.random.key(1), 0)[0],
+                           argnums=(0, 1))(params, state)
+  leaves = lambda t: jax.tree_util.tree_leaves(t)  # noqa: E731
+  assert all(float(jnp.abs(g).max()) == 0.0 for g in leaves(tgrads))
+  assert float(jnp.abs(grads["mask_embed"]).max()) > 0
+  assert float(jnp.abs(grads["decoder"]["conv0"]["kernel"]).max()) > 0
+  new_params = jax.tree_util.tree_map(lambda p: p + 1.0, params)
+  new_state = method.after_step(new_params, state, 0)
+  m = 0.9   # ema_start at step 0
+  a = state["teacher"]["patch_embed"]["kernel"]
+  np.testing.assert_allclose(new_state["teacher"]["patch_embed"]["kernel"], m * a + (1 - m) * (a + 1.0),
+                             atol=1e-6)
+  np.testing.assert_allclose(method.momentum(method.config.total_steps), 0.99, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_learns_on_digits(tmp_path):
+  learn_on_digits(load_config("data2vec_digits"), tmp_path, margin=0.02)
