@@ -5,8 +5,9 @@ Run:
 
 Same data, ViT, augmentations and optimizer as the SimCLR quickstart; only the method block differs.
 The support queue holds 1,024 projections (8 batches; the paper's 98,304 is more than the
-1,437 training digits), T = 0.1 as in the paper. Measured time and kNN top-1: see the test
-(tests/test_nnclr.py::test_digits_learns) and BENCHMARKS.md.
+1,437 training digits), T = 0.1 as in the paper. Measured (seed 0, 300 steps): held-out kNN top-1
+0.839 (linear 0.933) against 0.764 (0.897) for the random-init backbone; 160 s of CPU time
+(user + system, compile and evaluations included).
 """
 from ssljax.config import base_config
 
