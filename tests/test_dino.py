@@ -127,10 +127,11 @@ def test_features_are_the_teachers(setup):
   method, params, state, batch, _ = setup
   x = batch["global"][:, 0]
   moved = jax.tree_util.tree_map(lambda p: p * 1.5, params)
-  np.testing.assert_allclose(_jit(method.features)(moved, state, x), _jit(method.features)(params, state, x))
+  feats = _jit(method.features)
+  np.testing.assert_allclose(feats(moved, state, x), feats(params, state, x), rtol=1e-6)
   student = functools.partial(method.backbone.apply, train=False)
   np.testing.assert_allclose(_jit(method.features)(params, state, x),
-                             student({"params": state["teacher"]["backbone"]}, x), rtol=1e-6)
+                             student({"params": state["teacher"]["backbone"]}, x), rtol=1e-4, atol=1e-5)
   assert _jit(method.embeddings)(params, state, x).shape == (B, 16)
 
 
