@@ -188,3 +188,16 @@ def write_result(workdir: str, result: dict) -> dict:
     json.dump(merged, f, indent=2)
   os.replace(path + ".tmp", path)
   return merged
+
+
+def run_protocol(run, **options) -> dict:
+  """Entry point of `python -m ssljax.evaluate --protocol finetune`: fine-tunes the backbone of an
+  opened `ssljax.evaluate.cli.PretrainedRun` (its restored step) with `finetune`'s defaults."""
+  params = run.params
+  if "backbone" not in params:
+    raise KeyError(f"method {run.config.method!r} has no params['backbone'] (has {list(params)})")
+  collections = {}
+  if isinstance(run.method_state, dict) and isinstance(run.method_state.get("backbone"), dict):
+    collections = run.method_state["backbone"]
+  return finetune(run.config, run.method.backbone, jax.device_get(params["backbone"]),
+                  jax.device_get(collections), **options)
