@@ -5,8 +5,8 @@ Run:
 
 Same data, ViT, augmentations and optimizer as the SimCLR quickstart; only the method block differs.
 SupCon is supervised: it reads the digit labels, so its kNN is an upper reference for the
-self-supervised methods rather than a peer. Measured time and kNN top-1: see the test
-(tests/test_supcon.py::test_digits_learns) and BENCHMARKS.md.
+self-supervised methods rather than a peer. Measured (seed 0, 300 steps): held-out kNN top-1
+0.919 (linear 0.939) against 0.764 (0.897) for the random-init backbone.
 """
 from ssljax.config import base_config
 

@@ -78,5 +78,5 @@ def test_real_run_config_is_valid():
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
   """configs/supcon_digits.py (supervised) beats the random-init backbone on held-out kNN by far."""
-  result = learn_on_digits(load_config("supcon_digits"), tmp_path, margin=0.1)
-  assert result["knn_top1"] > 0.9
+  result = learn_on_digits(load_config("supcon_digits"), tmp_path, margin=0.1)   # measured 0.919
+  assert result["knn_top1"] > 0.88
