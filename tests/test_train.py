@@ -67,7 +67,7 @@ def test_resume_is_bit_exact(tiny_config, tmp_path):
   cfg = tiny_config()
   straight, _ = _run(cfg, tmp_path / "straight")
   first, stopped = _run(tiny_config(), tmp_path / "resumed", until_step=3)
-  assert stopped == {"stopped_at": 3}
+  assert stopped["stopped_at"] == 3 and stopped["reason"] == "until_step=3"
   second, result = _run(tiny_config(), tmp_path / "resumed")
   assert result["step"] == 6
   for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
