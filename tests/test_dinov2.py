@@ -150,7 +150,7 @@ def test_config_errors_and_real_config():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="no digits recipe found yet: the tiny ViT's [CLS] outputs are "
+@pytest.mark.xfail(run=False, reason="no digits recipe found yet: the tiny ViT's [CLS] outputs are "
                    "~0.99 cosine-similar at init and DINO-style training collapses to a uniform "
                    "teacher within ~30 steps (see configs/dinov2_digits.py)")
 def test_digits_config_learns(tmp_path):

@@ -85,7 +85,7 @@ def test_no_gradient_to_target_encoder_and_ema(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured kNN 0.61 vs 0.71 random-init at 300 steps: patch-mean features "
+@pytest.mark.xfail(run=False, reason="measured kNN 0.61 vs 0.71 random-init at 300 steps: patch-mean features "
                           "have a dominant common direction; the recipe needs tuning", strict=False)
 def test_learns_on_digits(tmp_path):
   learn_on_digits(load_config("ijepa_digits"), tmp_path, margin=0.02)

