@@ -50,6 +50,18 @@ class MetricsWriter:
         self._tb.add_scalar(k, v, step)
     self._tb.flush()
 
+  def write_images(self, step: int, paths: list[str]) -> None:
+    """Adds PNG files (e.g. the plots) to TensorBoard as images tagged 'plots/<name>'."""
+    if not self.enabled:
+      return
+    from PIL import Image
+    for path in paths:
+      with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+      self._tb.add_image(f"plots/{os.path.splitext(os.path.basename(path))[0]}", arr, step,
+                         dataformats="HWC")
+    self._tb.flush()
+
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()

@@ -238,10 +238,10 @@ class Trainer:
 
     result = self._final_eval(state)
     writer.write(step, {k: v for k, v in result.items() if k != "step"})
-    writer.close()
     if self.is_main:
       _merge_json(os.path.join(self.workdir, "eval.json"), result)
-      plots.plot_run(self.workdir)
+      writer.write_images(step, plots.plot_run(self.workdir))
+    writer.close()
     self.checkpointer.close()
     return result
 

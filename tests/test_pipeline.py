@@ -80,19 +80,22 @@ def _write_folder(root, sizes=((12, 12),) * 3, modes=("RGB",) * 3):
       for i, (size, mode) in enumerate(zip(sizes, modes)):
         arr = np.full(size + ((3,) if mode == "RGB" else ()), 40 + 100 * c, np.uint8)
         if mode == "I;16":
-          Image.fromarray(arr.astype(np.uint16) * 200, mode="I;16").save(os.path.join(root, split, cls, f"{i}.png"))
+          Image.fromarray(arr.astype(np.uint16) * 200).save(os.path.join(root, split, cls, f"{i}.png"))
         else:
           Image.fromarray(arr).convert(mode).save(os.path.join(root, split, cls, f"{i}.png"))
 
 
 def test_image_folder_converts_modes_and_labels_by_class(tmp_path):
-  _write_folder(str(tmp_path), sizes=((12, 12), (5, 7), (20, 9)), modes=("RGB", "L", "RGBA"))
+  _write_folder(str(tmp_path), sizes=((12, 12), (5, 7), (20, 9), (9, 9)),
+                modes=("RGB", "L", "RGBA", "I;16"))
   src = sources.ImageFolderSource(str(tmp_path / "train"))
-  assert src.classes == ["cat", "dog"] and len(src) == 6 and src.num_classes == 2
+  assert src.classes == ["cat", "dog"] and len(src) == 8 and src.num_classes == 2
   for i in range(len(src)):
     rec = src[i]
     assert rec["image"].dtype == np.uint8 and rec["image"].ndim == 3 and rec["image"].shape[-1] == 3
-  assert [src[i]["label"] for i in range(6)] == [0, 0, 0, 1, 1, 1]
+  assert [src[i]["label"] for i in range(8)] == [0, 0, 0, 0, 1, 1, 1, 1]
+  sixteen = src[src.files.index(str(tmp_path / "train" / "dog" / "3.png"))]["image"]
+  assert sixteen.max() == 255 and (sixteen == sixteen[..., :1]).all()  # 16-bit gray -> RGB uint8
   batch = next(_iter(0, source=src, batch=4))
   assert batch["global"].shape == (4, 2, 8, 8, 3)  # small images are upsampled to the crop size
 

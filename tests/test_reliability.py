@@ -96,6 +96,28 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(tiny_config, tmp_p
   assert os.path.isdir(tmp_path / "checkpoints_damaged" / "6")
 
 
+def test_workdir_not_writable_is_a_one_line_config_error(tiny_config, tmp_path):
+  from ssljax.config import ConfigError
+  locked = tmp_path / "locked"
+  locked.mkdir()
+  os.chmod(locked, 0o500)
+  try:
+    if os.access(locked, os.W_OK):
+      pytest.skip("running as a user that can write anywhere (root)")
+    with pytest.raises(ConfigError, match=r"workdir '.*locked/run' is not writable"):
+      train.Trainer(tiny_config(), str(locked / "run"))
+  finally:
+    os.chmod(locked, 0o700)
+
+
+def test_workdir_that_is_a_file_is_a_one_line_config_error(tiny_config, tmp_path):
+  from ssljax.config import ConfigError
+  (tmp_path / "afile").write_text("x")
+  with pytest.raises(ConfigError, match=r"workdir '.*afile' is not writable") as e:
+    train.Trainer(tiny_config(), str(tmp_path / "afile"))
+  assert "\n" not in str(e.value)
+
+
 def _cli(workdir, *overrides):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONUNBUFFERED="1")
   cmd = [sys.executable, "-m", "ssljax.main", "--config", os.path.join(REPO, "configs", "simclr_digits.py"),

@@ -83,7 +83,9 @@ def test_workdir_layout(tiny_config, tmp_path):
   _, result = _run(cfg, tmp_path)
   for name in ("config.json", "metrics.jsonl", "eval.json", "plots/loss.png", "plots/knn.png"):
     assert os.path.exists(tmp_path / name), name
-  assert os.listdir(tmp_path / "tensorboard")
+  events = b"".join(open(os.path.join(tmp_path, "tensorboard", f), "rb").read()
+                    for f in os.listdir(tmp_path / "tensorboard"))
+  assert b"knn_top1" in events and b"plots/loss" in events   # scalars and the plots as images
   assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == [3, 6]
   with open(tmp_path / "eval.json") as f:
     ev = json.load(f)
