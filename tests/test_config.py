@@ -11,8 +11,11 @@ def _validate(c, devices=8, processes=1):
   config_lib.validate(c, device_count=devices, process_count=processes)
 
 
-def test_tiny_config_is_valid(tiny_config):
-  _validate(tiny_config())
+def test_shipped_configs_are_valid(tiny_config):
+  from conftest import load_config
+  assert _validate(tiny_config()) is None
+  for name in ("simclr_digits", "simclr_resnet18_cifar10"):
+    assert _validate(load_config(name)) is None
 
 
 def test_unknown_key_suggests_nearest(tiny_config):

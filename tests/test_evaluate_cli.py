@@ -118,11 +118,6 @@ def test_errors_name_the_problem(short_run, tmp_path):
     cli.main(["--workdir", str(tmp_path)])
   with pytest.raises(SystemExit):
     cli.main(["--workdir", short_run, "--protocol", "knn,bogus"])
-  try:
-    import ssljax.evaluate.finetune  # noqa: F401
-  except ModuleNotFoundError:
-    with pytest.raises(SystemExit, match="finetune"):
-      cli.main(["--workdir", short_run, "--protocol", "finetune", "--max-examples", "16"])
 
 
 def test_python_dash_m_entry_point(short_run):

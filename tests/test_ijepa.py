@@ -6,7 +6,6 @@ import pytest
 
 from conftest import learn_on_digits
 from conftest import load_config
-from ssljax import losses
 from ssljax import methods
 from ssljax.data import masks as masks_lib
 

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import learn_on_digits
 from conftest import load_config
 from ssljax import losses
 from ssljax import methods

@@ -4,7 +4,6 @@ import os
 
 import jax
 import numpy as np
-import pytest
 
 from ssljax import train
 from ssljax.metrics_writer import read_jsonl

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import sys
@@ -237,20 +236,9 @@ def diagnostics(run: PretrainedRun, plots: bool = True, tsne: bool = True) -> di
 
 
 def finetune(run: PretrainedRun, **options) -> dict:
-  """Delegates to `ssljax.evaluate.finetune.run_protocol(run, **options) -> dict` if present."""
-  try:
-    module = importlib.import_module("ssljax.evaluate.finetune")
-  except ModuleNotFoundError as e:
-    if e.name != "ssljax.evaluate.finetune":
-      raise
-    raise NotImplementedError(
-        "--protocol finetune needs ssljax/evaluate/finetune.py, which this installation does not "
-        "have yet; use knn, linear, fewshot or diagnostics") from None
-  if not hasattr(module, "run_protocol"):
-    raise NotImplementedError("ssljax.evaluate.finetune has no run_protocol(run, **options); "
-                              "expected it to return the protocol's metrics as a dict")
-  res = dict(module.run_protocol(run, **options))
-  return _row(run, "finetune", **res)
+  """End-to-end fine-tuning with layer-wise lr decay (`ssljax.evaluate.finetune.run_protocol`)."""
+  from ssljax.evaluate import finetune as finetune_lib
+  return _row(run, "finetune", **finetune_lib.run_protocol(run, **options))
 
 
 def write_plots(run: PretrainedRun, tsne: bool = True) -> list[str]:
@@ -410,10 +398,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f"error: {e}") from None
   with run:
-    try:
-      rows = evaluate(run, args.protocol, args)
-    except NotImplementedError as e:
-      raise SystemExit(f"error: {e}") from None
+    rows = evaluate(run, args.protocol, args)
   if not args.no_write and jax.process_index() == 0:
     merge_eval_json(run.workdir, rows)
   print(format_table(rows))

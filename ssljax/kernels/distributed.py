@@ -31,7 +31,6 @@ Example:
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 

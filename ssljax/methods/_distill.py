@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from ssljax import losses
 from ssljax import schedules
