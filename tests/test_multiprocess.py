@@ -126,6 +126,7 @@ def test_distributed_settings_from_flags_env_or_cluster_detection():
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_match_one_process_and_resume(tmp_path):
   config_path = tmp_path / "tiny_simclr.py"
   config_path.write_text(CONFIG_FILE)
