@@ -52,21 +52,12 @@ class BarlowTwins(base.Method):
                     global_scale=tuple(self.config.data.augment.crop_scale))
 
   def init(self, rng, batch):
-    b_rng, h_rng = jax.random.split(rng)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    h_params, h_state = common.init_module(self.projector, h_rng, feats)
-    return {"backbone": b_params, "projector": h_params}, {"backbone": b_state, "projector": h_state}
+    return common.init_backbone_head(self.backbone, self.projector, "projector", rng, batch["global"][:, 0])
 
   def _project(self, params, state, images, rng, train):
     """images [N, H, W, C] -> (embeddings [N, proj_dim] float32, updated state)."""
-    b_rng, h_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                         train=train, rng=b_rng)
-    z, h_state = common.apply_module(self.projector, params["projector"], state["projector"], feats,
-                                     train=train, rng=h_rng)
-    return z.astype(jnp.float32), {"backbone": b_state, "projector": h_state}
+    return common.apply_backbone_head(self.backbone, self.projector, "projector", params, state, images, rng,
+                                      train)
 
   def loss(self, params, state, batch, rng, step):
     """batch['global'] [B, 2, H, W, C] -> barlow_twins(z1 [B, D], z2 [B, D])."""

@@ -58,3 +58,23 @@ def split_views(x: jax.Array, num_views: int) -> jax.Array:
 def ema_update(target: Any, online: Any, momentum) -> Any:
   """target <- momentum * target + (1 - momentum) * online, leaf by leaf (EMA teacher / target net)."""
   return jax.tree_util.tree_map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
+
+
+def init_backbone_head(backbone: nn.Module, head: nn.Module, head_name: str, rng: jax.Array,
+                       x: jax.Array) -> tuple[dict, dict]:
+  """({'backbone', head_name} params, the same for other collections) on example images x."""
+  b_rng, h_rng = jax.random.split(rng)
+  b_params, b_state = init_module(backbone, b_rng, x)
+  feats = backbone.apply({"params": b_params, **b_state}, x, train=False)
+  h_params, h_state = init_module(head, h_rng, feats)
+  return {"backbone": b_params, head_name: h_params}, {"backbone": b_state, head_name: h_state}
+
+
+def apply_backbone_head(backbone: nn.Module, head: nn.Module, head_name: str, params: dict,
+                        state: dict, images: jax.Array, rng: jax.Array, train: bool) -> tuple[jax.Array, dict]:
+  """images [N, H, W, C] -> (head(backbone(images)) [N, E] float32, updated collections)."""
+  b_rng, h_rng = jax.random.split(rng)
+  feats, b_state = apply_module(backbone, params["backbone"], state["backbone"], images,
+                                train=train, rng=b_rng)
+  z, h_state = apply_module(head, params[head_name], state[head_name], feats, train=train, rng=h_rng)
+  return z.astype(jnp.float32), {"backbone": b_state, head_name: h_state}

@@ -43,20 +43,11 @@ class SimCLR(base.Method):
                     global_scale=tuple(self.config.data.augment.crop_scale))
 
   def init(self, rng, batch):
-    b_rng, h_rng = jax.random.split(rng)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    h_params, h_state = common.init_module(self.head, h_rng, feats)
-    return {"backbone": b_params, "head": h_params}, {"backbone": b_state, "head": h_state}
+    return common.init_backbone_head(self.backbone, self.head, "head", rng, batch["global"][:, 0])
 
   def _project(self, params, state, images, rng, train):
-    b_rng, h_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                         train=train, rng=b_rng)
-    z, h_state = common.apply_module(self.head, params["head"], state["head"], feats, train=train,
-                                     rng=h_rng)
-    return z, {"backbone": b_state, "head": h_state}
+    return common.apply_backbone_head(self.backbone, self.head, "head", params, state, images, rng,
+                                      train)
 
   def loss(self, params, state, batch, rng, step):
     del step

@@ -55,21 +55,12 @@ class VICReg(base.Method):
                     global_scale=tuple(self.config.data.augment.crop_scale))
 
   def init(self, rng, batch):
-    b_rng, h_rng = jax.random.split(rng)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    h_params, h_state = common.init_module(self.expander, h_rng, feats)
-    return {"backbone": b_params, "expander": h_params}, {"backbone": b_state, "expander": h_state}
+    return common.init_backbone_head(self.backbone, self.expander, "expander", rng, batch["global"][:, 0])
 
   def _expand(self, params, state, images, rng, train):
     """images [N, H, W, C] -> (embeddings [N, expander_dim] float32, updated state)."""
-    b_rng, h_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                         train=train, rng=b_rng)
-    z, h_state = common.apply_module(self.expander, params["expander"], state["expander"], feats,
-                                     train=train, rng=h_rng)
-    return z.astype(jnp.float32), {"backbone": b_state, "expander": h_state}
+    return common.apply_backbone_head(self.backbone, self.expander, "expander", params, state, images, rng,
+                                      train)
 
   def loss(self, params, state, batch, rng, step):
     """batch['global'] [B, 2, H, W, C] -> vicreg(z1 [B, D], z2 [B, D])."""
