@@ -7,7 +7,9 @@ complete, so an interrupted save is never read as a valid checkpoint.
 """
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 from typing import Any
 
 import grain
@@ -17,6 +19,10 @@ import orbax.checkpoint as ocp
 
 class IncompatibleCheckpointError(ValueError):
   """The checkpoint was written for a different model / config (shapes or structure differ)."""
+
+
+class WorkdirWriteError(RuntimeError):
+  """Writing to the workdir failed mid-run (disk full, quota, storage gone); one-line message."""
 
 
 class Checkpointer:
@@ -97,6 +103,28 @@ class Checkpointer:
       os.makedirs(dst_dir, exist_ok=True)
       os.replace(src, os.path.join(dst_dir, str(step)))
       self._manager.reload()
+
+  def discard_partial(self) -> list[str]:
+    """Removes the temporary directories of saves that never completed (frees their space).
+
+    Orbax writes step N to `N.orbax-checkpoint-tmp*` and renames it only when complete, so these
+    are never read as checkpoints; removing them after a failed save gives the space back at once.
+    """
+    removed = []
+    for path in glob.glob(os.path.join(self.directory, "*.orbax-checkpoint-tmp*")):
+      shutil.rmtree(path, ignore_errors=True)
+      removed.append(path)
+    try:
+      self._manager.reload()
+    except Exception:  # the manager may be unusable after a failed save; the disk is what counts
+      pass
+    return removed
+
+  def complete_steps(self) -> list[int]:
+    """Steps with a complete checkpoint on disk (read from the directory, not the manager's cache)."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are on disk."""

@@ -44,6 +44,7 @@ def main(argv) -> int:
   from ssljax import distributed
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                          enable=_DISTRIBUTED.value)
+  from ssljax import checkpoint as ckpt_lib
   from ssljax import config as config_lib
   from ssljax import train
   try:
@@ -51,6 +52,9 @@ def main(argv) -> int:
   except config_lib.ConfigError as e:
     print(f"ssljax: config error: {e}", file=sys.stderr)
     return 2
+  except ckpt_lib.WorkdirWriteError as e:
+    print(f"ssljax: error: {e}", file=sys.stderr)
+    return 1
   if jax.process_index() == 0:
     print(json.dumps(result, indent=2))
     if "knn_top1" in result:

@@ -66,6 +66,20 @@ class MetricsWriter:
     if self._tb is not None:
       self._tb.close()
 
+  def abandon(self) -> None:
+    """Drops the TensorBoard writer without flushing (after a failed write: the disk may be full)."""
+    if self._tb is None:
+      return
+    try:
+      self._tb.close()
+    except OSError:
+      for w in getattr(self._tb, "all_writers", {}).values():
+        event_writer = getattr(w, "event_writer", None)
+        if event_writer is not None:
+          event_writer._closed = True  # pylint: disable=protected-access  (no flush at exit)
+    self._tb = None
+    self.enabled = False
+
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
   """All rows of a metrics.jsonl file (a torn last line, from a crash mid-write, is skipped)."""

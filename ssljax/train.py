@@ -8,6 +8,7 @@ Sections, in the order a run meets them:
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -225,10 +226,12 @@ class Trainer:
         bar.update(1)
         if stop_reason and step < last:
           break
+      self.checkpointer.wait()
+    except OSError as e:  # disk full, quota, storage gone: one line, and what is safe on disk
+      raise self._write_error(e, step, writer) from e
     finally:
       stopper.restore()
       bar.close()
-      self.checkpointer.wait()
     self.state = state
     if stop_reason:
       _log(self.is_main, f"{stop_reason} (checkpoints in {self.checkpointer.directory})")
@@ -244,6 +247,23 @@ class Trainer:
     writer.close()
     self.checkpointer.close()
     return result
+
+  def _write_error(self, e: OSError, step: int, writer: MetricsWriter) -> ckpt_lib.WorkdirWriteError:
+    """The one-line error for a failed write mid-run; partial checkpoint directories are removed."""
+    try:
+      self.checkpointer.wait()
+    except Exception:  # the failed save itself re-raises here; it is already being reported
+      pass
+    self.checkpointer.discard_partial()
+    writer.abandon()
+    done = self.checkpointer.complete_steps()
+    kept = (f"the last complete checkpoint (step {done[-1]}) is intact" if done else
+            "no checkpoint was completed yet")
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    hint = "free some space" if full else "fix the storage"
+    return ckpt_lib.WorkdirWriteError(
+        f"writing {e.filename or self.workdir} failed at step {step}: {e.strerror or e}; {kept} in "
+        f"{self.checkpointer.directory}; {hint} and run the same command to resume")
 
   # -------------------------------------------------------------------------------------------
   # 3. Evaluation.

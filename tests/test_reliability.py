@@ -1,6 +1,7 @@
-"""Reliability: non-finite guard rails, damaged and incompatible checkpoints, SIGTERM, SIGKILL."""
+"""Reliability: non-finite guard rails, damaged and incompatible checkpoints, disk full, SIGTERM, SIGKILL."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -189,3 +190,71 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path):
 def _raw_args():
   import orbax.checkpoint as ocp
   return ocp.args.Composite(state=ocp.args.StandardRestore())
+
+
+_DISK_FULL_DRIVER = """
+import json, os, sys
+sys.path.insert(0, {repo!r})
+from tests.conftest import make_tiny_config
+from ssljax import checkpoint, train
+wd, filler = sys.argv[1], sys.argv[2]
+cfg = make_tiny_config()
+cfg.total_steps, cfg.checkpoint_every, cfg.log_every, cfg.eval_every = 6, 2, 1000, 1000
+cfg.eval.random_init = False
+out = {{}}
+t = train.Trainer(cfg, wd)
+t.run(until_step=2)
+try:  # fill the file system to the last byte
+  with open(filler, "wb") as f:
+    while True:
+      f.write(b"0" * 65536)
+      f.flush()
+except OSError as e:
+  out["fill_errno"] = e.errno
+try:
+  t.run(until_step=4)
+  out["message"] = None
+except checkpoint.WorkdirWriteError as e:
+  out["message"] = str(e)
+out["after_failure"] = sorted(os.listdir(os.path.join(wd, "checkpoints")))
+os.remove(filler)
+t = train.Trainer(cfg, wd)
+t.run()
+out["final_step"] = int(t.state.step)
+out["final"] = sorted(os.listdir(os.path.join(wd, "checkpoints")))
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _can_mount_tmpfs() -> bool:
+  if shutil.which("unshare") is None:
+    return False
+  probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"],
+                         capture_output=True)
+  return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs")
+def test_disk_full_during_save_keeps_previous_checkpoint_and_resumes(tmp_path):
+  """A real ENOSPC (a 24 MiB tmpfs filled to the last byte between two saves, in a private mount
+  namespace): the save of step 4 fails with one line naming the intact step-2 checkpoint, the
+  partial step-4 directory is gone, and after space is freed the same run resumes from step 2."""
+  driver = tmp_path / "driver.py"
+  driver.write_text(_DISK_FULL_DRIVER.format(repo=REPO))
+  mnt = tmp_path / "mnt"
+  mnt.mkdir()
+  script = (f"mount -t tmpfs -o size=24m tmpfs {mnt} && mkdir {mnt}/wd && "
+            f"{sys.executable} {driver} {mnt}/wd {mnt}/filler")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                        env=env, cwd=REPO, timeout=600)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+  assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+  out = json.loads(lines[0][len("RESULT "):])
+  assert out["fill_errno"] == 28  # ENOSPC: the file system really was full
+  msg = out["message"]
+  assert msg is not None and "\n" not in msg
+  assert "failed at step 4" in msg and "No space left on device" in msg
+  assert "last complete checkpoint (step 2) is intact" in msg and "run the same command" in msg
+  assert out["after_failure"] == ["2"]  # no partial 4.orbax-checkpoint-tmp left behind
+  assert out["final_step"] == 6 and out["final"][-1] == "6"
