@@ -103,8 +103,17 @@ def test_workdir_not_writable_is_a_one_line_config_error(tiny_config, tmp_path):
   locked.mkdir()
   os.chmod(locked, 0o500)
   try:
-    if os.access(locked, os.W_OK):
-      pytest.skip("running as a user that can write anywhere (root)")
+    if os.access(locked, os.W_OK):  # root writes anywhere: use a read-only mount instead
+      if not _can_mount_tmpfs():
+        pytest.skip("running as root without `unshare -rm` for a read-only mount")
+      script = (f"mount -t tmpfs -o ro,size=1m tmpfs {locked} && {sys.executable} -m ssljax.main "
+                f"--config {REPO}/configs/simclr_digits.py --workdir {locked}/run")
+      proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+      assert proc.returncode == 2, proc.stderr[-2000:]
+      last = proc.stderr.strip().splitlines()[-1]
+      assert last.startswith("ssljax: config error: workdir") and "locked/run' is not writable" in last
+      return
     with pytest.raises(ConfigError, match=r"workdir '.*locked/run' is not writable"):
       train.Trainer(tiny_config(), str(locked / "run"))
   finally:
