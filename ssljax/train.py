@@ -316,7 +316,8 @@ def _merge_json(path: str, values: dict[str, Any]) -> None:
 def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
+    # One probe file per process: hosts sharing the workdir must not remove each other's.
+    probe = os.path.join(workdir, f".write_test.{jax.process_index()}.{os.getpid()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
