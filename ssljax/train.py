@@ -217,6 +217,7 @@ class Trainer:
           if self.is_main:
             bar.write(f"step {step}: kNN top-1 {row['knn_top1']:.4f}, "
                       f"embedding std {row['embedding_std']:.4f}")
+          self._visualize(state, step, writer)
           t_last = time.perf_counter()  # do not count eval time as training throughput
         if stopper.stop and not stop_reason:
           stop_reason = (f"received {stopper.signal_name}: saved step {step}; "
@@ -247,6 +248,39 @@ class Trainer:
     writer.close()
     self.checkpointer.close()
     return result
+
+  def _visualize(self, state: TrainState, step: int, writer: MetricsWriter) -> list[str]:
+    """The method's own pictures (e.g. MAE reconstructions) as plots/<name>_step<N>.png + TensorBoard.
+
+    A method opts in with `visualize(params, state, images, rng) -> {name: uint8 [H, W, 3]}`, given
+    a few held-out images in model-input form. With several processes the parameters are gathered
+    to every host first (every process computes, process 0 writes).
+    """
+    visualize = getattr(self.method, "visualize", None)
+    if visualize is None:
+      return []
+    params, method_state = state.params, state.method_state
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      params, method_state = multihost_utils.process_allgather((params, method_state), tiled=True)
+    pictures = visualize(params, method_state, self.evaluator.eval_x[:8],
+                         jax.random.fold_in(jax.random.PRNGKey(self.config.seed), step))
+    if not self.is_main:
+      return []
+    from PIL import Image
+    out_dir = os.path.join(self.workdir, "plots")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for name, picture in pictures.items():
+      picture = np.asarray(picture)
+      if picture.dtype != np.uint8 or picture.ndim != 3 or picture.shape[-1] != 3:
+        raise ValueError(f"{type(self.method).__name__}.visualize returned {name!r} with shape "
+                         f"{picture.shape} and dtype {picture.dtype}; expected uint8 [H, W, 3]")
+      path = os.path.join(out_dir, f"{name}_step{step:06d}.png")
+      Image.fromarray(picture).save(path)
+      paths.append(path)
+    writer.write_images(step, paths)
+    return paths
 
   def _write_error(self, e: OSError, step: int, writer: MetricsWriter) -> ckpt_lib.WorkdirWriteError:
     """The one-line error for a failed write mid-run; partial checkpoint directories are removed."""

@@ -4,6 +4,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from ssljax import train
 from ssljax.metrics_writer import read_jsonl
@@ -117,3 +118,31 @@ def test_resnet_cifar10_config_compiles_on_synthetic(tmp_path):
   assert batch["global"].shape == (16, 2, 32, 32, 3)
   state, metrics = trainer.train_step(state, batch)
   assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+def test_method_visualize_hook_writes_pngs_at_eval(tiny_config, tmp_path):
+  """A method with `visualize` gets held-out images at every eval; its pictures land in plots/."""
+  from PIL import Image
+  cfg = tiny_config()
+  cfg.total_steps, cfg.eval_every = 4, 2
+  trainer = train.Trainer(cfg, str(tmp_path))
+  seen = []
+
+  def visualize(params, state, images, rng):
+    seen.append(np.asarray(images))
+    gray = (np.clip(np.asarray(images)[0], 0, 1) * 255).astype(np.uint8)  # any picture will do
+    return {"demo": np.repeat(gray.mean(-1, keepdims=True).astype(np.uint8), 3, axis=-1)}
+
+  trainer.method.visualize = visualize
+  trainer.run()
+  assert len(seen) == 2 and seen[0].shape[0] == 8            # steps 2 and 4, eight images each
+  np.testing.assert_array_equal(seen[0], trainer.evaluator.eval_x[:8])
+  for step in (2, 4):
+    with Image.open(tmp_path / "plots" / f"demo_step{step:06d}.png") as im:
+      assert im.size == (cfg.data.image_size, cfg.data.image_size) and im.mode == "RGB"
+
+  trainer = train.Trainer(cfg, str(tmp_path / "bad"))
+  trainer.method.visualize = lambda *a: {"bad": np.zeros((4, 4), np.float32)}
+  with pytest.raises(ValueError, match=r"returned 'bad' with shape \(4, 4\) and dtype float32; "
+                                       r"expected uint8 \[H, W, 3\]"):
+    trainer.run()
