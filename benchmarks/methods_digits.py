@@ -3,14 +3,17 @@
   python -m benchmarks.methods_digits [--methods simclr,byol] [--steps N]
 
 Each configs/<method>_digits.py is run as `python -m ssljax.main` would run it (in this process, one
-method after the other, in fresh workdirs under a temp dir). The table goes to BENCHMARKS.md (section
-"Methods on digits") and into README.md between the `methods-table` markers; nothing is typed by hand.
-About 2-4 minutes per method on 2 CPU cores.
+method after the other, in fresh workdirs under a temp dir). Each measured row is kept, with its date,
+in benchmarks/results/methods_digits.json, so `--methods` re-measures a subset and the others keep
+their last figures. The full table goes to BENCHMARKS.md (section "Methods on digits") and into
+README.md between the `methods-table` markers; nothing is typed by hand. About 2-4 minutes per method
+on 2 CPU cores.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import re
 import tempfile
@@ -20,7 +23,10 @@ from benchmarks import report
 
 ROOT = report.ROOT
 README = os.path.join(ROOT, "README.md")
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "methods_digits.json")
 START, END = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
+HEADER = ["method", "config", "backbone", "steps", "kNN top-1", "kNN random-init", "linear top-1",
+          "wall s", "measured"]
 
 
 def digits_configs() -> dict[str, str]:
@@ -66,20 +72,39 @@ def main() -> None:
   args = parser.parse_args()
   configs = digits_configs()
   wanted = [m for m in args.methods.split(",") if m] or list(configs)
-  header = ["method", "config", "backbone", "steps", "kNN top-1", "kNN random-init", "linear top-1", "wall s"]
-  rows = []
+  unknown = [m for m in wanted if m not in configs]
+  if unknown:
+    raise SystemExit(f"no configs/<method>_digits.py for {unknown}; methods with one: {sorted(configs)}")
+  store = _load_results()
   for name in wanted:
-    if name not in configs:
-      raise SystemExit(f"no configs/{name}_digits.py; methods with one: {sorted(configs)}")
-    rows.append(run_one(name, configs[name], args.steps or None))
-    print(report.markdown_table(header, rows[-1:]).splitlines()[-1], flush=True)
-  table = report.markdown_table(header, rows)
+    row = run_one(name, configs[name], args.steps or None)
+    row.append(time.strftime("%Y-%m-%d"))
+    store[name] = row
+    _save_results(store)  # one method at a time: an interrupted sweep keeps what it measured
+    print(report.markdown_table(HEADER, [row]).splitlines()[-1], flush=True)
+  rows = [store[m] if m in store else [m, f"`configs/{m}_digits.py`"] + ["not measured"] + [""] * 6
+          for m in configs]
+  table = report.markdown_table(HEADER, rows)
   print(table)
   report.write_section("Methods on digits", table, {
-      "command": "python -m benchmarks.methods_digits" + (f" --steps {args.steps}" if args.steps else ""),
-      "what": "held-out kNN top-1 (k=20, T=0.07) of the learned backbone vs the same backbone at init"})
-  if not args.methods:
-    _write_readme(table)
+      "command": "python -m benchmarks.methods_digits [--methods ...] (rows keep the date they were measured)",
+      "what": "held-out kNN top-1 (k=20, T=0.07) of the learned backbone vs the same backbone at init; "
+              "wall s includes compilation and evaluation"})
+  _write_readme(table)
+
+
+def _load_results() -> dict:
+  if not os.path.exists(RESULTS):
+    return {}
+  with open(RESULTS) as f:
+    return json.load(f)
+
+
+def _save_results(store: dict) -> None:
+  os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+  with open(RESULTS + ".tmp", "w") as f:
+    json.dump(store, f, indent=1)
+  os.replace(RESULTS + ".tmp", RESULTS)
 
 
 def _write_readme(table: str) -> None:
