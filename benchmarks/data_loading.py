@@ -3,7 +3,7 @@
 Generates an image folder of random-content JPEGs at 32x32 (CIFAR-like) and at 224x224
 (ImageNet-like, crops of 224) in a temporary directory, then times `ssljax.data.pipeline.
 train_dataset` (decode -> two random-resized-crop views with colour jitter, blur, flip -> batch)
-with grain worker_count 0 (in the main process) and 2 (grain mp_prefetch worker processes). The
+with grain worker_count 0 (in the main process), 1 and 2 (grain mp_prefetch worker processes). The
 first batch (worker start-up) is not timed; each cell runs for about --seconds. The table is
 printed and written into the "Data loading" section of BENCHMARKS.md.
 
@@ -65,7 +65,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="short timings, no BENCHMARKS.md update")
   parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per cell")
-  parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+  parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
   args = parser.parse_args()
   seconds = 2.0 if args.quick else args.seconds
   cases = [(32, 512, 64), (224, 192, 32)]   # (image side, images in the folder, batch size)

@@ -1,0 +1,28 @@
+# Developer shortcuts; each target is the command it names, nothing more.
+#   make setup | quickstart | test | test-fast | bench | bench-methods
+PY := .venv/bin/python
+
+.PHONY: setup quickstart test test-fast bench bench-methods
+
+setup:
+	bash scripts/setup_env.sh
+
+quickstart:
+	bash scripts/quickstart.sh
+
+test:
+	bash scripts/test.sh
+
+test-fast:
+	bash scripts/test.sh --fast
+
+# Every benchmark that fits in ~15 minutes on 2 CPU cores; each rewrites its section of BENCHMARKS.md.
+bench: setup
+	$(PY) -m benchmarks.contrastive_memory
+	$(PY) -m benchmarks.attention
+	$(PY) -m benchmarks.data_loading
+	$(PY) -m benchmarks.startup
+
+# Trains every method's digits config (2-4 minutes each): the README methods table.
+bench-methods: setup
+	$(PY) -m benchmarks.methods_digits
