@@ -51,6 +51,7 @@ def _optimizer_config() -> ml_collections.ConfigDict:
       base_lr=1e-3,             # learning rate at global batch 256; scaled by batch_size / 256
       scale_lr_by_batch=True,
       weight_decay=1e-6,        # skipped for biases and normalisation parameters
+      weight_decay_end=-1.0,    # >= 0: cosine schedule weight_decay -> this (DINO: 0.04 -> 0.4); < 0: constant
       momentum=0.9,             # lars / sgd
       b1=0.9,                   # adamw
       b2=0.999,                 # adamw
@@ -172,6 +173,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   _choice("param_sharding", config.param_sharding, PARAM_SHARDINGS)
   _choice("nonfinite", config.nonfinite, ("skip", "stop"))
   _choice("data.on_bad_image", config.data.on_bad_image, ("fail", "skip"))
+  if config.optimizer.weight_decay < 0:
+    raise ConfigError(f"config.optimizer.weight_decay={config.optimizer.weight_decay}; expected >= 0")
   _positive(config, "batch_size", "total_steps", "log_every", "eval_every", "checkpoint_every",
             "keep_checkpoints", "data.image_size", "optimizer.base_lr", "eval.knn_k")
 

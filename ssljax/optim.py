@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -25,6 +26,23 @@ def schedule(config) -> optax.Schedule:
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak, warmup_steps=warmup,
       decay_steps=max(config.total_steps, warmup + 1), end_value=peak * config.optimizer.end_lr_frac)
+
+
+def weight_decay_schedule(config):
+  """The weight decay: a constant, or (optimizer.weight_decay_end >= 0) half a cosine from
+  weight_decay to weight_decay_end over total_steps, as DINO / iBOT / DINOv2 schedule it (0.04 -> 0.4)."""
+  opt = config.optimizer
+  if opt.weight_decay_end < 0:
+    return opt.weight_decay
+  return _cosine_between(opt.weight_decay, opt.weight_decay_end, max(config.total_steps, 1))
+
+
+def _cosine_between(start: float, end: float, steps: int) -> optax.Schedule:
+  """start -> end along half a cosine over `steps` (either direction), then end."""
+  def fn(step):
+    t = jnp.minimum(step, steps) / steps
+    return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+  return fn
 
 
 def decay_mask(params):
@@ -71,14 +89,15 @@ def build(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer named by `config.optimizer.name` ('lars' | 'adamw' | 'sgd') and its schedule."""
   opt = config.optimizer
   lr = schedule(config)
+  wd = weight_decay_schedule(config)
   if opt.name == "lars":
-    tx = optax.lars(lr, weight_decay=opt.weight_decay, weight_decay_mask=decay_mask,
+    tx = optax.lars(lr, weight_decay=wd, weight_decay_mask=decay_mask,
                     trust_coefficient=opt.trust_coefficient, trust_ratio_mask=decay_mask,
                     momentum=opt.momentum)
   elif opt.name == "adamw":
-    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=decay_mask)
+    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=wd, mask=decay_mask)
   elif opt.name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
+    tx = optax.chain(optax.add_decayed_weights(wd, mask=decay_mask),
                      optax.sgd(lr, momentum=opt.momentum))
   else:
     raise ValueError(f"optimizer.name={opt.name!r}; expected 'lars', 'adamw' or 'sgd'")

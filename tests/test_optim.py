@@ -52,3 +52,27 @@ def test_layer_decay_scales_updates_by_depth(tiny_config):
   a = abs(float(upd["backbone"]["patch_embed"]["kernel"][0, 0]))
   b = abs(float(upd["backbone"]["block0"]["mlp"]["kernel"][0, 0]))
   np.testing.assert_allclose(a / b, 0.5, rtol=1e-5)
+
+
+def test_weight_decay_schedule_cosine_from_start_to_end(tiny_config):
+  """optimizer.weight_decay_end >= 0: DINO's cosine weight-decay schedule, applied by the optimizer."""
+  c = tiny_config()
+  c.total_steps = 100
+  assert optim.weight_decay_schedule(c) == c.optimizer.weight_decay    # default: constant
+  c.optimizer.weight_decay, c.optimizer.weight_decay_end = 0.04, 0.4
+  wd = optim.weight_decay_schedule(c)
+  np.testing.assert_allclose([float(wd(s)) for s in (0, 50, 100, 150)],
+                             [0.04, 0.22, 0.4, 0.4], rtol=1e-6)
+  assert float(wd(25)) < 0.22 < float(wd(75))          # monotone between the ends
+  # Through the optimizer: sgd, lr 1 and no momentum -> update = -(grad + wd(step) * param).
+  c.optimizer.name, c.optimizer.momentum, c.optimizer.base_lr = "sgd", 0.0, 1.0
+  c.optimizer.scale_lr_by_batch, c.optimizer.warmup_steps = False, 0
+  tx, _ = optim.build(c)
+  params = {"w": jnp.ones((2, 2))}
+  state = tx.init(params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  seen = []
+  for _ in range(3):
+    upd, state = tx.update(zeros, state, params)
+    seen.append(-float(upd["w"][0, 0]) / float(optim.schedule(c)(len(seen))))
+  np.testing.assert_allclose(seen, [float(wd(0)), float(wd(1)), float(wd(2))], rtol=1e-5)
