@@ -103,21 +103,28 @@ def sigmoid_contrastive(x: jax.Array, y: jax.Array, log_t: jax.Array, b: jax.Arr
   return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / n
 
 
-def supcon(z: jax.Array, labels: jax.Array, temperature: float = 0.1) -> jax.Array:
+def supcon(z: jax.Array, labels: jax.Array, temperature: float = 0.1,
+           impl: str = "reference") -> jax.Array:
   """Supervised contrastive loss, L_out form ("Supervised Contrastive Learning").
 
   Args:
     z: [V, N, D] embeddings of V views of N images.
     labels: [N] integer class labels.
     temperature: softmax temperature T.
+    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels: the softmax
+      denominators come from the O(N)-memory row logsumexp with the self-similarity excluded, and
+      the positives' logits from per-label feature sums, so no N x N array is formed).
 
   Returns:
     Scalar: for every anchor (V*N of them), minus the mean over its positives (same label,
     not itself) of log softmax over all other V*N - 1 samples; averaged over anchors.
   """
+  _check_impl(impl)
   v, n, d = z.shape
   feats = l2_normalize(z.reshape(v * n, d).astype(jnp.float32))
   lab = jnp.tile(labels, v)
+  if impl != "reference":
+    return _supcon_tiled(feats, lab, temperature, impl)
   logits = (feats @ feats.T) / temperature
   self_mask = jnp.eye(v * n, dtype=bool)
   logits = jnp.where(self_mask, -jnp.inf, logits)
@@ -125,4 +132,27 @@ def supcon(z: jax.Array, labels: jax.Array, temperature: float = 0.1) -> jax.Arr
   pos = (lab[:, None] == lab[None, :]) & ~self_mask
   pos_f = pos.astype(jnp.float32)
   mean_log_prob_pos = jnp.sum(jnp.where(pos, log_prob, 0.0), axis=-1) / jnp.maximum(pos_f.sum(-1), 1.0)
+  return -jnp.mean(mean_log_prob_pos)
+
+
+def _supcon_tiled(feats: jax.Array, lab: jax.Array, temperature: float, impl: str) -> jax.Array:
+  """`supcon` from the tiled row logsumexp and per-label sums (O(N D) memory).
+
+  For anchor i with positives P(i) (same label, not i): sum_p <f_i, f_p> = <f_i, S[y_i] - f_i>
+  with S[y] the sum of the features labelled y. Labels are arbitrary integers: they are ranked by
+  sorting, so the per-label sums are a segment sum with a static number of segments.
+  """
+  m = feats.shape[0]
+  order = jnp.argsort(lab)
+  sorted_lab = lab[order]
+  group_sorted = jnp.cumsum(jnp.concatenate([jnp.zeros((1,), jnp.int32),
+                                             (sorted_lab[1:] != sorted_lab[:-1]).astype(jnp.int32)]))
+  group = jnp.zeros((m,), jnp.int32).at[order].set(group_sorted)
+  sums = jax.ops.segment_sum(feats, group, num_segments=m)
+  counts = jax.ops.segment_sum(jnp.ones((m,), jnp.float32), group, num_segments=m)
+  n_pos = counts[group] - 1.0
+  pos_logit_sum = jnp.sum(feats * (sums[group] - feats), axis=-1) / temperature
+  lse = _tiled.similarity_lse(feats, feats, 1.0 / temperature, exclude_diagonal=True, impl=impl)
+  has_pos = n_pos > 0
+  mean_log_prob_pos = jnp.where(has_pos, pos_logit_sum / jnp.maximum(n_pos, 1.0) - lse, 0.0)
   return -jnp.mean(mean_log_prob_pos)

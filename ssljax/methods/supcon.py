@@ -36,6 +36,7 @@ class SupCon(base.Method):
         proj_hidden_dims=(2048,),
         proj_dim=128,
         proj_use_bn=True,
+        loss_impl="reference",      # 'reference' | 'xla' | 'pallas' | 'auto' (ssljax.kernels)
     ))
 
   @classmethod
@@ -43,6 +44,9 @@ class SupCon(base.Method):
     from ssljax.config import ConfigError
     if config.supcon.temperature <= 0:
       raise ConfigError(f"config.supcon.temperature={config.supcon.temperature!r}; expected > 0")
+    from ssljax.kernels._common import IMPLS
+    if config.supcon.loss_impl not in IMPLS:
+      raise ConfigError(f"config.supcon.loss_impl={config.supcon.loss_impl!r}; expected one of {IMPLS}")
 
   def __init__(self, config):
     super().__init__(config)
@@ -55,21 +59,12 @@ class SupCon(base.Method):
                     global_scale=tuple(self.config.data.augment.crop_scale))
 
   def init(self, rng, batch):
-    b_rng, h_rng = jax.random.split(rng)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    h_params, h_state = common.init_module(self.head, h_rng, feats)
-    return {"backbone": b_params, "head": h_params}, {"backbone": b_state, "head": h_state}
+    return common.init_backbone_head(self.backbone, self.head, "head", rng, batch["global"][:, 0])
 
   def _project(self, params, state, images, rng, train):
     """images [N, H, W, C] -> (projections [N, E] float32, updated state)."""
-    b_rng, h_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                         train=train, rng=b_rng)
-    z, h_state = common.apply_module(self.head, params["head"], state["head"], feats, train=train,
-                                     rng=h_rng)
-    return z, {"backbone": b_state, "head": h_state}
+    return common.apply_backbone_head(self.backbone, self.head, "head", params, state, images, rng,
+                                      train)
 
   def loss(self, params, state, batch, rng, step):
     del step
@@ -78,7 +73,7 @@ class SupCon(base.Method):
     views = batch["global"]                                   # [B, 2, H, W, C]
     z, state = self._project(params, state, common.merge_views(views), rng, train=True)
     z = common.split_views(z.astype(jnp.float32), 2)          # [2, B, E]
-    loss = losses.supcon(z, batch["label"], self.cfg.temperature)
+    loss = losses.supcon(z, batch["label"], self.cfg.temperature, impl=self.cfg.loss_impl)
     zn = losses.l2_normalize(z[0])
     metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)),
                "positive_cosine": jnp.mean(jnp.sum(zn * losses.l2_normalize(z[1]), -1))}
