@@ -1,6 +1,7 @@
 """Multi-host on one machine: 2 CPU processes x 2 devices (gloo collectives) vs 1 process x 4 devices.
 
-The 2-process run trains a tiny SimCLR config to step 3 with the Trainer (distributed set up from
+For SimCLR (negatives over the global batch) and DINO (multi-crop, EMA teacher, a center updated
+over the global batch), the 2-process run trains a tiny config to step 3 with the Trainer (distributed set up from
 the JAX_* environment), stops, and is resumed to step 6 in fresh processes by `python -m ssljax.main`
 (distributed set up from its flags). The reference is a plain run of one process on 4 devices: the
 pipeline gives every process count the same global batches. Same losses, one metrics log
@@ -19,17 +20,19 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-CONFIG_FILE = f"""
+CONFIG_FILE = """
 import sys
 sys.path.insert(0, {HERE!r})
 from conftest import make_tiny_config
 
 
 def get_config():
-  c = make_tiny_config("simclr")   # batch 16, 6 steps, checkpoints at 3 and 6
+  c = make_tiny_config({method!r})   # batch 16, 6 steps, checkpoints at 3 and 6
   c.eval.max_examples = 32
   c.eval.batch_size = 16
   c.eval.linear_epochs = 1
+  if {method!r} == "dino":     # a small head: the paper's 65536 x 2048 last layer is 134M parameters
+    c.dino.update(dict(out_dim=256, hidden_dim=64, bottleneck_dim=32))
   return c
 """
 
@@ -127,9 +130,10 @@ def test_distributed_settings_from_flags_env_or_cluster_detection():
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-def test_two_processes_match_one_process_and_resume(tmp_path):
-  config_path = tmp_path / "tiny_simclr.py"
-  config_path.write_text(CONFIG_FILE)
+@pytest.mark.parametrize("method", ["simclr", "dino"])
+def test_two_processes_match_one_process_and_resume(tmp_path, method):
+  config_path = tmp_path / f"tiny_{method}.py"
+  config_path.write_text(CONFIG_FILE.format(HERE=HERE, method=method))
   multi, ref = str(tmp_path / "multi"), str(tmp_path / "ref")
   me = os.path.abspath(__file__)
 
