@@ -1,6 +1,7 @@
 """Command line: fine-tune a pretrained workdir's backbone with layer-wise lr decay.
 
-  python -m ssljax.finetune --workdir DIR [--steps 1000 --layer_decay 0.75 --lr 5e-4 ...]
+  python -m ssljax.finetune --workdir DIR [--steps 500 --layer_decay 0.75 --lr 1.6e-2
+                                   --crop_scale 0.7,1 ...]
 
 Loads DIR/config.json and the latest checkpoint in DIR/checkpoints, fine-tunes backbone + linear
 head on the labelled train split (see ssljax.evaluate.finetune), and merges {'finetune_top1', ...}
@@ -16,14 +17,22 @@ from absl import flags
 from absl import logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A pretraining workdir (config.json + checkpoints/).")
-_STEPS = flags.DEFINE_integer("steps", 1000, "Fine-tuning steps.")
-_LAYER_DECAY = flags.DEFINE_float("layer_decay", 0.75, "Layer-wise lr decay (1.0 = off).")
-_LR = flags.DEFINE_float("lr", 5e-4, "Base learning rate at batch 256.")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.05, "AdamW weight decay.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Fine-tuning batch size.")
-_WARMUP = flags.DEFINE_integer("warmup_steps", 50, "Linear warm-up steps.")
-_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing.")
+# None = the default of ssljax.evaluate.finetune.finetune (DEFAULT_*, measured on the digits data).
+_STEPS = flags.DEFINE_integer("steps", None, "Fine-tuning steps (default 500).")
+_LAYER_DECAY = flags.DEFINE_float("layer_decay", None,
+                                  "Layer-wise lr decay, 1.0 = off (default 0.75).")
+_LR = flags.DEFINE_float("lr", None, "Base learning rate at batch 256 (default 1.6e-2).")
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", None, "AdamW weight decay (default 0.05).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Fine-tuning batch size (default 64).")
+_WARMUP = flags.DEFINE_integer("warmup_steps", None, "Linear warm-up steps (default 50).")
+_SMOOTHING = flags.DEFINE_float("label_smoothing", None, "Label smoothing (default 0.1).")
+_CROP_SCALE = flags.DEFINE_list("crop_scale", None, "Random resized crop area range 'lo,hi' of "
+                                "the training views; '1,1' = no crop (default 0.7,1).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the head init, data order and augmentations.")
+
+_OPTIONS = {"steps": _STEPS, "layer_decay": _LAYER_DECAY, "base_lr": _LR,
+            "weight_decay": _WEIGHT_DECAY, "batch_size": _BATCH_SIZE, "warmup_steps": _WARMUP,
+            "label_smoothing": _SMOOTHING}
 
 
 def main(argv) -> int:
@@ -37,11 +46,12 @@ def main(argv) -> int:
   try:
     config = ft.load_workdir_config(_WORKDIR.value)
     backbone, params, collections = ft.load_pretrained_backbone(config, _WORKDIR.value)
-    result = ft.finetune(config, backbone, params, collections, steps=_STEPS.value,
-                         layer_decay=_LAYER_DECAY.value, base_lr=_LR.value,
-                         weight_decay=_WEIGHT_DECAY.value, batch_size=_BATCH_SIZE.value,
-                         warmup_steps=_WARMUP.value, label_smoothing=_SMOOTHING.value,
-                         seed=_SEED.value)
+    options = {name: flag.value for name, flag in _OPTIONS.items() if flag.value is not None}
+    if _CROP_SCALE.value is not None:
+      if len(_CROP_SCALE.value) != 2:
+        raise ValueError(f"--crop_scale={','.join(_CROP_SCALE.value)}; expected two numbers lo,hi")
+      options["crop_scale"] = tuple(float(v) for v in _CROP_SCALE.value)
+    result = ft.finetune(config, backbone, params, collections, seed=_SEED.value, **options)
   except (FileNotFoundError, KeyError, ValueError) as e:
     print(f"ssljax.finetune: {e}", file=sys.stderr)
     return 2
