@@ -29,6 +29,15 @@ def test_digits_split_is_fixed_and_disjoint():
   assert sum(x.tobytes() in flat_train for x in val.images) < 10  # load_digits has a few duplicates
 
 
+def test_digits_read_without_sklearn_import_equal_load_digits():
+  """The CSV read that skips importing scikit-learn gives exactly `load_digits()`."""
+  from sklearn.datasets import load_digits
+  pixels, target = sources._digits_arrays()  # pylint: disable=protected-access
+  d = load_digits()
+  np.testing.assert_array_equal(pixels, d.images)
+  np.testing.assert_array_equal(target, d.target)
+
+
 def test_same_seed_same_batches_and_different_seed_differs():
   a, b, c = _iter(0), _iter(0), _iter(1)
   for _ in range(3):
