@@ -4,12 +4,17 @@ Run:
   python -m ssljax.main --config configs/byol_digits.py --workdir workdirs/byol_digits
 
 Same data, ViT, augmentations and optimizer as the SimCLR quickstart; only the method block differs.
-tau_base is 0.99 instead of the paper's 0.996: with 300 steps (instead of ~300k) a slower target
-barely moves from its random init. Recipe key changed: base_lr 5e-3.
-STATUS: NOT YET LEARNING to the project's bar (random-init kNN + 0.05). Measured (seed 0, 300
-steps, kNN vs 0.764 random-init): 0.728 at base_lr 2e-3, 0.642 at 5e-4, 0.778 at 5e-3 (linear
-0.897 = random-init); tau_base 0.95 or weight decay 0.05 did not help at step 100. The kNN first
-drops below the random init (step 100) and then climbs: more steps are the likely fix.
+tau_base is 0.99 instead of the paper's 0.996: with a few hundred steps (instead of ~300k) a
+slower target barely moves from its random init.
+
+Heads: the paper's projector/predictor (Linear-BN-ReLU-Linear, Grill et al. 2020) with the paper's
+widths scaled down did not learn in 300 steps (measured, seed 0: kNN 0.728 at base_lr 2e-3, 0.642
+at 5e-4, 0.778 at 5e-3 vs 0.764 random-init; the kNN dropped below the random init first). This
+recipe uses configs/simsiam_digits.py's heads instead: a 3-layer projector with a BatchNorm on its
+output (`proj_last_bn`, SimCLR v2 / SimSiam style) and a bottleneck predictor (256 -> 32 -> 128,
+SimSiam's 4x bottleneck), keeping BYOL's EMA target and symmetric loss. Measured (seed 0, this
+config, 100 steps, base_lr 5e-3, 2 CPU cores shared): kNN 0.822 at step 50, 0.842 at step 100 vs
+0.764 for the random-init backbone.
 """
 from ssljax.config import base_config
 
@@ -18,10 +23,10 @@ def get_config():
   config = base_config(method="byol", model="vit")
   config.seed = 0
   config.batch_size = 128
-  config.total_steps = 300
+  config.total_steps = 100
   config.log_every = 10
-  config.eval_every = 100
-  config.checkpoint_every = 100
+  config.eval_every = 50
+  config.checkpoint_every = 50
 
   config.model.patch_size = 4      # 16x16 input -> 4x4 = 16 patch tokens + CLS
   config.model.width = 64
@@ -43,9 +48,10 @@ def get_config():
   config.optimizer.warmup_steps = 20
 
   config.byol.tau_base = 0.99
-  config.byol.proj_hidden_dims = (256,)
-  config.byol.proj_dim = 64
-  config.byol.pred_hidden_dims = (256,)
+  config.byol.proj_hidden_dims = (256, 256)
+  config.byol.proj_dim = 128
+  config.byol.proj_last_bn = True
+  config.byol.pred_hidden_dims = (32,)
 
   config.eval.linear_epochs = 100
   return config

@@ -47,6 +47,7 @@ class BYOL(base.Method):
         tau_base=0.996,             # target EMA momentum at step 0, cosine-increased to 1
         proj_hidden_dims=(4096,),
         proj_dim=256,
+        proj_last_bn=False,         # BatchNorm (scale only) on the projector's output; not in the paper
         pred_hidden_dims=(4096,),
         use_bn=True,                # BatchNorm in the hidden layers of projector and predictor
     ))
@@ -62,7 +63,7 @@ class BYOL(base.Method):
     super().__init__(config)
     self.backbone = common.backbone_from_config(config)
     self.projector = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
-                             use_bn=self.cfg.use_bn)
+                             use_bn=self.cfg.use_bn, last_bn=self.cfg.proj_last_bn)
     self.predictor = MLPHead(hidden_dims=tuple(self.cfg.pred_hidden_dims), out_dim=self.cfg.proj_dim,
                              use_bn=self.cfg.use_bn)
 
