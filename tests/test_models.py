@@ -479,3 +479,13 @@ def test_prototypes_is_bias_free_linear():
   kernel = variables["params"]["kernel"]
   assert kernel.shape == (8, 10)
   np.testing.assert_allclose(out, x @ kernel, rtol=1e-5, atol=1e-5)
+
+
+def test_vit_on_visible_patches_costs_a_quarter_at_mask_ratio_075():
+  """MAE's encoder path (keep_indices) really drops tokens: XLA's FLOP count of the compiled forward
+  pass on 25% of a 14x14 grid is about a quarter of the full one (benchmarks/mae_flops.py)."""
+  from benchmarks.mae_flops import encoder_flops
+  full = encoder_flops((64, 2, 4), 16, 224, 0.0)
+  for ratio in (0.5, 0.75):
+    share = encoder_flops((64, 2, 4), 16, 224, ratio) / full
+    assert abs(share - (1.0 - ratio)) < 0.03, (ratio, share)
