@@ -22,6 +22,7 @@ bench: setup
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.startup
+	$(PY) -m benchmarks.mae_flops
 
 # Trains every method's digits config (2-4 minutes each): the README methods table.
 bench-methods: setup
