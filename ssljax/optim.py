@@ -2,7 +2,7 @@
 
 The peak learning rate is `base_lr * batch_size / 256` (the linear scaling rule used by SimCLR,
 BYOL, DINO and MAE), reached by linear warm-up and followed by a cosine decay. Weight decay and
-the LARS trust ratio skip biases and normalisation parameters (every parameter with ndim <= 1).
+the LARS trust ratio skip biases, normalisation parameters and the ViT's tokens (see `decay_mask`).
 `layer_decay` < 1 gives ViT blocks layer-wise learning rates (BEiT, MAE fine-tuning, DINOv2).
 """
 from __future__ import annotations
@@ -45,9 +45,18 @@ def _cosine_between(start: float, end: float, steps: int) -> optax.Schedule:
   return fn
 
 
+# Leaf names that never get weight decay (nor LARS's trust ratio), whatever their rank: the ViT's
+# attention biases are [H, Dh] and its tokens [1, n, D], but they are biases and embeddings (MAE, BEiT
+# and DINO exclude them). Every other parameter with ndim <= 1 (biases, norm scales) is excluded too.
+_NO_DECAY = ("bias", "scale", "cls", "registers", "mask_token", "pos_embedding")
+
+
 def decay_mask(params):
-  """True for the parameters that get weight decay (kernels), False for biases and norm scales."""
-  return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
+  """True for the parameters that get weight decay (kernels); False for biases, norm scales, tokens."""
+  def one(path, p):
+    leaf = str(getattr(path[-1], "key", getattr(path[-1], "name", path[-1]))) if path else ""
+    return p.ndim > 1 and leaf not in _NO_DECAY
+  return jax.tree_util.tree_map_with_path(one, params)
 
 
 def layer_id(path: str, num_layers: int) -> int:

@@ -76,3 +76,18 @@ def test_weight_decay_schedule_cosine_from_start_to_end(tiny_config):
     upd, state = tx.update(zeros, state, params)
     seen.append(-float(upd["w"][0, 0]) / float(optim.schedule(c)(len(seen))))
   np.testing.assert_allclose(seen, [float(wd(0)), float(wd(1)), float(wd(2))], rtol=1e-5)
+
+
+def test_decay_mask_skips_vit_attention_biases_and_tokens(tiny_config):
+  """A real ViT: kernels decay; [H, Dh] attention biases, [CLS] and positional tokens do not."""
+  from ssljax.models import vit as vit_lib
+  model = vit_lib.ViT(patch_size=4, width=32, depth=1, num_heads=2, image_size=8, posemb="learned")
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))["params"]
+  flat = {"/".join(str(getattr(k, "key", k)) for k in path): (leaf, p.ndim)
+          for path, leaf, p in [(pth, l, p) for (pth, l), p in zip(
+              jax.tree_util.tree_leaves_with_path(optim.decay_mask(params)), jax.tree.leaves(params))]}
+  decayed = {k for k, (v, _) in flat.items() if v}
+  assert any(k.endswith("query/kernel") for k in decayed) and "patch_embed/kernel" in decayed
+  two_d_biases = [k for k, (v, nd) in flat.items() if k.endswith("bias") and nd > 1]
+  assert two_d_biases and not any(flat[k][0] for k in two_d_biases)   # [H, Dh] biases: no decay
+  assert not flat["cls"][0] and not flat["pos_embedding"][0]
