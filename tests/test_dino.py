@@ -148,6 +148,46 @@ def test_center_is_over_the_global_batch_when_sharded(setup):
   np.testing.assert_allclose(s8["center"], s1["center"], rtol=1e-5, atol=1e-7)
 
 
+def test_batchnorm_in_head():
+  """use_bn_in_head: BN between the head's hidden Linears and GELUs, batch statistics for the
+  student AND the teacher (the reference never puts its teacher in eval mode), each network
+  keeping its own running statistics, which the EMA leaves alone."""
+  cfg = _config()
+  cfg.dino.use_bn_in_head = True
+  method = methods.get("dino")(cfg)
+  batch = _batch()
+  params, state = method.init(jax.random.key(0), batch)
+  assert {"bn0", "bn1"} <= set(params["head"]) and "bn2" not in params["head"]
+  assert set(state["head_stats"]) == {"student", "teacher"}
+  rng = jax.random.key(1)
+  out = _jit(method.forward)(params, state, batch, rng)
+  # The teacher's logits: its head in train mode (batch statistics) on its global-crop features.
+  g = batch["global"].reshape((B * 2,) + batch["global"].shape[2:])
+  t_feats = method.backbone.apply({"params": state["teacher"]["backbone"]}, g, train=False)
+  want, _ = method.head.apply({"params": state["teacher"]["head"],
+                               **state["head_stats"]["teacher"]["head"]},
+                              t_feats, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(out["teacher_cls"], np.swapaxes(
+      np.asarray(want).reshape(B, 2, -1), 0, 1), rtol=1e-4, atol=1e-5)
+  # Eval-mode (running statistics) logits differ: batch statistics are really used.
+  running = method.head.apply({"params": state["teacher"]["head"],
+                               **state["head_stats"]["teacher"]["head"]}, t_feats, train=False)
+  assert not np.allclose(running, want, atol=1e-3)
+  loss, (_, new_state) = jax.jit(method.loss)(params, state, batch, rng, 0)
+  assert np.isfinite(float(loss))
+  for who in ("student", "teacher"):
+    old = state["head_stats"][who]["head"]["batch_stats"]["bn0"]["mean"]
+    new = new_state["head_stats"][who]["head"]["batch_stats"]["bn0"]["mean"]
+    assert not np.allclose(old, new), who
+  stepped = jax.jit(method.after_step)(params, new_state, 1)
+  for a, b in zip(jax.tree_util.tree_leaves(stepped["head_stats"]),
+                  jax.tree_util.tree_leaves(new_state["head_stats"])):
+    np.testing.assert_array_equal(a, b)
+  g_bn = _jit_grad(lambda p: method.loss(p, state, batch, rng, 5)[0])(params)
+  assert float(jnp.abs(g_bn["head"]["bn0"]["scale"]).max()) > 0
+  assert _jit(method.embeddings)(params, new_state, batch["global"][:, 0]).shape == (B, 16)
+
+
 def test_config_errors_and_one_line_switch():
   cfg = _config()
   cfg.dino.eval_backbone = "ema"

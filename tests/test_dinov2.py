@@ -132,6 +132,29 @@ def test_sinkhorn_and_koleo_over_the_global_batch_when_sharded(setup):
   np.testing.assert_allclose(l8, l1, rtol=1e-5)
 
 
+def test_layer_wise_lr_decay_on_the_backbone_only(setup):
+  """optimizer.layer_decay (DINOv2's layerwise_decay): block i's updates are scaled by
+  decay ** (depth - i), the tokens (registers, mask token, patch embedding) by decay ** (depth + 1),
+  the heads not at all."""
+  from ssljax import optim
+  method, _, params, _, _ = setup
+  cfg = _config()
+  cfg.optimizer.update(dict(layer_decay=0.5, weight_decay=0.0, grad_clip=0.0, warmup_steps=0))
+  depth = cfg.model.depth
+  tx, _ = optim.build(cfg)
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  size = lambda u: float(jnp.max(jnp.abs(u)))  # noqa: E731  (Adam's first step: lr * sign)
+  head = size(updates["head"]["last_layer"]["kernel"])
+  assert head > 0
+  np.testing.assert_allclose(size(updates["head"]["mlp0"]["kernel"]), head, rtol=1e-5)
+  np.testing.assert_allclose(size(updates["backbone"]["block0"]["attn"]["query"]["kernel"]),
+                             head * 0.5 ** depth, rtol=1e-5)
+  for token in ("registers", "mask_token", "cls"):
+    np.testing.assert_allclose(size(updates["backbone"][token]), head * 0.5 ** (depth + 1),
+                               rtol=1e-5, err_msg=token)
+
+
 def test_config_errors_and_real_config():
   cfg = _config(centering="softmax")
   with pytest.raises(config_lib.ConfigError, match="centering"):

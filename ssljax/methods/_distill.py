@@ -42,7 +42,8 @@ not offered).
 
 Params: {'backbone', 'head'[, 'patch_head']}. State: {'teacher': a params-shaped EMA copy,
 'collections': {'student', 'teacher'} backbone BatchNorm statistics (empty for a ViT),
-'center': [K][, 'patch_center': [Kp]]}.
+'center': [K][, 'patch_center': [Kp]][, 'head_stats': {'student', 'teacher'} the heads' BatchNorm
+statistics, with `use_bn_in_head`]}.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def dino_config() -> dict:
       bottleneck_dim=256,
       head_layers=3,
       norm_last_layer=True,          # weight-norm gain fixed to 1
+      use_bn_in_head=False,          # BatchNorm in the head's MLP (the reference's option)
       student_temp=0.1,
       teacher_temp=0.04,             # 0.07 for long ViT runs (with a 30-epoch warm-up)
       warmup_teacher_temp=0.04,
@@ -152,14 +154,15 @@ class SelfDistillation(base.Method):
     super().__init__(config)
     cfg = self.cfg
     self.backbone = common.backbone_from_config(config)
+    self.head_bn = bool(cfg.get("use_bn_in_head", False))
     self.head = DINOHead(out_dim=cfg.out_dim, hidden_dim=cfg.hidden_dim,
                          bottleneck_dim=cfg.bottleneck_dim, n_layers=cfg.head_layers,
-                         norm_last_layer=cfg.norm_last_layer)
+                         norm_last_layer=cfg.norm_last_layer, use_bn=self.head_bn)
     self.separate_patch_head = self.masked_patches and not cfg.shared_head
     if self.separate_patch_head:
       self.patch_head = DINOHead(out_dim=cfg.patch_out_dim, hidden_dim=cfg.hidden_dim,
                                  bottleneck_dim=cfg.bottleneck_dim, n_layers=cfg.head_layers,
-                                 norm_last_layer=cfg.norm_last_layer)
+                                 norm_last_layer=cfg.norm_last_layer, use_bn=self.head_bn)
 
   @property
   def patch_dim(self) -> int:
@@ -220,13 +223,20 @@ class SelfDistillation(base.Method):
     x = batch["global"][:, 0]
     b_params, b_coll = common.init_module(self.backbone, b_rng, x)
     feats = self.backbone.apply({"params": b_params, **b_coll}, x, train=False)
-    params = {"backbone": b_params, "head": self.head.init(h_rng, feats)["params"]}
+    params, head_stats = {"backbone": b_params}, {}
+    params["head"], head_stats["head"] = common.init_module(self.head, h_rng, feats)
     if self.separate_patch_head:
-      params["patch_head"] = self.patch_head.init(p_rng, feats)["params"]
+      params["patch_head"], head_stats["patch_head"] = common.init_module(self.patch_head, p_rng,
+                                                                          feats)
     # The teacher starts as a copy of the student (an explicit copy: params are donated).
     teacher = jax.tree_util.tree_map(jnp.copy, params)
     state = {"teacher": teacher, "collections": {"student": b_coll, "teacher": b_coll},
              "center": jnp.zeros((self.cfg.out_dim,), jnp.float32)}
+    if self.head_bn:
+      # The heads' BatchNorm statistics; like the backbone's, the teacher keeps its own
+      # (only parameters are averaged into the teacher, as in the reference).
+      state["head_stats"] = {"student": head_stats,
+                             "teacher": jax.tree_util.tree_map(jnp.copy, head_stats)}
     if self.masked_patches:
       state["patch_center"] = jnp.zeros((self.patch_dim,), jnp.float32)
     return params, state
@@ -283,16 +293,34 @@ class SelfDistillation(base.Method):
       return out["pooled"], out["patches"], collections
     return out, None, collections
 
-  def _heads(self, params, cls_feats, patch_feats):
-    """Head logits: cls_feats [N, D] -> [N, K]; patch_feats [M, P, D] -> [M, P, Kp] (or None)."""
-    cls_logits = self.head.apply({"params": params["head"]}, cls_feats)
+  def _heads(self, params, stats, cls_feats, patch_feats, *, train):
+    """Head logits: cls_feats [N, D] -> [N, K]; patch_feats [M, P, D] -> [M, P, Kp] (or None).
+
+    `stats`: the heads' BatchNorm statistics ({'head'[, 'patch_head']}, or None without BN).
+    Returns (cls logits, patch logits, updated stats). A shared head runs once on the [CLS] and
+    patch tokens together (with BN, one set of batch statistics over all of them, as iBOT's
+    head over the whole token sequence).
+    """
+    stats = stats or {}
+    new_stats = dict(stats)
+
+    def run(name, module, x):
+      out, new_stats[name] = common.apply_module(module, params[name], stats.get(name, {}), x,
+                                                 train=train)
+      return out
+
     if patch_feats is None:
-      return cls_logits, None
+      return run("head", self.head, cls_feats), None, new_stats
     m, p, d = patch_feats.shape
-    head, hp = ((self.patch_head, params["patch_head"]) if self.separate_patch_head
-                else (self.head, params["head"]))
-    patch_logits = head.apply({"params": hp}, patch_feats.reshape(m * p, d))
-    return cls_logits, patch_logits.reshape(m, p, -1)
+    flat = patch_feats.reshape(m * p, d)
+    if self.separate_patch_head:
+      cls_logits = run("head", self.head, cls_feats)
+      patch_logits = run("patch_head", self.patch_head, flat)
+    else:
+      both = run("head", self.head, jnp.concatenate([cls_feats, flat], axis=0))
+      n = cls_feats.shape[0]
+      cls_logits, patch_logits = both[:n], both[n:]
+    return cls_logits, patch_logits.reshape(m, p, -1), new_stats
 
   def view_masks(self, batch, rng) -> jax.Array:
     """Student masks of the merged global crops: bool [B * 2, P], in `merge_views` order.
@@ -323,7 +351,8 @@ class SelfDistillation(base.Method):
     Returns a dict: 'student_cls' [2 + L, B, K] (global crops first), 'teacher_cls' [2, B, K],
     'student_feats' [2, B, D] (backbone [CLS] / pooled of the global crops), and when
     masked_patches: 'mask' [2B, P], 'student_patches', 'teacher_patches' [2B, P, Kp];
-    plus 'collections', the updated backbone statistics.
+    plus 'collections', the updated backbone statistics (and 'head_stats', the heads', with
+    use_bn_in_head).
     """
     g = batch["global"]                                        # [B, 2, S, S, C]
     b, n_global = g.shape[:2]
@@ -342,7 +371,9 @@ class SelfDistillation(base.Method):
       l_pooled, _, s_coll = self._encode(params["backbone"], s_coll,
                                          common.merge_views(batch["local"]), train=True, rng=l_rng)
       cls_in.append(l_pooled)
-    s_cls, s_patch_logits = self._heads(params, jnp.concatenate(cls_in, axis=0), s_patches)
+    head_stats = state.get("head_stats", {"student": None, "teacher": None})
+    s_cls, s_patch_logits, s_hstats = self._heads(
+        params, head_stats["student"], jnp.concatenate(cls_in, axis=0), s_patches, train=True)
     s_cls_views = [common.split_views(s_cls[:b * n_global], n_global)]
     if n_local:
       s_cls_views.append(common.split_views(s_cls[b * n_global:], n_local))
@@ -351,12 +382,17 @@ class SelfDistillation(base.Method):
     t_train = bool(jax.tree_util.tree_leaves(colls["teacher"]))  # BatchNorm: batch statistics
     t_pooled, t_patches, t_coll = self._encode(
         teacher["backbone"], colls["teacher"], globals_, train=t_train, tokens=self.masked_patches)
-    t_cls, t_patch_logits = self._heads(teacher, t_pooled, t_patches)
+    # With BN in the head the teacher head uses batch statistics too (the reference never calls
+    # teacher.eval()).
+    t_cls, t_patch_logits, t_hstats = self._heads(teacher, head_stats["teacher"], t_pooled,
+                                                  t_patches, train=True)
 
     out = {"student_cls": jnp.concatenate(s_cls_views, axis=0),
            "teacher_cls": jax.lax.stop_gradient(common.split_views(t_cls, n_global)),
            "student_feats": common.split_views(s_pooled, n_global),
            "collections": {"student": s_coll, "teacher": jax.lax.stop_gradient(t_coll)}}
+    if self.head_bn:
+      out["head_stats"] = {"student": s_hstats, "teacher": jax.lax.stop_gradient(t_hstats)}
     if self.masked_patches:
       out.update(mask=mask, student_patches=s_patch_logits,
                  teacher_patches=jax.lax.stop_gradient(t_patch_logits))
@@ -376,6 +412,8 @@ class SelfDistillation(base.Method):
     t_cls = out["teacher_cls"]                                 # [2, B, K]
     vt, b, k = t_cls.shape
     new_state = dict(state, collections=out["collections"])
+    if self.head_bn:
+      new_state["head_stats"] = out["head_stats"]
 
     if self._sinkhorn():
       q = losses.sinkhorn_knopp(t_cls.reshape(vt * b, k), epsilon=temp, n_iters=cfg.sinkhorn_iters)
@@ -447,8 +485,12 @@ class SelfDistillation(base.Method):
     evaluated network: the last layer before the K prototypes, for collapse diagnostics
     (the K logits themselves can be 65536 wide)."""
     p, _ = self._eval_params(params, state)
+    stats = {}
+    if self.head_bn:
+      who = "teacher" if self.cfg.eval_backbone == "teacher" else "student"
+      stats = state["head_stats"][who]["head"]
     feats = self.features(params, state, images)
     last = f"mlp{self.cfg.head_layers - 1}"
-    _, inter = self.head.apply({"params": p["head"]}, feats, mutable=["intermediates"],
+    _, inter = self.head.apply({"params": p["head"], **stats}, feats, mutable=["intermediates"],
                                capture_intermediates=lambda mdl, _: mdl.name == last)
     return inter["intermediates"][last]["__call__"][0].astype(jnp.float32)

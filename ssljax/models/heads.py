@@ -81,12 +81,19 @@ class DINOHead(nn.Module):
   reports stabilises training. DINO also freezes the last layer during the first epoch;
   that is the optimiser's job: mask the params under `last_layer`.
 
+  use_bn=True puts a BatchNorm between every hidden Linear and its GELU (BatchNorm statistics in
+  'batch_stats' as `bn{i}`), the reference code's `use_bn_in_head` option (main_dino.py; off in
+  its ViT recipes). On a tiny model whose features of different images are nearly parallel at
+  init, it standardises the per-image differences, which the centred teacher needs to be
+  anything but uniform.
+
   Attributes:
     out_dim: number of output logits K (65536 in the paper).
     hidden_dim: MLP hidden width.
     bottleneck_dim: width of the L2-normalised bottleneck.
     n_layers: Linear layers before the bottleneck normalisation (>= 1).
     norm_last_layer: fix the weight-norm gain g to 1.
+    use_bn: BatchNorm after each hidden Linear (train=True: batch statistics, updated).
     dtype: compute dtype.
   """
   out_dim: int
@@ -94,6 +101,7 @@ class DINOHead(nn.Module):
   bottleneck_dim: int = 256
   n_layers: int = 3
   norm_last_layer: bool = True
+  use_bn: bool = False
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -104,13 +112,14 @@ class DINOHead(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """[N, D] -> [N, out_dim] float32 logits (before the temperature)."""
-    del train  # no BN / dropout
     x = x.astype(self.dtype)
     dims = [self.hidden_dim] * (self.n_layers - 1) + [self.bottleneck_dim]
     for i, dim in enumerate(dims):
       x = nn.Dense(dim, kernel_init=_trunc_init, dtype=self.dtype, param_dtype=jnp.float32,
                    name=f"mlp{i}")(x)
       if i < len(dims) - 1:
+        if self.use_bn:
+          x = _batch_norm(train, self.dtype, f"bn{i}")(x)
         x = nn.gelu(x, approximate=False)
     x = x.astype(jnp.float32)
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
