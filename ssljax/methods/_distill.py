@@ -38,7 +38,13 @@ are unmasked (iBOT draws per image with the same mean). The mask ratio is the pi
 Heads. `shared_head=True` applies the one DINO head to [CLS] and patch tokens (iBOT's ViT-S/B
 recipes, DINOv2's default); `shared_head=False` gives the patches a separate `patch_head`
 (DINOv2's `separate_head`; iBOT's in-between option, a shared MLP with its own last layer, is
-not offered).
+not offered). `use_bn_in_head=True` (the DINO reference's `--use_bn_in_head`) puts BatchNorm in
+the heads' MLPs: student and teacher heads both normalise with the statistics of their batch
+(all the crops each one sees; for a shared head, its [CLS] and patch tokens together, as iBOT's
+head over the whole token sequence), and each keeps its own running statistics in
+`state['head_stats']`, which the EMA does not touch (the reference averages parameters only).
+On the digits ViT, whose [CLS] features of different images are nearly parallel at init, this is
+what keeps the centred teacher from becoming uniform (configs/dino_digits.py).
 
 Params: {'backbone', 'head'[, 'patch_head']}. State: {'teacher': a params-shaped EMA copy,
 'collections': {'student', 'teacher'} backbone BatchNorm statistics (empty for a ViT),
