@@ -1,13 +1,26 @@
-"""SwAV on the embedded digits data (same recipe as configs/simclr_digits.py, plus multi-crop).
+"""SwAV on the embedded digits data (data, ViT and optimizer of configs/simclr_digits.py).
 
 Run:
   python -m ssljax.main --config configs/swav_digits.py --workdir workdirs/swav_digits
 
-NOT YET LEARNING: measured (seed 0) this config's held-out kNN top-1 falls below the random-init
-backbone's 0.764 (0.578 at step 100, embeddings collapsing, loss near log K); the same without
-local crops: 0.675 at step 50, 0.564 at step 100. The first config (30 prototypes, proj_dim 64)
-collapsed the same way. The contract tests pass; tests/test_swav.py marks the learning test xfail
-until a digits recipe that learns is found (lr / epsilon / temperature / longer runs untested).
+Measured (seed 0, this config, 100 steps, 2 CPU cores shared): held-out kNN top-1 0.864 at step
+50, 0.869 at step 100 vs 0.764 for the random-init backbone.
+
+What made it learn (diagnosed with the logged code_entropy / pred_entropy / score_spread):
+  * temperature 0.3 instead of the paper's 0.1 (Caron et al. 2020 use 0.1 at ImageNet scale).
+    At 0.1 the predictions of a random network are confidently wrong about the other view's
+    codes (loss above log K), and the quickest way down is to shrink every sample's score spread
+    to uniform predictions; codes follow (Sinkhorn of near-equal scores is near uniform) and the
+    backbone's kNN fell below the random init (0.52-0.69 at step 100 for 0.1 with 30-100
+    prototypes, with or without local crops). At 0.3 the spread grows (0.77 -> 0.94) and codes
+    sharpen while predictions learn to follow them.
+  * the head's output BatchNorm (`proj_last_bn`, as configs/simsiam_digits.py): the embeddings
+    cannot all move to one direction (embedding std stays at 1/sqrt(D)).
+  * prototypes frozen for the first 50 steps (the paper's first-epoch freeze, lengthened for a
+    100-step run), and no local crops: 8 px crops (2 x 2 patches) of 16 px digits carry little of
+    the digit (with 2 of them the kNN at step 60 was 0.69 instead of 0.73 without).
+Sinkhorn keeps the paper's epsilon 0.05 and 3 iterations; 64 prototypes > proj_dim 32, as the
+paper's 3000 > 128 (with fewer prototypes than dims z can sit orthogonal to all of them).
 """
 from ssljax.config import base_config
 
@@ -16,10 +29,10 @@ def get_config():
   config = base_config(method="swav", model="vit")
   config.seed = 0
   config.batch_size = 128
-  config.total_steps = 300
+  config.total_steps = 100
   config.log_every = 10
-  config.eval_every = 100
-  config.checkpoint_every = 100
+  config.eval_every = 50
+  config.checkpoint_every = 50
 
   config.model.patch_size = 4      # 16x16 input -> 4x4 = 16 patch tokens + CLS
   config.model.width = 64
@@ -40,14 +53,14 @@ def get_config():
   config.optimizer.weight_decay = 1e-4
   config.optimizer.warmup_steps = 20
 
-  config.swav.local_crops = 2         # 2 x 16 px global + 2 x 8 px local crops (2 x 2 patches)
-  config.swav.local_size = 8
-  config.swav.local_scale = (0.1, 0.3)
-  config.swav.proj_hidden_dims = (256,)
-  config.swav.proj_dim = 32         # < num_prototypes: z cannot hide orthogonal to every prototype
-  config.swav.num_prototypes = 100    # > proj_dim, as the paper (3000 vs 128)
-  config.swav.freeze_prototypes_steps = 11  # one epoch of 1,437 images at batch 128, as the paper
-  config.swav.queue_length = 0        # batch 128 > 100 prototypes: equipartition works without one
+  config.swav.local_crops = 0         # multi-crop off: 8 px local crops hurt on 16 px digits
+  config.swav.proj_hidden_dims = (256, 256)
+  config.swav.proj_dim = 32
+  config.swav.proj_last_bn = True
+  config.swav.num_prototypes = 64     # > proj_dim, as the paper (3000 vs 128)
+  config.swav.temperature = 0.3       # the paper's 0.1 collapses to uniform predictions here (above)
+  config.swav.freeze_prototypes_steps = 50
+  config.swav.queue_length = 0        # batch 128 > 64 prototypes: equipartition works without one
 
   config.eval.linear_epochs = 100
   return config

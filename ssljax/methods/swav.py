@@ -78,6 +78,7 @@ class SwAV(base.Method):
     return ml_collections.ConfigDict(dict(
         proj_hidden_dims=(2048,),
         proj_dim=128,
+        proj_last_bn=False,             # BatchNorm (scale only) on the head's output; not in the paper
         num_prototypes=3000,
         temperature=0.1,
         epsilon=0.05,                   # Sinkhorn entropic regularisation
@@ -111,7 +112,7 @@ class SwAV(base.Method):
     super().__init__(config)
     self.backbone = common.backbone_from_config(config)
     self.head = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
-                        use_bn=True)
+                        use_bn=True, last_bn=self.cfg.proj_last_bn)
     self.prototypes = Prototypes(self.cfg.num_prototypes)
     self.assign_views = tuple(int(a) for a in self.cfg.assign_views)
 
@@ -143,6 +144,23 @@ class SwAV(base.Method):
     kernel = normalize_prototypes(params["prototypes"]["kernel"])
     return self.prototypes.apply({"params": {"kernel": kernel}}, z)
 
+  def _diagnostics(self, scores):
+    """Collapse diagnostics of view 0 (no gradient): entropies in nats, log K when uniform.
+
+    code_entropy: mean per-sample entropy of its Sinkhorn codes; pred_entropy: mean per-sample
+    entropy of softmax(scores / T); mean_pred_entropy: entropy of the batch-mean prediction
+    (log K when every prototype is used equally, 0 when all samples pick one prototype);
+    score_spread: mean over samples of max_k - min_k of the cosine scores.
+    """
+    c = self.cfg
+    s = jax.lax.stop_gradient(scores[0])
+    ent = lambda p: -jnp.sum(p * jnp.log(jnp.maximum(p, 1e-12)), axis=-1)
+    codes = losses.sinkhorn_knopp(s, c.epsilon, c.sinkhorn_iters)
+    pred = jax.nn.softmax(s / c.temperature, axis=-1)
+    return {"code_entropy": jnp.mean(ent(codes)), "pred_entropy": jnp.mean(ent(pred)),
+            "mean_pred_entropy": ent(jnp.mean(pred, axis=0)),
+            "score_spread": jnp.mean(jnp.max(s, axis=-1) - jnp.min(s, axis=-1))}
+
   def embed(self, params, state, batch, rng, train=True):
     """All crops -> (normalised embeddings [V, B, E], updated BatchNorm state); V = G + L.
 
@@ -168,7 +186,7 @@ class SwAV(base.Method):
     z, state = self.embed(params, state, batch, rng)                       # [V, B, E]
     v, b, e = z.shape
     scores = self._scores(params, z.reshape(v * b, e)).reshape(v, b, -1)   # [V, B, K]
-    metrics = {"embedding_std": jnp.mean(jnp.std(z[0], axis=0))}
+    metrics = {"embedding_std": jnp.mean(jnp.std(z[0], axis=0)), **self._diagnostics(scores)}
     if not c.queue_length:
       loss = losses.swav_loss(scores, self.assign_views, c.temperature, c.epsilon, c.sinkhorn_iters)
       return loss, (metrics, state)
