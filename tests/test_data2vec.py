@@ -59,6 +59,28 @@ def test_block_outputs_match_vit_tokens(tiny_config):
                              tokens["patches"], atol=1e-4)
 
 
+def test_ffn_targets_are_the_feed_forward_outputs(tiny_config):
+  """source='ffn' captures each block's MLP output (data2vec's targets), not the residual stream:
+  with block 1's last MLP layer set to a constant map, its FFN output is that constant."""
+  method = methods.get("data2vec")(_config(tiny_config))
+  batch = _batch()
+  params, _ = method.init(jax.random.key(0), batch)
+  x = batch["global"][:, 0]
+  p = jax.tree_util.tree_map(lambda a: a, params["backbone"])
+  fc2 = p["block1"]["mlp"]["fc2"]
+  p["block1"]["mlp"]["fc2"] = {"kernel": jnp.zeros_like(fc2["kernel"]),
+                               "bias": jnp.arange(fc2["bias"].shape[0], dtype=jnp.float32)}
+  _, ffn = _masked.block_outputs(method.backbone, p, x, source="ffn")
+  _, blocks = _masked.block_outputs(method.backbone, p, x, source="block")
+  assert ffn.shape == blocks.shape == (2, 4, 16, 32)
+  np.testing.assert_allclose(ffn[1], np.broadcast_to(np.arange(32.0), (4, 16, 32)), atol=1e-6)
+  assert np.abs(np.asarray(ffn[0]) - np.asarray(blocks[0])).max() > 1e-2
+  # The residual stream of block 1 is its input plus attention plus that constant FFN output.
+  assert np.abs(np.asarray(blocks[1]) - np.arange(32.0)).max() > 1e-2
+  with pytest.raises(ValueError, match="source"):
+    _masked.block_outputs(method.backbone, p, x, source="attn")
+
+
 def test_loss_shares_one_teacher_pass_over_masks(tiny_config):
   cfg = _config(tiny_config)
   method = methods.get("data2vec")(cfg)
@@ -75,7 +97,7 @@ def test_loss_shares_one_teacher_pass_over_masks(tiny_config):
   assert (np.asarray(mask).sum(1) == 8).all()
   x = batch["global"][:, 0]
   target = method.targets(state["teacher"], x)
-  _, layers = _masked.block_outputs(method.backbone, state["teacher"], x)
+  _, layers = _masked.block_outputs(method.backbone, state["teacher"], x, source="ffn")
   np.testing.assert_allclose(target, losses.data2vec_targets(layers, 2, layer_norm_targets=True),
                              atol=1e-5)
   pred = method.predict(params, jnp.repeat(x, 3, 0), keep)    # eval mode = train mode (no drop path)
@@ -101,6 +123,26 @@ def test_no_gradient_to_teacher_and_ema_update(tiny_config):
   np.testing.assert_allclose(new_state["teacher"]["patch_embed"]["kernel"], m * a + (1 - m) * (a + 1.0),
                              atol=1e-6)
   np.testing.assert_allclose(method.momentum(method.config.total_steps), 0.99, rtol=1e-6)
+
+
+def test_features_come_from_the_chosen_encoder(tiny_config):
+  cfg = _config(tiny_config)
+  method = methods.get("data2vec")(cfg)
+  batch = _batch()
+  params, state = method.init(jax.random.key(0), batch)
+  params = jax.tree_util.tree_map(lambda p: p * 1.5, params)   # student != teacher from here on
+  x = batch["global"][:, 0]
+  pool = lambda p: method.backbone.apply({"params": p}, x, return_tokens=True)["patches"].mean(1)  # noqa: E731
+  cfg.data2vec.feature_encoder = "student"
+  np.testing.assert_allclose(methods.get("data2vec")(cfg).features(params, state, x),
+                             pool(params["backbone"]), atol=1e-5)
+  cfg.data2vec.feature_encoder = "teacher"
+  np.testing.assert_allclose(methods.get("data2vec")(cfg).features(params, state, x),
+                             pool(state["teacher"]), atol=1e-5)
+  assert np.abs(np.asarray(pool(params["backbone"])) - np.asarray(pool(state["teacher"]))).max() > 1e-3
+  cfg.data2vec.feature_encoder = "target"
+  with pytest.raises(ValueError, match="feature_encoder"):
+    methods.get("data2vec").validate_config(cfg)
 
 
 @pytest.mark.slow

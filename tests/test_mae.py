@@ -10,6 +10,7 @@ from conftest import load_config
 from ssljax import losses
 from ssljax import methods
 from ssljax.data import masks as masks_lib
+from ssljax.methods import _masked
 from ssljax.models import vit as vit_lib
 
 
@@ -107,26 +108,75 @@ def test_save_reconstructions_writes_png(tiny_config, tmp_path):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_visualize_returns_uint8_grid_with_reconstruction_row(tiny_config):
+  cfg = _config(tiny_config)
+  method = methods.get("mae")(cfg)
+  batch = _batch()
+  params, state = method.init(jax.random.key(0), batch)
+  images = batch["global"][:, 0]
+  out = method.visualize(params, state, images, jax.random.key(3))
+  assert set(out) == {"mae_reconstruction"}
+  grid = out["mae_reconstruction"]
+  assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[-1] == 3
+  rep, gap = 4, 2                     # 16 px cells repeated to 64 px, 2 px gaps
+  cell = 16 * rep
+  assert grid.shape == (3 * cell + 4 * gap, 4 * cell + 5 * gap, 3)
+  rows = [grid[gap + r * (cell + gap): gap + r * (cell + gap) + cell] for r in range(3)]
+  original, masked, recon = (row.astype(int) for row in rows)
+  # The original row is the de-normalised input.
+  aug = cfg.data.augment
+  first = np.clip(images[0, ..., 0] * aug.std[0] + aug.mean[0], 0, 1)
+  np.testing.assert_allclose(original[::rep, gap:gap + cell:rep, 0] / 255.0, first, atol=1 / 255)
+  # 12 of 16 patches are masked: the masked row is grey there and the reconstruction row is not.
+  assert np.abs(masked - original).max() > 0
+  assert np.abs(recon - masked).mean() > 1.0
+  # Same rng -> same masks -> same picture.
+  np.testing.assert_array_equal(method.visualize(params, state, images, jax.random.key(3))[
+      "mae_reconstruction"], grid)
+
+
 def mean_patch_baseline(method, train_images, eval_images, eval_mask):
-  """mae_loss of predicting, for every masked patch, the mean (norm-pix) target patch of the
-  train images at that position."""
-  p = method.backbone.patch_size
-  def norm(t):
+  """mae_loss of predicting, for every masked patch, the mean target patch of the train images at
+  that position: targets built as the loss builds them (per-patch normalised when norm_pix), only
+  the masked patches scored."""
+  p, norm_pix = method.backbone.patch_size, method.cfg.norm_pix
+  def targets(t):
     t = vit_lib.patchify(jnp.asarray(t), p)
+    if not norm_pix:
+      return t
     mu = t.mean(-1, keepdims=True)
     return (t - mu) / jnp.sqrt(t.var(-1, keepdims=True, ddof=1) + 1e-6)
-  mean_patch = norm(train_images).mean(0, keepdims=True)
+  mean_patch = targets(train_images).mean(0, keepdims=True)
   target = vit_lib.patchify(jnp.asarray(eval_images), p)
-  return losses.mae_loss(jnp.broadcast_to(mean_patch, target.shape), target, eval_mask)
+  return losses.mae_loss(jnp.broadcast_to(mean_patch, target.shape), target, eval_mask,
+                         norm_pix=norm_pix)
+
+
+def test_mean_patch_baseline_matches_the_loss_targets(tiny_config):
+  """The baseline predicts the (normalised when norm_pix) position mean: on a train set that is
+  the eval set, with norm_pix off, it equals the masked mean squared deviation from that mean."""
+  for norm_pix in (False, True):
+    cfg = _config(tiny_config)
+    cfg.mae.norm_pix = norm_pix
+    method = methods.get("mae")(cfg)
+    batch = _batch()
+    images = batch["global"][:, 0]
+    got = float(mean_patch_baseline(method, images, images, batch["mask"]))
+    t = np.asarray(vit_lib.patchify(images, 4))
+    if norm_pix:
+      t = (t - t.mean(-1, keepdims=True)) / np.sqrt(t.var(-1, keepdims=True, ddof=1) + 1e-6)
+    per_patch = ((t - t.mean(0, keepdims=True)) ** 2).mean(-1)
+    np.testing.assert_allclose(got, per_patch[batch["mask"]].mean(), rtol=1e-5)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(run=False, reason="measured in CI: held-out reconstruction loss 0.597 vs 0.520 for the "
-                   "mean-patch baseline after 300 steps (the test wants < 0.9 x baseline); the digits "
-                   "MAE recipe is not tuned yet")
+@pytest.mark.xfail(run=False, reason="measured: held-out reconstruction 0.597 vs 0.520 mean-patch baseline "
+                   "(norm_pix, patch 4, crop 0.3-1); raw pixels 0.181 vs 0.178 (no crop), patch 2 0.187 "
+                   "vs 0.177 after 300 steps: the decoder is still on the position-mean plateau")
 def test_learns_on_digits_and_beats_mean_patch(tmp_path):
+  """Held-out reconstruction of the masked patches beats the best input-blind predictor (the mean
+  train patch at each position) by 10%, and the reconstruction picture comes out."""
   from ssljax import train
-  from ssljax.methods import mae
   cfg = load_config("mae_digits")
   cfg.progress_bar = False
   trainer = train.Trainer(cfg, str(tmp_path))
@@ -134,12 +184,12 @@ def test_learns_on_digits_and_beats_mean_patch(tmp_path):
   method, params = trainer.method, trainer.state.params
   ev = trainer.evaluator
   x = jnp.asarray(ev.eval_x)
-  keep, _, mask = __import__("ssljax.methods._masked", fromlist=["x"]).random_masks(
-      jax.random.key(0), x.shape[0], method.num_patches, method.num_keep)
+  keep, _, mask = _masked.random_masks(jax.random.key(0), x.shape[0], method.num_patches,
+                                       method.num_keep)
   pred = method.predict(params, x, keep)
-  trained = float(losses.mae_loss(pred, vit_lib.patchify(x, 4), mask))
+  trained = float(losses.mae_loss(pred, vit_lib.patchify(x, method.backbone.patch_size), mask,
+                                  norm_pix=method.cfg.norm_pix))
   baseline = float(mean_patch_baseline(method, ev.train_x, x, mask))
   assert trained < 0.9 * baseline, (trained, baseline)
-  path = mae.save_reconstructions(method, params, trainer.state.method_state, ev.eval_x[:8],
-                                  os.path.join(str(tmp_path), "plots", "mae_reconstructions.png"))
-  assert os.path.exists(path)
+  grid = method.visualize(params, trainer.state.method_state, ev.eval_x[:8], jax.random.key(1))
+  assert grid["mae_reconstruction"].dtype == np.uint8

@@ -39,11 +39,11 @@ def grid_size(config: ml_collections.ConfigDict) -> int:
 
 def block_outputs(vit: vit_lib.ViT, params: Any, images: jax.Array, *,
                   keep_indices: Optional[jax.Array] = None, train: bool = False,
-                  rng: Optional[jax.Array] = None) -> tuple[dict, jax.Array]:
-  """Runs the ViT and also returns the output of every block (data2vec targets).
+                  rng: Optional[jax.Array] = None, source: str = "block") -> tuple[dict, jax.Array]:
+  """Runs the ViT and also returns a per-block output (data2vec targets).
 
-  Uses Flax's `capture_intermediates` on the ViT's `EncoderBlock`s, so the ViT itself needs no
-  extra output.
+  Uses Flax's `capture_intermediates` on the ViT's `EncoderBlock`s (or their MLPs), so the ViT
+  itself needs no extra output.
 
   Args:
     vit: the ViT module.
@@ -52,19 +52,27 @@ def block_outputs(vit: vit_lib.ViT, params: Any, images: jax.Array, *,
     keep_indices: optional [N, K] visible patch indices.
     train: stochastic depth on (needs rng).
     rng: dropout key.
+    source: 'block' (the residual stream after each block) or 'ffn' (each block's feed-forward
+      output before it is added to the residual stream, data2vec's choice of target).
 
   Returns:
-    (tokens dict of `ViT(..., return_tokens=True)`, layers [L, N, P or K, D] float32: the
-    residual-stream output of each block at the patch positions, before the final LayerNorm).
+    (tokens dict of `ViT(..., return_tokens=True)`, layers [L, N, P or K, D] float32: the chosen
+    output of each block at the patch positions (before the final LayerNorm)).
   """
+  if source not in ("block", "ffn"):
+    raise ValueError(f"block_outputs: source={source!r}; expected 'block' or 'ffn'")
+  kind = vit_lib.EncoderBlock if source == "block" else vit_lib.MLP
   rngs = {"dropout": rng} if (train and rng is not None) else None
   tokens, inter = vit.apply(
       {"params": params}, images, train=train, keep_indices=keep_indices, return_tokens=True,
-      rngs=rngs, capture_intermediates=lambda mdl, name: isinstance(mdl, vit_lib.EncoderBlock),
+      rngs=rngs, capture_intermediates=lambda mdl, name: isinstance(mdl, kind),
       mutable=["intermediates"])
   inter = inter["intermediates"]
   start = num_prefix(vit)
-  layers = [inter[f"block{i}"]["__call__"][0][:, start:] for i in range(vit.depth)]
+  if source == "block":
+    layers = [inter[f"block{i}"]["__call__"][0][:, start:] for i in range(vit.depth)]
+  else:
+    layers = [inter[f"block{i}"]["mlp"]["__call__"][0][:, start:] for i in range(vit.depth)]
   return tokens, jnp.stack(layers).astype(jnp.float32)
 
 

@@ -116,6 +116,7 @@ class Data2Vec(base.Method):
         mask_ratio=0.8,
         num_masks=16,              # masked copies per image ("clone_batch")
         top_k=10,                  # teacher blocks averaged (capped at the depth)
+        target_source="ffn",       # 'ffn' (paper) | 'block': which output of each teacher block
         layer_norm_targets=True,
         loss_beta=0.0,             # 0 -> squared error (reference image setting)
         decoder_width=768,
@@ -126,6 +127,7 @@ class Data2Vec(base.Method):
         ema_end=0.99999,
         ema_anneal_steps=-1,       # -1: total_steps
         feature_pool="patch_mean",  # 'patch_mean' | 'backbone'
+        feature_encoder="student",  # 'student' | 'teacher' (the EMA encoder) for features()
     ))
 
   @classmethod
@@ -140,6 +142,12 @@ class Data2Vec(base.Method):
       raise ConfigError(f"config.data2vec.num_masks={c.num_masks}; expected >= 1")
     if c.top_k < 1:
       raise ConfigError(f"config.data2vec.top_k={c.top_k}; expected >= 1")
+    if c.target_source not in ("ffn", "block"):
+      raise ConfigError(f"config.data2vec.target_source={c.target_source!r}; expected 'ffn' or "
+                        "'block'")
+    if c.feature_encoder not in ("student", "teacher"):
+      raise ConfigError(f"config.data2vec.feature_encoder={c.feature_encoder!r}; expected "
+                        "'student' or 'teacher'")
     if c.decoder_width % c.decoder_groups:
       raise ConfigError(f"config.data2vec.decoder_width={c.decoder_width} is not divisible by "
                         f"decoder_groups={c.decoder_groups}")
@@ -195,7 +203,7 @@ class Data2Vec(base.Method):
 
   def targets(self, teacher, images):
     """[B, P, D] teacher targets (no gradient) of images [B, H, W, C]."""
-    _, layers = _masked.block_outputs(self.backbone, teacher, images)
+    _, layers = _masked.block_outputs(self.backbone, teacher, images, source=self.cfg.target_source)
     return losses.data2vec_targets(layers, self.top_k,
                                    layer_norm_targets=self.cfg.layer_norm_targets)
 
@@ -225,8 +233,8 @@ class Data2Vec(base.Method):
     return {"teacher": common.ema_update(state["teacher"], params["backbone"], self.momentum(step))}
 
   def features(self, params, state, images):
-    return _masked.backbone_features(self.backbone, params["backbone"], images,
-                                     self.cfg.feature_pool)
+    encoder = state["teacher"] if self.cfg.feature_encoder == "teacher" else params["backbone"]
+    return _masked.backbone_features(self.backbone, encoder, images, self.cfg.feature_pool)
 
 
 METHOD = Data2Vec

@@ -94,6 +94,7 @@ class IJEPA(base.Method):
         ema_start=0.996,
         ema_end=1.0,
         feature_pool="patch_mean",  # 'patch_mean' | 'backbone'
+        feature_encoder="target",   # 'target' (EMA, the paper's evaluation) | 'context'
     ))
 
   @classmethod
@@ -102,6 +103,9 @@ class IJEPA(base.Method):
     c = config.ijepa
     if config.model.name != "vit":
       raise ConfigError(f"config.model.name={config.model.name!r}; ijepa needs 'vit'")
+    if c.feature_encoder not in ("target", "context"):
+      raise ConfigError(f"config.ijepa.feature_encoder={c.feature_encoder!r}; expected 'target' "
+                        "or 'context'")
     if c.predictor_width % c.predictor_heads or c.predictor_width % 4:
       raise ConfigError(f"config.ijepa.predictor_width={c.predictor_width}; expected a multiple of "
                         f"4 and of predictor_heads={c.predictor_heads}")
@@ -166,8 +170,8 @@ class IJEPA(base.Method):
     return {"target": common.ema_update(state["target"], params["backbone"], self.momentum(step))}
 
   def features(self, params, state, images):
-    return _masked.backbone_features(self.backbone, params["backbone"], images,
-                                     self.cfg.feature_pool)
+    encoder = state["target"] if self.cfg.feature_encoder == "target" else params["backbone"]
+    return _masked.backbone_features(self.backbone, encoder, images, self.cfg.feature_pool)
 
 
 METHOD = IJEPA

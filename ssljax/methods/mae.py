@@ -151,6 +151,12 @@ class MAE(base.Method):
     return _masked.backbone_features(self.backbone, params["backbone"], images,
                                      self.cfg.feature_pool)
 
+  def visualize(self, params, state, images, rng) -> dict[str, np.ndarray]:
+    """{'mae_reconstruction': uint8 [H', W', 3]}: rows original / masked / reconstruction of a few
+    (held-out) images [N, H, W, C], masks drawn from `rng` (see `reconstruction_grid`)."""
+    del state
+    return {"mae_reconstruction": reconstruction_grid(self, params, images, rng)}
+
 
 def reconstruct(method: MAE, params, images: jax.Array, rng: jax.Array):
   """(mask [N, P] bool, reconstruction [N, H, W, C]) in the images' (normalised) pixel space.
@@ -171,41 +177,46 @@ def reconstruct(method: MAE, params, images: jax.Array, rng: jax.Array):
   return mask, vit_lib.unpatchify(mixed, method._p, h // method._p, w // method._p)
 
 
-def save_reconstructions(method: MAE, params, state, images, path: str, seed: int = 0) -> str:
-  """Writes a PNG of rows original / masked / reconstruction for images [N, H, W, C]; returns path.
+def reconstruction_grid(method: MAE, params, images, rng: jax.Array, gap: int = 2,
+                        min_cell: int = 64) -> np.ndarray:
+  """uint8 [H', W', 3] image grid: rows original / masked / reconstruction of images [N, H, W, C].
 
-  Pixels are de-normalised with config.data.augment mean/std. The masked row greys out removed
-  patches; the reconstruction row shows visible patches and the predicted masked ones.
+  Pixels are de-normalised with config.data.augment mean/std and clipped to [0, 1]. The masked row
+  shows removed patches in mid grey; the reconstruction row shows the visible patches as they are
+  and the decoder's prediction at the masked ones. Each pixel is repeated so that a cell is at
+  least `min_cell` pixels wide (16 px digits are unreadable otherwise); cells are separated by
+  `gap` white pixels. Grayscale is repeated to 3 channels.
   """
-  del state
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
   images = jnp.asarray(images, jnp.float32)
-  mask, recon = reconstruct(method, params, images, jax.random.key(seed))
+  mask, recon = reconstruct(method, params, images, rng)
   aug = method.config.data.augment
   mean, std = np.asarray(aug.mean, np.float32), np.asarray(aug.std, np.float32)
-  to_img = lambda x: np.clip(np.asarray(x) * std + mean, 0.0, 1.0)  # noqa: E731
+  to_img = lambda x: np.clip(np.asarray(x, np.float32) * std + mean, 0.0, 1.0)  # noqa: E731
   n, h, w, c = images.shape
-  p = method._p
-  grid = method.grid
+  p, grid = method._p, method.grid
   pix_mask = np.repeat(np.repeat(np.asarray(mask).reshape(n, grid, grid), p, 1), p, 2)[..., None]
-  rows = [("original", to_img(images)), ("masked", np.where(pix_mask, 0.5, to_img(images))),
-          ("reconstruction", to_img(recon))]
-  fig, axes = plt.subplots(3, n, figsize=(1.2 * n, 3.8), squeeze=False)
-  for r, (title, imgs) in enumerate(rows):
+  original = to_img(images)
+  rows = [original, np.where(pix_mask, 0.5, original), to_img(recon)]
+  rep = max(1, -(-min_cell // max(h, w)))
+  ch, cw = h * rep, w * rep
+  out = np.ones((3 * ch + 4 * gap, n * cw + (n + 1) * gap, 3), np.float32)
+  for r, imgs in enumerate(rows):
+    imgs = np.repeat(np.repeat(imgs, rep, 1), rep, 2)
+    if c == 1:
+      imgs = np.repeat(imgs, 3, -1)
     for i in range(n):
-      ax = axes[r, i]
-      ax.imshow(imgs[i].squeeze(-1) if c == 1 else imgs[i], cmap="gray" if c == 1 else None,
-                vmin=0.0, vmax=1.0)
-      ax.set_xticks([])
-      ax.set_yticks([])
-    axes[r, 0].set_ylabel(title, fontsize=8)
-  fig.tight_layout()
+      top, left = gap + r * (ch + gap), gap + i * (cw + gap)
+      out[top:top + ch, left:left + cw] = imgs[i, ..., :3]
+  return np.round(out * 255.0).astype(np.uint8)
+
+
+def save_reconstructions(method: MAE, params, state, images, path: str, seed: int = 0) -> str:
+  """Writes `reconstruction_grid` of images [N, H, W, C] as a PNG; returns path."""
+  del state
+  from PIL import Image
+  grid = reconstruction_grid(method, params, images, jax.random.key(seed))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
+  Image.fromarray(grid).save(path)
   return path
 
 
