@@ -1,0 +1,408 @@
+"""Train-step throughput of ssljax vs lightly (PyTorch), side by side on this machine (issue #10, item 1).
+
+  bash benchmarks/peer_env.sh                      # once: .venv-peer/ with torch, torchvision, lightly
+  python -m benchmarks.peer_throughput             # full table, writes its section of BENCHMARKS.md
+  python -m benchmarks.peer_throughput --quick     # smoke run: batch 32 only, few steps
+  python -m benchmarks.peer_throughput --profile   # also: where ssljax's step time goes (XLA ops)
+
+Two recipes, the same on both sides: (a) SimCLR with a CIFAR-stem ResNet-18 (3x3 stride-1 stem, no
+max-pool), projection 512 -> 2048 (BN, ReLU) -> 128, NT-Xent at temperature 0.5, LARS as in
+configs/simclr_resnet18_cifar10.py; (b) DINO with a ViT-Tiny/4 (width 192, depth 12, 3 heads, 8x8 =
+64 patch tokens + CLS, learned position embedding), the DINO paper's head (hidden 2048, bottleneck
+256, 65536 prototypes, weight-normalised last layer), an EMA teacher and centring, 2 global crops
+(no local crops), AdamW with weight decay 0.04 and global-norm clipping 3.0 as in
+configs/dino_vit_s16_imagenet.py. Both at 32x32, fp32, on a fixed in-memory random batch of
+B images x 2 views (no augmentation, no data loading), batch B in {32, 128}.
+
+The ssljax side runs in this process with ssljax's own pieces (`base_config`, the method class,
+`optim.build`, `train.make_train_step`, jitted with the state donated, as the Trainer does); the
+lightly side in a worker process under .venv-peer/bin/python (benchmarks/_lightly_worker.py). Both
+are warmed up (compiled), then timed in alternating chunks (ssljax, lightly, ssljax, ...), so that
+the load of this shared machine hits both alike; the table shows medians over all timed steps.
+Threads: both processes are pinned to the same first N CPUs with sched_setaffinity (XLA:CPU sizes
+its thread pool from the CPUs it may run on) and torch gets torch.set_num_threads(N) with
+OMP/MKL_NUM_THREADS=N.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import report  # noqa: E402  (report imports jax lazily)
+
+ROOT = report.ROOT
+PEER_PYTHON = os.path.join(ROOT, ".venv-peer", "bin", "python")
+WORKER = os.path.join(ROOT, "benchmarks", "_lightly_worker.py")
+SECTION = "Train-step throughput vs lightly"
+MODELS = ("resnet18_simclr", "vit_tiny_dino")
+LABELS = {"resnet18_simclr": "SimCLR, ResNet-18 (CIFAR stem)",
+          "vit_tiny_dino": "DINO, ViT-Tiny/4"}
+
+
+def pin_threads(threads: int) -> list[int]:
+  """Restricts this process (and the workers it starts) to its first `threads` CPUs.
+
+  Call before JAX initialises its CPU backend: XLA:CPU sizes its intra-op thread pool from the
+  CPUs the process may run on.
+  """
+  for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[var] = str(threads)
+  cpus = sorted(os.sched_getaffinity(0))[:threads]
+  os.sched_setaffinity(0, cpus)
+  return cpus
+
+
+# ---------------------------------------------------------------------------------------------
+# The ssljax side.
+# ---------------------------------------------------------------------------------------------
+
+
+def ssljax_config(model: str, batch: int, size: int = 32, tiny: bool = False):
+  """The ssljax config of one recipe (see the module docstring); `tiny` shrinks it for tests."""
+  from ssljax.config import base_config
+  if model == "resnet18_simclr":
+    c = base_config("simclr", "resnet")
+    c.model.update(dict(depth=18, cifar_stem=True, dtype="float32"))
+    if tiny:
+      c.model.width_multiplier = 0.125
+    c.optimizer.update(dict(name="lars", base_lr=0.3, weight_decay=1e-6, momentum=0.9,
+                            trust_coefficient=1e-3))
+    c.simclr.update(dict(temperature=0.5, proj_hidden_dims=(32,) if tiny else (2048,),
+                         proj_dim=16 if tiny else 128, proj_use_bn=True))
+  elif model == "vit_tiny_dino":
+    c = base_config("dino", "vit")
+    width, depth, heads = (32, 1, 2) if tiny else (192, 12, 3)    # ViT-Tiny: 192, 12, 3
+    c.model.update(dict(width=width, depth=depth, num_heads=heads, patch_size=4, image_size=size,
+                        posemb="learned", pool="cls", dtype="float32"))
+    c.optimizer.update(dict(name="adamw", base_lr=5e-4, weight_decay=0.04, grad_clip=3.0))
+    out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
+    c.dino.update(dict(out_dim=out_dim, hidden_dim=hidden, bottleneck_dim=bottleneck, head_layers=3,
+                       norm_last_layer=True, use_bn_in_head=False, student_temp=0.1,
+                       teacher_temp=0.04, warmup_teacher_temp=0.04, warmup_teacher_temp_steps=0,
+                       momentum=0.996, center_momentum=0.9, freeze_last_layer_steps=0,
+                       local_crops=0))
+  else:
+    raise ValueError(f"model={model!r}; expected one of {MODELS}")
+  c.dtype = "float32"
+  c.batch_size = batch
+  c.total_steps = 100_000
+  c.optimizer.warmup_steps = 10
+  c.data.source = "synthetic"
+  c.data.image_size = size
+  c.data.synthetic_size = size
+  c.progress_bar = False
+  return c
+
+
+class SsljaxStep:
+  """One recipe's jitted ssljax train step on a fixed random batch; `run(n)` -> n step times (s)."""
+
+  def __init__(self, config):
+    import jax
+    import jax.numpy as jnp
+
+    from ssljax import config as config_lib
+    from ssljax import methods as methods_lib
+    from ssljax import optim
+    from ssljax import train
+
+    config_lib.validate(config, device_count=1)
+    self.config = config
+    self.method = methods_lib.get(config.method)(config)
+    tx, lr_fn = optim.build(config)
+    b, s = config.batch_size, config.data.image_size
+    images = jax.random.normal(jax.random.PRNGKey(1), (b, 2, s, s, 3), jnp.float32)
+    self.batch = {"global": images}
+    method = self.method
+
+    def init():
+      init_rng, train_rng = jax.random.split(jax.random.PRNGKey(0))
+      params, method_state = method.init(init_rng, self.batch)
+      return train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                              opt_state=tx.init(params), method_state=method_state, rng=train_rng,
+                              skipped=jnp.zeros((), jnp.int32))
+
+    self.state = jax.jit(init)()
+    self.num_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
+    self.step_fn = jax.jit(train.make_train_step(method, tx, lr_fn), donate_argnums=(0,))
+    self.compile_s = None
+    self.last_loss = None
+
+  def compile(self) -> float:
+    t0 = time.perf_counter()
+    self.compiled = self.step_fn.lower(self.state, self.batch).compile()
+    self.compile_s = time.perf_counter() - t0
+    return self.compile_s
+
+  def run(self, n: int) -> list[float]:
+    import jax
+    if self.compile_s is None:
+      self.compile()
+    times = []
+    for _ in range(n):
+      t0 = time.perf_counter()
+      self.state, metrics = self.compiled(self.state, self.batch)
+      jax.block_until_ready((self.state, metrics))
+      times.append(time.perf_counter() - t0)
+    self.last_loss = float(metrics["loss"])
+    return times
+
+
+# ---------------------------------------------------------------------------------------------
+# The lightly side (a worker process in .venv-peer).
+# ---------------------------------------------------------------------------------------------
+
+
+class PeerWorker:
+  """benchmarks/_lightly_worker.py under the peer venv, driven line by line."""
+
+  def __init__(self, model: str, batch: int, threads: int, size: int = 32, tiny: bool = False,
+               python: str = PEER_PYTHON):
+    if not os.path.exists(python):
+      raise FileNotFoundError(f"{python} not found: run `bash benchmarks/peer_env.sh` first")
+    cmd = [python, WORKER, "--model", model, "--batch", str(batch), "--threads", str(threads),
+           "--size", str(size)] + (["--tiny"] if tiny else [])
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 cwd=ROOT, bufsize=1)
+    self.info = self._read()
+
+  def _read(self) -> dict[str, Any]:
+    line = self.proc.stdout.readline()
+    if not line:
+      self.proc.wait()
+      raise RuntimeError(f"lightly worker exited with {self.proc.returncode}")
+    return json.loads(line)
+
+  def run(self, n: int) -> list[float]:
+    self.proc.stdin.write(f"run {n}\n")
+    self.proc.stdin.flush()
+    out = self._read()
+    self.last_loss = out["loss"]
+    return out["times"]
+
+  def close(self) -> None:
+    if self.proc.poll() is None:
+      try:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=30)
+      except (BrokenPipeError, subprocess.TimeoutExpired):
+        self.proc.kill()
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring and reporting.
+# ---------------------------------------------------------------------------------------------
+
+
+def interleave(runners: dict[str, Callable[[int], list[float]]], warmup: int, rounds: int,
+               chunk: int) -> dict[str, list[float]]:
+  """Warms each runner up, then `rounds` x (chunk steps of each, in turn; the order alternates
+  every round so that neither side always follows the other). Returns each side's step times."""
+  for run in runners.values():
+    run(warmup)
+  times = {name: [] for name in runners}
+  names = list(runners)
+  for r in range(rounds):
+    for name in (names if r % 2 == 0 else names[::-1]):
+      times[name] += runners[name](chunk)
+  return times
+
+
+def summarize(model: str, batch: int, times: dict[str, list[float]]) -> dict[str, Any]:
+  """Median step time and images/s of each side, and the ssljax/lightly throughput ratio."""
+  row = {"model": model, "batch": batch}
+  for side in ("ssljax", "lightly"):
+    med = statistics.median(times[side])
+    row[f"{side}_ms"] = 1e3 * med
+    row[f"{side}_ips"] = batch / med
+    row[f"{side}_steps"] = len(times[side])
+  row["ratio"] = row["ssljax_ips"] / row["lightly_ips"]
+  return row
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+  """Markdown table of summarized rows (a 'ratio' column: ssljax images/s over lightly's)."""
+  header = ["recipe", "batch", "ssljax ms/step", "lightly ms/step", "ssljax img/s",
+            "lightly img/s", "ratio ssljax/lightly", "steps timed (each)"]
+  body = [[LABELS.get(r["model"], r["model"]), r["batch"], f"{r['ssljax_ms']:.0f}",
+           f"{r['lightly_ms']:.0f}", f"{r['ssljax_ips']:.1f}", f"{r['lightly_ips']:.1f}",
+           f"{r['ratio']:.2f}x", min(r["ssljax_steps"], r["lightly_steps"])] for r in rows]
+  return report.markdown_table(header, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where ssljax's time goes: an XLA op profile of the step.
+# ---------------------------------------------------------------------------------------------
+
+_CATEGORIES = (("convolution", ("convolution", "conv")), ("dot / matmul", ("dot", "matmul", "gemm")),
+               ("reduce", ("reduce",)), ("fusion (elementwise)", ("fusion",)),
+               ("copy / transpose", ("copy", "transpose")))
+
+
+def categorize(name: str) -> str:
+  lower = name.lower()
+  for cat, keys in _CATEGORIES:
+    if any(k in lower for k in keys):
+      return cat
+  return "other"
+
+
+def profile_ops(step: SsljaxStep, n: int, logdir: str) -> dict[str, float]:
+  """Seconds per step by XLA op (thunk) name, from a jax.profiler trace of `n` steps."""
+  import glob
+
+  import jax
+  step.run(1)
+  with jax.profiler.trace(logdir, create_perfetto_trace=True):
+    step.run(n)
+  files = glob.glob(os.path.join(logdir, "**", "perfetto_trace.json.gz"), recursive=True)
+  if not files:
+    return {}
+  with gzip.open(max(files, key=os.path.getmtime), "rt") as f:
+    trace = json.load(f)
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  per_op = collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and "dur" in e:
+      per_op[e.get("name", "?")] += e["dur"] * 1e-6 / n
+  return dict(per_op)
+
+
+def profile_findings(model: str, per_op: dict[str, float], step_s: float) -> list[str]:
+  """Category shares of the step time from `profile_ops`' thunk times (top-level XLA ops only)."""
+  ops = {k: v for k, v in per_op.items() if _is_xla_op(k)}
+  if not ops:
+    return []
+  by_cat = collections.Counter()
+  for name, s in ops.items():
+    by_cat[categorize(name)] += s
+  total = sum(by_cat.values())
+  top = sorted(ops.items(), key=lambda kv: -kv[1])[:3]
+  shares = ", ".join(f"{cat} {100 * s / step_s:.0f}%" for cat, s in by_cat.most_common())
+  tops = ", ".join(f"`{n}` {1e3 * s:.0f} ms" for n, s in top)
+  return [f"{LABELS[model]}: of a {1e3 * step_s:.0f} ms step, XLA ops account for "
+          f"{1e3 * total:.0f} ms: {shares}. Largest ops: {tops}."]
+
+
+def _is_xla_op(name: str) -> bool:
+  lower = name.lower()
+  return any(k in lower for k in ("fusion", "convolution", "dot", "reduce", "copy", "transpose",
+                                  "custom-call", "scatter", "gather", "select", "broadcast",
+                                  "concatenate", "slice", "pad", "add", "multiply"))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def measure(model: str, batch: int, threads: int, warmup: int, rounds: int, chunk: int,
+            tiny: bool = False, log=print) -> tuple[dict[str, Any], SsljaxStep, dict]:
+  ours = SsljaxStep(ssljax_config(model, batch, tiny=tiny))
+  compile_s = ours.compile()
+  peer = PeerWorker(model, batch, threads, tiny=tiny)
+  try:
+    log(f"{model} batch {batch}: ssljax compiled in {compile_s:.1f} s "
+        f"({ours.num_params / 1e6:.2f}M params), lightly {peer.info['params'] / 1e6:.2f}M params")
+    times = interleave({"ssljax": ours.run, "lightly": peer.run}, warmup, rounds, chunk)
+  finally:
+    peer.close()
+  row = summarize(model, batch, times)
+  row.update(compile_s=compile_s, ssljax_params=ours.num_params, lightly_params=peer.info["params"],
+             ssljax_loss=ours.last_loss, lightly_loss=peer.last_loss)
+  log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
+  return row, ours, peer.info
+
+
+def main(argv=None) -> list[dict[str, Any]]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+  parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side after compile")
+  parser.add_argument("--rounds", type=int, default=6, help="alternating timed chunks per side")
+  parser.add_argument("--chunk", type=int, default=2, help="steps per chunk at batch 32")
+  parser.add_argument("--chunk-large", type=int, default=1, help="steps per chunk at batch >= 128")
+  parser.add_argument("--quick", action="store_true", help="batch 32 only, 1 warm-up, 2 x 1 steps")
+  parser.add_argument("--profile", action="store_true", help="profile ssljax's step (XLA ops)")
+  parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md")
+  args = parser.parse_args(argv)
+  if args.quick:
+    args.batches, args.warmup, args.rounds, args.chunk = [32], 1, 2, 1
+  cpus = pin_threads(args.threads)
+  import jax
+
+  rows, findings, info = [], [], {}
+  for model in args.models:
+    for batch in args.batches:
+      chunk = args.chunk if batch < 128 else args.chunk_large
+      row, ours, info = measure(model, batch, args.threads, args.warmup, args.rounds, chunk)
+      rows.append(row)
+      if args.profile and batch == min(args.batches):
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+          per_op = profile_ops(ours, 2, tmp)
+        findings += profile_findings(model, per_op, row["ssljax_ms"] / 1e3)
+      del ours
+
+  table = format_table(rows)
+  print(table)
+  for f in findings:
+    print("-", f)
+  versions = dict(info.get("versions", {}))
+  notes = (
+      "\n\nImages/s = B / median step time, where a step is forward + backward + optimizer (+ EMA "
+      "teacher and centre for DINO) on B images x 2 views of 32x32x3 fp32 (a fixed random batch: "
+      "no augmentation, no data loading). Ratio > 1: ssljax is faster. Each side was compiled / "
+      f"warmed up ({args.warmup} steps), then timed in alternating chunks (ssljax, lightly, "
+      "lightly, ssljax, ...) on a machine shared with other jobs: compare the ratios, not the "
+      "absolute numbers. Same recipe on both sides: SimCLR = CIFAR-stem ResNet-18, projection "
+      "512-2048(BN, ReLU)-128, NT-Xent T=0.5, LARS (lr 0.3 x B/256, momentum 0.9, wd 1e-6, trust "
+      "1e-3; biases and norms excluded); DINO = ViT-Tiny/4 (192 wide, 12 deep, 3 heads, 64 patch "
+      "tokens + CLS, learned position embedding), head 192-2048-2048-256-65536 (weight-normalised "
+      "last layer, no BN), EMA teacher (m 0.996), centring, teacher/student temperatures "
+      "0.04/0.1, 2 global crops, AdamW (lr 5e-4 x B/256, wd 0.04 except biases, norms and tokens), "
+      "global-norm clipping 3.0. lightly side: `lightly.loss.NTXentLoss`, "
+      "`lightly.models.modules.SimCLRProjectionHead`, `lightly.utils.lars.LARS`, "
+      "`DINOProjectionHead`, `DINOLoss`, `lightly.models.utils.update_momentum`, torchvision's "
+      "`resnet18` (stem replaced) and `VisionTransformer`. ssljax side: `ssljax.config.base_config`, "
+      "the method class, `ssljax.optim.build` and `ssljax.train.make_train_step`, jitted with the "
+      "state donated, as the Trainer does.")
+  if findings:
+    notes += ("\n\nWhere ssljax's step time goes (XLA:CPU op times from a `jax.profiler` trace of "
+              "2 steps at the smallest batch; shares of the median step):\n\n"
+              + "\n".join(f"- {f}" for f in findings))
+  if not args.no_write:
+    command = " ".join(["python -m benchmarks.peer_throughput", *(argv if argv is not None
+                                                                 else sys.argv[1:])])
+    meta = {"command": command,
+            "threads": f"{args.threads} (both processes pinned to CPUs {cpus} with sched_setaffinity; "
+                       f"torch.set_num_threads({args.threads}), OMP/MKL_NUM_THREADS={args.threads})",
+            "peer": ", ".join(f"{k} {v}" for k, v in versions.items()),
+            "ssljax side": f"jax {jax.__version__}, flax {_version('flax')}, optax {_version('optax')}",
+            "steps timed per side": f"{args.rounds} chunks of {args.chunk} (B < 128) or "
+                                    f"{args.chunk_large} (B >= 128) after {args.warmup} warm-up steps"}
+    report.write_section(SECTION, table + notes, meta)
+  return rows
+
+
+def _version(name: str) -> str:
+  try:
+    from importlib.metadata import version
+    return version(name)
+  except Exception:  # pragma: no cover
+    return "?"
+
+
+if __name__ == "__main__":
+  main()

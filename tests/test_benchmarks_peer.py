@@ -1,0 +1,67 @@
+"""benchmarks/peer_throughput.py without the peer: the ssljax side builds and steps; the table has a ratio.
+
+No torch needed: the lightly side is replaced by fake step times.
+"""
+import math
+
+import pytest
+
+from benchmarks import peer_throughput as P
+
+
+@pytest.mark.parametrize("model", P.MODELS)
+def test_ssljax_side_runs_steps(model):
+  step = P.SsljaxStep(P.ssljax_config(model, batch=4, size=32, tiny=True))
+  before = step.state.params
+  import jax
+  import numpy as np
+  before = jax.tree_util.tree_map(np.asarray, before)
+  times = step.run(2)              # step 0 has lr 0 (warm-up from 0); step 1 updates
+  assert len(times) == 2 and min(times) > 0
+  assert math.isfinite(step.last_loss)
+  assert int(step.state.step) == 2
+  # The steps trained something: some parameter moved.
+  after = jax.tree_util.tree_leaves(jax.tree_util.tree_map(np.asarray, step.state.params))
+  assert any(not np.allclose(a, b) for a, b in zip(after, jax.tree_util.tree_leaves(before)))
+
+
+def test_recipes_match_the_brief():
+  vit = P.ssljax_config("vit_tiny_dino", batch=32)
+  assert (vit.model.width, vit.model.depth, vit.model.num_heads, vit.model.patch_size) == (192, 12, 3, 4)
+  assert vit.data.image_size == 32 and vit.dino.local_crops == 0 and vit.dtype == "float32"
+  res = P.ssljax_config("resnet18_simclr", batch=128)
+  assert res.model.depth == 18 and res.model.cifar_stem and res.batch_size == 128
+  assert res.optimizer.name == "lars" and vit.optimizer.name == "adamw"
+
+
+def test_interleave_alternates_and_table_has_ratio():
+  calls = []
+
+  def fake(name, seconds):
+    def run(n):
+      calls.append((name, n))
+      return [seconds] * n
+    return run
+
+  times = P.interleave({"ssljax": fake("ssljax", 0.5), "lightly": fake("lightly", 0.25)},
+                       warmup=1, rounds=3, chunk=2)
+  assert [c[0] for c in calls[2:]] == ["ssljax", "lightly", "lightly", "ssljax", "ssljax", "lightly"]
+  assert len(times["ssljax"]) == len(times["lightly"]) == 6
+  row = P.summarize("vit_tiny_dino", 32, times)
+  assert row["ssljax_ips"] == pytest.approx(64.0) and row["lightly_ips"] == pytest.approx(128.0)
+  assert row["ratio"] == pytest.approx(0.5)
+  table = P.format_table([row, P.summarize("resnet18_simclr", 128,
+                                           {"ssljax": [1.0, 3.0, 2.0], "lightly": [1.0, 1.0, 1.0]})])
+  lines = table.splitlines()
+  assert "ratio ssljax/lightly" in lines[0]
+  col = lines[0].split("|").index(" ratio ssljax/lightly ")
+  assert [line.split("|")[col].strip() for line in lines[2:]] == ["0.50x", "0.50x"]
+
+
+def test_write_section_with_fake_peer(tmp_path, monkeypatch):
+  from benchmarks import report
+  row = P.summarize("resnet18_simclr", 32, {"ssljax": [0.2], "lightly": [0.1]})
+  path = tmp_path / "BENCHMARKS.md"
+  report.write_section(P.SECTION, P.format_table([row]), {"peer": "fake"}, path=str(path))
+  text = path.read_text()
+  assert f"## {P.SECTION}" in text and "0.50x" in text and "- peer: fake" in text
