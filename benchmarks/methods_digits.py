@@ -69,9 +69,11 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--methods", default="", help="comma-separated subset (default: all)")
   parser.add_argument("--steps", type=int, default=0, help="override total_steps (default: the config's)")
+  parser.add_argument("--table-only", action="store_true",
+                      help="train nothing: rewrite the tables from the stored results")
   args = parser.parse_args()
   configs = digits_configs()
-  wanted = [m for m in args.methods.split(",") if m] or list(configs)
+  wanted = [] if args.table_only else ([m for m in args.methods.split(",") if m] or list(configs))
   unknown = [m for m in wanted if m not in configs]
   if unknown:
     raise SystemExit(f"no configs/<method>_digits.py for {unknown}; methods with one: {sorted(configs)}")
