@@ -10,8 +10,10 @@ changed from the paper, each measured (seed 0, kNN at step 100 of a 200-step sch
 backbone 0.764):
 - `use_bn_in_head=True`: BatchNorm in the head's MLP, the reference code's `--use_bn_in_head`
   option. At init the tiny ViT's [CLS] features of different digits have mean cosine 0.994, so
-  without it the centred teacher logits barely differ between images and the teacher becomes
-  uniform within ~30 steps (teacher_entropy -> log(out_dim)); kNN stayed at 0.76.
+  without it the centred teacher logits barely differ between images (std 0.011) and the
+  teacher becomes uniform within ~30 steps (teacher_entropy -> log(out_dim)); kNN stayed at 0.76
+  (measured with the earlier recipe: 4 local crops, base_lr 2e-3, teacher temperature 0.04 ->
+  0.07). With BN the teacher entropy stayed near 4-6 instead.
 - no local crops: an 8x8 local crop of scale (0.15, 0.4) of these upsampled 8x8 digits shows 2-3
   original pixels a side. With 4 of them, BN in the head and base_lr 2e-3 the kNN was still 0.764
   at step 100; with no local crops and base_lr 5e-3 it was 0.864.
@@ -21,7 +23,9 @@ backbone 0.764):
   recipe for long runs), a 1024-prototype head with a 64-d bottleneck, momentum 0.99 -> 1 (the
   paper's 0.996 is for ~100k steps), last layer frozen for the first ~epoch (11 steps of 128 of
   the 1,437 train images), gradient clipping 3.0 and weight decay 0.04 as in the paper.
-Measured with this config (seed 0, 200 steps as in tests/test_dino.py): see the learning test.
+Measured with this config (seed 0, 200 steps as in tests/test_dino.py): held-out kNN top-1 0.886
+(linear 0.914) against 0.764 (0.897) for the random-init backbone; teacher entropy ~5.2 of
+log 1024 = 6.93 at step 100. 200 steps ran at ~90 img/s on a shared 2-core machine.
 """
 from ssljax.config import base_config
 

@@ -11,7 +11,9 @@ masks on 30% of the 16 patches of half of the global crops, the patch teacher te
 (seed 0, kNN at step 100 of 200; random-init backbone 0.764): with the shared BN head the [CLS]
 teacher went uniform (teacher_entropy 6.90 of log 1024 = 6.93) and the kNN stayed at 0.764: the
 head's batch statistics are then over 16 patch tokens per [CLS] token, so they no longer spread
-the [CLS] outputs of different images apart. With a separate patch head: 0.844.
+the [CLS] outputs of different images apart. With a separate patch head: 0.844. Measured with
+this config (seed 0, 200 steps as in tests/test_ibot.py): held-out kNN top-1 0.853 (linear
+0.922) against 0.764 (0.897) for the random-init backbone.
 """
 from ssljax.config import base_config
 
