@@ -27,3 +27,9 @@ bench: setup
 # Trains every method's digits config (2-4 minutes each): the README methods table.
 bench-methods: setup
 	$(PY) -m benchmarks.methods_digits
+
+# ssljax vs lightly (PyTorch) train-step throughput, side by side (~30 min on 2 shared cores, so
+# not in `bench`): installs the peer env (.venv-peer/) once, then writes its section of BENCHMARKS.md.
+bench-peer: setup
+	bash benchmarks/peer_env.sh
+	$(PY) -m benchmarks.peer_throughput --profile

@@ -72,8 +72,6 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
     return step, sum(p.numel() for p in net.parameters())
 
   if model == "vit_tiny_dino":
-    import copy
-
     from lightly.loss import DINOLoss
     from lightly.models.modules import DINOProjectionHead
     from lightly.models.utils import deactivate_requires_grad, update_momentum
@@ -81,14 +79,12 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
 
     width, depth, heads = (32, 1, 2) if tiny else (192, 12, 3)      # ViT-Tiny: 192, 12, 3
     out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
-    vit = VisionTransformer(image_size=size, patch_size=4, num_layers=depth, num_heads=heads,
-                            hidden_dim=width, mlp_dim=4 * width, num_classes=0)
-    vit.heads = nn.Identity()   # [CLS] features
-
     class Student(nn.Module):
       def __init__(self):
         super().__init__()
-        self.backbone = vit
+        self.backbone = VisionTransformer(image_size=size, patch_size=4, num_layers=depth,
+                                          num_heads=heads, hidden_dim=width, mlp_dim=4 * width)
+        self.backbone.heads = nn.Identity()   # [CLS] features
         # DINO head (Caron et al., 2021): 3 layers, hidden 2048, bottleneck 256, weight-normed last
         # layer with the gain fixed (norm_last_layer=True), no BN; last layer never frozen here.
         self.head = DINOProjectionHead(width, hidden, bottleneck, out_dim, batch_norm=False,
@@ -98,7 +94,9 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
         return self.head(self.backbone(x))
 
     student = Student()
-    teacher = copy.deepcopy(student)
+    # (copy.deepcopy fails on the head's weight-normalised layer: a fresh copy with the same weights.)
+    teacher = Student()
+    teacher.load_state_dict(student.state_dict())
     deactivate_requires_grad(teacher)
     criterion = DINOLoss(output_dim=out_dim, warmup_teacher_temp=0.04, teacher_temp=0.04,
                          warmup_teacher_temp_epochs=0, student_temp=0.1, center_momentum=0.9)
@@ -161,7 +159,7 @@ def main() -> None:
       t0 = time.perf_counter()
       loss = step()
       times.append(time.perf_counter() - t0)
-      losses.append(float(loss))
+      losses.append(float(loss.detach()))
     print(json.dumps({"times": times, "loss": losses[-1]}), flush=True)
 
 

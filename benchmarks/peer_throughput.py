@@ -30,6 +30,7 @@ import collections
 import gzip
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -246,17 +247,50 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 # Where ssljax's time goes: an XLA op profile of the step.
 # ---------------------------------------------------------------------------------------------
 
-_CATEGORIES = (("convolution", ("convolution", "conv")), ("dot / matmul", ("dot", "matmul", "gemm")),
-               ("reduce", ("reduce",)), ("fusion (elementwise)", ("fusion",)),
-               ("copy / transpose", ("copy", "transpose")))
+_OPCODE = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = [^=]*?\b([a-z][\w\-]*)\(")
+_CALLS = re.compile(r"calls=%?([\w.\-]+)")
+_BLOCK = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) [^\n]*\{\s*$")
+# What an XLA:CPU op (thunk) does, by the opcodes inside it, most expensive kind first.
+_KINDS = (("convolution", "convolution"), ("dot", "dot / matmul"), ("reduce-window", "reduce"),
+          ("reduce", "reduce"), ("scatter", "scatter / gather"), ("gather", "scatter / gather"),
+          ("sort", "other"), ("custom-call", "other"), ("transpose", "transpose / copy"),
+          ("copy", "transpose / copy"))
 
 
-def categorize(name: str) -> str:
-  lower = name.lower()
-  for cat, keys in _CATEGORIES:
-    if any(k in lower for k in keys):
-      return cat
-  return "other"
+def hlo_op_kinds(hlo_text: str) -> dict[str, str]:
+  """{instruction name: kind} for an optimized HLO module's text (a fusion: by what it calls)."""
+  opcodes, calls = {}, {}
+  members = collections.defaultdict(set)    # computation -> instruction names in it
+  current = None
+  for line in hlo_text.splitlines():
+    block = _BLOCK.match(line)
+    if block and "=" not in line.split("{")[0]:
+      current = block.group(1)
+      continue
+    m = _OPCODE.match(line)
+    if not m:
+      continue
+    name, op = m.group(1), m.group(2)
+    opcodes[name] = op
+    members[current].add(name)
+    c = _CALLS.search(line)
+    if c:
+      calls[name] = c.group(1)
+
+  def ops_in(comp: str, seen: frozenset) -> set[str]:
+    out = set()
+    for name in members.get(comp, ()):
+      out.add(opcodes[name])
+      callee = calls.get(name)
+      if callee and callee not in seen:
+        out |= ops_in(callee, seen | {callee})
+    return out
+
+  kinds = {}
+  for name, op in opcodes.items():
+    ops = {op} | (ops_in(calls[name], frozenset([calls[name]])) if name in calls else set())
+    kinds[name] = next((kind for key, kind in _KINDS if key in ops), "elementwise")
+  return kinds
 
 
 def profile_ops(step: SsljaxStep, n: int, logdir: str) -> dict[str, float]:
@@ -280,27 +314,21 @@ def profile_ops(step: SsljaxStep, n: int, logdir: str) -> dict[str, float]:
   return dict(per_op)
 
 
-def profile_findings(model: str, per_op: dict[str, float], step_s: float) -> list[str]:
-  """Category shares of the step time from `profile_ops`' thunk times (top-level XLA ops only)."""
-  ops = {k: v for k, v in per_op.items() if _is_xla_op(k)}
+def profile_findings(model: str, per_op: dict[str, float], step_s: float,
+                     kinds: dict[str, str]) -> list[str]:
+  """Shares of ssljax's XLA op time by kind (convolution, dot, ...), from `profile_ops`."""
+  ops = {k: v for k, v in per_op.items() if k in kinds}
   if not ops:
     return []
-  by_cat = collections.Counter()
-  for name, s in ops.items():
-    by_cat[categorize(name)] += s
-  total = sum(by_cat.values())
+  by_kind = collections.Counter()
+  for name, sec in ops.items():
+    by_kind[kinds[name]] += sec
+  total = sum(by_kind.values())
   top = sorted(ops.items(), key=lambda kv: -kv[1])[:3]
-  shares = ", ".join(f"{cat} {100 * s / step_s:.0f}%" for cat, s in by_cat.most_common())
-  tops = ", ".join(f"`{n}` {1e3 * s:.0f} ms" for n, s in top)
-  return [f"{LABELS[model]}: of a {1e3 * step_s:.0f} ms step, XLA ops account for "
-          f"{1e3 * total:.0f} ms: {shares}. Largest ops: {tops}."]
-
-
-def _is_xla_op(name: str) -> bool:
-  lower = name.lower()
-  return any(k in lower for k in ("fusion", "convolution", "dot", "reduce", "copy", "transpose",
-                                  "custom-call", "scatter", "gather", "select", "broadcast",
-                                  "concatenate", "slice", "pad", "add", "multiply"))
+  shares = ", ".join(f"{kind} {100 * sec / total:.0f}%" for kind, sec in by_kind.most_common())
+  tops = ", ".join(f"`{n}` ({kinds[n]}) {1e3 * sec:.0f} ms" for n, sec in top)
+  return [f"{LABELS[model]}: XLA:CPU ops sum to {1e3 * total:.0f} ms per step (median step "
+          f"{1e3 * step_s:.0f} ms; ops may overlap): {shares}. Largest: {tops}."]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,10 +336,10 @@ def _is_xla_op(name: str) -> bool:
 
 def measure(model: str, batch: int, threads: int, warmup: int, rounds: int, chunk: int,
             tiny: bool = False, log=print) -> tuple[dict[str, Any], SsljaxStep, dict]:
-  ours = SsljaxStep(ssljax_config(model, batch, tiny=tiny))
-  compile_s = ours.compile()
-  peer = PeerWorker(model, batch, threads, tiny=tiny)
+  peer = PeerWorker(model, batch, threads, tiny=tiny)   # first: fails fast without the peer env
   try:
+    ours = SsljaxStep(ssljax_config(model, batch, tiny=tiny))
+    compile_s = ours.compile()
     log(f"{model} batch {batch}: ssljax compiled in {compile_s:.1f} s "
         f"({ours.num_params / 1e6:.2f}M params), lightly {peer.info['params'] / 1e6:.2f}M params")
     times = interleave({"ssljax": ours.run, "lightly": peer.run}, warmup, rounds, chunk)
@@ -330,9 +358,11 @@ def main(argv=None) -> list[dict[str, Any]]:
   parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
   parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side after compile")
-  parser.add_argument("--rounds", type=int, default=6, help="alternating timed chunks per side")
+  parser.add_argument("--rounds", type=int, default=4, help="alternating timed chunks per side")
   parser.add_argument("--chunk", type=int, default=2, help="steps per chunk at batch 32")
+  parser.add_argument("--rounds-large", type=int, default=3, help="rounds at batch >= 128")
   parser.add_argument("--chunk-large", type=int, default=1, help="steps per chunk at batch >= 128")
+  parser.add_argument("--rows-json", default="", help="also append each row to this JSON-lines file")
   parser.add_argument("--quick", action="store_true", help="batch 32 only, 1 warm-up, 2 x 1 steps")
   parser.add_argument("--profile", action="store_true", help="profile ssljax's step (XLA ops)")
   parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md")
@@ -345,14 +375,26 @@ def main(argv=None) -> list[dict[str, Any]]:
   rows, findings, info = [], [], {}
   for model in args.models:
     for batch in args.batches:
-      chunk = args.chunk if batch < 128 else args.chunk_large
-      row, ours, info = measure(model, batch, args.threads, args.warmup, args.rounds, chunk)
+      large = batch >= 128
+      row, ours, info = measure(model, batch, args.threads, args.warmup,
+                                args.rounds_large if large else args.rounds,
+                                args.chunk_large if large else args.chunk)
       rows.append(row)
+      if args.rows_json:
+        with open(args.rows_json, "a") as f:
+          f.write(json.dumps(row) + "\n")
       if args.profile and batch == min(args.batches):
         import tempfile
-        with tempfile.TemporaryDirectory() as tmp:
-          per_op = profile_ops(ours, 2, tmp)
-        findings += profile_findings(model, per_op, row["ssljax_ms"] / 1e3)
+        try:
+          with tempfile.TemporaryDirectory() as tmp:
+            per_op = profile_ops(ours, 2, tmp)
+          if args.rows_json:
+            with open(args.rows_json + f".{model}.ops.json", "w") as f:
+              json.dump(per_op, f)
+          findings += profile_findings(model, per_op, row["ssljax_ms"] / 1e3,
+                                       hlo_op_kinds(ours.compiled.as_text()))
+        except Exception as e:  # a profile is optional: report and go on
+          print(f"profile of {model} failed: {type(e).__name__}: {e}", flush=True)
       del ours
 
   table = format_table(rows)
@@ -390,8 +432,8 @@ def main(argv=None) -> list[dict[str, Any]]:
                        f"torch.set_num_threads({args.threads}), OMP/MKL_NUM_THREADS={args.threads})",
             "peer": ", ".join(f"{k} {v}" for k, v in versions.items()),
             "ssljax side": f"jax {jax.__version__}, flax {_version('flax')}, optax {_version('optax')}",
-            "steps timed per side": f"{args.rounds} chunks of {args.chunk} (B < 128) or "
-                                    f"{args.chunk_large} (B >= 128) after {args.warmup} warm-up steps"}
+            "steps timed per side": f"{args.rounds} x {args.chunk} (B < 128), {args.rounds_large} x "
+                                    f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps"}
     report.write_section(SECTION, table + notes, meta)
   return rows
 

@@ -65,3 +65,39 @@ def test_write_section_with_fake_peer(tmp_path, monkeypatch):
   report.write_section(P.SECTION, P.format_table([row]), {"peer": "fake"}, path=str(path))
   text = path.read_text()
   assert f"## {P.SECTION}" in text and "0.50x" in text and "- peer: fake" in text
+
+
+HLO = """HloModule m
+
+%fused_conv (p0: f32[1,4,4,3], p1: f32[3,3,3,8]) -> f32[1,4,4,8] {
+  %p0 = f32[1,4,4,3]{3,2,1,0} parameter(0)
+  %p1 = f32[3,3,3,8]{3,2,1,0} parameter(1)
+  ROOT %convolution.1 = f32[1,4,4,8]{3,2,1,0} convolution(%p0, %p1), window={size=3x3 pad=1_1x1_1}
+}
+
+%fused_add (p0: f32[8]) -> f32[8] {
+  %p0 = f32[8]{0} parameter(0)
+  ROOT %add.1 = f32[8]{0} add(%p0, %p0)
+}
+
+ENTRY %main (a: f32[1,4,4,3], b: f32[3,3,3,8], c: f32[8], d: f32[8,8]) -> f32[8] {
+  %a = f32[1,4,4,3]{3,2,1,0} parameter(0)
+  %b = f32[3,3,3,8]{3,2,1,0} parameter(1)
+  %c = f32[8]{0} parameter(2)
+  %d = f32[8,8]{1,0} parameter(3)
+  %ynn_fusion.3 = f32[1,4,4,8]{3,2,1,0} fusion(%a, %b), kind=kCustom, calls=%fused_conv
+  %dot.2 = f32[8]{0} dot(%d, %c), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  ROOT %add_fusion = f32[8]{0} fusion(%dot.2), kind=kLoop, calls=%fused_add
+}
+"""
+
+
+def test_profile_findings_by_kind():
+  kinds = P.hlo_op_kinds(HLO)
+  assert kinds["ynn_fusion.3"] == "convolution"
+  assert kinds["dot.2"] == "dot / matmul"
+  assert kinds["add_fusion"] == "elementwise"
+  per_op = {"ynn_fusion.3": 0.6, "dot.2": 0.3, "add_fusion": 0.1, "ThunkExecutor::Execute": 5.0}
+  (line,) = P.profile_findings("resnet18_simclr", per_op, 1.2, kinds)
+  assert "convolution 60%" in line and "dot / matmul 30%" in line and "elementwise 10%" in line
+  assert "1000 ms per step" in line
