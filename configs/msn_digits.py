@@ -1,13 +1,24 @@
-"""MSN on the embedded digits data (same recipe as configs/simclr_digits.py, plus focal crops).
+"""MSN on the embedded digits data (data, ViT and optimizer of configs/simclr_digits.py).
 
 Run:
   python -m ssljax.main --config configs/msn_digits.py --workdir workdirs/msn_digits
 
-NOT YET LEARNING: measured (seed 0) this config's held-out kNN top-1 stays below the random-init
-backbone's 0.764 (0.714 at step 100, 0.694 at step 200; with 32 prototypes and proj_dim 64:
-0.711 and 0.683). The contract tests pass; tests/test_msn.py marks the learning test xfail until a
-digits recipe that learns is found (focal crops of 8 px are nearly empty on digits; mask ratio,
-EMA and lr untested).
+Measured (seed 0, 2 CPU cores shared; kNN on the target encoder's features vs 0.764 for the
+random-init backbone): 0.775 at step 50, 0.800 at step 100 (still rising) with these settings in
+a 100-step run; this config (150 steps): 0.803 at step 100, 0.831 at step 150 (linear 0.864 vs
+0.850 random-init), about 4.7 min of wall time for the learning test on the shared machine.
+
+What changed from the first digits config (diagnosed with the logged anchor_entropy,
+mean_anchor_entropy and target_entropy; log K = 4.16 is uniform):
+  * temperature 0.3 instead of the paper's 0.1 (Assran et al. 2022): at 0.1 the anchor predictions
+    went uniform within 30 steps (anchor entropy 4.08 of 4.16 while the sharpened targets had
+    ~1-2 nats) and the kNN fell below the random init (0.714 at step 100 with lr 5e-3). Me-max
+    does not stop this: it only keeps the MEAN prediction uniform. The sharpening temperature
+    stays the paper's 0.25 (targets at an effective 0.075).
+  * the head's output BatchNorm (`proj_last_bn`, as configs/simsiam_digits.py);
+  * EMA momentum 0.95 (linear to 1 over 1.25 x the run, as the paper's schedule), mask ratio 0.15
+    (the paper's ViT-S/16 value): 0.99 / 0.3 gave kNN 0.767 at step 100;
+  * no focal crops: 8 px crops (2 x 2 patches) of 16 px digits carry little of the digit.
 """
 from ssljax.config import base_config
 
@@ -16,10 +27,10 @@ def get_config():
   config = base_config(method="msn", model="vit")
   config.seed = 0
   config.batch_size = 128
-  config.total_steps = 300
+  config.total_steps = 150
   config.log_every = 10
-  config.eval_every = 100
-  config.checkpoint_every = 100
+  config.eval_every = 50
+  config.checkpoint_every = 50
 
   config.model.patch_size = 4      # 16x16 input -> 4x4 = 16 patch tokens + CLS
   config.model.width = 64
@@ -40,15 +51,15 @@ def get_config():
   config.optimizer.weight_decay = 1e-4
   config.optimizer.warmup_steps = 20
 
-  config.msn.mask_ratio = 0.3         # anchor views keep 11 of 16 patches (focal: 2 of 4)
-  config.msn.local_crops = 2          # 2 x 8 px focal views (2 x 2 patches)
-  config.msn.local_size = 8
-  config.msn.local_scale = (0.1, 0.3)
+  config.msn.mask_ratio = 0.15        # anchor views keep 13 of 16 patches (paper, ViT-S/16)
+  config.msn.local_crops = 0          # focal crops off: 8 px crops hurt on 16 px digits
   config.msn.proj_hidden_dims = (256, 256)
   config.msn.proj_dim = 32
+  config.msn.proj_last_bn = True
   config.msn.num_prototypes = 64      # > proj_dim, as the paper (1024 vs 256): with fewer prototypes
                                       # than dims, z can sit orthogonal to all of them (uniform p)
-  config.msn.ema_momentum = 0.99      # 300 steps: a faster target than the paper's 0.996 over 800 epochs
+  config.msn.temperature = 0.3        # the paper's 0.1 sends the anchor predictions to uniform (above)
+  config.msn.ema_momentum = 0.95      # 150 steps: a faster target than the paper's 0.996 over 800 epochs
 
   config.eval.linear_epochs = 100
   return config

@@ -56,7 +56,12 @@ def test_loss_is_msn_loss_of_masked_anchors_and_ema_target(tiny_config):
   params, state = method.init(jax.random.key(0), batch)
   # Perturb the target so that target and online encoders differ.
   state = dict(state, target_params=jax.tree_util.tree_map(lambda x: x * 0.9, state["target_params"]))
-  loss, (_, new_state) = method.loss(params, state, batch, jax.random.key(1), 0)
+  loss, (metrics, new_state) = method.loss(params, state, batch, jax.random.key(1), 0)
+  # Collapse diagnostics are entropies in [0, log K]; the sharpened target is sharper than the
+  # anchor predictions of the same (unsharpened) logits would be on average.
+  for key in ("anchor_entropy", "mean_anchor_entropy", "target_entropy"):
+    assert 0.0 <= float(metrics[key]) <= np.log(6) + 1e-5, key
+  assert float(metrics["mean_anchor_entropy"]) >= float(metrics["anchor_entropy"]) - 1e-5
   t_rng, a_rng = jax.random.split(jax.random.key(1))
   target, _ = method._encode(state["target_params"], state["target"], batch["global"][:, 0], t_rng, True)
   anchor, _ = method.anchors(params, state, batch, a_rng)
@@ -117,12 +122,8 @@ def test_ema_target_update_and_schedule(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(run=False, reason="the digits config does not beat random-init kNN yet; "
-                   "see the config's docstring")
 def test_digits_learns(tmp_path):
-  """configs/msn_digits.py, shortened: beats the random-init backbone on held-out kNN."""
+  """configs/msn_digits.py beats the random-init backbone on held-out kNN."""
   config = load_config("msn_digits")
-  config.total_steps = 150
-  config.eval_every = 150
   config.eval.linear_epochs = 20
-  learn_on_digits(config, tmp_path, margin=0.03)
+  learn_on_digits(config, tmp_path, margin=0.05)

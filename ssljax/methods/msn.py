@@ -70,6 +70,7 @@ class MSN(base.Method):
         local_scale=(0.05, 0.3),
         proj_hidden_dims=(2048, 2048),
         proj_dim=256,
+        proj_last_bn=False,          # BatchNorm (scale only) on the head's output; not in the paper
         num_prototypes=1024,
         temperature=0.1,
         sharpen_temperature=0.25,
@@ -99,7 +100,7 @@ class MSN(base.Method):
     super().__init__(config)
     self.backbone = common.backbone_from_config(config)
     self.projector = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
-                             use_bn=True)
+                             use_bn=True, last_bn=self.cfg.proj_last_bn)
 
   def view_spec(self) -> ViewSpec:
     c = self.cfg
@@ -163,8 +164,25 @@ class MSN(base.Method):
     loss = losses.msn_loss(anchor, target, self.prototype_matrix(params), c.temperature,
                            c.sharpen_temperature, c.me_max_weight, c.sinkhorn_iters)
     tn = losses.l2_normalize(target)
-    metrics = {"embedding_std": jnp.mean(jnp.std(tn, axis=0))}
+    metrics = {"embedding_std": jnp.mean(jnp.std(tn, axis=0)),
+               **self._diagnostics(params, anchor[:target.shape[0]], target)}
     return loss, (metrics, dict(state, online=online_bn, target=target_bn))
+
+  def _diagnostics(self, params, anchor, target):
+    """Collapse diagnostics (no gradient), entropies in nats (log K = uniform).
+
+    anchor_entropy: mean per-sample entropy of the anchor prediction; mean_anchor_entropy:
+    entropy of its batch mean (what me-max keeps near log K); target_entropy: mean per-sample
+    entropy of the sharpened target.
+    """
+    c = self.cfg
+    protos = jax.lax.stop_gradient(losses.l2_normalize(self.prototype_matrix(params)))
+    ent = lambda p: -jnp.sum(p * jnp.log(jnp.maximum(p, 1e-12)), axis=-1)
+    logits = lambda x: losses.l2_normalize(jax.lax.stop_gradient(x)) @ protos.T / c.temperature
+    p_a = jax.nn.softmax(logits(anchor), axis=-1)
+    p_t = jax.nn.softmax(jax.nn.log_softmax(logits(target), axis=-1) / c.sharpen_temperature, axis=-1)
+    return {"anchor_entropy": jnp.mean(ent(p_a)), "mean_anchor_entropy": ent(jnp.mean(p_a, axis=0)),
+            "target_entropy": jnp.mean(ent(p_t))}
 
   def momentum(self, step) -> jax.Array:
     """Linear EMA schedule: ema_momentum at step 0, ema_momentum_end at ema_stretch * total_steps."""
