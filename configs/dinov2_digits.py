@@ -10,8 +10,9 @@ additions ("DINOv2: Learning Robust Visual Features without Supervision"): KoLeo
 the student's [CLS] and `model.num_registers = 4` (register tokens, "Vision Transformers Need
 Registers"). `centering='center'`; `--config.dinov2.centering=sinkhorn_knopp` switches to
 Sinkhorn-Knopp teacher targets, and `--config.optimizer.layer_decay=0.9` to DINOv2's layer-wise
-learning-rate decay (neither is measured on digits). Measured (seed 0, kNN at step 100 of 200;
-random-init backbone 0.764): see tests/test_dinov2.py's learning test.
+learning-rate decay (neither is measured on digits). Measured with this config (seed 0): kNN 0.881
+at step 100 of a 200-step run; at the end of 200 steps (as in tests/test_dinov2.py) held-out kNN top-1 0.903 (linear 0.928) against 0.708 (0.878) for the
+random-init backbone (lower than the other digits configs' 0.764: the registers change the init).
 """
 from ssljax.config import base_config
 
