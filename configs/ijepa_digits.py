@@ -8,9 +8,10 @@ About 2-3 minutes on 2 CPU cores (compile included). Same tiny ViT as configs/si
 patches and a context of 5 patches); a 2-block predictor of width 32 (narrower than the encoder, as
 in the paper); EMA 0.99 -> 1.0 (the paper's 0.996 start is for ~10^5 steps). Recipe keys as the
 paper: crop only, AdamW b2 0.95, weight decay 0.05.
-Measured (300 steps): held-out kNN 0.61 vs 0.71 random-init (linear 0.85 vs 0.89); the patch-mean
-embedding has a dominant common direction (embedding std 0.001; centred features give kNN 0.71).
-Not yet a learning config: see tests/test_ijepa.py.
+Measured (300 steps, features from the EMA target encoder as the paper evaluates): held-out kNN
+0.647 vs 0.711 random-init (linear 0.794 vs 0.819; context encoder kNN 0.603). Training loss falls
+to 0.004: the targets collapse to a position-only code. Not yet a learning config: see
+tests/test_ijepa.py.
 """
 from ssljax.config import base_config
 

@@ -104,7 +104,9 @@ def test_features_come_from_the_chosen_encoder(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(run=False, reason="measured kNN 0.61 vs 0.71 random-init at 300 steps: patch-mean features "
-                          "have a dominant common direction; the recipe needs tuning", strict=False)
+@pytest.mark.xfail(run=False, reason="measured kNN 0.647 (target-encoder patch mean, the paper's "
+                   "evaluation) / 0.603 (context encoder) vs 0.711 random-init at 300 steps; the loss falls to "
+                   "0.004: targets collapse to a position-only code the predictor reads off its positional "
+                   "embeddings; the recipe needs tuning (EMA start, lr, an 8x8 grid)", strict=False)
 def test_learns_on_digits(tmp_path):
   learn_on_digits(load_config("ijepa_digits"), tmp_path, margin=0.02)
