@@ -1,5 +1,4 @@
 """data2vec 2.0: contract with the trainer, teacher targets, multi-mask, EMA, stop-gradient, learning."""
-import os
 
 import flax.linen as nn
 import jax
@@ -7,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import learn_on_digits
 from conftest import load_config
 from ssljax import losses
 from ssljax import methods
@@ -146,42 +146,9 @@ def test_features_come_from_the_chosen_encoder(tiny_config):
     methods.get("data2vec").validate_config(cfg)
 
 
-def learn_on_digits_centred(config, workdir, margin: float):
-  """conftest.learn_on_digits with the collapse check on mean-centred embeddings.
-
-  Mean-pooled ViT patch tokens share a large common vector (the pooled positional content): the
-  un-centred per-dim std of the normalised features is 0.0045 already at random init (measured on
-  this config), under learn_on_digits' 0.2 / sqrt(D) = 0.025, although nothing has collapsed.
-  Centring over the eval images removes that shared vector; a real collapse (every image mapped to
-  the same point) still gives 0. Masked-modelling features are known to need this: MAE's linear
-  probe puts a BatchNorm without affine before the classifier (He et al., 2022, appendix A.2).
-  kNN (cosine) is computed on the un-centred features, as for every method.
-  """
-  import math
-
-  from ssljax import train
-  from ssljax.evaluate.diagnostics import embedding_std
-  from ssljax.metrics_writer import read_jsonl
-  config.progress_bar = False
-  config.eval.random_init = True
-  trainer = train.Trainer(config, str(workdir))
-  result = trainer.run()
-  rows = read_jsonl(os.path.join(str(workdir), "metrics.jsonl"))
-  values = [r["loss"] for r in rows if "loss" in r]
-  k = max(1, len(values) // 10)
-  first, last = sum(values[:k]) / k, sum(values[-k:]) / k
-  assert last < first, f"loss did not go down: first {first:.4f}, last {last:.4f}"
-  assert result["knn_top1"] > result["knn_top1_random_init"] + margin, result
-  emb = np.asarray(trainer.method.embeddings(trainer.state.params, trainer.state.method_state,
-                                             trainer.evaluator.eval_x[:256]))
-  centred = emb - emb.mean(0, keepdims=True)
-  assert embedding_std(centred) > 0.2 / math.sqrt(emb.shape[-1]), embedding_std(centred)
-  return result
-
-
 @pytest.mark.slow
 def test_learns_on_digits(tmp_path):
   """Masked-modelling features give weaker kNN than joint-embedding ones (He et al., 2022;
   Baevski et al., 2023 report linear probes well under contrastive methods'), hence the 0.05
   margin rather than a larger one (measured: 0.806 vs 0.711 random-init)."""
-  learn_on_digits_centred(load_config("data2vec_digits"), tmp_path, margin=0.05)
+  learn_on_digits(load_config("data2vec_digits"), tmp_path, margin=0.05)

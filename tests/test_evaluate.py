@@ -139,6 +139,21 @@ def test_gaussian_embedding_is_healthy():
   assert report["collapsed"] is False
 
 
+def test_centring_ignores_a_shared_vector_but_not_a_collapse():
+  """A large vector common to every row (pooled positional content) is not collapse when centred."""
+  rng = np.random.default_rng(6)
+  spread = rng.normal(size=(1000, 64))
+  shifted = 20.0 * rng.normal(size=(1, 64)) + spread
+  assert evaluate.collapse_report(shifted)["collapsed"] is True        # un-centred: looks collapsed
+  report = evaluate.collapse_report(shifted, centre=True)
+  assert report["collapsed"] is False
+  assert report["embedding_std"] == pytest.approx(evaluate.embedding_std(spread - spread.mean(0)), rel=1e-4)
+  # Rows that differ only by jitter: centring alone is scale-free and would call them healthy.
+  point = np.tile(rng.normal(size=(1, 64)), (1000, 1)) + 1e-4 * rng.normal(size=(1000, 64))
+  jitter = evaluate.collapse_report(point, centre=True)
+  assert jitter["embedding_std_ratio"] > 0.9 and jitter["collapsed"] is True
+
+
 def test_rankme_counts_directions():
   # Data spanning exactly 3 orthogonal directions with equal energy: effective rank 3.
   rng = np.random.default_rng(5)

@@ -34,17 +34,23 @@ def _embedding_std(z):
   return jnp.mean(jnp.std(_l2_normalize(z), axis=0))
 
 
-def embedding_std(z) -> float:
+def embedding_std(z, centre: bool = False) -> float:
   """Mean over dimensions of the per-dimension std of the L2-normalised embeddings.
 
   Args:
     z: [N, D] embeddings, N >= 2.
+    centre: subtract the mean embedding before normalising, so that a vector shared by every
+      row (e.g. pooled positional content) does not count as collapse; a real collapse (all
+      rows at one point) still gives 0.
 
   Returns:
     mean_d std_n(z_n / ||z_n||)[d] (population std). 0 for a collapsed embedding,
     about 1/sqrt(D) for a healthy, isotropically spread one.
   """
-  return float(_embedding_std(jnp.asarray(_embeddings(z))))
+  z = _embeddings(z)
+  if centre:
+    z = z - z.mean(0, keepdims=True)
+  return float(_embedding_std(jnp.asarray(z)))
 
 
 @jax.jit
@@ -149,24 +155,34 @@ def uniformity(z, t: float = 2.0, batch_size: int = 1024) -> float:
   return float(jax.nn.logsumexp(jnp.stack(lses)) - np.log(n * (n - 1)))
 
 
-def collapse_report(z, threshold: float = 0.1) -> dict:
+def collapse_report(z, threshold: float = 0.1, centre: bool = False) -> dict:
   """Collapse diagnostics of an embedding in one JSON-serialisable dict.
 
   Args:
     z: [N, D] embeddings, N >= 2.
     threshold: the embedding is flagged `collapsed` when embedding_std < threshold / sqrt(D),
       i.e. when the per-dim spread is below this fraction of a healthy isotropic one.
+    centre: for embeddings that share a large common vector by construction (mean-pooled patch
+      tokens): `embedding_std` is measured on mean-centred embeddings (see `embedding_std`), and
+      the embedding is flagged when that is under the threshold OR when the un-centred spread is
+      under threshold / 10 (centring is scale-free, so rows that differ only by float jitter
+      would otherwise pass). rankme and uniformity use the embeddings as given.
 
   Returns:
     {'embedding_std': float, 'embedding_std_ratio': embedding_std * sqrt(D) (about 1 when
     healthy, 0 when collapsed), 'rankme': float, 'uniformity': float, 'num_examples': N,
-    'dim': D, 'collapsed': bool}.
+    'dim': D, 'collapsed': bool}, plus 'embedding_std_uncentred' when centre.
   """
   if not np.isfinite(threshold) or threshold <= 0:
     raise ValueError(f"threshold must be a finite float > 0, got {threshold!r}.")
   zn = _embeddings(z)
   dim = zn.shape[1]
-  std = embedding_std(zn)
+  std = embedding_std(zn, centre=centre)
+  collapsed = std < threshold / np.sqrt(dim)
+  extra = {}
+  if centre:
+    extra["embedding_std_uncentred"] = embedding_std(zn)
+    collapsed = collapsed or extra["embedding_std_uncentred"] < 0.1 * threshold / np.sqrt(dim)
   return {
       "embedding_std": std,
       "embedding_std_ratio": float(std * np.sqrt(dim)),
@@ -174,5 +190,6 @@ def collapse_report(z, threshold: float = 0.1) -> dict:
       "uniformity": uniformity(zn),
       "num_examples": int(zn.shape[0]),
       "dim": int(dim),
-      "collapsed": bool(std < threshold / np.sqrt(dim)),
+      "collapsed": bool(collapsed),
+      **extra,
   }

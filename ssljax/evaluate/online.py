@@ -67,7 +67,7 @@ class Evaluator:
     acc = knn_top1(train_f, self.train_y, eval_f, self.eval_y, self.num_classes, k=k,
                    temperature=ev.knn_temperature)
     emb = extract(self._embeddings, params, state, self.eval_x, self.batch_size, self.sharding)
-    report = collapse_report(emb)
+    report = collapse_report(emb, centre=self.method.centre_embeddings)
     return {"knn_top1": acc, "embedding_std": report["embedding_std"], "rankme": report["rankme"],
             "collapsed": bool(report["collapsed"])}
 

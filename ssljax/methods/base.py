@@ -33,6 +33,10 @@ class Method:
   """Base class of every method. Subclasses override the methods marked 'must'."""
 
   name: str = ""
+  # Collapse diagnostics centre the embeddings first (diagnostics.collapse_report(centre=True)).
+  # For methods whose embeddings are mean-pooled patch tokens (masked modelling): these share a
+  # large common vector, so the un-centred spread is small already at random init.
+  centre_embeddings: bool = False
 
   def __init__(self, config: ml_collections.ConfigDict):
     """`config` is the whole run config; the method's own block is `config[self.name]`."""

@@ -113,6 +113,7 @@ class Data2Vec(base.Method):
   """data2vec 2.0. Params: {'backbone', 'mask_embed', 'decoder'}; state: {'teacher'} (EMA backbone)."""
 
   name = "data2vec"
+  centre_embeddings = True     # embeddings = mean-pooled patch tokens
 
   @staticmethod
   def default_config() -> ml_collections.ConfigDict:

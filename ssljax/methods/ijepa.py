@@ -83,6 +83,7 @@ class IJEPA(base.Method):
   """I-JEPA. Params: {'backbone' (context encoder), 'predictor'}; state: {'target'} (EMA encoder)."""
 
   name = "ijepa"
+  centre_embeddings = True     # embeddings = mean-pooled patch tokens
 
   @staticmethod
   def default_config() -> ml_collections.ConfigDict:

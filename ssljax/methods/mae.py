@@ -72,6 +72,7 @@ class MAE(base.Method):
   """MAE. Params: {'backbone' (the ViT encoder), 'decoder'}; state: {} (nothing carried)."""
 
   name = "mae"
+  centre_embeddings = True     # embeddings = mean-pooled patch tokens
 
   @staticmethod
   def default_config() -> ml_collections.ConfigDict:
