@@ -370,6 +370,8 @@ def main(argv=None) -> list[dict[str, Any]]:
   if args.quick:
     args.batches, args.warmup, args.rounds, args.chunk = [32], 1, 2, 1
   cpus = pin_threads(args.threads)
+  from ssljax import xla_flags
+  xla_flags.apply_cpu_defaults()   # as `python -m ssljax.main` does (ssljax/xla_flags.py)
   import jax
 
   rows, findings, info = [], [], {}
@@ -432,6 +434,7 @@ def main(argv=None) -> list[dict[str, Any]]:
                        f"torch.set_num_threads({args.threads}), OMP/MKL_NUM_THREADS={args.threads})",
             "peer": ", ".join(f"{k} {v}" for k, v in versions.items()),
             "ssljax side": f"jax {jax.__version__}, flax {_version('flax')}, optax {_version('optax')}",
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(none)",
             "steps timed per side": f"{args.rounds} x {args.chunk} (B < 128), {args.rounds_large} x "
                                     f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps"}
     report.write_section(SECTION, table + notes, meta)

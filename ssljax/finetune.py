@@ -42,6 +42,8 @@ def main(argv) -> int:
     raise app.UsageError("--workdir is required, e.g. python -m ssljax.finetune --workdir /tmp/run")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  from ssljax import xla_flags
+  xla_flags.apply_cpu_defaults()   # before JAX starts its backend (see ssljax/xla_flags.py)
   from ssljax.evaluate import finetune as ft
   try:
     config = ft.load_workdir_config(_WORKDIR.value)

@@ -39,6 +39,8 @@ def main(argv) -> int:
                          "python -m ssljax.main --config configs/simclr_digits.py --workdir /tmp/run")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would drown the progress bar
+  from ssljax import xla_flags
+  xla_flags.apply_cpu_defaults()   # before JAX starts its backend (see ssljax/xla_flags.py)
   import jax
   _enable_compilation_cache(jax)
   from ssljax import distributed

@@ -1,5 +1,7 @@
 """`python -m ssljax.evaluate --workdir DIR --protocol knn|linear|fewshot|diagnostics|finetune`."""
-from ssljax.evaluate import cli
+from ssljax import xla_flags
 
 if __name__ == "__main__":
+  xla_flags.apply_cpu_defaults()   # before JAX starts its backend (see ssljax/xla_flags.py)
+  from ssljax.evaluate import cli
   cli.main()

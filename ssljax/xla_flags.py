@@ -1,0 +1,68 @@
+"""ssljax's default XLA:CPU flags, applied by the command lines before JAX starts its backend.
+
+XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK by default. On the 2-core x86 machines ssljax
+is developed on, YNNPACK's convolutions were 6-12x slower than XLA's own (Eigen) ones in a 3x3
+conv stack's forward + backward at ResNet-stage shapes (benchmarks/peer_throughput.py, section
+"XLA:CPU convolution backend" of BENCHMARKS.md), and made a CIFAR ResNet-18 SimCLR step about 2x
+slower. Removing only the individual convolutions from YNNPACK's fusion types keeps YNNPACK for
+dots, elementwise and reduce fusions (ViT steps) and gives convolutions back to Eigen.
+
+`python -m ssljax.main`, `python -m ssljax.finetune` and the benchmarks call `apply_cpu_defaults()`
+first. In your own script or notebook, call it before the first JAX computation:
+
+  import ssljax.xla_flags; ssljax.xla_flags.apply_cpu_defaults()
+
+Opt out with SSLJAX_XLA_CPU_DEFAULTS=0. A flag you set yourself in XLA_FLAGS always wins: a default
+is added only when XLA_FLAGS does not name that flag. Flags only matter on the CPU backend; GPU and
+TPU ignore them. The flags change which library computes a convolution, so results differ from a
+run without them in the last bits (and then, through training, more), as any backend change does.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import MutableMapping
+
+ENV_OPT_OUT = "SSLJAX_XLA_CPU_DEFAULTS"
+CPU_DEFAULTS = (
+    # YNNPACK keeps dots, elementwise and reduce fusions; convolutions go back to XLA's Eigen ones.
+    "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
+)
+
+
+def _flag_name(flag: str) -> str:
+  return flag.split("=", 1)[0]
+
+
+def apply_cpu_defaults(environ: MutableMapping[str, str] | None = None) -> list[str]:
+  """Appends ssljax's XLA:CPU defaults to $XLA_FLAGS; returns the flags it added.
+
+  Args:
+    environ: the environment to edit (os.environ by default; a dict in tests).
+
+  Nothing is added when SSLJAX_XLA_CPU_DEFAULTS=0, or for a flag that XLA_FLAGS already names.
+  Warns (and still edits the environment) when JAX's backends are already running, because XLA
+  reads XLA_FLAGS once, when the first backend starts.
+  """
+  env = os.environ if environ is None else environ
+  if env.get(ENV_OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
+    return []
+  current = env.get("XLA_FLAGS", "")
+  named = {_flag_name(f) for f in current.split()}
+  added = [f for f in CPU_DEFAULTS if _flag_name(f) not in named]
+  if not added:
+    return []
+  env["XLA_FLAGS"] = " ".join([current.strip()] + added).strip()
+  if environ is None and _backends_started():
+    warnings.warn(f"ssljax.xla_flags.apply_cpu_defaults() was called after JAX started its backends, so "
+                  f"{added} take effect only in new processes; call it before the first JAX computation.",
+                  stacklevel=2)
+  return added
+
+
+def _backends_started() -> bool:
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):  # a JAX without this helper: cannot tell, do not warn
+    return False

@@ -1,0 +1,59 @@
+"""ssljax's default XLA:CPU flags: how they are added, and that they reach the compiled program."""
+import subprocess
+import sys
+import textwrap
+
+from ssljax import xla_flags
+
+FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+
+
+def test_appends_to_existing_flags_and_is_idempotent():
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  added = xla_flags.apply_cpu_defaults(env)
+  assert added == list(xla_flags.CPU_DEFAULTS) and added[0].startswith(FLAG + "=")
+  assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2", *added]
+  assert xla_flags.apply_cpu_defaults(env) == []          # a second call adds nothing
+  assert env["XLA_FLAGS"].split().count(added[0]) == 1
+
+
+def test_users_own_setting_wins_and_opt_out():
+  env = {"XLA_FLAGS": f"{FLAG}= --foo=1"}
+  assert xla_flags.apply_cpu_defaults(env) == []
+  assert env["XLA_FLAGS"] == f"{FLAG}= --foo=1"
+  env = {xla_flags.ENV_OPT_OUT: "0"}
+  assert xla_flags.apply_cpu_defaults(env) == [] and "XLA_FLAGS" not in env
+  env = {}
+  assert xla_flags.apply_cpu_defaults(env) and env["XLA_FLAGS"] == " ".join(xla_flags.CPU_DEFAULTS)
+
+
+_PROBE = textwrap.dedent("""
+    import sys
+    from ssljax import xla_flags
+    if sys.argv[1] == "on":
+      xla_flags.apply_cpu_defaults()
+    import jax, jax.numpy as jnp
+    x = jnp.ones((8, 16, 16, 32)); w = jnp.ones((3, 3, 32, 32))   # big enough for YNNPACK
+    f = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    text = f.lower(x, w).compile().as_text()
+    lines = text.splitlines()
+    print("YNN" if any("ynn_fusion" in l for l in lines) else "NOYNN",
+          sum("convolution(" in l for l in lines))
+""")
+
+
+def _probe(mode):
+  env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+  out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env=env,
+                       timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  return out.stdout.split()
+
+
+def test_convolutions_leave_ynnpack_only_with_the_defaults():
+  """Without the defaults this jaxlib puts the conv in a YNNPACK fusion; with them it does not."""
+  off, on = _probe("off"), _probe("on")
+  assert int(on[1]) >= 1 and int(off[1]) >= 1
+  assert off[0] == "YNN", "this jaxlib no longer sends convolutions to YNNPACK: revisit the default"
+  assert on[0] == "NOYNN"
