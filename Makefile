@@ -33,3 +33,5 @@ bench-methods: setup
 bench-peer: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.peer_throughput --profile
+	$(PY) -m benchmarks.data_pipeline_peer
+	$(PY) -m benchmarks.time_to_accuracy
