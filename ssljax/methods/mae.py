@@ -21,7 +21,7 @@ here because the cls token receives no loss signal in MAE pretraining.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -56,14 +56,26 @@ class MAEDecoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, visible: jax.Array, keep: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, visible: jax.Array, keep: jax.Array, cls: Optional[jax.Array] = None,
+               train: bool = False) -> jax.Array:
+    """visible [N, K, D], keep [N, K], optional encoder cls token [N, D] -> [N, P, patch_dim].
+
+    As in the reference decoder, the encoder's cls token (when it has one) is embedded with the
+    patch tokens, enters the decoder blocks first with a zero positional embedding, and is dropped
+    before the prediction head.
+    """
     num_patches = self.grid * self.grid
-    x = nn.Dense(self.width, dtype=self.dtype, param_dtype=jnp.float32, name="embed")(visible)
+    embed = nn.Dense(self.width, dtype=self.dtype, param_dtype=jnp.float32, name="embed")
+    x = embed(visible)
     mask_token = self.param("mask_token", nn.initializers.normal(0.02), (self.width,), jnp.float32)
     x = _masked.scatter(x, keep, mask_token, num_patches)                       # [N, P, Dd]
     x = x + vit_lib.sincos_2d_posemb(self.grid, self.grid, self.width).astype(x.dtype)[None]
+    if cls is not None:
+      x = jnp.concatenate([embed(cls)[:, None].astype(x.dtype), x], axis=1)
     x = _masked.TransformerStack(self.depth, self.num_heads, self.mlp_ratio, self.attention_impl,
                                  self.dtype, name="blocks")(x, train=train)
+    if cls is not None:
+      x = x[:, 1:]
     return nn.Dense(self.patch_dim, dtype=self.dtype, param_dtype=jnp.float32,
                     name="pred")(x).astype(jnp.float32)
 
@@ -83,6 +95,7 @@ class MAE(base.Method):
         decoder_heads=16,
         decoder_mlp_ratio=4.0,
         norm_pix=True,
+        decoder_cls=True,            # feed the encoder's cls token to the decoder (reference code)
         feature_pool="patch_mean",   # 'patch_mean' | 'backbone' (the ViT's own pooling)
     ))
 
@@ -113,6 +126,7 @@ class MAE(base.Method):
         grid=self.grid, patch_dim=0, mlp_ratio=self.cfg.decoder_mlp_ratio,
         attention_impl=self.backbone.attention_impl, dtype=self.backbone.dtype)
     self._p = p
+    self._use_cls = self.cfg.decoder_cls and self.backbone.pool == "cls"
 
   def view_spec(self) -> ViewSpec:
     return ViewSpec(global_crops=1, global_size=self.config.data.image_size,
@@ -128,7 +142,8 @@ class MAE(base.Method):
     keep = batch["keep_indices"]
     b_params = self.backbone.init({"params": b_rng}, x, keep_indices=keep)["params"]
     visible = jnp.zeros((x.shape[0], keep.shape[1], self.backbone.width), jnp.float32)
-    d_params = self._decoder_for(x.shape[-1]).init({"params": d_rng}, visible, keep)["params"]
+    cls = jnp.zeros((x.shape[0], self.backbone.width), jnp.float32) if self._use_cls else None
+    d_params = self._decoder_for(x.shape[-1]).init({"params": d_rng}, visible, keep, cls)["params"]
     return {"backbone": b_params, "decoder": d_params}, {}
 
   def predict(self, params, images, keep, train=False, rng=None):
@@ -136,8 +151,9 @@ class MAE(base.Method):
     rngs = {"dropout": rng} if (train and rng is not None) else None
     tokens = self.backbone.apply({"params": params["backbone"]}, images, train=train,
                                  keep_indices=keep, return_tokens=True, rngs=rngs)
+    cls = tokens["cls"] if self._use_cls else None
     return self._decoder_for(images.shape[-1]).apply({"params": params["decoder"]},
-                                                     tokens["patches"], keep)
+                                                     tokens["patches"], keep, cls)
 
   def loss(self, params, state, batch, rng, step):
     del step
