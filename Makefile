@@ -23,15 +23,19 @@ bench: setup
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.startup
 	$(PY) -m benchmarks.mae_flops
+	$(PY) -m benchmarks.xla_cpu_flags
+	$(PY) -m benchmarks.readme_summary
 
 # Trains every method's digits config (2-4 minutes each): the README methods table.
 bench-methods: setup
 	$(PY) -m benchmarks.methods_digits
 
-# ssljax vs lightly (PyTorch) train-step throughput, side by side (~30 min on 2 shared cores, so
-# not in `bench`): installs the peer env (.venv-peer/) once, then writes its section of BENCHMARKS.md.
+# ssljax vs lightly / torchvision (PyTorch), side by side: train-step throughput, data pipeline, time
+# to accuracy (~45 min on 2 shared cores, so not in `bench`). Installs the peer env (.venv-peer/)
+# once, then each script writes its section of BENCHMARKS.md; the README summary is refreshed last.
 bench-peer: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.peer_throughput --profile
 	$(PY) -m benchmarks.data_pipeline_peer
 	$(PY) -m benchmarks.time_to_accuracy
+	$(PY) -m benchmarks.readme_summary
