@@ -37,7 +37,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import _peer  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.data_loading import make_jpeg_folder  # noqa: E402
 from benchmarks.peer_throughput import PEER_PYTHON, pin_threads  # noqa: E402
@@ -178,46 +178,23 @@ class SsljaxPipeline:
     del self.it, self.ds
 
 
-class TorchPipeline:
+class TorchPipeline(_peer.LineWorker):
   """benchmarks/_torch_pipeline_worker.py under the peer venv, driven line by line."""
 
   def __init__(self, folder: str, size: int, batch: int, workers: int, threads: int,
                aug: dict[str, Any], blur: str = "torchvision", python: str = PEER_PYTHON):
-    if not os.path.exists(python):
-      raise FileNotFoundError(f"{python} not found: run `bash benchmarks/peer_env.sh` first")
     cmd = [python, WORKER, "--folder", folder, "--size", str(size), "--batch", str(batch),
            "--workers", str(workers), "--threads", str(threads), "--aug", json.dumps(aug),
            "--blur", blur]
-    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                 cwd=ROOT, bufsize=1)
-    self.info = self._read()
-
-  def _read(self) -> dict[str, Any]:
-    line = self.proc.stdout.readline()
-    if not line:
-      self.proc.wait()
-      raise RuntimeError(f"torch pipeline worker exited with {self.proc.returncode}")
-    return json.loads(line)
+    super().__init__(cmd, "torch pipeline worker")
 
   def pids(self) -> list[int]:
     """The worker process and its DataLoader workers."""
     return [self.proc.pid] + _children(self.proc.pid)
 
   def run(self, skip: int, seconds: float) -> tuple[int, float]:
-    self.proc.stdin.write(f"run {skip} {seconds}\n")
-    self.proc.stdin.flush()
-    out = self._read()
+    out = self._ask(f"run {skip} {seconds}")
     return out["images"], out["seconds"]
-
-  def close(self) -> None:
-    if self.proc.poll() is None:
-      try:
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        self.proc.wait(timeout=30)
-      except (BrokenPipeError, subprocess.TimeoutExpired):
-        self.proc.kill()
-        self.proc.wait()
 
 
 def interleave(runners: dict[str, Callable[[int, float], tuple[int, float]]], skip: int,
@@ -375,21 +352,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                        f"torch.set_num_threads(1) in the main process and in each worker)",
             "peer": ", ".join(f"{k} {v}" for k, v in versions.items()),
             "ssljax side": f"grain {getattr(grain, '__version__', '?')}, "
-                           f"Pillow {_version('pillow')}, numpy {_version('numpy')}",
+                           f"Pillow {_peer.version('pillow')}, numpy {_peer.version('numpy')}",
             "timed per cell": f"{args.rounds} chunks of ~{args.chunk:g} s per side (each after "
                               f"draining the prefetched batches), after {args.warmup:g} s warm-up",
             "folder": ", ".join(f"{n} JPEGs of {s}x{s} (quality 90) in 4 class folders, batch {b}"
                                 for s, n, b in cases)}
     report.write_section(SECTION, table + notes, meta)
   return rows
-
-
-def _version(name: str) -> str:
-  try:
-    from importlib.metadata import version
-    return version(name)
-  except Exception:  # pragma: no cover
-    return "?"
 
 
 if __name__ == "__main__":

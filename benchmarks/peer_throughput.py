@@ -32,17 +32,17 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import _peer  # noqa: E402
 from benchmarks import report  # noqa: E402  (report imports jax lazily)
 
 ROOT = report.ROOT
-PEER_PYTHON = os.path.join(ROOT, ".venv-peer", "bin", "python")
+PEER_PYTHON = _peer.PEER_PYTHON
 WORKER = os.path.join(ROOT, "benchmarks", "_lightly_worker.py")
 SECTION = "Train-step throughput vs lightly"
 MODELS = ("resnet18_simclr", "vit_tiny_dino")
@@ -125,15 +125,7 @@ class SsljaxStep:
     images = jax.random.normal(jax.random.PRNGKey(1), (b, 2, s, s, 3), jnp.float32)
     self.batch = {"global": images}
     method = self.method
-
-    def init():
-      init_rng, train_rng = jax.random.split(jax.random.PRNGKey(0))
-      params, method_state = method.init(init_rng, self.batch)
-      return train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                              opt_state=tx.init(params), method_state=method_state, rng=train_rng,
-                              skipped=jnp.zeros((), jnp.int32))
-
-    self.state = jax.jit(init)()
+    self.state = jax.jit(train.make_init_fn(method, tx, self.batch, seed=0))()
     self.num_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
     self.step_fn = jax.jit(train.make_train_step(method, tx, lr_fn), donate_argnums=(0,))
     self.compile_s = None
@@ -164,42 +156,19 @@ class SsljaxStep:
 # ---------------------------------------------------------------------------------------------
 
 
-class PeerWorker:
+class PeerWorker(_peer.LineWorker):
   """benchmarks/_lightly_worker.py under the peer venv, driven line by line."""
 
   def __init__(self, model: str, batch: int, threads: int, size: int = 32, tiny: bool = False,
                python: str = PEER_PYTHON):
-    if not os.path.exists(python):
-      raise FileNotFoundError(f"{python} not found: run `bash benchmarks/peer_env.sh` first")
     cmd = [python, WORKER, "--model", model, "--batch", str(batch), "--threads", str(threads),
            "--size", str(size)] + (["--tiny"] if tiny else [])
-    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                 cwd=ROOT, bufsize=1)
-    self.info = self._read()
-
-  def _read(self) -> dict[str, Any]:
-    line = self.proc.stdout.readline()
-    if not line:
-      self.proc.wait()
-      raise RuntimeError(f"lightly worker exited with {self.proc.returncode}")
-    return json.loads(line)
+    super().__init__(cmd, "lightly worker")
 
   def run(self, n: int) -> list[float]:
-    self.proc.stdin.write(f"run {n}\n")
-    self.proc.stdin.flush()
-    out = self._read()
+    out = self._ask(f"run {n}")
     self.last_loss = out["loss"]
     return out["times"]
-
-  def close(self) -> None:
-    if self.proc.poll() is None:
-      try:
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        self.proc.wait(timeout=30)
-      except (BrokenPipeError, subprocess.TimeoutExpired):
-        self.proc.kill()
-        self.proc.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,20 +402,12 @@ def main(argv=None) -> list[dict[str, Any]]:
             "threads": f"{args.threads} (both processes pinned to CPUs {cpus} with sched_setaffinity; "
                        f"torch.set_num_threads({args.threads}), OMP/MKL_NUM_THREADS={args.threads})",
             "peer": ", ".join(f"{k} {v}" for k, v in versions.items()),
-            "ssljax side": f"jax {jax.__version__}, flax {_version('flax')}, optax {_version('optax')}",
+            "ssljax side": f"jax {jax.__version__}, flax {_peer.version('flax')}, optax {_peer.version('optax')}",
             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(none)",
             "steps timed per side": f"{args.rounds} x {args.chunk} (B < 128), {args.rounds_large} x "
                                     f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps"}
     report.write_section(SECTION, table + notes, meta)
   return rows
-
-
-def _version(name: str) -> str:
-  try:
-    from importlib.metadata import version
-    return version(name)
-  except Exception:  # pragma: no cover
-    return "?"
 
 
 if __name__ == "__main__":

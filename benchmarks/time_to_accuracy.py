@@ -35,7 +35,6 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import _peer  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks.peer_throughput import PEER_PYTHON, pin_threads  # noqa: E402
 
@@ -160,7 +160,6 @@ class SsljaxRun:
 
   def __init__(self, config):
     import jax
-    import jax.numpy as jnp
 
     from ssljax import config as config_lib
     from ssljax import methods as methods_lib
@@ -181,15 +180,7 @@ class SsljaxRun:
         local_batch_size=config.batch_size)))   # shapes only: a separate iterator
     method = self.method
 
-    def init():   # as the Trainer: zeros of the batch's shapes
-      init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-      batch = {k: jnp.zeros(v.shape, v.dtype) for k, v in example.items()}
-      params, method_state = method.init(init_rng, batch)
-      return train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                              opt_state=tx.init(params), method_state=method_state, rng=train_rng,
-                              skipped=jnp.zeros((), jnp.int32))
-
-    self.state = jax.jit(init)()
+    self.state = jax.jit(train.make_init_fn(method, tx, example, config.seed))()   # as the Trainer
     self.initial_torch_state = torch_state_dict(self.state.params, self.state.method_state,
                                                 config.model.depth)
     step_fn = jax.jit(train.make_train_step(method, tx, lr_fn), donate_argnums=(0,))
@@ -229,29 +220,13 @@ def export_peer_inputs(path: str, config, data: dict[str, np.ndarray],
            eval_eval_x=data["eval_eval_x"], **{f"w/{k}": v for k, v in initial_state.items()})
 
 
-class LightlyRun:
+class LightlyRun(_peer.LineWorker):
   """benchmarks/_lightly_digits_worker.py under the peer venv, driven line by line."""
 
   def __init__(self, data_path: str, threads: int, python: str = PEER_PYTHON):
-    if not os.path.exists(python):
-      raise FileNotFoundError(f"{python} not found: run `bash benchmarks/peer_env.sh` first")
-    self.proc = subprocess.Popen([python, WORKER, "--data", data_path, "--threads", str(threads)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                                 bufsize=1)
-    self.info = self._read()
+    super().__init__([python, WORKER, "--data", data_path, "--threads", str(threads)],
+                     "lightly digits worker")
     self.steps, self.loss = 0, float("nan")
-
-  def _read(self) -> dict[str, Any]:
-    line = self.proc.stdout.readline()
-    if not line:
-      self.proc.wait()
-      raise RuntimeError(f"lightly digits worker exited with {self.proc.returncode}")
-    return json.loads(line)
-
-  def _ask(self, line: str) -> dict[str, Any]:
-    self.proc.stdin.write(line + "\n")
-    self.proc.stdin.flush()
-    return self._read()
 
   def train(self, n: int) -> float:
     out = self._ask(f"train {n}")
@@ -262,16 +237,6 @@ class LightlyRun:
     self._ask(f"features {path}")
     with np.load(path) as f:
       return f["train"], f["eval"]
-
-  def close(self) -> None:
-    if self.proc.poll() is None:
-      try:
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        self.proc.wait(timeout=30)
-      except (BrokenPipeError, subprocess.TimeoutExpired):
-        self.proc.kill()
-        self.proc.wait()
 
 
 def knn(config, data: dict[str, np.ndarray], train_f: np.ndarray, eval_f: np.ndarray) -> float:
@@ -434,8 +399,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                        f"{args.threads} in a start-up timing of its forward + backward (median s "
                        f"by thread count: {_round(result['thread_calibration'])})",
             "peer": ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
-            "ssljax side": f"jax {jax.__version__}, flax {_version('flax')}, optax {_version('optax')}, "
-                           f"grain {_version('grain')}",
+            "ssljax side": f"jax {jax.__version__}, flax {_peer.version('flax')}, optax {_peer.version('optax')}, "
+                           f"grain {_peer.version('grain')}",
             "params": f"ssljax {result['params']['ssljax']:,} (incl. an unused mask token), "
                       f"lightly {result['params']['lightly']:,}",
             "ssljax compile": f"{result['compile_s']:.1f} s (in ssljax's clock)"}
@@ -445,14 +410,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def _round(d: dict) -> dict:
   return {k: round(v, 3) for k, v in d.items()}
-
-
-def _version(name: str) -> str:
-  try:
-    from importlib.metadata import version
-    return version(name)
-  except Exception:  # pragma: no cover
-    return "?"
 
 
 if __name__ == "__main__":

@@ -92,6 +92,22 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
 # ---------------------------------------------------------------------------------------------
 
 
+def make_init_fn(method, tx, example, seed: int):
+  """() -> a fresh TrainState for batches shaped like `example` (arrays or ShapeDtypeStructs).
+
+  Parameters depend only on the shapes (the method is initialised on zeros) and on `seed`; jit it
+  (with out_shardings to shard the state). The Trainer and the benchmarks start from this.
+  """
+  def init():
+    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
+    batch = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), example)
+    params, method_state = method.init(init_rng, batch)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      method_state=method_state, rng=train_rng, skipped=jnp.zeros((), jnp.int32))
+
+  return init
+
+
 class Trainer:
   """Builds everything a run needs from `config`; `run()` trains to `config.total_steps`."""
 
@@ -142,16 +158,7 @@ class Trainer:
             for k, v in record.items()}
 
   def _init_fn(self, example):
-    seed = self.config.seed
-
-    def init():
-      init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
-      batch = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), example)
-      params, method_state = self.method.init(init_rng, batch)
-      return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params),
-                        method_state=method_state, rng=train_rng, skipped=jnp.zeros((), jnp.int32))
-
-    return init
+    return make_init_fn(self.method, self.tx, example, self.config.seed)
 
   def initial_state(self) -> tuple[TrainState, int | None]:
     """(state, restored step): the latest checkpoint if there is one, else a fresh init."""

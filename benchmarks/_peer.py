@@ -1,0 +1,57 @@
+"""What the side-by-side benchmarks share: the line-protocol peer worker and package versions."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any, Sequence
+
+from benchmarks import report
+
+PEER_PYTHON = os.path.join(report.ROOT, ".venv-peer", "bin", "python")
+
+
+class LineWorker:
+  """A worker process (e.g. under the peer venv) that answers one JSON line per request line.
+
+  The worker prints one JSON line when ready (kept as `info`), then one per request; 'quit' ends it.
+  """
+
+  def __init__(self, cmd: Sequence[str], name: str):
+    if not os.path.exists(cmd[0]):
+      raise FileNotFoundError(f"{cmd[0]} not found: run `bash benchmarks/peer_env.sh` first")
+    self.name = name
+    self.proc = subprocess.Popen(list(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 cwd=report.ROOT, bufsize=1)
+    self.info = self._read()
+
+  def _read(self) -> dict[str, Any]:
+    line = self.proc.stdout.readline()
+    if not line:
+      self.proc.wait()
+      raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+    return json.loads(line)
+
+  def _ask(self, line: str) -> dict[str, Any]:
+    self.proc.stdin.write(line + "\n")
+    self.proc.stdin.flush()
+    return self._read()
+
+  def close(self) -> None:
+    if self.proc.poll() is None:
+      try:
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.proc.wait(timeout=30)
+      except (BrokenPipeError, subprocess.TimeoutExpired):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def version(name: str) -> str:
+  """The installed version of package `name`, or '?'."""
+  try:
+    from importlib.metadata import version as _v  # pylint: disable=g-import-not-at-top
+    return _v(name)
+  except Exception:  # pragma: no cover
+    return "?"
