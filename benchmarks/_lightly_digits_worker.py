@@ -40,7 +40,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.peer_throughput import pin_threads  # noqa: E402  (stdlib-only imports: no jax)
+from benchmarks import _peer  # noqa: E402  (stdlib-only imports: no jax)
+from benchmarks.peer_throughput import pin_threads  # noqa: E402
 
 
 def build_model(recipe: dict, posemb):
@@ -110,33 +111,24 @@ def build_model(recipe: dict, posemb):
 
 
 def pick_threads(net, criterion, recipe: dict, max_threads: int, reps: int = 3):
-  """The faster torch intra-op thread count, 1 or `max_threads`, for this model's train step.
+  """The faster torch thread count (1 or `max_threads`) for this model's forward + backward.
 
-  On a shared, oversubscribed machine torch's 2-thread ops can be many times slower than 1 thread
-  (its workers spin-wait on each other); on a quiet one 2 threads win. Times `reps` forward +
-  backward passes (no optimizer step; the weights and BN statistics are restored after) on a random
-  batch at each count, alternating, and keeps the faster median. Returns (threads, {n: median s}).
+  `_peer.fastest_torch_threads` on a random batch, without an optimizer step; the weights and BN
+  statistics are restored after. Returns (threads, {n: median s}).
   """
-  import statistics
   import torch
   b, s, c = recipe["batch_size"], recipe["image_size"], recipe["channels"]
   x = torch.randn(2 * b, c, s, s, generator=torch.Generator().manual_seed(1))
   saved = {k: v.clone() for k, v in net.state_dict().items()}
-  candidates = sorted({1, max_threads})
-  times = {n: [] for n in candidates}
   net.train()
-  for _ in range(reps):
-    for n in candidates:
-      torch.set_num_threads(n)
-      t0 = time.perf_counter()
-      z = net["head"](net["backbone"](x))
-      criterion(z[:b], z[b:]).backward()
-      times[n].append(time.perf_counter() - t0)
+
+  def fwd_bwd():
+    z = net["head"](net["backbone"](x))
+    criterion(z[:b], z[b:]).backward()
+
+  best, medians = _peer.fastest_torch_threads(fwd_bwd, max_threads, reps)
   net.zero_grad(set_to_none=True)
   net.load_state_dict(saved)
-  medians = {n: statistics.median(t) for n, t in times.items()}
-  best = min(candidates, key=medians.get)
-  torch.set_num_threads(best)
   return best, medians
 
 

@@ -9,7 +9,9 @@ that the parent can interleave the two frameworks (A B A B ...):
   parent -> worker: "run N\\n"    worker runs N train steps, answers one JSON line {"times": [s, ...]}
   parent -> worker: "quit\\n"
 The first line the worker prints is {"ready": true, "versions": {...}, "params": n} once the model is
-built. Only the step itself is timed (forward, backward, optimizer, EMA teacher update); the batch is a
+built, with the torch intra-op thread count in use: the faster of 1 and --threads for this step,
+timed at start-up (`_peer.fastest_torch_threads`; --fixed-threads keeps --threads), so that the
+peer gets its better setting on a loaded machine. Only the step itself is timed (forward, backward, optimizer, EMA teacher update); the batch is a
 fixed random tensor made once (no augmentation, no data loading).
 """
 from __future__ import annotations
@@ -19,6 +21,8 @@ import json
 import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _pin(threads: int) -> None:
@@ -136,6 +140,8 @@ def main() -> None:
   parser.add_argument("--size", type=int, default=32)
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--tiny", action="store_true", help="tiny ViT/head, for a smoke test")
+  parser.add_argument("--fixed-threads", action="store_true",
+                      help="always use --threads torch threads (no start-up pick of 1 vs --threads)")
   args = parser.parse_args()
   _pin(args.threads)
   import torch
@@ -145,10 +151,15 @@ def main() -> None:
   import torchvision
 
   step, n_params = build(args.model, args.batch, args.size, args.tiny)
+  calibration = {}
+  if not args.fixed_threads and args.threads > 1:
+    from benchmarks import _peer
+    _, calibration = _peer.fastest_torch_threads(step, args.threads)   # (also warms up)
   versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
               "lightly": lightly.__version__, "python": sys.version.split()[0]}
   print(json.dumps({"ready": True, "versions": versions, "params": n_params,
-                    "threads": torch.get_num_threads(), "cpus": sorted(os.sched_getaffinity(0))}),
+                    "threads": torch.get_num_threads(),
+                    "thread_medians_s": {str(n): t for n, t in calibration.items()}, "cpus": sorted(os.sched_getaffinity(0))}),
         flush=True)
   for line in sys.stdin:
     cmd = line.split()

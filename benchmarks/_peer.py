@@ -55,3 +55,29 @@ def version(name: str) -> str:
     return _v(name)
   except Exception:  # pragma: no cover
     return "?"
+
+
+def fastest_torch_threads(fn, max_threads: int, reps: int = 3) -> tuple[int, dict[int, float]]:
+  """The faster torch intra-op thread count, 1 or `max_threads`, for the work `fn()` does.
+
+  Runs in the peer's worker (needs torch). On a shared, oversubscribed machine torch's
+  multi-thread ops can be several times slower than one thread (its workers spin-wait on each
+  other); on a quiet one `max_threads` wins. Times `reps` calls of `fn` at each count, alternating,
+  keeps the count with the smaller median and leaves torch set to it, so that the peer gets its
+  better setting. Returns (threads, {count: median seconds}).
+  """
+  import statistics
+  import time
+  import torch
+  candidates = sorted({1, max_threads})
+  times = {n: [] for n in candidates}
+  for _ in range(reps):
+    for n in candidates:
+      torch.set_num_threads(n)
+      t0 = time.perf_counter()
+      fn()
+      times[n].append(time.perf_counter() - t0)
+  medians = {n: statistics.median(t) for n, t in times.items()}
+  best = min(candidates, key=medians.get)
+  torch.set_num_threads(best)
+  return best, medians

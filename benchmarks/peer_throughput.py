@@ -20,8 +20,9 @@ lightly side in a worker process under .venv-peer/bin/python (benchmarks/_lightl
 are warmed up (compiled), then timed in alternating chunks (ssljax, lightly, ssljax, ...), so that
 the load of this shared machine hits both alike; the table shows medians over all timed steps.
 Threads: both processes are pinned to the same first N CPUs with sched_setaffinity (XLA:CPU sizes
-its thread pool from the CPUs it may run on) and torch gets torch.set_num_threads(N) with
-OMP/MKL_NUM_THREADS=N.
+its thread pool from the CPUs it may run on) with OMP/MKL_NUM_THREADS=N, and torch's intra-op
+threads are the faster of 1 and N for that step, timed by the worker at start-up (on a loaded
+machine torch's N-thread ops can be slower than one thread; the table shows the count used).
 """
 from __future__ import annotations
 
@@ -205,10 +206,11 @@ def summarize(model: str, batch: int, times: dict[str, list[float]]) -> dict[str
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
   """Markdown table of summarized rows (a 'ratio' column: ssljax images/s over lightly's)."""
   header = ["recipe", "batch", "ssljax ms/step", "lightly ms/step", "ssljax img/s",
-            "lightly img/s", "ratio ssljax/lightly", "steps timed (each)"]
+            "lightly img/s", "ratio ssljax/lightly", "steps timed (each)", "torch threads"]
   body = [[LABELS.get(r["model"], r["model"]), r["batch"], f"{r['ssljax_ms']:.0f}",
            f"{r['lightly_ms']:.0f}", f"{r['ssljax_ips']:.1f}", f"{r['lightly_ips']:.1f}",
-           f"{r['ratio']:.2f}x", min(r["ssljax_steps"], r["lightly_steps"])] for r in rows]
+           f"{r['ratio']:.2f}x", min(r["ssljax_steps"], r["lightly_steps"]),
+           r.get("torch_threads", "?")] for r in rows]
   return report.markdown_table(header, body)
 
 
@@ -316,7 +318,8 @@ def measure(model: str, batch: int, threads: int, warmup: int, rounds: int, chun
     peer.close()
   row = summarize(model, batch, times)
   row.update(compile_s=compile_s, ssljax_params=ours.num_params, lightly_params=peer.info["params"],
-             ssljax_loss=ours.last_loss, lightly_loss=peer.last_loss)
+             ssljax_loss=ours.last_loss, lightly_loss=peer.last_loss,
+             torch_threads=peer.info.get("threads"))
   log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
   return row, ours, peer.info
 
@@ -400,7 +403,8 @@ def main(argv=None) -> list[dict[str, Any]]:
                                                                  else sys.argv[1:])])
     meta = {"command": command,
             "threads": f"{args.threads} (both processes pinned to CPUs {cpus} with sched_setaffinity; "
-                       f"torch.set_num_threads({args.threads}), OMP/MKL_NUM_THREADS={args.threads})",
+                       f"OMP/MKL_NUM_THREADS={args.threads}; torch intra-op threads: the faster of 1 and "
+                       f"{args.threads} per row, picked by the worker at start-up)",
             "peer": ", ".join(f"{k} {v}" for k, v in versions.items()),
             "ssljax side": f"jax {jax.__version__}, flax {_peer.version('flax')}, optax {_peer.version('optax')}",
             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(none)",

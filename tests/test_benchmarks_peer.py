@@ -3,6 +3,8 @@
 No torch needed: the lightly side is replaced by fake step times.
 """
 import math
+import sys
+import time
 
 import pytest
 
@@ -101,3 +103,26 @@ def test_profile_findings_by_kind():
   (line,) = P.profile_findings("resnet18_simclr", per_op, 1.2, kinds)
   assert "convolution 60%" in line and "dot / matmul 30%" in line and "elementwise 10%" in line
   assert "1000 ms per step" in line
+
+
+def test_fastest_torch_threads_keeps_the_faster_count(monkeypatch):
+  """The peer gets its better thread count: the one with the smaller median, left set in torch."""
+  import types
+  from benchmarks import _peer
+  fake = types.SimpleNamespace(threads=None)
+  fake.set_num_threads = lambda n: setattr(fake, "threads", n)
+  monkeypatch.setitem(sys.modules, "torch", fake)
+  clock = {"t": 0.0}
+  monkeypatch.setattr(time, "perf_counter", lambda: clock["t"])
+
+  def work_costing(cost):           # cost[n]: seconds one call takes at n threads
+    def fn():
+      clock["t"] += cost[fake.threads]
+    return fn
+
+  best, medians = _peer.fastest_torch_threads(work_costing({1: 3.0, 2: 1.0}), 2, reps=3)
+  assert (best, fake.threads, medians) == (2, 2, {1: 3.0, 2: 1.0})
+  best, medians = _peer.fastest_torch_threads(work_costing({1: 1.0, 4: 2.5}), 4, reps=3)
+  assert (best, fake.threads, medians) == (1, 1, {1: 1.0, 4: 2.5})
+  best, medians = _peer.fastest_torch_threads(work_costing({1: 1.0}), 1)   # nothing to pick
+  assert (best, list(medians)) == (1, [1])
