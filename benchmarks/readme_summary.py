@@ -4,7 +4,7 @@
 
 The README's "Benchmarks" section sits between `benchmarks-summary` markers and is rewritten from
 the sections named in SECTIONS, each with the date and machine its script stamped on it; nothing
-is typed by hand. `make bench` and `make bench-peer` run this last.
+is typed by hand. `make bench` and `make bench-more` run this last.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from benchmarks import report
 
 README = os.path.join(report.ROOT, "README.md")
 START, END = "<!-- benchmarks-summary:start -->", "<!-- benchmarks-summary:end -->"
-SECTIONS = ("Train-step throughput vs lightly", "XLA:CPU convolution backend",
+SECTIONS = ("Train-step throughput vs lightly", "XLA:CPU library fusions",
             "Data pipeline vs torchvision", "Time to accuracy vs lightly", "Time to first step")
 STAMP_KEYS = ("date", "platform", "cpu_count", "jax", "command")
 
@@ -35,7 +35,7 @@ def summary(benchmarks_md: str) -> str:
   """The README block: one sub-heading, stamp line and table per section present."""
   sections = parse_sections(benchmarks_md)
   parts = ["Headline tables from [BENCHMARKS.md](BENCHMARKS.md) (its full sections say how each was "
-           "measured; ratios > 1 mean ssljax is faster). Re-measure with `make bench` / `make bench-peer`."]
+           "measured; ratios > 1 mean ssljax is faster). Re-measure with `make bench` (the side-by-side ones) / `make bench-more`."]
   for title in SECTIONS:
     if title not in sections or not sections[title][1]:
       continue

@@ -1,14 +1,18 @@
-"""XLA:CPU convolution backend: YNNPACK (jaxlib's default) vs XLA's own, side by side (issue #10).
+"""XLA:CPU library fusions: jaxlib's YNNPACK fusions vs XLA's own kernels, side by side (issue #10).
 
-  python -m benchmarks.xla_cpu_flags            # conv stack + ResNet-18 SimCLR step, writes BENCHMARKS.md
-  python -m benchmarks.xla_cpu_flags --quick    # conv stack only
+  python -m benchmarks.xla_cpu_flags            # four workloads x three settings, writes BENCHMARKS.md
+  python -m benchmarks.xla_cpu_flags --quick    # conv stack + quickstart step only
 
 Why ssljax's command lines set `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`
-(ssljax/xla_flags.py). XLA reads XLA_FLAGS once per process, so each setting runs in its own worker
-process (this file with --worker), and the two settings are timed in alternating rounds so that the
-load of a shared machine hits both alike. Workloads: (a) forward + backward of four 3x3 64->64
-convolutions + ReLU on [32, 32, 32, 64] (a ResNet-18 stage-1 block pair); (b) one SimCLR train step
-of the CIFAR-stem ResNet-18 of benchmarks/peer_throughput.py at batch 32.
+(ssljax/xla_flags.py). jaxlib 0.10's XLA:CPU hands convolutions, dots, and elementwise and reduce
+fusions to YNNPACK. Three settings: jaxlib's default; convolutions back to XLA's own (Eigen) kernels
+(ssljax's default); no YNNPACK fusion at all. XLA reads XLA_FLAGS once per process, so each
+setting runs in its own worker process (this file with --worker), and the settings
+are timed in alternating rounds so that the load of a shared machine hits them alike. Workloads:
+(a) forward + backward of four 3x3 64->64 convolutions + ReLU on [32, 32, 32, 64] (a ResNet-18
+stage-1 block pair); (b) one SimCLR train step of the CIFAR-stem ResNet-18 and (c) one DINO train step
+of the ViT-Tiny/4 of benchmarks/peer_throughput.py at batch 32; (d) one train step of the quickstart
+(configs/simclr_digits.py: a 3-block ViT of width 64 at 16x16, batch 128) on random images.
 """
 from __future__ import annotations
 
@@ -24,9 +28,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import report  # noqa: E402
 
-SECTION = "XLA:CPU convolution backend"
-SETTINGS = {"jaxlib default (YNNPACK convs)": "",
-            "ssljax default (Eigen convs)": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"}
+SECTION = "XLA:CPU library fusions"
+_YNN = "--xla_cpu_experimental_ynn_fusion_type="
+SETTINGS = {"jaxlib default (YNNPACK fusions)": "",
+            "ssljax default (convolutions to XLA)": _YNN + "-individual_convolution",
+            "no YNNPACK fusion": _YNN + "-individual_convolution,-individual_dot,-dot,-eltwise,-reduce"}
+# (workload, steps per timed run); --quick runs the first and the last.
+WORKLOADS = (("conv_stack", 2), ("resnet18_simclr_b32", 1), ("vit_tiny_dino_b32", 1), ("quickstart", 5))
 
 
 def _worker(workload: str, steps: int) -> None:
@@ -45,9 +53,21 @@ def _worker(workload: str, steps: int) -> None:
       return jnp.sum(y ** 2)
     fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
     run = lambda: jax.block_until_ready(fn(w, x))  # noqa: E731
-  else:
+  else:   # '<peer_throughput model>_b<batch>' (e.g. resnet18_simclr_b32) or 'quickstart'
     from benchmarks import peer_throughput as pt
-    step = pt.SsljaxStep(pt.ssljax_config("resnet18_simclr", 32))
+    if workload == "quickstart":   # configs/simclr_digits.py's step on random 16x16 images
+      import importlib.util
+      spec = importlib.util.spec_from_file_location(
+          "simclr_digits", os.path.join(report.ROOT, "configs", "simclr_digits.py"))
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      config = module.get_config()
+      config.data.source = "synthetic"
+      config.data.synthetic_size = config.data.image_size
+    else:
+      model, batch = workload.rsplit("_b", 1)
+      config = pt.ssljax_config(model, int(batch))
+    step = pt.SsljaxStep(config)
     step.compile()
     run = lambda: step.run(1)  # noqa: E731
   t0 = time.perf_counter()
@@ -64,10 +84,12 @@ def _worker(workload: str, steps: int) -> None:
     print(json.dumps({"times": times}), flush=True)
 
 
-def compare(workload: str, rounds: int, steps: int, log=print) -> list[dict]:
-  """Alternating rounds of both settings; one row per setting with the median time."""
+def compare(workload: str, rounds: int, steps: int, log=print, settings=None) -> list[dict]:
+  """Alternating rounds of each setting ({name: XLA_FLAGS}, SETTINGS by default); one row per
+  setting with the median time and its speedup over the first setting."""
+  settings = SETTINGS if settings is None else settings
   procs = {}
-  for name, flags in SETTINGS.items():
+  for name, flags in settings.items():
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", SSLJAX_XLA_CPU_DEFAULTS="0")
     procs[name] = subprocess.Popen([sys.executable, "-m", "benchmarks.xla_cpu_flags", "--worker", workload,
                                     "--steps", str(steps)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -86,9 +108,9 @@ def compare(workload: str, rounds: int, steps: int, log=print) -> list[dict]:
     for p in procs.values():
       p.stdin.close()
       p.wait(timeout=60)
-  base = statistics.median(times[list(SETTINGS)[0]])
+  base = statistics.median(times[list(settings)[0]])
   rows = []
-  for name in SETTINGS:
+  for name in settings:
     med = statistics.median(times[name])
     rows.append({"workload": workload, "setting": name, "ms": 1e3 * med, "speedup": base / med,
                  "n": len(times[name])})
@@ -99,17 +121,17 @@ def compare(workload: str, rounds: int, steps: int, log=print) -> list[dict]:
 def main(argv=None) -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--worker", default="")
-  parser.add_argument("--steps", type=int, default=2)
-  parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--steps", type=int, default=2, help="(worker) steps per timed run")
+  parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs per setting")
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--no-write", action="store_true")
   args = parser.parse_args(argv)
   if args.worker:
     _worker(args.worker, args.steps)
     return []
-  rows = compare("conv_stack", args.rounds, args.steps)
-  if not args.quick:
-    rows += compare("resnet18_simclr_b32", args.rounds, 1)
+  rows = []
+  for workload, steps in (WORKLOADS[::len(WORKLOADS) - 1] if args.quick else WORKLOADS):
+    rows += compare(workload, args.rounds, steps)
   table = report.markdown_table(["workload", "XLA_FLAGS setting", "median ms", "speedup vs jaxlib default",
                                  "runs timed"],
                                 [[r["workload"], r["setting"], round(r["ms"]), f"{r['speedup']:.2f}x", r["n"]]
@@ -117,9 +139,9 @@ def main(argv=None) -> list[dict]:
   print(table)
   if not args.no_write:
     notes = ("\n\nFlags: " + "; ".join(f"{k}: `{v or '(none)'}`" for k, v in SETTINGS.items())
-             + ". Each setting in its own process, alternating rounds (machine load hits both); "
-             "ssljax's command lines apply the second setting (ssljax/xla_flags.py; opt out with "
-             "SSLJAX_XLA_CPU_DEFAULTS=0).")
+             + ". Each setting in its own process, alternating rounds (machine load hits all alike); "
+             "a median ms is one run of the workload's steps. ssljax's command lines apply the second "
+             "setting (ssljax/xla_flags.py; opt out with SSLJAX_XLA_CPU_DEFAULTS=0).")
     report.write_section(SECTION, table + notes, {"command": "python -m benchmarks.xla_cpu_flags"
                                                   + (" --quick" if args.quick else "")})
   return rows

@@ -24,6 +24,14 @@ Measured (300 steps, CI flags, features from the EMA target encoder, the paper's
 loss 1.02 -> 0.32; context encoder kNN 0.528. Other runs: ema 0.996: 0.622 vs
 0.625; sin-cos + 0.99: 0.647 vs 0.711; sin-cos + 0.999: 0.681 vs 0.711 (0.750 centred). Not yet a
 learning config: the gain is within eval noise, see tests/test_ijepa.py.
+More runs (2026-11-23, same flags; kNN target encoder / random-init 0.625, and on mean-centred
+features / 0.681): 1000 steps 0.644 / 0.683 (rankme 7, falling); 2 or 1 target blocks 0.631 /
+0.683 and 0.631 / 0.678; 2 targets with the whole image as context block 0.639 / 0.686 (step 100);
+learned predictor positions 0.636 / 0.675; predictor width 64, depth 3: 0.622 / 0.667; lr 5e-4:
+0.639 / 0.700; lr 5e-4 with EMA 0.996 / 0.99: 0.633 / 0.694 and 0.572 / 0.656 (rankme 11 / 5);
+patch 2 (8x8 grid): 0.558 vs 0.550. With EMA >= 0.999 the target encoder stays ~86% its init over
+300 steps (the product of the momenta), so its features barely move; with faster EMA the targets
+lose rank. Centring the features (SimpleShot's CL2N) does not change the picture.
 """
 from ssljax.config import base_config
 

@@ -2,10 +2,13 @@
 
 XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK by default. On the 2-core x86 machines ssljax
 is developed on, YNNPACK's convolutions were 6-12x slower than XLA's own (Eigen) ones in a 3x3
-conv stack's forward + backward at ResNet-stage shapes (benchmarks/peer_throughput.py, section
-"XLA:CPU convolution backend" of BENCHMARKS.md), and made a CIFAR ResNet-18 SimCLR step about 2x
-slower. Removing only the individual convolutions from YNNPACK's fusion types keeps YNNPACK for
-dots, elementwise and reduce fusions (ViT steps) and gives convolutions back to Eigen.
+conv stack's forward + backward at ResNet-stage shapes, and made a CIFAR ResNet-18 SimCLR step
+about 3.5x slower (benchmarks/xla_cpu_flags.py, section "XLA:CPU library fusions" of
+BENCHMARKS.md). Removing only the individual convolutions from YNNPACK's fusion types keeps
+YNNPACK for dots, elementwise and reduce fusions and gives convolutions back to Eigen. Turning
+YNNPACK off altogether was measured too: no faster for the ResNet-18 or ViT-Tiny steps, slower for
+the quickstart's tiny ViT. (ViTs have no convolution: their patch embedding is a matmul,
+`ssljax.models.vit.PatchEmbed`.)
 
 `python -m ssljax.main`, `python -m ssljax.finetune` and the benchmarks call `apply_cpu_defaults()`
 first. In your own script or notebook, call it before the first JAX computation:

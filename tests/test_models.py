@@ -250,6 +250,20 @@ def test_patchify_matches_patch_embedding_order(vit_reg):
                              atol=1e-4)
 
 
+def test_patch_embed_is_the_stride_p_convolution_without_a_convolution(vit_reg):
+  """PatchEmbed keeps nn.Conv's parameters and function (old checkpoints load), computed as a matmul:
+  the compiled ViT has no convolution (XLA:CPU's convolutions were its slowest op, ssljax/xla_flags.py)."""
+  model, variables, _, x = vit_reg
+  pe = variables["params"]["patch_embed"]
+  assert pe["kernel"].shape == (4, 4, 3, 32) and pe["bias"].shape == (32,)
+  conv = jax.lax.conv_general_dilated(x, pe["kernel"], (4, 4), "VALID",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC")) + pe["bias"]
+  ours = vit_lib.PatchEmbed(32, 4).apply({"params": pe}, x)
+  np.testing.assert_allclose(ours, conv.reshape(3, 16, 32), atol=1e-5)
+  hlo = _jit(lambda v, x: model.apply(v, x)).lower(variables, x).as_text()
+  assert "convolution" not in hlo
+
+
 def test_vit_attention_goes_through_kernels(monkeypatch):
   from ssljax.kernels import attention as attention_lib
   calls = []

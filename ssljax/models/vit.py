@@ -117,6 +117,27 @@ def sincos_2d_posemb(grid_h: int, grid_w: int, width: int, ref_grid: Optional[in
   return jnp.asarray(emb.reshape(grid_h * grid_w, width), dtype=jnp.float32)
 
 
+class PatchEmbed(nn.Module):
+  """Linear patch embedding [N, H, W, C] -> [N, (H/p) (W/p), width], rows of patches row-major.
+
+  The parameters are a stride-p convolution's ({'kernel': [p, p, C, width], 'bias': [width]}), but
+  it is computed as patchify + one matmul: the same function, with no convolution in the program
+  (XLA:CPU's convolution paths were slower than its dots for this shape; see ssljax/xla_flags.py).
+  """
+  width: int
+  patch_size: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    p, c = self.patch_size, images.shape[-1]
+    kernel = self.param("kernel", _dense_init, (p, p, c, self.width), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.width,), jnp.float32)
+    patches = patchify(images.astype(self.dtype), p)                      # [N, P, p*p*C]
+    w = kernel.reshape(p * p * c, self.width).astype(self.dtype)
+    return jnp.dot(patches, w) + bias.astype(self.dtype)
+
+
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
   """Cuts images into flattened patches in the ViT's token order (MAE's pixel targets).
 
@@ -326,11 +347,8 @@ class ViT(nn.Module):
     p = self.patch_size
     if h % p or w % p:
       raise ValueError(f"ViT image size {h}x{w} is not divisible by patch_size={p}")
-    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", kernel_init=_dense_init,
-                dtype=self.dtype, param_dtype=jnp.float32, name="patch_embed")(
-                    images.astype(self.dtype))
     grid_h, grid_w = h // p, w // p
-    x = x.reshape(n, grid_h * grid_w, self.width)                        # [N, P, D]
+    x = PatchEmbed(self.width, p, self.dtype, name="patch_embed")(images)  # [N, P, D]
 
     mask_token = self.param("mask_token", nn.initializers.zeros, (1, 1, self.width), jnp.float32)
     if token_mask is not None:
