@@ -25,7 +25,7 @@ bench: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.contrastive_memory
 	$(PY) -m benchmarks.startup
-	$(PY) -m benchmarks.peer_throughput --warmup 1 --rounds 3 --chunk 1 --rounds-large 2
+	$(PY) -m benchmarks.peer_throughput --warmup 1 --rounds 3 --chunk 1 --rounds-large 1
 	$(PY) -m benchmarks.data_pipeline_peer
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) -m benchmarks.readme_summary

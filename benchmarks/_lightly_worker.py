@@ -154,7 +154,7 @@ def main() -> None:
   calibration = {}
   if not args.fixed_threads and args.threads > 1:
     from benchmarks import _peer
-    _, calibration = _peer.fastest_torch_threads(step, args.threads)   # (also warms up)
+    _, calibration = _peer.fastest_torch_threads(step, args.threads, reps=2)   # (also warms up)
   versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
               "lightly": lightly.__version__, "python": sys.version.split()[0]}
   print(json.dumps({"ready": True, "versions": versions, "params": n_params,

@@ -486,6 +486,26 @@ def test_dino_head():
     models.DINOHead(out_dim=4, n_layers=0)
 
 
+def test_weight_norm_dense_matches_the_normalised_kernel_formula():
+  """(x @ V) * g / ||V||_col equals x @ (g V / ||V||_col), values and gradients (NumPy / jnp reference)."""
+  from ssljax.models.heads import WeightNormDense
+  x = np.asarray(jax.random.normal(_key(3), (6, 8)))
+  layer = WeightNormDense(32, learn_gain=True)
+  params = _init(layer, x)["params"]
+  params = {"kernel": params["kernel"], "g": jnp.linspace(0.5, 2.0, 32)}
+  v, g = np.asarray(params["kernel"], np.float64), np.asarray(params["g"], np.float64)
+  want = x @ (g * v / np.linalg.norm(v, axis=0, keepdims=True))
+  np.testing.assert_allclose(_jit(layer.apply)({"params": params}, x), want, rtol=1e-5, atol=1e-6)
+
+  def naive(p):
+    w = p["g"] * p["kernel"] / jnp.linalg.norm(p["kernel"], axis=0, keepdims=True)
+    return jnp.sum(jnp.sin(x @ w))
+  ours = jax.grad(lambda p: jnp.sum(jnp.sin(layer.apply({"params": p}, x))))(params)
+  ref = jax.grad(naive)(params)
+  for k in ("kernel", "g"):
+    np.testing.assert_allclose(ours[k], ref[k], rtol=1e-3, atol=1e-4)
+
+
 def test_prototypes_is_bias_free_linear():
   x = jax.random.normal(_key(2), (5, 8))
   out, variables = _init_with_output(models.Prototypes(10), x)
