@@ -1,14 +1,18 @@
 """ssljax's default XLA:CPU flags, applied by the command lines before JAX starts its backend.
 
 XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK by default. On the 2-core x86 machines ssljax
-is developed on, YNNPACK's convolutions were 6-12x slower than XLA's own (Eigen) ones in a 3x3
-conv stack's forward + backward at ResNet-stage shapes, and made a CIFAR ResNet-18 SimCLR step
-about 3.5x slower (benchmarks/xla_cpu_flags.py, section "XLA:CPU library fusions" of
+is developed on, YNNPACK's convolutions were 3.5-12x slower (several runs) than XLA's own (Eigen)
+ones in a 3x3 conv stack's forward + backward at ResNet-stage shapes, and made a CIFAR ResNet-18
+SimCLR step 3.4-4x slower (benchmarks/xla_cpu_flags.py, section "XLA:CPU library fusions" of
 BENCHMARKS.md). Removing only the individual convolutions from YNNPACK's fusion types keeps
 YNNPACK for dots, elementwise and reduce fusions and gives convolutions back to Eigen. Turning
-YNNPACK off altogether was measured too: no faster for the ResNet-18 or ViT-Tiny steps, slower for
-the quickstart's tiny ViT. (ViTs have no convolution: their patch embedding is a matmul,
-`ssljax.models.vit.PatchEmbed`.)
+YNNPACK off altogether was measured too (benchmarks/xla_cpu_flags.py): 1.03-1.13x on a ViT-Tiny
+DINO step, but 0.89-0.95x on ResNet-18 and 0.93x on the quickstart's tiny ViT; so was taking only
+its reduce fusions away (1.12x on a ViT-Tiny DINO step at batch 128, but 0.88x on ResNet-18 and
+0.92x on ViT-Tiny at batch 32). Where one reduction was
+pathological (an axis-0 sum over DINO's [256, 65536] head kernel), the model computes it as a
+matvec instead (`ssljax.models.heads.WeightNormDense`). ViTs have no convolution: their patch
+embedding is a matmul (`ssljax.models.vit.PatchEmbed`).
 
 `python -m ssljax.main`, `python -m ssljax.finetune` and the benchmarks call `apply_cpu_defaults()`
 first. In your own script or notebook, call it before the first JAX computation:
