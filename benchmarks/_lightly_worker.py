@@ -11,8 +11,9 @@ that the parent can interleave the two frameworks (A B A B ...):
 The first line the worker prints is {"ready": true, "versions": {...}, "params": n} once the model is
 built, with the torch intra-op thread count in use: the faster of 1 and --threads for this step,
 timed at start-up (`_peer.fastest_torch_threads`; --fixed-threads keeps --threads), so that the
-peer gets its better setting on a loaded machine. Only the step itself is timed (forward, backward, optimizer, EMA teacher update); the batch is a
-fixed random tensor made once (no augmentation, no data loading).
+peer gets its better setting on a loaded machine. Only the step itself is timed (forward,
+backward, optimizer, EMA teacher update); the batch is a fixed random tensor made once (no
+augmentation, no data loading).
 """
 from __future__ import annotations
 
@@ -159,7 +160,8 @@ def main() -> None:
               "lightly": lightly.__version__, "python": sys.version.split()[0]}
   print(json.dumps({"ready": True, "versions": versions, "params": n_params,
                     "threads": torch.get_num_threads(),
-                    "thread_medians_s": {str(n): t for n, t in calibration.items()}, "cpus": sorted(os.sched_getaffinity(0))}),
+                    "thread_medians_s": {str(n): t for n, t in calibration.items()},
+                    "cpus": sorted(os.sched_getaffinity(0))}),
         flush=True)
   for line in sys.stdin:
     cmd = line.split()
