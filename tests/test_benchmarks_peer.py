@@ -3,6 +3,7 @@
 No torch needed: the lightly side is replaced by fake step times.
 """
 import math
+import os
 import sys
 import time
 
@@ -126,3 +127,17 @@ def test_fastest_torch_threads_keeps_the_faster_count(monkeypatch):
   assert (best, fake.threads, medians) == (1, 1, {1: 1.0, 4: 2.5})
   best, medians = _peer.fastest_torch_threads(work_costing({1: 1.0}), 1)   # nothing to pick
   assert (best, list(medians)) == (1, [1])
+
+
+@pytest.mark.skipif(not os.path.exists(P.PEER_PYTHON), reason="needs .venv-peer (bash benchmarks/peer_env.sh)")
+def test_lightly_worker_picks_threads_and_steps():
+  """The real lightly worker (tiny DINO): reports the thread count it picked and its timings, then steps."""
+  worker = P.PeerWorker("vit_tiny_dino", 4, threads=2, tiny=True)
+  try:
+    info = worker.info
+    assert set(info["thread_medians_s"]) == {"1", "2"}
+    assert info["threads"] == min((1, 2), key=lambda n: info["thread_medians_s"][str(n)])
+    times = worker.run(2)
+    assert len(times) == 2 and all(t > 0 for t in times) and math.isfinite(worker.last_loss)
+  finally:
+    worker.close()
