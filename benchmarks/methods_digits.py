@@ -12,7 +12,6 @@ on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -41,10 +40,7 @@ def digits_configs() -> dict[str, str]:
 
 
 def load(path: str):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return report.load_config(path)
 
 
 def run_one(name: str, path: str, steps: int | None) -> list:

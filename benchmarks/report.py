@@ -11,6 +11,7 @@ machine (platform, CPU count, accelerator) and the JAX version.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import os
 import platform
 import re
@@ -20,6 +21,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PATH = os.path.join(ROOT, "BENCHMARKS.md")
 HEADER = ("# ssljax benchmarks\n\nWritten by the scripts in `benchmarks/` (each owns one section; "
           "re-run a script to refresh its section).\n")
+
+
+def load_config(path: str):
+  """`get_config()` of a config file (e.g. configs/simclr_digits.py), loaded by path."""
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def machine() -> dict[str, Any]:

@@ -32,7 +32,6 @@ steps, and ssljax's compilation) until the first evaluation at or above each of 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -56,10 +55,7 @@ SECTION = "Time to accuracy vs lightly"
 
 def load_config(steps: int | None = None):
   """configs/simclr_digits.py's config (total_steps overridden by `steps`)."""
-  spec = importlib.util.spec_from_file_location("simclr_digits_config", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = report.load_config(CONFIG)
   if steps:
     config.total_steps = steps
   config.progress_bar = False

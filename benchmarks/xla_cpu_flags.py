@@ -56,12 +56,7 @@ def _worker(workload: str, steps: int) -> None:
   else:   # '<peer_throughput model>_b<batch>' (e.g. resnet18_simclr_b32) or 'quickstart'
     from benchmarks import peer_throughput as pt
     if workload == "quickstart":   # configs/simclr_digits.py's step on random 16x16 images
-      import importlib.util
-      spec = importlib.util.spec_from_file_location(
-          "simclr_digits", os.path.join(report.ROOT, "configs", "simclr_digits.py"))
-      module = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(module)
-      config = module.get_config()
+      config = report.load_config(os.path.join(report.ROOT, "configs", "simclr_digits.py"))
       config.data.source = "synthetic"
       config.data.synthetic_size = config.data.image_size
     else:
