@@ -9,10 +9,14 @@ YNNPACK for dots, elementwise and reduce fusions and gives convolutions back to 
 YNNPACK off altogether was measured too (benchmarks/xla_cpu_flags.py): 1.03-1.13x on a ViT-Tiny
 DINO step, but 0.89-0.95x on ResNet-18 and 0.93x on the quickstart's tiny ViT; so was taking only
 its reduce fusions away (1.12x on a ViT-Tiny DINO step at batch 128, but 0.88x on ResNet-18 and
-0.92x on ViT-Tiny at batch 32). Where one reduction was
-pathological (an axis-0 sum over DINO's [256, 65536] head kernel), the model computes it as a
-matvec instead (`ssljax.models.heads.WeightNormDense`). ViTs have no convolution: their patch
-embedding is a matmul (`ssljax.models.vit.PatchEmbed`).
+0.92x on ViT-Tiny at batch 32); so was taking away only its dot fusions (1.22x on ViT-Tiny DINO
+at batch 32, 0.98x at batch 128, 0.86x on ResNet-18). Where a reduction was pathological (sums over
+the leading axis of DINO's 65536-wide head arrays: the weight-norm column norms and their
+gradient, the teacher centre, a batch-mean metric), the code computes it as a matvec instead
+(`ssljax.reductions`, used by `ssljax.models.heads.WeightNormDense` and
+`ssljax.losses.update_center`); `ssljax.losses.dino_loss` sums its view pairs without the
+contraction that XLA:CPU laid out with transposing copies of both [V, N, K] arrays. ViTs have
+no convolution: their patch embedding is a matmul (`ssljax.models.vit.PatchEmbed`).
 
 `python -m ssljax.main`, `python -m ssljax.finetune` and the benchmarks call `apply_cpu_defaults()`
 first. In your own script or notebook, call it before the first JAX computation:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ssljax import reductions
 from ssljax.losses.contrastive import l2_normalize
 
 
@@ -71,10 +72,13 @@ def dino_loss(
     raise ValueError(f"dino_loss: need 1 <= Vt <= Vs and Vs >= 2, got Vt={vt}, Vs={vs}")
   t = _teacher_probs(teacher, center, teacher_temp)
   log_s = jax.nn.log_softmax(student.astype(jnp.float32) / student_temp, axis=-1)
-  # ce[i, j] = mean over the batch of the cross entropy of teacher view i vs student view j.
-  ce = -jnp.einsum("ink,jnk->ij", t, log_s) / n
-  pair = ~jnp.eye(vt, vs, dtype=bool)
-  return jnp.sum(jnp.where(pair, ce, 0.0)) / (vt * (vs - 1))
+  # The sum over pairs i != j of <t_i, log_s_j> is linear in log_s, so it equals
+  # sum_i <t_i, S - log_s_i> with S = sum_j log_s_j: Vt multiply-and-sum passes over [N, K]
+  # instead of a [Vt, N*K] x [N*K, Vs] contraction (which XLA:CPU lays out with a transposing
+  # copy of both [V, N, K] arrays, ~0.2 s of a ViT-Tiny DINO step at batch 128).
+  s_all = sum(log_s[j] for j in range(vs))   # elementwise adds, not a leading-axis reduce
+  total = sum(jnp.sum(t[i] * (s_all - log_s[i])) for i in range(vt))
+  return -total / (n * vt * (vs - 1))
 
 
 def update_center(center: jax.Array, teacher: jax.Array, momentum: float = 0.9) -> jax.Array:
@@ -91,7 +95,7 @@ def update_center(center: jax.Array, teacher: jax.Array, momentum: float = 0.9) 
     [K] float32: m * center + (1 - m) * mean_{v, n} teacher[v, n].
   """
   teacher = jax.lax.stop_gradient(teacher.astype(jnp.float32))
-  batch_center = jnp.mean(teacher, axis=(0, 1))
+  batch_center = reductions.leading_mean(teacher, 2)   # = mean over axes (0, 1), as a matvec
   return jax.lax.stop_gradient(center.astype(jnp.float32)) * momentum + batch_center * (1.0 - momentum)
 
 

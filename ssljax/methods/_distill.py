@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 
 from ssljax import losses
+from ssljax import reductions
 from ssljax import schedules
 from ssljax.data.augment import ViewSpec
 from ssljax.methods import base
@@ -434,7 +435,7 @@ class SelfDistillation(base.Method):
     metrics = {"dino_loss": dino, "teacher_temp": temp,
                "teacher_momentum": self.teacher_momentum(step),
                "teacher_entropy": jnp.mean(_entropy(t_probs)),
-               "teacher_marginal_entropy": _entropy(jnp.mean(t_probs, axis=(0, 1)))}
+               "teacher_marginal_entropy": _entropy(reductions.leading_mean(t_probs, 2))}
     total = dino
     if self.masked_patches:
       patch, new_state = self._patch_loss(out, state, new_state, patch_temp)

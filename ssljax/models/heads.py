@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssljax import reductions
+
 _BN_MOMENTUM = 0.9
 _BN_EPS = 1e-5
 _trunc_init = nn.initializers.truncated_normal(stddev=0.02)
@@ -152,7 +154,7 @@ class WeightNormDense(nn.Module):
     if self.learn_gain:
       scale = scale * self.param("g", nn.initializers.ones, (self.features,), jnp.float32)
     y = jnp.dot(x.astype(self.dtype), v.astype(self.dtype)).astype(jnp.float32)
-    return y * scale[None, :]
+    return reductions.scale_columns(y, scale)   # its gradient for `scale` is a matvec too
 
 
 class Prototypes(nn.Module):
