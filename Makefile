@@ -30,9 +30,12 @@ bench: setup
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) -m benchmarks.readme_summary
 
-# The other measurements (~10 minutes): attention kernel, data loading, MAE encoder FLOPs, and the
-# XLA:CPU library-fusion settings behind ssljax/xla_flags.py.
+# The other measurements (~13 minutes): attention kernel, data loading, MAE encoder FLOPs, the
+# XLA:CPU library-fusion settings behind ssljax/xla_flags.py, and the DINO recipe's ViT backbone
+# alone vs torchvision's (forward / backward: where the DINO throughput gap is).
 bench-more: setup
+	bash benchmarks/peer_env.sh
+	$(PY) -m benchmarks.peer_throughput --breakdown --warmup 1 --rounds 3 --chunk 1 --rounds-large 2
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.mae_flops

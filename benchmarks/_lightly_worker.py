@@ -35,7 +35,8 @@ def _pin(threads: int) -> None:
 
 
 def build(model: str, batch: int, size: int, tiny: bool = False):
-  """(step_fn, n_params) for `model` in {'resnet18_simclr', 'vit_tiny_dino'}."""
+  """(step_fn, n_params) for `model`: a train step ('resnet18_simclr', 'vit_tiny_dino') or the
+  ViT backbone alone ('vit_tiny_backbone_fwd' / '_grad', for peer_throughput --breakdown)."""
   import torch
   from torch import nn
   import torchvision
@@ -72,6 +73,26 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
       opt.zero_grad(set_to_none=True)
       loss.backward()
       opt.step()
+      return loss
+
+    return step, sum(p.numel() for p in net.parameters())
+
+  if model.startswith("vit_tiny_backbone"):   # peer_throughput --breakdown: the backbone alone
+    from torchvision.models.vision_transformer import VisionTransformer
+    width, depth, heads = (32, 1, 2) if tiny else (192, 12, 3)
+    net = VisionTransformer(image_size=size, patch_size=4, num_layers=depth, num_heads=heads,
+                            hidden_dim=width, mlp_dim=4 * width)
+    net.heads = nn.Identity()   # [CLS] features, as the DINO recipe's backbone
+    net.train()
+    x = views.reshape(2 * batch, 3, size, size)
+
+    def step():
+      if model.endswith("_fwd"):
+        with torch.no_grad():
+          return net(x).sum()
+      net.zero_grad(set_to_none=True)
+      loss = (net(x) ** 2).sum()
+      loss.backward()
       return loss
 
     return step, sum(p.numel() for p in net.parameters())
@@ -136,7 +157,8 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
 
 def main() -> None:
   parser = argparse.ArgumentParser()
-  parser.add_argument("--model", required=True, choices=["resnet18_simclr", "vit_tiny_dino"])
+  parser.add_argument("--model", required=True, choices=["resnet18_simclr", "vit_tiny_dino",
+                                                         "vit_tiny_backbone_fwd", "vit_tiny_backbone_grad"])
   parser.add_argument("--batch", type=int, required=True)
   parser.add_argument("--size", type=int, default=32)
   parser.add_argument("--threads", type=int, default=2)

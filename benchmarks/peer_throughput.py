@@ -4,6 +4,7 @@
   python -m benchmarks.peer_throughput             # full table, writes its section of BENCHMARKS.md
   python -m benchmarks.peer_throughput --quick     # smoke run: batch 32 only, few steps
   python -m benchmarks.peer_throughput --profile   # also: where ssljax's step time goes (XLA ops)
+  python -m benchmarks.peer_throughput --breakdown # the DINO recipe's ViT alone: forward, backward
 
 Two recipes, the same on both sides: (a) SimCLR with a CIFAR-stem ResNet-18 (3x3 stride-1 stem, no
 max-pool), projection 512 -> 2048 (BN, ReLU) -> 128, NT-Xent at temperature 0.5, LARS as in
@@ -46,9 +47,15 @@ ROOT = report.ROOT
 PEER_PYTHON = _peer.PEER_PYTHON
 WORKER = os.path.join(ROOT, "benchmarks", "_lightly_worker.py")
 SECTION = "Train-step throughput vs lightly"
+BREAKDOWN_SECTION = "ViT backbone alone vs torchvision"
 MODELS = ("resnet18_simclr", "vit_tiny_dino")
+# --breakdown: the DINO recipe's ViT-Tiny/4 backbone alone on the same 2B images, to tell the
+# backbone's forward (what the EMA teacher runs) from its backward.
+PARTS = ("vit_tiny_backbone_fwd", "vit_tiny_backbone_grad")
 LABELS = {"resnet18_simclr": "SimCLR, ResNet-18 (CIFAR stem)",
-          "vit_tiny_dino": "DINO, ViT-Tiny/4"}
+          "vit_tiny_dino": "DINO, ViT-Tiny/4",
+          "vit_tiny_backbone_fwd": "ViT-Tiny/4 backbone, forward (no grad)",
+          "vit_tiny_backbone_grad": "ViT-Tiny/4 backbone, forward + backward"}
 
 
 def pin_threads(threads: int) -> list[int]:
@@ -138,18 +145,59 @@ class SsljaxStep:
     self.compile_s = time.perf_counter() - t0
     return self.compile_s
 
+  def _call(self):
+    """One call of the compiled step: (what to wait for, its loss or None)."""
+    self.state, metrics = self.compiled(self.state, self.batch)
+    return (self.state, metrics), metrics["loss"]
+
   def run(self, n: int) -> list[float]:
     import jax
     if self.compile_s is None:
       self.compile()
-    times = []
+    times, loss = [], None
     for _ in range(n):
       t0 = time.perf_counter()
-      self.state, metrics = self.compiled(self.state, self.batch)
-      jax.block_until_ready((self.state, metrics))
+      out, loss = self._call()
+      jax.block_until_ready(out)
       times.append(time.perf_counter() - t0)
-    self.last_loss = float(metrics["loss"])
+    self.last_loss = None if loss is None else float(loss)
     return times
+
+
+class BackboneStep(SsljaxStep):
+  """The DINO recipe's ViT backbone alone on 2B random images: its forward (`grad=False`, as the
+  EMA teacher runs it) or the gradient of sum(features^2) in its parameters (`grad=True`)."""
+
+  def __init__(self, config, grad: bool):  # pylint: disable=super-init-not-called
+    import jax
+    import jax.numpy as jnp
+
+    from ssljax.methods import common
+
+    self.config = config
+    backbone = common.backbone_from_config(config)
+    b, s = config.batch_size, config.data.image_size
+    self.batch = jax.random.normal(jax.random.PRNGKey(1), (2 * b, s, s, 3), jnp.float32)
+    self.state = jax.jit(backbone.init)(jax.random.PRNGKey(0), self.batch)["params"]
+    self.num_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state))
+    apply = lambda p, x: backbone.apply({"params": p}, x, train=grad)  # noqa: E731
+    if grad:
+      self.step_fn = jax.jit(jax.grad(lambda p, x: jnp.sum(apply(p, x) ** 2)))
+    else:
+      self.step_fn = jax.jit(apply)
+    self.compile_s = None
+    self.last_loss = None
+
+  def _call(self):
+    return self.compiled(self.state, self.batch), None
+
+
+def ssljax_runner(model: str, batch: int, tiny: bool = False) -> SsljaxStep:
+  """The ssljax side of one table row: a train step (MODELS) or a backbone part (PARTS)."""
+  if model in PARTS:
+    return BackboneStep(ssljax_config("vit_tiny_dino", batch, tiny=tiny),
+                        grad=model.endswith("_grad"))
+  return SsljaxStep(ssljax_config(model, batch, tiny=tiny))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +249,21 @@ def summarize(model: str, batch: int, times: dict[str, list[float]]) -> dict[str
     row[f"{side}_steps"] = len(times[side])
   row["ratio"] = row["ssljax_ips"] / row["lightly_ips"]
   return row
+
+
+def backward_only(rows: Sequence[dict[str, Any]]) -> list[str]:
+  """Per batch with both --breakdown parts: the backward pass alone (forward + backward minus
+  forward, median times) on each side, and its ratio."""
+  by = {(r["model"], r["batch"]): r for r in rows}
+  out = []
+  for batch in sorted({r["batch"] for r in rows}):
+    fwd, grad = by.get((PARTS[0], batch)), by.get((PARTS[1], batch))
+    if fwd and grad:
+      ours = grad["ssljax_ms"] - fwd["ssljax_ms"]
+      peer = grad["lightly_ms"] - fwd["lightly_ms"]
+      out.append(f"Batch {batch}: backward alone (forward + backward minus forward) {ours:.0f} ms "
+                 f"in ssljax, {peer:.0f} ms in torch: ratio {peer / ours:.2f}x.")
+  return out
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -309,7 +372,7 @@ def measure(model: str, batch: int, threads: int, warmup: int, rounds: int, chun
             tiny: bool = False, log=print) -> tuple[dict[str, Any], SsljaxStep, dict]:
   peer = PeerWorker(model, batch, threads, tiny=tiny)   # first: fails fast without the peer env
   try:
-    ours = SsljaxStep(ssljax_config(model, batch, tiny=tiny))
+    ours = ssljax_runner(model, batch, tiny=tiny)
     compile_s = ours.compile()
     log(f"{model} batch {batch}: ssljax compiled in {compile_s:.1f} s "
         f"({ours.num_params / 1e6:.2f}M params), lightly {peer.info['params'] / 1e6:.2f}M params")
@@ -337,6 +400,9 @@ def main(argv=None) -> list[dict[str, Any]]:
   parser.add_argument("--rows-json", default="", help="also append each row to this JSON-lines file")
   parser.add_argument("--quick", action="store_true", help="batch 32 only, 1 warm-up, 2 x 1 steps")
   parser.add_argument("--profile", action="store_true", help="profile ssljax's step (XLA ops)")
+  parser.add_argument("--breakdown", action="store_true",
+                      help="instead, time the DINO recipe's ViT backbone alone (forward; forward + "
+                           "backward) against torchvision's, in its own BENCHMARKS.md section")
   parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md")
   args = parser.parse_args(argv)
   if args.quick:
@@ -347,7 +413,7 @@ def main(argv=None) -> list[dict[str, Any]]:
   import jax
 
   rows, findings, info = [], [], {}
-  for model in args.models:
+  for model in (PARTS if args.breakdown else args.models):
     for batch in args.batches:
       large = batch >= 128
       row, ours, info = measure(model, batch, args.threads, args.warmup,
@@ -357,7 +423,7 @@ def main(argv=None) -> list[dict[str, Any]]:
       if args.rows_json:
         with open(args.rows_json, "a") as f:
           f.write(json.dumps(row) + "\n")
-      if args.profile and batch == min(args.batches):
+      if args.profile and model in MODELS and batch == min(args.batches):
         import tempfile
         try:
           with tempfile.TemporaryDirectory() as tmp:
@@ -394,6 +460,16 @@ def main(argv=None) -> list[dict[str, Any]]:
       "`resnet18` (stem replaced) and `VisionTransformer`. ssljax side: `ssljax.config.base_config`, "
       "the method class, `ssljax.optim.build` and `ssljax.train.make_train_step`, jitted with the "
       "state donated, as the Trainer does.")
+  if args.breakdown:
+    notes = ("\n\nWhere the DINO row's gap is: the same ViT-Tiny/4 as the DINO recipe, alone, on "
+             "the same B images x 2 views (32x32x3 fp32, a fixed random batch): its forward without "
+             "gradient (what the EMA teacher runs) and the gradient of sum(features^2) in its "
+             "parameters (forward + backward; no head, loss or optimizer). ssljax: "
+             "`ssljax.models.build_backbone` under `jax.jit`; the other side: torchvision's "
+             "`VisionTransformer` (the lightly worker's backbone). Timed as the train-step table "
+             f"(alternating chunks after {args.warmup} warm-up runs, same threads). Ratio > 1: "
+             "ssljax is faster.")
+    notes += "".join(f"\n\n{line}" for line in backward_only(rows))
   if findings:
     notes += ("\n\nWhere ssljax's step time goes (XLA:CPU op times from a `jax.profiler` trace of "
               "2 steps at the smallest batch; shares of the median step):\n\n"
@@ -410,7 +486,7 @@ def main(argv=None) -> list[dict[str, Any]]:
             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(none)",
             "steps timed per side": f"{args.rounds} x {args.chunk} (B < 128), {args.rounds_large} x "
                                     f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps"}
-    report.write_section(SECTION, table + notes, meta)
+    report.write_section(BREAKDOWN_SECTION if args.breakdown else SECTION, table + notes, meta)
   return rows
 
 

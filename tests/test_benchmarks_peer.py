@@ -28,6 +28,42 @@ def test_ssljax_side_runs_steps(model):
   assert any(not np.allclose(a, b) for a, b in zip(after, jax.tree_util.tree_leaves(before)))
 
 
+def test_backbone_parts_are_the_dino_recipes_vit():
+  """--breakdown rows: the DINO step's backbone on 2B images; the grad part returns the gradient
+  of sum(features^2) (checked against a finite difference), the forward part the features."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  fwd = P.ssljax_runner("vit_tiny_backbone_fwd", 3, tiny=True)
+  grad = P.ssljax_runner("vit_tiny_backbone_grad", 3, tiny=True)
+  step = P.SsljaxStep(P.ssljax_config("vit_tiny_dino", batch=3, size=32, tiny=True))
+  assert fwd.batch.shape == (6, 32, 32, 3)                 # B images x 2 views
+  assert fwd.num_params == grad.num_params == sum(
+      x.size for x in jax.tree_util.tree_leaves(step.state.params["backbone"]))
+  assert len(fwd.run(1)) == 1 and len(grad.run(2)) == 2
+  feats = fwd.compiled(fwd.state, fwd.batch)
+  assert feats.shape == (6, 32)                            # [2B, width] (tiny width 32)
+  g = grad.compiled(grad.state, grad.batch)
+  assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(grad.state)
+  # Directional finite difference of sum(features^2) along the gradient (both parts start from
+  # the same init; train=True only matters for dropout / drop-path, which this ViT has none of).
+  f = lambda p: float(jnp.sum(fwd.compiled(p, fwd.batch) ** 2))   # noqa: E731
+  eps = 1e-3
+  norm = np.sqrt(sum(float(jnp.sum(x ** 2)) for x in jax.tree_util.tree_leaves(g)))
+  plus = jax.tree_util.tree_map(lambda p, d: p + eps * d / norm, grad.state, g)
+  minus = jax.tree_util.tree_map(lambda p, d: p - eps * d / norm, grad.state, g)
+  np.testing.assert_allclose((f(plus) - f(minus)) / (2 * eps), norm, rtol=2e-2)
+
+
+def test_backward_only_is_grad_minus_forward():
+  rows = [{"model": P.PARTS[0], "batch": 32, "ssljax_ms": 400.0, "lightly_ms": 500.0},
+          {"model": P.PARTS[1], "batch": 32, "ssljax_ms": 1600.0, "lightly_ms": 1100.0},
+          {"model": P.PARTS[0], "batch": 128, "ssljax_ms": 1.0, "lightly_ms": 1.0}]  # no grad row
+  assert P.backward_only(rows) == [
+      "Batch 32: backward alone (forward + backward minus forward) 1200 ms in ssljax, 600 ms in "
+      "torch: ratio 0.50x."]
+
+
 def test_recipes_match_the_brief():
   vit = P.ssljax_config("vit_tiny_dino", batch=32)
   assert (vit.model.width, vit.model.depth, vit.model.num_heads, vit.model.patch_size) == (192, 12, 3, 4)
@@ -127,6 +163,19 @@ def test_fastest_torch_threads_keeps_the_faster_count(monkeypatch):
   assert (best, fake.threads, medians) == (1, 1, {1: 1.0, 4: 2.5})
   best, medians = _peer.fastest_torch_threads(work_costing({1: 1.0}), 1)   # nothing to pick
   assert (best, list(medians)) == (1, [1])
+
+
+@pytest.mark.skipif(not os.path.exists(P.PEER_PYTHON), reason="needs .venv-peer (bash benchmarks/peer_env.sh)")
+@pytest.mark.parametrize("part", P.PARTS)
+def test_lightly_worker_backbone_parts(part):
+  """The real worker's --breakdown parts: torchvision's ViT alone, same size as the ssljax side."""
+  worker = P.PeerWorker(part, 3, threads=1, tiny=True)
+  try:
+    assert worker.info["params"] == P.ssljax_runner(part, 3, tiny=True).num_params
+    times = worker.run(2)
+    assert len(times) == 2 and all(t > 0 for t in times) and math.isfinite(worker.last_loss)
+  finally:
+    worker.close()
 
 
 @pytest.mark.skipif(not os.path.exists(P.PEER_PYTHON), reason="needs .venv-peer (bash benchmarks/peer_env.sh)")
