@@ -16,7 +16,7 @@ test:
 test-fast:
 	bash scripts/test.sh --fast
 
-# The five side-by-side benchmarks of issue #10, about 15 minutes on 2 CPU cores once the peer env
+# The five side-by-side benchmarks of issue #10, about 13 minutes on 2 CPU cores once the peer env
 # (.venv-peer/: torch, torchvision, lightly; installed on the first run, a few minutes) exists:
 # contrastive loss memory and time, train-step throughput vs lightly, data pipeline vs torchvision,
 # time to kNN accuracy vs lightly, time to first step. Each rewrites its section of BENCHMARKS.md;
@@ -25,7 +25,7 @@ bench: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.contrastive_memory
 	$(PY) -m benchmarks.startup
-	$(PY) -m benchmarks.peer_throughput --warmup 1 --rounds 3 --chunk 1 --rounds-large 1
+	$(PY) -m benchmarks.peer_throughput --warmup 1 --rounds 6 --chunk 1 --rounds-large 1
 	$(PY) -m benchmarks.data_pipeline_peer
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) -m benchmarks.readme_summary
