@@ -227,3 +227,22 @@ def test_vit_on_visible_patches_costs_a_quarter_at_mask_ratio_075():
   for ratio in (0.5, 0.75):
     share = encoder_flops("ti", 16, 224, ratio) / full
     assert abs(share - (1.0 - ratio)) < 0.03, (ratio, share)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_gelu_exact_is_the_erf_gelu(dtype):
+  """gelu_exact = x * Phi(x): against a float64 NumPy erf, jax.nn.gelu(approximate=False), and its
+  gradient (Phi(x) + x phi(x)) against jax.nn.gelu's."""
+  import math
+  x = np.linspace(-8.0, 8.0, 1001)
+  want = np.array([0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))) for v in x])
+  got = _jit(vit_lib.gelu_exact)(jnp.asarray(x, dtype))
+  assert got.dtype == dtype
+  tol = 1e-6 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=tol, atol=tol)
+  if dtype == jnp.float32:
+    xs = jnp.asarray(x, jnp.float32)
+    np.testing.assert_allclose(got, jax.nn.gelu(xs, approximate=False), rtol=1e-6, atol=1e-6)
+    g = _jit(jax.vmap(jax.grad(vit_lib.gelu_exact)))(xs)
+    g_ref = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(xs)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6)

@@ -212,6 +212,17 @@ class MultiHeadAttention(nn.Module):
                            param_dtype=jnp.float32, name="out")(out)
 
 
+def gelu_exact(x: jax.Array) -> jax.Array:
+  """The exact (erf) GELU, x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)): the function of
+  `jax.nn.gelu(x, approximate=False)` and torch's `nn.GELU()`.
+
+  jax.nn.gelu writes it with erfc, which XLA:CPU evaluates with an exp and a division per element;
+  erf is a plain rational approximation. Same values to float32 rounding (~1e-6); a ViT-Tiny/4
+  forward + backward at batch 256 ran 1.05x faster with it (2 threads, 9 alternating runs).
+  """
+  return 0.5 * x * (1.0 + jax.lax.erf(x * np.asarray(0.7071067811865476, x.dtype)))
+
+
 class MLP(nn.Module):
   """Transformer MLP: Dense(hidden) -> GELU -> Dense(D)."""
   hidden_dim: int
@@ -223,7 +234,7 @@ class MLP(nn.Module):
     width = x.shape[-1]
     x = nn.Dense(self.hidden_dim, kernel_init=_dense_init, dtype=self.dtype,
                  param_dtype=jnp.float32, name="fc1")(x)
-    x = nn.gelu(x, approximate=False)
+    x = gelu_exact(x)
     return nn.Dense(width, kernel_init=_dense_init, dtype=self.dtype,
                     param_dtype=jnp.float32, name="fc2")(x)
 
