@@ -34,6 +34,17 @@ def _pin(threads: int) -> None:
   os.sched_setaffinity(0, cpus)
 
 
+def _vit_tiny(size: int, tiny: bool = False):
+  """torchvision's ViT-Tiny/4 (width 192, depth 12, 3 heads; tiny: 32, 1, 2) with [CLS] features."""
+  from torch import nn
+  from torchvision.models.vision_transformer import VisionTransformer
+  width, depth, heads = (32, 1, 2) if tiny else (192, 12, 3)
+  net = VisionTransformer(image_size=size, patch_size=4, num_layers=depth, num_heads=heads,
+                          hidden_dim=width, mlp_dim=4 * width)
+  net.heads = nn.Identity()
+  return net
+
+
 def build(model: str, batch: int, size: int, tiny: bool = False):
   """(step_fn, n_params) for `model`: a train step ('resnet18_simclr', 'vit_tiny_dino') or the
   ViT backbone alone ('vit_tiny_backbone_fwd' / '_grad', for peer_throughput --breakdown)."""
@@ -78,11 +89,7 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
     return step, sum(p.numel() for p in net.parameters())
 
   if model.startswith("vit_tiny_backbone"):   # peer_throughput --breakdown: the backbone alone
-    from torchvision.models.vision_transformer import VisionTransformer
-    width, depth, heads = (32, 1, 2) if tiny else (192, 12, 3)
-    net = VisionTransformer(image_size=size, patch_size=4, num_layers=depth, num_heads=heads,
-                            hidden_dim=width, mlp_dim=4 * width)
-    net.heads = nn.Identity()   # [CLS] features, as the DINO recipe's backbone
+    net = _vit_tiny(size, tiny)
     net.train()
     x = views.reshape(2 * batch, 3, size, size)
 
@@ -101,16 +108,13 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
     from lightly.loss import DINOLoss
     from lightly.models.modules import DINOProjectionHead
     from lightly.models.utils import deactivate_requires_grad, update_momentum
-    from torchvision.models.vision_transformer import VisionTransformer
 
-    width, depth, heads = (32, 1, 2) if tiny else (192, 12, 3)      # ViT-Tiny: 192, 12, 3
+    width = 32 if tiny else 192      # the ViT-Tiny width (_vit_tiny), the head's input
     out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
     class Student(nn.Module):
       def __init__(self):
         super().__init__()
-        self.backbone = VisionTransformer(image_size=size, patch_size=4, num_layers=depth,
-                                          num_heads=heads, hidden_dim=width, mlp_dim=4 * width)
-        self.backbone.heads = nn.Identity()   # [CLS] features
+        self.backbone = _vit_tiny(size, tiny)
         # DINO head (Caron et al., 2021): 3 layers, hidden 2048, bottleneck 256, weight-normed last
         # layer with the gain fixed (norm_last_layer=True), no BN; last layer never frozen here.
         self.head = DINOProjectionHead(width, hidden, bottleneck, out_dim, batch_norm=False,

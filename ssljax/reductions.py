@@ -8,6 +8,8 @@ order) in that form; on GPU/TPU the two forms cost the same.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -17,9 +19,7 @@ def leading_sum(x: jax.Array, num_axes: int = 1) -> jax.Array:
   if not 1 <= num_axes <= x.ndim:
     raise ValueError(f"leading_sum: num_axes={num_axes} must be in [1, {x.ndim}] for a "
                      f"{x.ndim}-d array of shape {x.shape}")
-  rows = 1
-  for d in x.shape[:num_axes]:
-    rows *= d
+  rows = math.prod(x.shape[:num_axes])
   rest = x.shape[num_axes:]
   flat = x.reshape((rows, -1)).astype(jnp.float32)
   return jnp.dot(jnp.ones((rows,), jnp.float32), flat).reshape(rest)
@@ -27,10 +27,7 @@ def leading_sum(x: jax.Array, num_axes: int = 1) -> jax.Array:
 
 def leading_mean(x: jax.Array, num_axes: int = 1) -> jax.Array:
   """Mean over the first `num_axes` axes of `x`, as a matvec (see `leading_sum`)."""
-  rows = 1
-  for d in x.shape[:num_axes]:
-    rows *= d
-  return leading_sum(x, num_axes) / rows
+  return leading_sum(x, num_axes) / math.prod(x.shape[:num_axes])
 
 
 @jax.custom_vjp

@@ -149,7 +149,7 @@ class WeightNormDense(nn.Module):
     # never formed, and the column norms are a matrix-vector product (ones @ V^2) rather than an
     # axis-0 reduction, which XLA:CPU ran ~20x slower at DINO's [256, 65536] (a quarter of a
     # ViT-Tiny DINO step; benchmarks/peer_throughput.py --profile).
-    sq = jnp.dot(jnp.ones((v.shape[0],), jnp.float32), v * v)                          # [K]
+    sq = reductions.leading_sum(v * v)                                                  # [K]
     scale = 1.0 / jnp.maximum(jnp.sqrt(sq), 1e-12)
     if self.learn_gain:
       scale = scale * self.param("g", nn.initializers.ones, (self.features,), jnp.float32)
