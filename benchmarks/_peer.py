@@ -7,6 +7,7 @@ import subprocess
 from typing import Any, Sequence
 
 from benchmarks import report
+from ssljax import host_memory
 
 PEER_PYTHON = os.path.join(report.ROOT, ".venv-peer", "bin", "python")
 
@@ -21,8 +22,10 @@ class LineWorker:
     if not os.path.exists(cmd[0]):
       raise FileNotFoundError(f"{cmd[0]} not found: run `bash benchmarks/peer_env.sh` first")
     self.name = name
+    # The peer runs with the environment this benchmark was started with, not with what
+    # ssljax's host_memory.reexec_with_host_defaults() added for ssljax's side.
     self.proc = subprocess.Popen(list(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                 cwd=report.ROOT, bufsize=1)
+                                 cwd=report.ROOT, bufsize=1, env=host_memory.original_environ())
     self.info = self._read()
 
   def _read(self) -> dict[str, Any]:

@@ -63,6 +63,8 @@ def main(argv) -> int:
 
 
 def run() -> None:
+  from ssljax import host_memory
+  host_memory.reexec_with_host_defaults()   # huge pages for XLA's buffers (ssljax/host_memory.py)
   app.run(main)
 
 

@@ -81,6 +81,8 @@ def _enable_compilation_cache(jax) -> None:
 
 def run() -> None:
   """Console-script entry point (`ssljax --config ... --workdir ...`)."""
+  from ssljax import host_memory
+  host_memory.reexec_with_host_defaults()   # huge pages for XLA's buffers (ssljax/host_memory.py)
   app.run(main)
 
 
