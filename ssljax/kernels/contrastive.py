@@ -20,6 +20,8 @@ Three implementations, picked with `impl=` ('auto' | 'pallas' | 'xla' | 'referen
   'xla'        the tiled algorithm with lax.scan / fori_loop over tiles; the fast path on CPU.
   'pallas'     the same algorithm as Pallas kernels (Triton on GPU, interpret=True on CPU).
   'auto'       'pallas' on GPU, 'xla' elsewhere.
+The per-tile math both tiled paths share is in _contrastive_tiles.py, the Pallas kernels in
+_contrastive_pallas.py; this module holds the reference, the XLA path and the custom_vjp.
 
 Public API:
   similarity_lse(q, k, scale, ...)        -> row logsumexp [N] (and column logsumexp [M])
@@ -29,16 +31,16 @@ Public API:
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.experimental import pallas as pl
 
-from ssljax.kernels._common import (IMPLS, default_interpret, match_vma, next_pow2, out_struct,
-                                    pad_axis, pallas_compiler_params, resolve_impl, round_up)
+from ssljax.kernels import _contrastive_pallas as pallas_path
+from ssljax.kernels import _contrastive_tiles as tiles
+from ssljax.kernels._common import (IMPLS, default_interpret, match_vma, next_pow2, pad_axis,
+                                    resolve_impl, round_up)
 
 __all__ = [
     "IMPLS", "similarity_lse", "sigmoid_pair_sums", "positive_logits", "info_nce_loss",
@@ -85,87 +87,6 @@ def sigmoid_pair_sums_reference(q, k, scale, bias, *, diag_offset=0):
 
 
 # ----------------------------------------------------------------------------------------------
-# Tile math shared by the XLA and Pallas paths (plain jnp on [bq, D] x [bk, D] tiles).
-# ----------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class _Config:
-  """Static description of one tiled computation."""
-  mode: str              # 'softmax' (logsumexp) or 'sigmoid' (sum of log_sigmoid)
-  exclude_diagonal: bool  # softmax only: drop the pairs j == i + diag_offset
-  with_col: bool          # softmax only: also return the column logsumexp
-  block_q: int
-  block_k: int
-  backend: str            # 'xla' or 'pallas'
-  interpret: bool = False
-
-
-def _tile_logits(a, b, scale, bias):
-  """raw = a b^T in float32 ([bq, bk]) and logits = scale * raw + bias."""
-  raw = lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
-  return raw, raw * scale + bias
-
-
-def _tile_masks(r0, c0, bq, bk, n, m, off, mode, exclude_diagonal):
-  """(valid, diag) boolean [bq, bk] masks of the tile whose top-left element is (r0, c0)."""
-  rows = r0 + jnp.arange(bq, dtype=jnp.int32)[:, None]
-  cols = c0 + jnp.arange(bk, dtype=jnp.int32)[None, :]
-  valid = (rows < n) & (cols < m)
-  diag = cols == rows + off
-  if mode == "softmax" and exclude_diagonal:
-    valid = valid & jnp.logical_not(diag)
-  return valid, diag
-
-
-def _online_update(m_prev, s_prev, lm):
-  """Merges the rows of masked logits lm [r, c] (-inf = absent) into a running (max, sum)."""
-  m_new = jnp.maximum(m_prev, jnp.max(lm, axis=1))
-  m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)
-  s_new = s_prev * jnp.exp(m_prev - m_safe) + jnp.sum(jnp.exp(lm - m_safe[:, None]), axis=1)
-  return m_new, s_new
-
-
-def _finish_lse(m, s):
-  return jnp.where(s > 0, m + jnp.log(jnp.where(s > 0, s, 1.0)), -jnp.inf)
-
-
-def _log_sigmoid(x):
-  return jnp.minimum(x, 0.0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
-
-
-def _sigmoid(x):
-  return 1.0 / (1.0 + jnp.exp(-x))
-
-
-def _tile_sigmoid_rowsum(l, valid, diag):
-  signed = jnp.where(diag, l, -l)
-  return jnp.sum(jnp.where(valid, _log_sigmoid(signed), 0.0), axis=1)
-
-
-def _tile_dlogits(mode, l, valid, diag, lse_a, g_a, lse_b, g_b, use_a, use_b):
-  """d(objective)/d(logits) on one tile.
-
-  softmax: objective = sum_i g_a[i] lse_a[i] + sum_j g_b[j] lse_b[j] (row and column logsumexps),
-  sigmoid: objective = sum_ij (g_a[i] + g_b[j]) log_sigmoid(label_ij logits_ij).
-  `use_a` / `use_b` (static) say which side carries a cotangent.
-  """
-  if mode == "softmax":
-    lm = jnp.where(valid, l, -jnp.inf)
-    dl = jnp.zeros(l.shape, jnp.float32)
-    if use_a:
-      dl = dl + jnp.exp(lm - lse_a[:, None]) * g_a[:, None]
-    if use_b:
-      dl = dl + jnp.exp(lm - lse_b[None, :]) * g_b[None, :]
-    return jnp.where(valid, dl, 0.0)
-  g = jnp.zeros(l.shape, jnp.float32)
-  if use_a:
-    g = g + g_a[:, None]
-  if use_b:
-    g = g + g_b[None, :]
-  label = jnp.where(diag, 1.0, -1.0)
-  return jnp.where(valid, g * label * _sigmoid(-label * l), 0.0)
-
-
-# ----------------------------------------------------------------------------------------------
 # Blockwise XLA path.
 # ----------------------------------------------------------------------------------------------
 def _xla_forward(cfg, q, k, scale, bias, off):
@@ -184,23 +105,23 @@ def _xla_forward(cfg, q, k, scale, bias, off):
     def col_step(j, state):
       row_m, row_s, col_m, col_s = state
       kb = kp[j]
-      _, l = _tile_logits(qb, kb, scale, bias)
-      valid, diag = _tile_masks(i * bq, j * bk, bq, bk, n, m, off, cfg.mode,
-                                cfg.exclude_diagonal)
+      _, l = tiles.tile_logits(qb, kb, scale, bias)
+      valid, diag = tiles.tile_masks(i * bq, j * bk, bq, bk, n, m, off, cfg.mode,
+                                     cfg.exclude_diagonal)
       if softmax:
         lm = jnp.where(valid, l, -jnp.inf)
-        row_m, row_s = _online_update(row_m, row_s, lm)
+        row_m, row_s = tiles.online_update(row_m, row_s, lm)
         if cfg.with_col:
-          cm, cs = _online_update(col_m[j], col_s[j], lm.T)
+          cm, cs = tiles.online_update(col_m[j], col_s[j], lm.T)
           col_m, col_s = col_m.at[j].set(cm), col_s.at[j].set(cs)
       else:
-        row_s = row_s + _tile_sigmoid_rowsum(l, valid, diag)
+        row_s = row_s + tiles.tile_sigmoid_rowsum(l, valid, diag)
       return row_m, row_s, col_m, col_s
 
     init = match_vma((jnp.full((bq,), -jnp.inf, jnp.float32), jnp.zeros((bq,), jnp.float32)),
                      *refs) + col_state
     row_m, row_s, col_m, col_s = lax.fori_loop(0, nkb, col_step, init)
-    row = _finish_lse(row_m, row_s) if softmax else row_s
+    row = tiles.finish_lse(row_m, row_s) if softmax else row_s
     return (col_m, col_s), row
 
   if softmax and cfg.with_col:
@@ -209,7 +130,7 @@ def _xla_forward(cfg, q, k, scale, bias, off):
     col0 = (jnp.zeros((0,), jnp.float32), jnp.zeros((0,), jnp.float32))
   (col_m, col_s), rows = lax.scan(row_step, match_vma(col0, *refs), (jnp.arange(nqb), qp))
   row = rows.reshape(-1)[:n]
-  col = _finish_lse(col_m, col_s).reshape(-1)[:m] if (softmax and cfg.with_col) else None
+  col = tiles.finish_lse(col_m, col_s).reshape(-1)[:m] if (softmax and cfg.with_col) else None
   return row, col
 
 
@@ -237,10 +158,10 @@ def _xla_backward(cfg, q, k, scale, bias, off, row, col, g_row, g_col):
     def col_step(j, state):
       dq_b, dk_acc, ds, db = state
       kb = kp[j]
-      raw, l = _tile_logits(qb, kb, scale, bias)
-      valid, diag = _tile_masks(i * bq, j * bk, bq, bk, n, m, off, cfg.mode,
-                                cfg.exclude_diagonal)
-      dl = _tile_dlogits(cfg.mode, l, valid, diag, lse_ab, g_ab, lse_b[j], g_b[j], True, use_b)
+      raw, l = tiles.tile_logits(qb, kb, scale, bias)
+      valid, diag = tiles.tile_masks(i * bq, j * bk, bq, bk, n, m, off, cfg.mode,
+                                     cfg.exclude_diagonal)
+      dl = tiles.tile_dlogits(cfg.mode, l, valid, diag, lse_ab, g_ab, lse_b[j], g_b[j], True, use_b)
       dq_b = dq_b + lax.dot_general(dl, kb.astype(jnp.float32), (((1,), (0,)), ((), ())))
       dk_t = lax.dot_general(dl, qb.astype(jnp.float32), (((0,), (0,)), ((), ())))
       dk_acc = dk_acc.at[j].add(dk_t)
@@ -260,157 +181,10 @@ def _xla_backward(cfg, q, k, scale, bias, off, row, col, g_row, g_col):
 
 
 # ----------------------------------------------------------------------------------------------
-# Pallas path. Two kernels, each with a grid over row blocks of a first operand `a` and a loop
-# over column blocks of a second operand `b`; the column direction and dk reuse them with the
-# operands swapped (the diagonal j == i + off becomes j == i - off).
-# ----------------------------------------------------------------------------------------------
-def _pallas_fwd_kernel(scal_ref, off_ref, a_ref, b_ref, out_ref, *, mode, exclude_diagonal,
-                       n_a, n_b, block_a, block_b, num_b_blocks):
-  i = pl.program_id(0)
-  scale, bias, off = scal_ref[0], scal_ref[1], off_ref[0]
-  a = a_ref[...]
-
-  def body(j, state):
-    m_run, s_run = state
-    b = b_ref[pl.ds(j * block_b, block_b), :]
-    _, l = _tile_logits(a, b, scale, bias)
-    valid, diag = _tile_masks(i * block_a, j * block_b, block_a, block_b, n_a, n_b, off, mode,
-                              exclude_diagonal)
-    if mode == "softmax":
-      return _online_update(m_run, s_run, jnp.where(valid, l, -jnp.inf))
-    return m_run, s_run + _tile_sigmoid_rowsum(l, valid, diag)
-
-  init = (jnp.full((block_a,), -jnp.inf, jnp.float32), jnp.zeros((block_a,), jnp.float32))
-  m_run, s_run = lax.fori_loop(0, num_b_blocks, body, init)
-  out_ref[...] = _finish_lse(m_run, s_run) if mode == "softmax" else s_run
-
-
-def _pallas_bwd_kernel(scal_ref, off_ref, a_ref, b_ref, lse_a_ref, g_a_ref, lse_b_ref, g_b_ref,
-                       da_ref, ds_ref, db_ref, *, mode, exclude_diagonal, n_a, n_b, block_a,
-                       block_b, num_b_blocks, use_a, use_b):
-  i = pl.program_id(0)
-  scale, bias, off = scal_ref[0], scal_ref[1], off_ref[0]
-  a = a_ref[...]
-  lse_a, g_a = lse_a_ref[...], g_a_ref[...]
-
-  def body(j, state):
-    da, ds, db = state
-    sl = pl.ds(j * block_b, block_b)
-    b = b_ref[sl, :]
-    raw, l = _tile_logits(a, b, scale, bias)
-    valid, diag = _tile_masks(i * block_a, j * block_b, block_a, block_b, n_a, n_b, off, mode,
-                              exclude_diagonal)
-    dl = _tile_dlogits(mode, l, valid, diag, lse_a, g_a, lse_b_ref[sl], g_b_ref[sl], use_a,
-                       use_b)
-    da = da + lax.dot_general(dl.astype(b.dtype), b, (((1,), (0,)), ((), ())),
-                              preferred_element_type=jnp.float32)
-    return da, ds + jnp.sum(dl * raw, axis=1), db + jnp.sum(dl, axis=1)
-
-  d = a_ref.shape[-1]
-  zeros = jnp.zeros((block_a,), jnp.float32)
-  da, ds, db = lax.fori_loop(0, num_b_blocks, body,
-                             (jnp.zeros((block_a, d), jnp.float32), zeros, zeros))
-  da_ref[...] = (da * scale).astype(da_ref.dtype)
-  ds_ref[...] = ds
-  db_ref[...] = db
-
-
-def _pallas_operands(cfg, a, b, block_a, block_b):
-  """Pads rows to the tiles and the feature dim to a power of two (>= 16, as Triton needs)."""
-  d_pad = max(16, next_pow2(a.shape[1]))
-  a = pad_axis(pad_axis(a, 1, d_pad), 0, round_up(a.shape[0], block_a))
-  b = pad_axis(pad_axis(b, 1, d_pad), 0, round_up(b.shape[0], block_b))
-  return a, b
-
-
-def _pallas_rowwise(cfg, a, b, scal, off, block_a, block_b):
-  """Forward kernel: per-row statistic ([Na] float32) of a against all of b."""
-  n_a, n_b = a.shape[0], b.shape[0]
-  ap, bp = _pallas_operands(cfg, a, b, block_a, block_b)
-  scal, off, ap, bp = match_vma((scal, off, ap, bp), scal, off, ap, bp)
-  grid = (ap.shape[0] // block_a,)
-  kernel = functools.partial(
-      _pallas_fwd_kernel, mode=cfg.mode, exclude_diagonal=cfg.exclude_diagonal, n_a=n_a, n_b=n_b,
-      block_a=block_a, block_b=block_b, num_b_blocks=bp.shape[0] // block_b)
-  full = lambda x: pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim)
-  out = pl.pallas_call(
-      kernel,
-      out_shape=out_struct((ap.shape[0],), jnp.float32, ap),
-      grid=grid,
-      in_specs=[full(scal), full(off), pl.BlockSpec((block_a, ap.shape[1]), lambda i: (i, 0)),
-                full(bp)],
-      out_specs=pl.BlockSpec((block_a,), lambda i: (i,)),
-      interpret=cfg.interpret,
-      compiler_params=pallas_compiler_params(cfg.interpret),
-      name="ssljax_contrastive_fwd",
-  )(scal, off, ap, bp)
-  return out[:n_a]
-
-
-def _pallas_grad_a(cfg, a, b, scal, off, lse_a, g_a, lse_b, g_b, use_a, use_b, block_a,
-                   block_b):
-  """Backward kernel: (d objective / d a [Na, D], per-row partial d/dscale, d/dbias)."""
-  n_a, n_b, d = a.shape[0], b.shape[0], a.shape[1]
-  ap, bp = _pallas_operands(cfg, a, b, block_a, block_b)
-  na_p, nb_p = ap.shape[0], bp.shape[0]
-  vec = lambda x, size: pad_axis(jnp.where(jnp.isfinite(x), x, 0.0).astype(jnp.float32), 0, size)
-  lse_a, g_a = vec(lse_a, na_p), vec(g_a, na_p)
-  lse_b, g_b = vec(lse_b, nb_p), vec(g_b, nb_p)
-  ops = match_vma((scal, off, ap, bp, lse_a, g_a, lse_b, g_b),
-                  scal, off, ap, bp, lse_a, g_a, lse_b, g_b)
-  scal, off, ap, bp, lse_a, g_a, lse_b, g_b = ops
-  kernel = functools.partial(
-      _pallas_bwd_kernel, mode=cfg.mode, exclude_diagonal=cfg.exclude_diagonal, n_a=n_a,
-      n_b=n_b, block_a=block_a, block_b=block_b, num_b_blocks=nb_p // block_b, use_a=use_a,
-      use_b=use_b)
-  full = lambda x: pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim)
-  row_vec = pl.BlockSpec((block_a,), lambda i: (i,))
-  da, ds, db = pl.pallas_call(
-      kernel,
-      out_shape=(out_struct(ap.shape, a.dtype, ap), out_struct((na_p,), jnp.float32, ap),
-                 out_struct((na_p,), jnp.float32, ap)),
-      grid=(na_p // block_a,),
-      in_specs=[full(scal), full(off), pl.BlockSpec((block_a, ap.shape[1]), lambda i: (i, 0)),
-                full(bp), row_vec, row_vec, full(lse_b), full(g_b)],
-      out_specs=(pl.BlockSpec((block_a, ap.shape[1]), lambda i: (i, 0)), row_vec, row_vec),
-      interpret=cfg.interpret,
-      compiler_params=pallas_compiler_params(cfg.interpret),
-      name="ssljax_contrastive_bwd",
-  )(scal, off, ap, bp, lse_a, g_a, lse_b, g_b)
-  return da[:n_a, :d], jnp.sum(ds), jnp.sum(db)
-
-
-def _pallas_scalars(scale, bias, off):
-  scal = jnp.stack([jnp.asarray(scale, jnp.float32), jnp.asarray(bias, jnp.float32)])
-  return scal, jnp.reshape(jnp.asarray(off, jnp.int32), (1,))
-
-
-def _pallas_forward(cfg, q, k, scale, bias, off):
-  scal, off1 = _pallas_scalars(scale, bias, off)
-  row = _pallas_rowwise(cfg, q, k, scal, off1, cfg.block_q, cfg.block_k)
-  col = None
-  if cfg.mode == "softmax" and cfg.with_col:
-    col = _pallas_rowwise(cfg, k, q, scal, -off1, cfg.block_k, cfg.block_q)
-  return row, col
-
-
-def _pallas_backward(cfg, q, k, scale, bias, off, row, col, g_row, g_col):
-  scal, off1 = _pallas_scalars(scale, bias, off)
-  two_sided = cfg.mode == "softmax" and cfg.with_col
-  zeros_m = jnp.zeros((k.shape[0],), jnp.float32)
-  col_lse, col_g = (col, g_col) if two_sided else (zeros_m, zeros_m)
-  dq, ds, db = _pallas_grad_a(cfg, q, k, scal, off1, row, g_row, col_lse, col_g, True, two_sided,
-                              cfg.block_q, cfg.block_k)
-  dk, _, _ = _pallas_grad_a(cfg, k, q, scal, -off1, col_lse, col_g, row, g_row, two_sided, True,
-                            cfg.block_k, cfg.block_q)
-  return dq, dk, ds, db
-
-
-# ----------------------------------------------------------------------------------------------
 # custom_vjp glue.
 # ----------------------------------------------------------------------------------------------
 def _forward(cfg, q, k, scale, bias, off):
-  fn = _xla_forward if cfg.backend == "xla" else _pallas_forward
+  fn = _xla_forward if cfg.backend == "xla" else pallas_path.forward
   return fn(cfg, q, k, scale, bias, off)
 
 
@@ -429,7 +203,7 @@ def _tiled_bwd(cfg, res, cts):
   g_row, g_col = cts
   if g_col is None and col is not None:
     g_col = jnp.zeros_like(col)
-  fn = _xla_backward if cfg.backend == "xla" else _pallas_backward
+  fn = _xla_backward if cfg.backend == "xla" else pallas_path.backward
   dq, dk, ds, db = fn(cfg, q, k, scale, bias, off, row, col, g_row, g_col)
   return dq, dk, ds.astype(scale.dtype), db.astype(bias.dtype), None
 
@@ -441,7 +215,7 @@ def _make_config(mode, exclude_diagonal, with_col, impl, n, m, block_q, block_k,
   if impl == "xla":
     bq = min(block_q or XLA_BLOCK_Q, round_up(n, 8))
     bk = min(block_k or XLA_BLOCK_K, round_up(m, 8))
-    return _Config(mode, exclude_diagonal, with_col, bq, bk, "xla")
+    return tiles.Config(mode, exclude_diagonal, with_col, bq, bk, "xla")
   bq = block_q or PALLAS_BLOCK_Q
   bk = block_k or PALLAS_BLOCK_K
   if bq != next_pow2(bq) or bk != next_pow2(bk) or min(bq, bk) < 16:
@@ -449,7 +223,7 @@ def _make_config(mode, exclude_diagonal, with_col, impl, n, m, block_q, block_k,
   bq = min(bq, max(16, next_pow2(n)))
   bk = min(bk, max(16, next_pow2(m)))
   interpret = default_interpret() if interpret is None else interpret
-  return _Config(mode, exclude_diagonal, with_col, bq, bk, "pallas", interpret)
+  return tiles.Config(mode, exclude_diagonal, with_col, bq, bk, "pallas", interpret)
 
 
 def _same_vma(*args):

@@ -1,0 +1,87 @@
+"""Tile math of the tiled contrastive similarity (ssljax.kernels.contrastive), shared by its XLA
+and Pallas paths: plain jnp on one [bq, D] x [bk, D] tile (logits, masks, the online logsumexp
+update, the sigmoid row sums and the logits' gradient)."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+from jax import lax
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Static description of one tiled computation."""
+  mode: str              # 'softmax' (logsumexp) or 'sigmoid' (sum of log_sigmoid)
+  exclude_diagonal: bool  # softmax only: drop the pairs j == i + diag_offset
+  with_col: bool          # softmax only: also return the column logsumexp
+  block_q: int
+  block_k: int
+  backend: str            # 'xla' or 'pallas'
+  interpret: bool = False
+
+
+def tile_logits(a, b, scale, bias):
+  """raw = a b^T in float32 ([bq, bk]) and logits = scale * raw + bias."""
+  raw = lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+  return raw, raw * scale + bias
+
+
+def tile_masks(r0, c0, bq, bk, n, m, off, mode, exclude_diagonal):
+  """(valid, diag) boolean [bq, bk] masks of the tile whose top-left element is (r0, c0)."""
+  rows = r0 + jnp.arange(bq, dtype=jnp.int32)[:, None]
+  cols = c0 + jnp.arange(bk, dtype=jnp.int32)[None, :]
+  valid = (rows < n) & (cols < m)
+  diag = cols == rows + off
+  if mode == "softmax" and exclude_diagonal:
+    valid = valid & jnp.logical_not(diag)
+  return valid, diag
+
+
+def online_update(m_prev, s_prev, lm):
+  """Merges the rows of masked logits lm [r, c] (-inf = absent) into a running (max, sum)."""
+  m_new = jnp.maximum(m_prev, jnp.max(lm, axis=1))
+  m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)
+  s_new = s_prev * jnp.exp(m_prev - m_safe) + jnp.sum(jnp.exp(lm - m_safe[:, None]), axis=1)
+  return m_new, s_new
+
+
+def finish_lse(m, s):
+  return jnp.where(s > 0, m + jnp.log(jnp.where(s > 0, s, 1.0)), -jnp.inf)
+
+
+def log_sigmoid(x):
+  return jnp.minimum(x, 0.0) - jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + jnp.exp(-x))
+
+
+def tile_sigmoid_rowsum(l, valid, diag):
+  signed = jnp.where(diag, l, -l)
+  return jnp.sum(jnp.where(valid, log_sigmoid(signed), 0.0), axis=1)
+
+
+def tile_dlogits(mode, l, valid, diag, lse_a, g_a, lse_b, g_b, use_a, use_b):
+  """d(objective)/d(logits) on one tile.
+
+  softmax: objective = sum_i g_a[i] lse_a[i] + sum_j g_b[j] lse_b[j] (row and column logsumexps),
+  sigmoid: objective = sum_ij (g_a[i] + g_b[j]) log_sigmoid(label_ij logits_ij).
+  `use_a` / `use_b` (static) say which side carries a cotangent.
+  """
+  if mode == "softmax":
+    lm = jnp.where(valid, l, -jnp.inf)
+    dl = jnp.zeros(l.shape, jnp.float32)
+    if use_a:
+      dl = dl + jnp.exp(lm - lse_a[:, None]) * g_a[:, None]
+    if use_b:
+      dl = dl + jnp.exp(lm - lse_b[None, :]) * g_b[None, :]
+    return jnp.where(valid, dl, 0.0)
+  g = jnp.zeros(l.shape, jnp.float32)
+  if use_a:
+    g = g + g_a[:, None]
+  if use_b:
+    g = g + g_b[None, :]
+  label = jnp.where(diag, 1.0, -1.0)
+  return jnp.where(valid, g * label * sigmoid(-label * l), 0.0)
