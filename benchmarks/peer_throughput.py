@@ -459,7 +459,10 @@ def main(argv=None) -> list[dict[str, Any]]:
       "`DINOProjectionHead`, `DINOLoss`, `lightly.models.utils.update_momentum`, torchvision's "
       "`resnet18` (stem replaced) and `VisionTransformer`. ssljax side: `ssljax.config.base_config`, "
       "the method class, `ssljax.optim.build` and `ssljax.train.make_train_step`, jitted with the "
-      "state donated, as the Trainer does.")
+      "state donated, as the Trainer does. Both processes as a user would start them: ssljax's "
+      "with the XLA:CPU flags and `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` that its command lines "
+      "set (ssljax/xla_flags.py, ssljax/host_memory.py), lightly's with the environment the "
+      "benchmark was started in (torch's ViT-Tiny step measured the same with the tunable).")
   if args.breakdown:
     notes = ("\n\nWhere the DINO row's gap is: the same ViT-Tiny/4 as the DINO recipe, alone, on "
              "the same B images x 2 views (32x32x3 fp32, a fixed random batch): its forward without "
