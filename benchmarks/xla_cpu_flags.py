@@ -1,6 +1,6 @@
 """XLA:CPU library fusions: jaxlib's YNNPACK fusions vs XLA's own kernels, side by side (issue #10).
 
-  python -m benchmarks.xla_cpu_flags            # four workloads x three settings, writes BENCHMARKS.md
+  python -m benchmarks.xla_cpu_flags            # four workloads x four settings, writes BENCHMARKS.md
   python -m benchmarks.xla_cpu_flags --quick    # conv stack + quickstart step only
 
 Why ssljax's command lines set `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`
@@ -32,6 +32,7 @@ SECTION = "XLA:CPU library fusions"
 _YNN = "--xla_cpu_experimental_ynn_fusion_type="
 SETTINGS = {"jaxlib default (YNNPACK fusions)": "",
             "ssljax default (convolutions to XLA)": _YNN + "-individual_convolution",
+            "no YNNPACK dots": _YNN + "-individual_convolution,-individual_dot,-dot",
             "no YNNPACK fusion": _YNN + "-individual_convolution,-individual_dot,-dot,-eltwise,-reduce"}
 # (workload, steps per timed run); --quick runs the first and the last.
 WORKLOADS = (("conv_stack", 2), ("resnet18_simclr_b32", 1), ("vit_tiny_dino_b32", 1), ("quickstart", 5))
@@ -143,4 +144,6 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
+  from ssljax import host_memory
+  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/host_memory.py)
   main()
