@@ -36,8 +36,9 @@ Sweep (2026-11-24, CLI runs, 300 steps; kNN vs random-init of the same seed): pr
 0.611 / 0.625; EMA 0.998 / 0.9975: 0.639 / 0.644; wd 0.4: 0.642; crop (0.6, 1): 0.656; CLS
 features: 0.633 / 0.600; 600 steps: 0.622. lr 4e-3: 0.658 (seed 0) but 0.594 / 0.603 (seed 1);
 lr 8e-3: 0.664 / 0.625 (seed 0), 0.544 / 0.603 (seed 1), 0.678 / 0.653 (seed 2); this config at
-seed 2: 0.647 / 0.653. The +0.03 gains are seed noise (the held-out split has 360 images), not
-learning.
+seed 2: 0.647 / 0.653; depth 6: 0.550 / 0.597 (seed 0), 0.611 / 0.594 (seed 1); batch 256: 0.650 /
+0.625, 0.597 / 0.603; crops (0.9, 1): 0.656 / 0.625, 0.600 / 0.603. The +0.03 gains are seed noise
+(the held-out split has 360 images), not learning.
 """
 from ssljax.config import base_config
 
