@@ -43,6 +43,8 @@ import os
 import sys
 from typing import Mapping, Optional
 
+from ssljax import xla_flags
+
 ENV_OPT_OUT = "SSLJAX_HOST_MALLOC"
 TUNABLE = "glibc.malloc.hugetlb"
 SETTING = f"{TUNABLE}=1"
@@ -55,7 +57,8 @@ THP_SYSFS = "/sys/kernel/mm/transparent_hugepage/enabled"
 def glibc_version() -> Optional[tuple[int, int]]:
   """(major, minor) of the running glibc, or None where the C library is not glibc."""
   fn = None
-  for name in ("libc.so.6", ctypes.util.find_library("c")):   # find_library runs ldconfig: last
+  for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):  # the latter runs ldconfig
+    name = find()
     try:
       fn = ctypes.CDLL(name).gnu_get_libc_version if name else None
     except (OSError, AttributeError):
@@ -99,7 +102,7 @@ def tuned_environ(environ: Mapping[str, str], glibc: Optional[tuple[int, int]] =
     environ: the environment the process was started with.
     glibc, thp: the C library version and THP mode (detected when None; given in tests).
   """
-  if environ.get(ENV_OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
+  if xla_flags.switched_off(environ, ENV_OPT_OUT):
     return None
   current = environ.get("GLIBC_TUNABLES", "")
   if ENV_ORIGINAL in environ or TUNABLE + "=" in current or accelerator_visible(environ):

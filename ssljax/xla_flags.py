@@ -32,13 +32,18 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import MutableMapping
+from typing import Mapping, MutableMapping
 
 ENV_OPT_OUT = "SSLJAX_XLA_CPU_DEFAULTS"
 CPU_DEFAULTS = (
     # YNNPACK keeps dots, elementwise and reduce fusions; convolutions go back to XLA's Eigen ones.
     "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
 )
+
+
+def switched_off(environ: Mapping[str, str], name: str) -> bool:
+  """True when environment variable `name` turns an ssljax default off (0 / false / no / off)."""
+  return environ.get(name, "1").strip().lower() in ("0", "false", "no", "off")
 
 
 def _flag_name(flag: str) -> str:
@@ -56,7 +61,7 @@ def apply_cpu_defaults(environ: MutableMapping[str, str] | None = None) -> list[
   reads XLA_FLAGS once, when the first backend starts.
   """
   env = os.environ if environ is None else environ
-  if env.get(ENV_OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
+  if switched_off(env, ENV_OPT_OUT):
     return []
   current = env.get("XLA_FLAGS", "")
   named = {_flag_name(f) for f in current.split()}
