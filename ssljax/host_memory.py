@@ -57,7 +57,8 @@ THP_SYSFS = "/sys/kernel/mm/transparent_hugepage/enabled"
 def glibc_version() -> Optional[tuple[int, int]]:
   """(major, minor) of the running glibc, or None where the C library is not glibc."""
   fn = None
-  for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):  # the latter runs ldconfig
+  # find_library runs ldconfig in a subprocess: only when libc.so.6 does not load.
+  for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):
     name = find()
     try:
       fn = ctypes.CDLL(name).gnu_get_libc_version if name else None
