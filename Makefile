@@ -25,7 +25,7 @@ bench: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.contrastive_memory
 	$(PY) -m benchmarks.startup
-	$(PY) -m benchmarks.peer_throughput --warmup 1 --rounds 6 --chunk 1 --rounds-large 1
+	$(PY) -m benchmarks.peer_throughput --warmup 0 --settle 1 --rounds 6 --chunk 1 --rounds-large 1
 	$(PY) -m benchmarks.data_pipeline_peer
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) -m benchmarks.readme_summary
@@ -35,7 +35,7 @@ bench: setup
 # alone vs torchvision's (forward / backward: where the DINO throughput gap is).
 bench-more: setup
 	bash benchmarks/peer_env.sh
-	$(PY) -m benchmarks.peer_throughput --breakdown --warmup 1 --rounds 3 --chunk 1 --rounds-large 2
+	$(PY) -m benchmarks.peer_throughput --breakdown --warmup 0 --settle 1 --rounds 3 --chunk 1 --rounds-large 2
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.mae_flops

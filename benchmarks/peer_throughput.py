@@ -113,6 +113,52 @@ def ssljax_config(model: str, batch: int, size: int = 32, tiny: bool = False):
   return c
 
 
+def compiled_flops(compiled) -> float | None:
+  """XLA's FLOP count of a compiled computation (`cost_analysis()['flops']`), None if unknown."""
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0))
+  except Exception:  # pylint: disable=broad-except  (cost analysis is optional per backend)
+    return None
+  return flops if flops > 0 else None
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """The best float32 GFLOP/s of one jitted [n, n] x [n, n] matmul on the current threads: what
+  this CPU's matmul reaches when nothing else runs (torch's `mm` measured the same here)."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(jnp.matmul)
+  jax.block_until_ready(f(a, a))
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(a, a))
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n ** 3 / best / 1e9
+
+
+def roofline(rows: Sequence[dict[str, Any]], peak_gflops: float, target: float = 1.2) -> list[str]:
+  """Per row with a FLOP count: each side's GFLOP/s as a share of the matmul peak, and the share
+  ssljax would need for `target` x lightly's images/s."""
+  out = []
+  for r in rows:
+    gflop = r.get("gflop")
+    if not gflop:
+      continue
+    ours = gflop / (r["ssljax_ms"] / 1e3)
+    peer = gflop / (r["lightly_ms"] / 1e3)
+    need = target * peer
+    out.append(f"{LABELS.get(r['model'], r['model'])}, batch {r['batch']}: {gflop:.0f} GFLOP per "
+               f"step (XLA's count); ssljax {ours:.0f} GFLOP/s ({100 * ours / peak_gflops:.0f}% of "
+               f"the matmul peak), lightly {peer:.0f} GFLOP/s ({100 * peer / peak_gflops:.0f}%); "
+               f"{target:g}x lightly would need {need:.0f} GFLOP/s "
+               f"({100 * need / peak_gflops:.0f}%).")
+  return out
+
+
 class SsljaxStep:
   """One recipe's jitted ssljax train step on a fixed random batch; `run(n)` -> n step times (s)."""
 
@@ -137,12 +183,14 @@ class SsljaxStep:
     self.num_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
     self.step_fn = jax.jit(train.make_train_step(method, tx, lr_fn), donate_argnums=(0,))
     self.compile_s = None
+    self.flops = None
     self.last_loss = None
 
   def compile(self) -> float:
     t0 = time.perf_counter()
     self.compiled = self.step_fn.lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t0
+    self.flops = compiled_flops(self.compiled)
     return self.compile_s
 
   def _call(self):
@@ -186,6 +234,7 @@ class BackboneStep(SsljaxStep):
     else:
       self.step_fn = jax.jit(apply)
     self.compile_s = None
+    self.flops = None
     self.last_loss = None
 
   def _call(self):
@@ -226,17 +275,33 @@ class PeerWorker(_peer.LineWorker):
 
 
 def interleave(runners: dict[str, Callable[[int], list[float]]], warmup: int, rounds: int,
-               chunk: int) -> dict[str, list[float]]:
+               chunk: int, settle: int = 0) -> dict[str, list[float]]:
   """Warms each runner up, then `rounds` x (chunk steps of each, in turn; the order alternates
-  every round so that neither side always follows the other). Returns each side's step times."""
+  every round so that neither side always follows the other). Each chunk starts with `settle`
+  untimed steps (see SETTLE_NOTE). Returns each side's timed step times."""
   for run in runners.values():
-    run(warmup)
+    if warmup:
+      run(warmup)
   times = {name: [] for name in runners}
   names = list(runners)
   for r in range(rounds):
     for name in (names if r % 2 == 0 else names[::-1]):
+      if settle:
+        runners[name](settle)
       times[name] += runners[name](chunk)
   return times
+
+
+# Why chunks start with an untimed step (measured 2026-11-24, chunks of 1 step, 2 threads): an
+# ssljax step right after the lightly worker's took 0.2-0.3 s longer (DINO b32 2.0-2.05 vs
+# 1.75-1.83 s; ResNet-18 b32 1.71-1.86 vs 1.56-1.57 s), all of it kernel time (getrusage: 0.3-0.6
+# vs 0.07-0.18 s, the same number of page faults): XLA:CPU maps a fresh temporary buffer every
+# step, and its huge-page faults cost more right after the other process ran. torch's steps
+# showed no such switch cost (it reuses malloc'd memory), and a training run never switches.
+SETTLE_NOTE = ("Each timed chunk started with {settle} untimed step(s) per side: ssljax's first "
+               "step after the lightly worker ran paid 0.2-0.3 s of extra kernel time (fresh "
+               "huge-page faults for XLA:CPU's per-step temporary buffer), which a training run, "
+               "one process stepping on, does not; torch's steps showed no such cost.")
 
 
 def summarize(model: str, batch: int, times: dict[str, list[float]]) -> dict[str, Any]:
@@ -369,20 +434,21 @@ def profile_findings(model: str, per_op: dict[str, float], step_s: float,
 
 
 def measure(model: str, batch: int, threads: int, warmup: int, rounds: int, chunk: int,
-            tiny: bool = False, log=print) -> tuple[dict[str, Any], SsljaxStep, dict]:
+            tiny: bool = False, log=print, settle: int = 0) -> tuple[dict[str, Any], SsljaxStep, dict]:
   peer = PeerWorker(model, batch, threads, tiny=tiny)   # first: fails fast without the peer env
   try:
     ours = ssljax_runner(model, batch, tiny=tiny)
     compile_s = ours.compile()
     log(f"{model} batch {batch}: ssljax compiled in {compile_s:.1f} s "
         f"({ours.num_params / 1e6:.2f}M params), lightly {peer.info['params'] / 1e6:.2f}M params")
-    times = interleave({"ssljax": ours.run, "lightly": peer.run}, warmup, rounds, chunk)
+    times = interleave({"ssljax": ours.run, "lightly": peer.run}, warmup, rounds, chunk, settle)
   finally:
     peer.close()
   row = summarize(model, batch, times)
   row.update(compile_s=compile_s, ssljax_params=ours.num_params, lightly_params=peer.info["params"],
              ssljax_loss=ours.last_loss, lightly_loss=peer.last_loss,
-             torch_threads=peer.info.get("threads"))
+             torch_threads=peer.info.get("threads"),
+             gflop=None if ours.flops is None else ours.flops / 1e9)
   log(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}))
   return row, ours, peer.info
 
@@ -396,6 +462,8 @@ def main(argv=None) -> list[dict[str, Any]]:
   parser.add_argument("--rounds", type=int, default=4, help="alternating timed chunks per side")
   parser.add_argument("--chunk", type=int, default=2, help="steps per chunk at batch 32")
   parser.add_argument("--rounds-large", type=int, default=3, help="rounds at batch >= 128")
+  parser.add_argument("--settle", type=int, default=1,
+                      help="untimed steps at the start of each chunk, per side (see SETTLE_NOTE)")
   parser.add_argument("--chunk-large", type=int, default=1, help="steps per chunk at batch >= 128")
   parser.add_argument("--rows-json", default="", help="also append each row to this JSON-lines file")
   parser.add_argument("--quick", action="store_true", help="batch 32 only, 1 warm-up, 2 x 1 steps")
@@ -418,7 +486,7 @@ def main(argv=None) -> list[dict[str, Any]]:
       large = batch >= 128
       row, ours, info = measure(model, batch, args.threads, args.warmup,
                                 args.rounds_large if large else args.rounds,
-                                args.chunk_large if large else args.chunk)
+                                args.chunk_large if large else args.chunk, settle=args.settle)
       rows.append(row)
       if args.rows_json:
         with open(args.rows_json, "a") as f:
@@ -439,6 +507,10 @@ def main(argv=None) -> list[dict[str, Any]]:
 
   table = format_table(rows)
   print(table)
+  peak = matmul_peak_gflops()
+  flop_lines = roofline(rows, peak)
+  for line in flop_lines:
+    print("-", line)
   for f in findings:
     print("-", f)
   versions = dict(info.get("versions", {}))
@@ -448,7 +520,8 @@ def main(argv=None) -> list[dict[str, Any]]:
       "no augmentation, no data loading). Ratio > 1: ssljax is faster. Each side was compiled / "
       f"warmed up ({args.warmup} steps), then timed in alternating chunks (ssljax, lightly, "
       "lightly, ssljax, ...) on a machine shared with other jobs: compare the ratios, not the "
-      "absolute numbers. Same recipe on both sides: SimCLR = CIFAR-stem ResNet-18, projection "
+      "absolute numbers. " + (SETTLE_NOTE.format(settle=args.settle) + " " if args.settle else "")
+      + "Same recipe on both sides: SimCLR = CIFAR-stem ResNet-18, projection "
       "512-2048(BN, ReLU)-128, NT-Xent T=0.5, LARS (lr 0.3 x B/256, momentum 0.9, wd 1e-6, trust "
       "1e-3; biases and norms excluded); DINO = ViT-Tiny/4 (192 wide, 12 deep, 3 heads, 64 patch "
       "tokens + CLS, learned position embedding), head 192-2048-2048-256-65536 (weight-normalised "
@@ -470,9 +543,15 @@ def main(argv=None) -> list[dict[str, Any]]:
              "parameters (forward + backward; no head, loss or optimizer). ssljax: "
              "`ssljax.models.build_backbone` under `jax.jit`; the other side: torchvision's "
              "`VisionTransformer` (the lightly worker's backbone). Timed as the train-step table "
-             f"(alternating chunks after {args.warmup} warm-up runs, same threads). Ratio > 1: "
-             "ssljax is faster.")
+             f"(alternating chunks after {args.warmup} warm-up runs, {args.settle} untimed "
+             "run(s) at the start of each chunk, same threads). Ratio > 1: ssljax is faster.")
     notes += "".join(f"\n\n{line}" for line in backward_only(rows))
+  if flop_lines:
+    notes += (f"\n\nHow close each side is to this CPU's arithmetic limit: a jitted float32 "
+              f"2048 x 2048 matmul ran at {peak:.0f} GFLOP/s on the same threads (torch's `mm` "
+              f"measured the same), the most either side can reach; both run the same model, so "
+              f"XLA's FLOP count of the ssljax step stands for both:\n\n"
+              + "\n".join(f"- {line}" for line in flop_lines))
   if findings:
     notes += ("\n\nWhere ssljax's step time goes (XLA:CPU op times from a `jax.profiler` trace of "
               "2 steps at the smallest batch; shares of the median step):\n\n"
@@ -488,7 +567,8 @@ def main(argv=None) -> list[dict[str, Any]]:
             "ssljax side": f"jax {jax.__version__}, flax {_peer.version('flax')}, optax {_peer.version('optax')}",
             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(none)",
             "steps timed per side": f"{args.rounds} x {args.chunk} (B < 128), {args.rounds_large} x "
-                                    f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps"}
+                                    f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps; "
+                                    f"{args.settle} untimed step(s) at the start of each chunk"}
     report.write_section(BREAKDOWN_SECTION if args.breakdown else SECTION, table + notes, meta)
   return rows
 

@@ -39,6 +39,13 @@ lr 8e-3: 0.664 / 0.625 (seed 0), 0.544 / 0.603 (seed 1), 0.678 / 0.653 (seed 2);
 seed 2: 0.647 / 0.653; depth 6: 0.550 / 0.597 (seed 0), 0.611 / 0.594 (seed 1); batch 256: 0.650 /
 0.625, 0.597 / 0.603; crops (0.9, 1): 0.656 / 0.625, 0.600 / 0.603. The +0.03 gains are seed noise
 (the held-out split has 360 images), not learning.
+Targets instance-normalised over the patches per channel before the LayerNorm (data2vec 2.0's
+target normalisation, which removes a vector shared by all of an image's tokens; tried 2026-11-24
+as a code change, not kept): EMA 0.999: 0.667 / 0.625 (seed 0), 0.619 / 0.603 (seed 1), 0.639 /
+0.653 (seed 2); EMA 0.99 -> 0.999: 0.656 / 0.625; EMA 0.996: 0.647 / 0.625; context encoder
+features: 0.611 / 0.625. With sin-cos posemb: EMA 0.99 -> 0.999: 0.753 / 0.703 (seed 0), 0.672 /
+0.692 (seed 1), 0.636 / 0.667 (seed 2), context encoder 0.631 / 0.703; EMA 0.999: 0.703 / 0.703.
+Same picture: single-seed gains that the next seed does not repeat.
 """
 from ssljax.config import base_config
 

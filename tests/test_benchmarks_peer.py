@@ -97,6 +97,42 @@ def test_interleave_alternates_and_table_has_ratio():
   assert [line.split("|")[col].strip() for line in lines[2:]] == ["0.50x", "0.50x"]
 
 
+def test_interleave_settle_steps_are_run_but_not_timed():
+  calls = []
+
+  def fake(name):
+    def run(n):
+      calls.append((name, n))
+      return [float(len(calls))] * n     # a step's "time" says which call ran it
+    return run
+
+  times = P.interleave({"ssljax": fake("ssljax"), "lightly": fake("lightly")},
+                       warmup=0, rounds=2, chunk=1, settle=1)
+  # each chunk: one untimed step, then the timed one; the order still alternates per round
+  assert calls == [("ssljax", 1), ("ssljax", 1), ("lightly", 1), ("lightly", 1),
+                   ("lightly", 1), ("lightly", 1), ("ssljax", 1), ("ssljax", 1)]
+  assert times == {"ssljax": [2.0, 8.0], "lightly": [4.0, 6.0]}
+
+
+def test_roofline_shares_of_the_matmul_peak():
+  rows = [dict(model="vit_tiny_dino", batch=32, ssljax_ms=2000.0, lightly_ms=1600.0, gflop=200.0),
+          dict(model="resnet18_simclr", batch=32, ssljax_ms=1.0, lightly_ms=1.0, gflop=None)]
+  (line,) = P.roofline(rows, peak_gflops=250.0, target=1.2)
+  # ssljax 200 / 2.0 = 100 GFLOP/s = 40%; lightly 125 = 50%; 1.2x lightly = 150 = 60%
+  assert "200 GFLOP per step" in line
+  assert "ssljax 100 GFLOP/s (40% " in line and "lightly 125 GFLOP/s (50%)" in line
+  assert "1.2x lightly would need 150 GFLOP/s (60%)" in line
+
+
+def test_compiled_flops_counts_a_matmul():
+  import jax
+  import jax.numpy as jnp
+  x = jnp.ones((64, 32), jnp.float32)
+  w = jnp.ones((32, 16), jnp.float32)
+  flops = P.compiled_flops(jax.jit(jnp.matmul).lower(x, w).compile())
+  assert flops == pytest.approx(2 * 64 * 32 * 16, rel=0.01)
+
+
 def test_write_section_with_fake_peer(tmp_path, monkeypatch):
   from benchmarks import report
   row = P.summarize("resnet18_simclr", 32, {"ssljax": [0.2], "lightly": [0.1]})
