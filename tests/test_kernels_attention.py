@@ -54,6 +54,25 @@ def test_matches_reference_f32(impl, shape, masked):
   _check(impl, shape, jnp.float32, masked, 1e-5, 2e-5)
 
 
+def test_xla_single_unpadded_tile_matches_reference():
+  """Default tiles: a 65-token sequence (a ViT-Tiny/4's at 32 px) is one tile, not padded to 72."""
+  assert A._tiles("xla", 65, 65, None, None) == (65, 65)
+  assert A._tiles("xla", 300, 65, None, None) == (A.XLA_BLOCK_Q, 65)
+  q, k, v, w = _qkv(2, 65, 65, 3, 16, jnp.float32, seed=1)
+  mask = jnp.arange(65)[None, :] < jnp.array([65, 58])[:, None]
+
+  def objective(impl):
+    return jax.jit(jax.value_and_grad(
+        lambda q, k, v: jnp.sum(A.dot_product_attention(q, k, v, mask, impl=impl) * w),
+        argnums=(0, 1, 2)))
+
+  want_v, want_g = objective("reference")(q, k, v)
+  got_v, got_g = objective("xla")(q, k, v)
+  np.testing.assert_allclose(got_v, want_v, rtol=1e-5, atol=1e-5)
+  for got, want in zip(got_g, want_g):
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * max(1.0, float(np.abs(want).max())))
+
+
 @pytest.mark.parametrize("impl", ["xla", "pallas"])
 def test_matches_reference_bf16(impl):
   _check(impl, (2, 24, 40, 2, 32), jnp.bfloat16, True, 2e-2, 3e-2)
