@@ -46,6 +46,14 @@ as a code change, not kept): EMA 0.999: 0.667 / 0.625 (seed 0), 0.619 / 0.603 (s
 features: 0.611 / 0.625. With sin-cos posemb: EMA 0.99 -> 0.999: 0.753 / 0.703 (seed 0), 0.672 /
 0.692 (seed 1), 0.636 / 0.667 (seed 2), context encoder 0.631 / 0.703; EMA 0.999: 0.703 / 0.703.
 Same picture: single-seed gains that the next seed does not repeat.
+data2vec 2.0's targets (each block's FFN output instance-normalised over the patches, averaged
+over the 3 blocks, layer-normalised; what made configs/data2vec_digits.py learn, where final
+residual-stream targets gave 0.722 / 0.711), tried the same day as a code change, not kept: EMA
+0.999: 0.653 / 0.625; EMA 0.99 -> 0.999: 0.594 / 0.625; sin-cos + EMA 0.99 -> 0.999: 0.739 / 0.703
+(seed 0), 0.600 / 0.692 (seed 1), 0.642 / 0.667 (seed 2); context encoder features 0.686 / 0.703
+and 0.611 / 0.625. So the target construction is not what stops I-JEPA here; what is left that
+differs from data2vec is the multi-block masking on a 4x4 grid (5 context patches, one context per
+image) and the transformer predictor.
 """
 from ssljax.config import base_config
 
