@@ -53,7 +53,11 @@ residual-stream targets gave 0.722 / 0.711), tried the same day as a code change
 (seed 0), 0.600 / 0.692 (seed 1), 0.642 / 0.667 (seed 2); context encoder features 0.686 / 0.703
 and 0.611 / 0.625. So the target construction is not what stops I-JEPA here; what is left that
 differs from data2vec is the multi-block masking on a 4x4 grid (5 context patches, one context per
-image) and the transformer predictor.
+image) and the transformer predictor. Masking checked too (a temporary pipeline change, not kept):
+random masks, 8 context patches and the other 8 as one target block, gave 0.633 / 0.625 (this
+config), 0.547 / 0.625 (EMA 0.99 -> 0.999), 0.742 / 0.703 and 0.706 / 0.692 (sin-cos + EMA 0.99 ->
+0.999, seeds 0 and 1). So neither the targets nor the masks alone explain it; the predictor (a
+transformer that can route context to targets without the encoder learning much) is untested.
 """
 from ssljax.config import base_config
 
