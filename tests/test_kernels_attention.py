@@ -23,21 +23,22 @@ def _qkv(b, lq, lk, h, d, dtype, seed=0):
 
 
 @functools.lru_cache(maxsize=None)
-def _value_and_grad(impl, masked):
+def _value_and_grad(impl, masked, block=16):
   def objective(q, k, v, w, mask):
-    kw = dict(block_q=16, block_k=16) if impl != "reference" else {}
+    kw = dict(block_q=block, block_k=block) if impl != "reference" else {}
     out = A.dot_product_attention(q, k, v, mask if masked else None, impl=impl, **kw)
     return jnp.sum(out.astype(jnp.float32) * w)
   return jax.jit(jax.value_and_grad(objective, argnums=(0, 1, 2)))
 
 
-def _check(impl, shape, dtype, masked, tol_v, tol_g):
+def _check(impl, shape, dtype, masked, tol_v, tol_g, block=16):
+  """`impl` against the reference; tiles of `block` (None: the impl's default tiles)."""
   b, lq, lk, h, d = shape
   q, k, v, w = _qkv(b, lq, lk, h, d, dtype)
   # Batch row 0 attends to every key; row 1 only to its first lk - 7 keys.
   mask = jnp.arange(lk)[None, :] < jnp.array([lk, lk - 7])[:, None]
   want_v, want_g = _value_and_grad("reference", masked)(q, k, v, w, mask)
-  got_v, got_g = _value_and_grad(impl, masked)(q, k, v, w, mask)
+  got_v, got_g = _value_and_grad(impl, masked, block)(q, k, v, w, mask)
   np.testing.assert_allclose(got_v, want_v, rtol=tol_v, atol=tol_v)
   for got, want in zip(got_g, want_g):
     assert got.dtype == dtype
@@ -58,19 +59,7 @@ def test_xla_single_unpadded_tile_matches_reference():
   """Default tiles: a 65-token sequence (a ViT-Tiny/4's at 32 px) is one tile, not padded to 72."""
   assert A._tiles("xla", 65, 65, None, None) == (65, 65)
   assert A._tiles("xla", 300, 65, None, None) == (A.XLA_BLOCK_Q, 65)
-  q, k, v, w = _qkv(2, 65, 65, 3, 16, jnp.float32, seed=1)
-  mask = jnp.arange(65)[None, :] < jnp.array([65, 58])[:, None]
-
-  def objective(impl):
-    return jax.jit(jax.value_and_grad(
-        lambda q, k, v: jnp.sum(A.dot_product_attention(q, k, v, mask, impl=impl) * w),
-        argnums=(0, 1, 2)))
-
-  want_v, want_g = objective("reference")(q, k, v)
-  got_v, got_g = objective("xla")(q, k, v)
-  np.testing.assert_allclose(got_v, want_v, rtol=1e-5, atol=1e-5)
-  for got, want in zip(got_g, want_g):
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * max(1.0, float(np.abs(want).max())))
+  _check("xla", (2, 65, 65, 3, 16), jnp.float32, True, 1e-5, 2e-5, block=None)
 
 
 @pytest.mark.parametrize("impl", ["xla", "pallas"])

@@ -338,8 +338,7 @@ def _tiles(impl, lq, lk, block_q, block_k):
   if impl == "xla":
     # A sequence that fits in one tile is its own tile, unpadded: rounding a ViT-Tiny/4's 65 tokens
     # up to 72 cost ~9% of its attention sublayers' forward + backward on CPU (12 layers, 64 images).
-    bq, bk = block_q or XLA_BLOCK_Q, block_k or XLA_BLOCK_K
-    return (lq if lq <= bq else bq), (lk if lk <= bk else bk)
+    return min(lq, block_q or XLA_BLOCK_Q), min(lk, block_k or XLA_BLOCK_K)
   bq, bk = block_q or PALLAS_BLOCK_Q, block_k or PALLAS_BLOCK_K
   if bq != next_pow2(bq) or bk != next_pow2(bk) or min(bq, bk) < 16:
     raise ValueError(f"Pallas tiles must be powers of two >= 16, got {bq}, {bk}")

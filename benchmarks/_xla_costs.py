@@ -1,0 +1,105 @@
+"""XLA cost helpers for the throughput benchmark (benchmarks/peer_throughput.py): FLOP counts of
+compiled computations, this CPU's matmul peak, and an op-level profile of a jitted step.
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import time
+
+
+def compiled_flops(compiled) -> float | None:
+  """XLA's FLOP count of a compiled computation (`cost_analysis()['flops']`), None if unknown."""
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0))
+  except Exception:  # pylint: disable=broad-except  (cost analysis is optional per backend)
+    return None
+  return flops if flops > 0 else None
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """The best float32 GFLOP/s of one jitted [n, n] x [n, n] matmul on the current threads: what
+  this CPU's matmul reaches when nothing else runs (torch's `mm` measured the same here)."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(jnp.matmul)
+  jax.block_until_ready(f(a, a))
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(a, a))
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n ** 3 / best / 1e9
+
+
+_OPCODE = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = [^=]*?\b([a-z][\w\-]*)\(")
+_CALLS = re.compile(r"calls=%?([\w.\-]+)")
+_BLOCK = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) [^\n]*\{\s*$")
+# What an XLA:CPU op (thunk) does, by the opcodes inside it, most expensive kind first.
+_KINDS = (("convolution", "convolution"), ("dot", "dot / matmul"), ("reduce-window", "reduce"),
+          ("reduce", "reduce"), ("scatter", "scatter / gather"), ("gather", "scatter / gather"),
+          ("sort", "other"), ("custom-call", "other"), ("transpose", "transpose / copy"),
+          ("copy", "transpose / copy"))
+
+
+def hlo_op_kinds(hlo_text: str) -> dict[str, str]:
+  """{instruction name: kind} for an optimized HLO module's text (a fusion: by what it calls)."""
+  opcodes, calls = {}, {}
+  members = collections.defaultdict(set)    # computation -> instruction names in it
+  current = None
+  for line in hlo_text.splitlines():
+    block = _BLOCK.match(line)
+    if block and "=" not in line.split("{")[0]:
+      current = block.group(1)
+      continue
+    m = _OPCODE.match(line)
+    if not m:
+      continue
+    name, op = m.group(1), m.group(2)
+    opcodes[name] = op
+    members[current].add(name)
+    c = _CALLS.search(line)
+    if c:
+      calls[name] = c.group(1)
+
+  def ops_in(comp: str, seen: frozenset) -> set[str]:
+    out = set()
+    for name in members.get(comp, ()):
+      out.add(opcodes[name])
+      callee = calls.get(name)
+      if callee and callee not in seen:
+        out |= ops_in(callee, seen | {callee})
+    return out
+
+  kinds = {}
+  for name, op in opcodes.items():
+    ops = {op} | (ops_in(calls[name], frozenset([calls[name]])) if name in calls else set())
+    kinds[name] = next((kind for key, kind in _KINDS if key in ops), "elementwise")
+  return kinds
+
+
+def profile_ops(step, n: int, logdir: str) -> dict[str, float]:
+  """Seconds per step by XLA op (thunk) name, from a jax.profiler trace of `n` steps of `step`
+  (anything with `run(n)`, e.g. peer_throughput.SsljaxStep)."""
+  import jax
+  step.run(1)
+  with jax.profiler.trace(logdir, create_perfetto_trace=True):
+    step.run(n)
+  files = glob.glob(os.path.join(logdir, "**", "perfetto_trace.json.gz"), recursive=True)
+  if not files:
+    return {}
+  with gzip.open(max(files, key=os.path.getmtime), "rt") as f:
+    trace = json.load(f)
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  per_op = collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and "dur" in e:
+      per_op[e.get("name", "?")] += e["dur"] * 1e-6 / n
+  return dict(per_op)
