@@ -3,6 +3,8 @@
 The flag must be set before JAX initialises its backends, hence here, before any test imports jax.
 Single-device code paths are unaffected: un-sharded computations run on device 0.
 """
+import ast
+import json
 import os
 import tempfile
 
@@ -73,9 +75,28 @@ def learn_on_digits(config, workdir, margin: float):
   (data2vec_digits: 0.0045 < 0.2 / sqrt(D) = 0.025). MAE's linear probe likewise puts an
   affine-free BatchNorm before the classifier (He et al., 2022, appendix A.2). kNN (cosine) is
   always computed on the un-centred features.
+
+  Seed sweeps: `SSLJAX_LEARN_SEED=N` runs every learning test at config seed N instead of the
+  config's own, and `SSLJAX_LEARN_LOG=file.jsonl` appends each run's result (test, seed, kNN,
+  margin) to that file, passed or not, and `SSLJAX_LEARN_OVERRIDES='optimizer.weight_decay=0.05;...'`
+  sets config fields (values as Python literals) after the test's own changes, e.g.
+    SSLJAX_LEARN_SEED=1 SSLJAX_LEARN_LOG=/tmp/seed1.jsonl pytest -m slow tests/test_byol.py
   """
   from ssljax import train
+  from ssljax.evaluate.diagnostics import collapse_report
   from ssljax.metrics_writer import read_jsonl
+  if os.environ.get("SSLJAX_LEARN_SEED"):
+    config.seed = int(os.environ["SSLJAX_LEARN_SEED"])
+  overrides = os.environ.get("SSLJAX_LEARN_OVERRIDES", "")
+  for item in filter(None, overrides.split(";")):
+    key, value = item.split("=", 1)
+    *parents, leaf = key.strip().split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    if leaf not in node:
+      raise KeyError(f"SSLJAX_LEARN_OVERRIDES: {key!r} is not a config field")
+    node[leaf] = ast.literal_eval(value.strip())
   config.progress_bar = False
   config.eval.random_init = True
   trainer = train.Trainer(config, str(workdir))
@@ -84,11 +105,17 @@ def learn_on_digits(config, workdir, margin: float):
   losses = [r["loss"] for r in rows if "loss" in r]
   k = max(1, len(losses) // 10)
   first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
-  assert last < first, f"loss did not go down: first {first:.4f}, last {last:.4f}"
-  assert result["knn_top1"] > result["knn_top1_random_init"] + margin, result
   emb = trainer.method.embeddings(trainer.state.params, trainer.state.method_state,
                                   trainer.evaluator.eval_x[:256])
-  from ssljax.evaluate.diagnostics import collapse_report
   report = collapse_report(emb, threshold=0.2, centre=trainer.method.centre_embeddings)
+  if os.environ.get("SSLJAX_LEARN_LOG"):
+    with open(os.environ["SSLJAX_LEARN_LOG"], "a") as f:
+      numbers = {key: v for key, v in result.items() if isinstance(v, (int, float))}
+      f.write(json.dumps(dict(test=os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                              seed=int(config.seed), margin=margin, overrides=overrides,
+                              loss_first=first, loss_last=last,
+                              collapsed=bool(report["collapsed"]), **numbers)) + "\n")
+  assert last < first, f"loss did not go down: first {first:.4f}, last {last:.4f}"
+  assert result["knn_top1"] > result["knn_top1_random_init"] + margin, result
   assert not report["collapsed"], f"collapsed: {report}"
   return result
