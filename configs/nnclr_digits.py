@@ -8,6 +8,9 @@ The support queue holds 1,024 projections (8 batches; the paper's 98,304 is more
 1,437 training digits), T = 0.1 as in the paper. Measured (seed 0, 300 steps): held-out kNN top-1
 0.839 (linear 0.933) against 0.764 (0.897) for the random-init backbone; 160 s of CPU time
 (user + system, compile and evaluations included).
+Weight decay 0.05 (was 1e-4, 2026-11-24): with 1e-4 the kNN gain over the random init was
++0.075 / +0.039 / +0.106 at seeds 0 / 1 / 2 (seed 1 under the test's +0.04 margin); with 0.05
++0.094 / +0.081 / +0.117 (benchmarks/learning_seeds.py measures the tests across seeds).
 """
 from ssljax.config import base_config
 
@@ -37,7 +40,7 @@ def get_config():
 
   config.optimizer.name = "adamw"
   config.optimizer.base_lr = 2e-3
-  config.optimizer.weight_decay = 1e-4
+  config.optimizer.weight_decay = 0.05   # 1e-4 passed at seed 0 only by luck (see above)
   config.optimizer.warmup_steps = 20
 
   config.nnclr.temperature = 0.1

@@ -8,6 +8,9 @@ on 2 free cores). Measured (seed 0): held-out kNN top-1 0.881 vs 0.764 for the r
 backbone, linear probe 0.903 vs 0.897. Same data, backbone and optimizer as
 configs/simclr_digits.py; W-MSE 2 with embedding 32 whitened in sub-batches of 64 (the paper's
 CIFAR setting is embedding 64, w_size 128).
+Weight decay 0.05 (was 1e-4, 2026-11-24): the learning test (150 steps) gained +0.067 / +0.042 /
++0.028 kNN over the random init at seeds 0 / 1 / 2 with 1e-4 (seed 2 under its +0.03 margin),
++0.100 / +0.044 / +0.086 with 0.05.
 """
 from ssljax.config import base_config
 
@@ -37,7 +40,7 @@ def get_config():
 
   config.optimizer.name = "adamw"
   config.optimizer.base_lr = 2e-3
-  config.optimizer.weight_decay = 1e-4
+  config.optimizer.weight_decay = 0.05   # 1e-4 was seed-fragile (see above)
   config.optimizer.warmup_steps = 20
 
   config.wmse.num_views = 2
