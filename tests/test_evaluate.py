@@ -152,6 +152,11 @@ def test_centring_ignores_a_shared_vector_but_not_a_collapse():
   point = np.tile(rng.normal(size=(1, 64)), (1000, 1)) + 1e-4 * rng.normal(size=(1000, 64))
   jitter = evaluate.collapse_report(point, centre=True)
   assert jitter["embedding_std_ratio"] > 0.9 and jitter["collapsed"] is True
+  # A shared vector that dwarfs a healthy spread (data2vec's pooled tokens: un-centred spread 0.0025
+  # at D=64) is still not collapse.
+  far = 50.0 * shifted[:1] / 20.0 + spread
+  assert 1e-3 < evaluate.embedding_std(far) < 0.1 * 0.2 / 8
+  assert evaluate.collapse_report(far, threshold=0.2, centre=True)["collapsed"] is False
 
 
 def test_rankme_counts_directions():
