@@ -1,8 +1,8 @@
 # Developer shortcuts; each target is the command it names, nothing more.
-#   make setup | quickstart | test | test-fast | bench | bench-more | bench-methods
+#   make setup | quickstart | test | test-fast | bench | bench-more | bench-methods | bench-seeds
 PY := .venv/bin/python
 
-.PHONY: setup quickstart test test-fast bench bench-more bench-methods
+.PHONY: setup quickstart test test-fast bench bench-more bench-methods bench-seeds
 
 setup:
 	bash scripts/setup_env.sh
@@ -45,3 +45,8 @@ bench-more: setup
 # Trains every method's digits config (2-4 minutes each): the README methods table.
 bench-methods: setup
 	$(PY) -m benchmarks.methods_digits
+
+# The slow learning tests at seeds 0, 1 and 2 (about 10 minutes per seed): does each recipe learn at
+# seeds other than the one CI runs?
+bench-seeds: setup
+	$(PY) -m benchmarks.learning_seeds
