@@ -75,9 +75,8 @@ def test_gradients_reach_backbone_and_projector(tiny_config):
 
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
-  """configs/barlow_twins_digits.py, shortened: beats the random-init backbone on held-out kNN."""
+  """configs/barlow_twins_digits.py (300 steps; 150 learned at seed 0 only) beats the random-init
+  backbone on held-out kNN."""
   config = load_config("barlow_twins_digits")
-  config.total_steps = 150
-  config.eval_every = 150
   config.eval.linear_epochs = 20
   learn_on_digits(config, tmp_path, margin=0.03)
