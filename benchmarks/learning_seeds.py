@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 
 from benchmarks import report
 
@@ -30,13 +31,15 @@ TITLE = "Learning tests across seeds"
 
 
 def run_seed(seed: int, tests: list[str], workers: int) -> list[dict]:
-  """Runs the learning tests in `tests` at `seed`; their logged rows (passed or not)."""
+  """Runs the learning tests in `tests` at `seed`; their logged rows (passed or not), each with
+  `passed`: pytest's verdict on the whole test (an xfail counts as not passed)."""
   with tempfile.TemporaryDirectory() as tmp:
     log = os.path.join(tmp, "rows.jsonl")
+    junit = os.path.join(tmp, "junit.xml")
     env = dict(os.environ, SSLJAX_LEARN_SEED=str(seed), SSLJAX_LEARN_LOG=log, PYTHONHASHSEED="0",
                XLA_FLAGS="--xla_force_host_platform_device_count=1")
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m",
-           "slow and not multiprocess", "-k", "learns", *tests]
+           "slow and not multiprocess", "-k", "learns", f"--junitxml={junit}", *tests]
     if workers > 1:
       cmd += ["-n", str(workers)]
     print(f"[learning_seeds] seed {seed}: {' '.join(cmd[2:])}", flush=True)
@@ -46,12 +49,29 @@ def run_seed(seed: int, tests: list[str], workers: int) -> list[dict]:
     if not os.path.exists(log):
       raise RuntimeError(f"seed {seed}: pytest logged no learning run (rc {proc.returncode}):\n"
                          f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    verdicts = junit_verdicts(junit) if os.path.exists(junit) else {}
     with open(log) as f:
-      return [json.loads(line) for line in f]
+      rows = [json.loads(line) for line in f]
+    for row in rows:
+      if row["test"] in verdicts:
+        row["passed"] = verdicts[row["test"]]
+    return rows
+
+
+def junit_verdicts(path: str) -> dict[str, bool]:
+  """pytest node id ('tests/test_x.py::test_y') -> passed, from a --junitxml report."""
+  out = {}
+  for case in ET.parse(path).getroot().iter("testcase"):
+    node = case.get("classname", "").replace(".", "/") + ".py::" + case.get("name", "")
+    out[node] = not any(child.tag in ("failure", "error", "skipped") for child in case)
+  return out
 
 
 def passed(row: dict) -> bool:
-  """What learn_on_digits asserts: loss down, kNN gain above the margin, no collapse."""
+  """pytest's verdict where recorded (a test may assert more than learn_on_digits), else what
+  learn_on_digits asserts: loss down, kNN gain above the margin, no collapse."""
+  if "passed" in row:
+    return bool(row["passed"])
   return (row["loss_last"] < row["loss_first"] and not row["collapsed"]
           and row["knn_top1"] > row["knn_top1_random_init"] + row["margin"])
 

@@ -63,3 +63,16 @@ def test_conftest_rejects_an_unknown_override(tmp_path):
                         env=env, capture_output=True, text=True, check=False, timeout=600)
   assert proc.returncode == 1
   assert "'optimizer.weight_decy' is not a config field" in proc.stdout
+
+
+def test_junit_verdicts_name_nodes_as_the_log_does(tmp_path):
+  xml = tmp_path / "j.xml"
+  xml.write_text('<testsuites><testsuite>'
+                 '<testcase classname="tests.test_a" name="test_learns"/>'
+                 '<testcase classname="tests.test_b" name="test_learns"><failure/></testcase>'
+                 '<testcase classname="tests.test_c" name="test_learns"><skipped/></testcase>'
+                 '</testsuite></testsuites>')
+  assert learning_seeds.junit_verdicts(str(xml)) == {
+      "tests/test_a.py::test_learns": True, "tests/test_b.py::test_learns": False,
+      "tests/test_c.py::test_learns": False}
+  assert not learning_seeds.passed(dict(ROW, passed=False))   # pytest's verdict wins
