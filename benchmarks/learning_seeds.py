@@ -76,16 +76,6 @@ def passed(row: dict) -> bool:
           and row["knn_top1"] > row["knn_top1_random_init"] + row["margin"])
 
 
-def simd() -> str:
-  """The widest x86 vector extension the CPU has (XLA:CPU's code and rounding depend on it)."""
-  try:
-    flags = set(open("/proc/cpuinfo").read().split())
-  except OSError:
-    return "unknown"
-  return next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
-               if flag in flags), "no AVX")
-
-
 def table(store: dict, seeds: list[int]) -> str:
   header = ["test", "margin"] + [f"seed {s}" for s in seeds] + ["passes", "measured"]
   rows = []
@@ -140,7 +130,7 @@ def main(argv=None) -> None:
   with open(RESULTS, "w") as f:
     json.dump(store, f, indent=1, sort_keys=True)
   cmd = "python -m benchmarks.learning_seeds " + " ".join(argv if argv is not None else sys.argv[1:])
-  report.write_section(TITLE, text, {"command": cmd.strip(), "cpu vector extension": simd()})
+  report.write_section(TITLE, text, {"command": cmd.strip()})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ README = os.path.join(report.ROOT, "README.md")
 START, END = "<!-- benchmarks-summary:start -->", "<!-- benchmarks-summary:end -->"
 SECTIONS = ("Train-step throughput vs lightly", "XLA:CPU library fusions",
             "Data pipeline vs torchvision", "Time to accuracy vs lightly", "Time to first step")
-STAMP_KEYS = ("date", "platform", "cpu_count", "jax", "command")
+STAMP_KEYS = ("date", "platform", "cpu_count", "cpu_simd", "jax", "command")
 
 
 def parse_sections(text: str) -> dict[str, tuple[dict[str, str], str]]:
