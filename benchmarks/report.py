@@ -31,10 +31,11 @@ def load_config(path: str):
   return module.get_config()
 
 
-def cpu_simd() -> str:
+def cpu_simd(cpuinfo: str = "/proc/cpuinfo") -> str:
   """The widest x86 vector extension the CPU has (XLA:CPU's code and rounding depend on it)."""
   try:
-    flags = set(open("/proc/cpuinfo").read().split())
+    with open(cpuinfo) as f:
+      flags = set(f.read().split())
   except OSError:
     return "unknown"
   return next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))

@@ -46,3 +46,13 @@ def test_summary_copies_named_tables_with_their_stamp(tmp_path):
   readme_summary.write(str(readme), str(bench))                   # a re-run replaces the block
   second = readme.read_text()
   assert second.count(readme_summary.START) == 1 and "| warm | 3.9 |" in second and "4.2" not in second
+
+
+def test_cpu_simd_names_the_widest_vector_extension(tmp_path):
+  from benchmarks import report
+  info = tmp_path / "cpuinfo"
+  info.write_text("flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n")
+  assert report.cpu_simd(str(info)) == "AVX-512"
+  info.write_text("flags\t\t: fpu sse2 avx avx2 fma\n")
+  assert report.cpu_simd(str(info)) == "AVX2"
+  assert report.cpu_simd(str(tmp_path / "missing")) == "unknown"
