@@ -26,24 +26,27 @@ def test_table_marks_failing_seeds_and_counts_passes():
   assert lines[1].split(" | ")[1:5] == ["0.02", "+0.090", "-", "1/1"]
 
 
+def _run_probe(tmp_path, body: str, **env):
+  """Runs a one-test file `body` (importing tests/conftest.py's helpers) in a fresh pytest."""
+  test = tmp_path / "test_probe.py"
+  test.write_text("from conftest import learn_on_digits, make_tiny_config\n"
+                  "def test_learns(tmp_path):\n" + body)
+  return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(test),
+                         "--rootdir", str(tmp_path), "-c", os.devnull],
+                        env=dict(os.environ, PYTHONPATH=os.path.dirname(__file__), **env),
+                        capture_output=True, text=True, check=False, timeout=600)
+
+
 def test_conftest_applies_seed_and_overrides_and_logs(tmp_path):
   """SSLJAX_LEARN_SEED / _OVERRIDES reach the config; _LOG gets the row even when the test fails."""
-  test = tmp_path / "test_probe.py"
-  test.write_text(
-      "import pytest\n"
-      "from conftest import learn_on_digits, make_tiny_config\n"
-      "def test_learns(tmp_path):\n"
-      "  c = make_tiny_config()\n"
-      "  c.total_steps = 2\n"
-      "  c.eval_every = 2\n"
-      "  learn_on_digits(c, tmp_path, margin=5.0)\n")   # a margin no run can meet
   log = tmp_path / "rows.jsonl"
-  env = dict(os.environ, SSLJAX_LEARN_SEED="3", SSLJAX_LEARN_LOG=str(log),
-             SSLJAX_LEARN_OVERRIDES="optimizer.weight_decay=0.25; simclr.temperature=0.3",
-             PYTHONPATH=os.path.dirname(__file__))
-  proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(test),
-                         "--rootdir", str(tmp_path), "-c", os.devnull],
-                        env=env, capture_output=True, text=True, check=False, timeout=600)
+  proc = _run_probe(tmp_path,
+                    "  c = make_tiny_config()\n"
+                    "  c.total_steps = 2\n"
+                    "  c.eval_every = 2\n"
+                    "  learn_on_digits(c, tmp_path, margin=5.0)\n",   # a margin no run can meet
+                    SSLJAX_LEARN_SEED="3", SSLJAX_LEARN_LOG=str(log),
+                    SSLJAX_LEARN_OVERRIDES="optimizer.weight_decay=0.25; simclr.temperature=0.3")
   assert proc.returncode == 1, proc.stdout[-2000:]
   (row,) = [json.loads(line) for line in log.read_text().splitlines()]
   assert row["seed"] == 3 and row["margin"] == 5.0
@@ -52,15 +55,8 @@ def test_conftest_applies_seed_and_overrides_and_logs(tmp_path):
 
 
 def test_conftest_rejects_an_unknown_override(tmp_path):
-  test = tmp_path / "test_probe.py"
-  test.write_text("from conftest import learn_on_digits, make_tiny_config\n"
-                  "def test_learns(tmp_path):\n"
-                  "  learn_on_digits(make_tiny_config(), tmp_path, margin=0.0)\n")
-  env = dict(os.environ, SSLJAX_LEARN_OVERRIDES="optimizer.weight_decy=0.25",
-             PYTHONPATH=os.path.dirname(__file__))
-  proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(test),
-                         "--rootdir", str(tmp_path), "-c", os.devnull],
-                        env=env, capture_output=True, text=True, check=False, timeout=600)
+  proc = _run_probe(tmp_path, "  learn_on_digits(make_tiny_config(), tmp_path, margin=0.0)\n",
+                    SSLJAX_LEARN_OVERRIDES="optimizer.weight_decy=0.25")
   assert proc.returncode == 1
   assert "'optimizer.weight_decy' is not a config field" in proc.stdout
 
