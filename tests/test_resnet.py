@@ -137,3 +137,50 @@ def test_resnet_bf16_activations_f32_params(resnet18):
   assert out.dtype == jnp.float32
   assert state["intermediates"]["stage1_block0"]["__call__"][0].dtype == jnp.bfloat16
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state["batch_stats"]))
+
+
+def test_computed_once_is_the_identity_in_value_and_gradient():
+  from ssljax.models.resnet import computed_once
+  x = jax.random.normal(_key(3), (2, 4, 4, 3))
+  np.testing.assert_array_equal(np.asarray(_jit(computed_once)(x)), np.asarray(x))
+  grad = jax.grad(lambda v: jnp.sum(jnp.sin(computed_once(v))))(x)
+  np.testing.assert_allclose(np.asarray(grad), np.cos(np.asarray(x)), rtol=1e-6)
+  # A NaN where the predicate looks gives a non-finite result, as the identity would.
+  assert not np.isfinite(np.asarray(computed_once(x.at[0, 0, 0, 0].set(jnp.nan)))).any()
+
+
+def test_computed_once_is_a_conditional_only_on_cpu():
+  from ssljax.models.resnet import computed_once
+  traced = jax.jit(computed_once).trace(jnp.ones((2, 3)))
+  per_platform = {p: traced.lower(lowering_platforms=(p,)).as_text() for p in ("cpu", "cuda", "tpu")}
+  assert "stablehlo.compare" in per_platform["cpu"]   # the NaN check that XLA cannot fold
+  assert "stablehlo.compare" not in per_platform["cuda"]
+  assert "stablehlo.compare" not in per_platform["tpu"]
+
+
+def _transposes_with_relu(hlo: str) -> list[str]:
+  """Fusions of a compiled HLO module that transpose and also compute a maximum (a ReLU)."""
+  import re
+  bodies = {m.group(1): m.group(0) for m in re.finditer(r"\n(%[\w.\-]+) \(.*?\n}\n", hlo, re.S)}
+  return [m.group(1) for m in re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=(%[\w.\-]+)", hlo)
+          if " transpose(" in bodies.get(m.group(2), "") and " maximum(" in bodies[m.group(2)]]
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_weight_gradient_transposes_read_stored_activations_on_cpu(depth, monkeypatch):
+  """XLA:CPU must not recompute norm + ReLU chains inside the weight-gradient transposes
+  (computed_once's docstring): with it no such fusion is left; without it there are many."""
+  from ssljax.models import resnet
+  model = models.build_backbone(_resnet_cfg(depth=depth, cifar_stem=True))
+  x = _images(4)
+  variables = _init(model, x)
+
+  def compiled_grad_hlo():
+    def loss(params):
+      out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+      return jnp.sum(out ** 2)
+    return jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
+
+  assert _transposes_with_relu(compiled_grad_hlo()) == []
+  monkeypatch.setattr(resnet, "computed_once", lambda v: v)
+  assert len(_transposes_with_relu(compiled_grad_hlo())) >= 4
