@@ -1,22 +1,25 @@
 """ssljax's default XLA:CPU flags, applied by the command lines before JAX starts its backend.
 
-XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK by default. On the 2-core x86 machines ssljax
-is developed on, YNNPACK's convolutions were 3.5-12x slower (several runs) than XLA's own (Eigen)
-ones in a 3x3 conv stack's forward + backward at ResNet-stage shapes, and made a CIFAR ResNet-18
-SimCLR step 3.4-4x slower (benchmarks/xla_cpu_flags.py, section "XLA:CPU library fusions" of
-BENCHMARKS.md). Removing only the individual convolutions from YNNPACK's fusion types keeps
-YNNPACK for dots, elementwise and reduce fusions and gives convolutions back to Eigen. Turning
-YNNPACK off altogether was measured too (benchmarks/xla_cpu_flags.py): 1.03-1.13x on a ViT-Tiny
-DINO step, but 0.89-0.95x on ResNet-18 and 0.93x on the quickstart's tiny ViT; so was taking only
-its reduce fusions away (1.12x on a ViT-Tiny DINO step at batch 128, but 0.88x on ResNet-18 and
-0.92x on ViT-Tiny at batch 32); so was taking away only its dot fusions (1.22x on ViT-Tiny DINO
-at batch 32, 0.98x at batch 128, 0.86x on ResNet-18). Where a reduction was pathological (sums over
-the leading axis of DINO's 65536-wide head arrays: the weight-norm column norms and their
-gradient, the teacher centre, a batch-mean metric), the code computes it as a matvec instead
-(`ssljax.reductions`, used by `ssljax.models.heads.WeightNormDense` and
-`ssljax.losses.update_center`); `ssljax.losses.dino_loss` sums its view pairs without the
-contraction that XLA:CPU laid out with transposing copies of both [V, N, K] arrays. ViTs have
-no convolution: their patch embedding is a matmul (`ssljax.models.vit.PatchEmbed`).
+XLA:CPU (jaxlib 0.10) hands convolutions to YNNPACK by default. On the 2-core AVX2 machines ssljax
+was first developed on, YNNPACK's convolutions were 3.5-12x slower (several runs) than XLA's own
+(Eigen) ones in a 3x3 conv stack's forward + backward at ResNet-stage shapes, and made a CIFAR
+ResNet-18 SimCLR step 3.4-4x slower (benchmarks/xla_cpu_flags.py, section "XLA:CPU library fusions"
+of BENCHMARKS.md); on a 2-core AVX-512 machine 1.7x and 1.4x. Removing only the individual
+convolutions from YNNPACK's fusion types keeps YNNPACK for dots, elementwise and reduce fusions and
+gives convolutions back to Eigen. Turning YNNPACK off altogether was measured too
+(benchmarks/xla_cpu_flags.py): 1.03-1.13x on a ViT-Tiny DINO step, but 0.89-0.95x on ResNet-18 and
+0.93x on the quickstart's tiny ViT; so was taking only its reduce fusions away (1.12x on a ViT-Tiny
+DINO step at batch 128, but 0.88x on ResNet-18 and 0.92x on ViT-Tiny at batch 32); so was taking
+away only its dot fusions (1.22x on ViT-Tiny DINO at batch 32, 0.98x at batch 128, 0.86x on
+ResNet-18). Where a reduction was pathological (sums over the leading axis of DINO's 65536-wide
+head arrays: the weight-norm column norms and their gradient, the teacher centre, a batch-mean
+metric), the code computes it as a matvec instead (`ssljax.reductions`, used by
+`ssljax.models.heads.WeightNormDense` and `ssljax.losses.update_center`); `ssljax.losses.dino_loss`
+sums its view pairs without the contraction that XLA:CPU laid out with transposing copies of both
+[V, N, K] arrays. ViTs have no convolution: their patch embedding is a matmul
+(`ssljax.models.vit.PatchEmbed`). ResNets route each convolution input through
+`ssljax.models.resnet.computed_once`, so that XLA:CPU stores it once instead of recomputing its
+norm + ReLU chain inside the weight-gradient transposes.
 
 `python -m ssljax.main`, `python -m ssljax.finetune` and the benchmarks call `apply_cpu_defaults()`
 first. In your own script or notebook, call it before the first JAX computation:
