@@ -30,9 +30,10 @@ bench: setup
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) -m benchmarks.readme_summary
 
-# The other measurements (~13 minutes): attention kernel, data loading, MAE encoder FLOPs, the
-# XLA:CPU library-fusion settings behind ssljax/xla_flags.py, and the DINO recipe's ViT backbone
-# alone vs torchvision's (forward / backward: where the DINO throughput gap is).
+# The other measurements (~15 minutes): attention kernel, data loading, MAE encoder FLOPs, the
+# XLA:CPU library-fusion settings behind ssljax/xla_flags.py, the ResNet step with and without
+# ssljax.models.resnet.computed_once, and the DINO recipe's ViT backbone alone vs torchvision's
+# (forward / backward: where the DINO throughput gap is).
 bench-more: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.peer_throughput --breakdown --warmup 0 --settle 1 --rounds 3 --chunk 1 --rounds-large 2
@@ -40,6 +41,7 @@ bench-more: setup
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.mae_flops
 	$(PY) -m benchmarks.xla_cpu_flags
+	$(PY) -m benchmarks.resnet_computed_once
 	$(PY) -m benchmarks.readme_summary
 
 # Trains every method's digits config (2-4 minutes each): the README methods table.

@@ -226,3 +226,15 @@ def test_lightly_worker_picks_threads_and_steps():
     assert len(times) == 2 and all(t > 0 for t in times) and math.isfinite(worker.last_loss)
   finally:
     worker.close()
+
+
+def test_resnet_computed_once_ab_compiles_both_and_agrees():
+  """benchmarks/resnet_computed_once.py on a tiny ResNet: the 'off' step has ReLU-recomputing
+  transposes, the 'on' step none, and both compute the same losses."""
+  from benchmarks import resnet_computed_once as R
+  row = R.measure(batch=4, rounds=1, chunk=1, tiny=True, log=lambda *_: None)
+  assert row["off_relu_transposes"] > 0 and row["on_relu_transposes"] == 0
+  assert row["losses_agree"] and math.isfinite(row["on_loss"])
+  assert row["on_steps"] == row["off_steps"] == 1 and row["on_ms"] > 0
+  table = R.format_table([row])
+  assert "| 4 |" in table and "yes" in table

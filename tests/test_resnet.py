@@ -158,14 +158,6 @@ def test_computed_once_is_a_conditional_only_on_cpu():
   assert "stablehlo.compare" not in per_platform["tpu"]
 
 
-def _transposes_with_relu(hlo: str) -> list[str]:
-  """Fusions of a compiled HLO module that transpose and also compute a maximum (a ReLU)."""
-  import re
-  bodies = {m.group(1): m.group(0) for m in re.finditer(r"\n(%[\w.\-]+) \(.*?\n}\n", hlo, re.S)}
-  return [m.group(1) for m in re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=(%[\w.\-]+)", hlo)
-          if " transpose(" in bodies.get(m.group(2), "") and " maximum(" in bodies[m.group(2)]]
-
-
 @pytest.mark.parametrize("depth", [18, 50])
 def test_weight_gradient_transposes_read_stored_activations_on_cpu(depth, monkeypatch):
   """XLA:CPU must not recompute norm + ReLU chains inside the weight-gradient transposes
@@ -181,6 +173,7 @@ def test_weight_gradient_transposes_read_stored_activations_on_cpu(depth, monkey
       return jnp.sum(out ** 2)
     return jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
 
-  assert _transposes_with_relu(compiled_grad_hlo()) == []
+  from benchmarks.resnet_computed_once import transposes_with
+  assert transposes_with(compiled_grad_hlo(), "maximum") == []
   monkeypatch.setattr(resnet, "computed_once", lambda v: v)
-  assert len(_transposes_with_relu(compiled_grad_hlo())) >= 4
+  assert len(transposes_with(compiled_grad_hlo(), "maximum")) >= 4
