@@ -145,6 +145,8 @@ def test_computed_once_is_the_identity_in_value_and_gradient():
   np.testing.assert_array_equal(np.asarray(_jit(computed_once)(x)), np.asarray(x))
   grad = jax.grad(lambda v: jnp.sum(jnp.sin(computed_once(v))))(x)
   np.testing.assert_allclose(np.asarray(grad), np.cos(np.asarray(x)), rtol=1e-6)
+  batched = jax.random.normal(_key(4), (3, 2, 4))
+  np.testing.assert_array_equal(np.asarray(jax.vmap(computed_once)(batched)), np.asarray(batched))
   # A NaN where the predicate looks gives a non-finite result, as the identity would.
   assert not np.isfinite(np.asarray(computed_once(x.at[0, 0, 0, 0].set(jnp.nan)))).any()
 
