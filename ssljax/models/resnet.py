@@ -20,7 +20,7 @@ Parameter names: `stem_conv`, `stem_norm`, `stage{s}_block{b}/{conv1,norm1,...,p
 
 On the CPU backend every conv input after the stem goes through `computed_once` (see there): XLA:CPU
 otherwise recomputes each norm + ReLU (+ residual) chain inside the transposes that feed the
-convolutions' weight gradients, which made a CIFAR ResNet-18 SimCLR step about 1.1x slower.
+convolutions' weight gradients, which made a CIFAR ResNet-18 SimCLR step 1.1-1.3x slower.
 """
 from __future__ import annotations
 
@@ -56,21 +56,22 @@ def computed_once(x: jax.Array) -> jax.Array:
   """`x`, written once to its own buffer on the CPU backend; `x` itself on every other backend.
 
   A convolution's weight gradient needs its input with the batch axis moved last, so XLA:CPU
-  transposes every conv input in the backward pass. When that input is an elementwise result
-  (a norm's scale and shift, ReLU, a residual add), XLA's fusion pass treats it as cheap to
-  recompute and fuses the whole chain, back to the last convolution outputs, into the
-  transpose, and its loop emitter runs such transposes far slower than a plain one: on
-  [64, 32, 32, 64] float32 (a CIFAR ResNet-18 stage 1 at batch 32 x 2 views) a transpose of a
-  stored array took 1.1 ms, the same transpose with three norm + ReLU + residual steps fused in
-  55 ms (2-core AVX-512 machine, jaxlib 0.10.2). `optimization_barrier` does not stop it (XLA:CPU
-  removes barriers before fusion), but fusion never crosses a conditional: this routes `x`
-  through a `lax.cond` whose predicate XLA cannot fold (x's first element is not NaN), so the
-  chain is computed once, stored, and the transposes read the stored array. The cost is one copy
-  of `x`. A CIFAR ResNet-18 SimCLR train step: 1.11-1.14x faster at batch 32, 1.19-1.30x at
-  batch 128 (benchmarks/resnet_computed_once.py: both versions in one process, alternating). The other branch, taken only when that element is NaN, returns
-  NaNs: the step is non-finite either way. Values and gradients are those of `x` otherwise (also
-  under `jax.vmap`, where the conditional becomes a select and stops being a fusion boundary).
-  Elsewhere (GPU, TPU) `lax.platform_dependent` resolves to the identity at lowering time.
+  transposes every conv input in the backward pass. When that input is an elementwise result (a
+  norm's scale and shift, ReLU, a residual add), XLA's fusion pass treats it as cheap to recompute
+  and fuses the whole chain, back to the last convolution outputs, into the transpose, and its loop
+  emitter runs such transposes far slower than a plain one: on [64, 32, 32, 64] float32 (a CIFAR
+  ResNet-18 stage 1 at batch 32 x 2 views) a transpose of a stored array took 1.1 ms, the same
+  transpose with three norm + ReLU + residual steps fused in 55 ms (2-core AVX-512 machine, jaxlib
+  0.10.2). `optimization_barrier` does not stop it (XLA:CPU removes barriers before fusion), but
+  fusion never crosses a conditional: this routes `x` through a `lax.cond` whose predicate XLA
+  cannot fold (x's first element is not NaN), so the chain is computed once, stored, and the
+  transposes read the stored array. The cost is one copy of `x`. A CIFAR ResNet-18 SimCLR train
+  step: 1.11-1.14x faster at batch 32, 1.19-1.30x at batch 128 (benchmarks/resnet_computed_once.py:
+  both versions in one process, alternating). The other branch, taken only when that element is
+  NaN, returns NaNs: the step is non-finite either way. Values and gradients are those of `x`
+  otherwise (also under `jax.vmap`, where the conditional becomes a select and stops being a fusion
+  boundary). Elsewhere (GPU, TPU) `lax.platform_dependent` resolves to the identity at lowering
+  time.
   """
   def on_cpu(v):
     first = v.reshape(-1)[0]
