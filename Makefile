@@ -16,7 +16,7 @@ test:
 test-fast:
 	bash scripts/test.sh --fast
 
-# The five side-by-side benchmarks of issue #10, about 13 minutes on 2 CPU cores once the peer env
+# The five side-by-side benchmarks of issue #10, about 15 minutes on 2 CPU cores once the peer env
 # (.venv-peer/: torch, torchvision, lightly; installed on the first run, a few minutes) exists:
 # contrastive loss memory and time, train-step throughput vs lightly, data pipeline vs torchvision,
 # time to kNN accuracy vs lightly, time to first step. Each rewrites its section of BENCHMARKS.md;
@@ -25,14 +25,14 @@ bench: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.contrastive_memory
 	$(PY) -m benchmarks.startup
-	$(PY) -m benchmarks.peer_throughput --warmup 0 --settle 1 --rounds 6 --chunk 1 --rounds-large 1
+	$(PY) -m benchmarks.peer_throughput --warmup 0 --settle 1 --rounds 12 --chunk 1 --rounds-large 2
 	$(PY) -m benchmarks.data_pipeline_peer
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) -m benchmarks.readme_summary
 
 # The other measurements (~15 minutes): attention kernel, data loading, MAE encoder FLOPs, the
-# XLA:CPU library-fusion settings behind ssljax/xla_flags.py, the ResNet step with and without
-# ssljax.models.resnet.computed_once, and the DINO recipe's ViT backbone alone vs torchvision's
+# XLA:CPU library-fusion settings behind ssljax/xla_flags.py, the ResNet step with and without each
+# of ssljax/models/resnet.py's CPU workarounds, and the DINO recipe's ViT backbone alone vs torchvision's
 # (forward / backward: where the DINO throughput gap is).
 bench-more: setup
 	bash benchmarks/peer_env.sh
@@ -41,7 +41,7 @@ bench-more: setup
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.mae_flops
 	$(PY) -m benchmarks.xla_cpu_flags
-	$(PY) -m benchmarks.resnet_computed_once
+	$(PY) -m benchmarks.resnet_cpu_workarounds
 	$(PY) -m benchmarks.readme_summary
 
 # Trains every method's digits config (2-4 minutes each): the README methods table.

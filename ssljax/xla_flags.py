@@ -19,7 +19,9 @@ sums its view pairs without the contraction that XLA:CPU laid out with transposi
 [V, N, K] arrays. ViTs have no convolution: their patch embedding is a matmul
 (`ssljax.models.vit.PatchEmbed`). ResNets route each convolution input through
 `ssljax.models.resnet.computed_once`, so that XLA:CPU stores it once instead of recomputing its
-norm + ReLU chain inside the weight-gradient transposes.
+norm + ReLU chain inside the weight-gradient transposes, and their stride-2 convolutions compute
+the input gradient without dilating the output gradient
+(`ssljax.models.resnet.conv_general_dilated`).
 
 `python -m ssljax.main`, `python -m ssljax.finetune` and the benchmarks call `apply_cpu_defaults()`
 first. In your own script or notebook, call it before the first JAX computation:

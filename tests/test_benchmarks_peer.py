@@ -228,13 +228,18 @@ def test_lightly_worker_picks_threads_and_steps():
     worker.close()
 
 
-def test_resnet_computed_once_ab_compiles_both_and_agrees():
-  """benchmarks/resnet_computed_once.py on a tiny ResNet: the 'off' step has ReLU-recomputing
-  transposes, the 'on' step none, and both compute the same losses."""
-  from benchmarks import resnet_computed_once as R
-  row = R.measure(batch=4, rounds=1, chunk=1, tiny=True, log=lambda *_: None)
-  assert row["off_relu_transposes"] > 0 and row["on_relu_transposes"] == 0
-  assert row["losses_agree"] and math.isfinite(row["on_loss"])
-  assert row["on_steps"] == row["off_steps"] == 1 and row["on_ms"] > 0
-  table = R.format_table([row])
-  assert "| 4 |" in table and "yes" in table
+def test_resnet_cpu_workarounds_ab_compiles_each_variant_and_agrees():
+  """benchmarks/resnet_cpu_workarounds.py on a tiny ResNet: without computed_once the step has
+  ReLU-recomputing transposes, without the stride-2 input gradient dilated convolutions; with both
+  on neither; every variant computes the same loss."""
+  from benchmarks import resnet_cpu_workarounds as R
+  rows = {r["variant"]: r for r in R.measure(batch=4, rounds=1, chunk=1, tiny=True,
+                                             log=lambda *_: None)}
+  assert set(rows) == set(R.VARIANTS)
+  both = rows["both on"]
+  assert both["relu_transposes"] == 0 and both["dilated_convs"] == 0 and both["slowdown"] == 1.0
+  assert rows["without computed_once"]["relu_transposes"] > 0
+  assert rows["without the stride-2 input gradient"]["dilated_convs"] > 0
+  assert all(r["loss_agrees"] and math.isfinite(r["loss"]) and r["steps"] == 1 for r in rows.values())
+  table = R.format_table(list(rows.values()))
+  assert table.count("| 4 |") == 3 and "NO" not in table

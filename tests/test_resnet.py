@@ -175,7 +175,43 @@ def test_weight_gradient_transposes_read_stored_activations_on_cpu(depth, monkey
       return jnp.sum(out ** 2)
     return jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
 
-  from benchmarks.resnet_computed_once import transposes_with
+  from benchmarks.resnet_cpu_workarounds import transposes_with
   assert transposes_with(compiled_grad_hlo(), "maximum") == []
   monkeypatch.setattr(resnet, "computed_once", lambda v: v)
   assert len(transposes_with(compiled_grad_hlo(), "maximum")) >= 4
+
+
+@pytest.mark.parametrize("kernel,size", [(3, 16), (3, 7), (1, 16), (1, 7)])
+def test_stride2_conv_matches_lax_in_value_and_both_gradients(kernel, size):
+  """ResNet's routed stride-2 conv (custom input gradient on CPU) computes what lax does."""
+  from jax import lax
+  from ssljax.models import resnet
+  x = jax.random.normal(_key(5), (3, size, size, 6))
+  w = jax.random.normal(_key(6), (kernel, kernel, 6, 5))
+  pad = kernel // 2
+  args = ((2, 2), ((pad, pad), (pad, pad)))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  ours = lambda x, w: resnet.conv_general_dilated(x, w, *args, dimension_numbers=dn)  # noqa: E731
+  ref = lambda x, w: lax.conv_general_dilated(x, w, *args, dimension_numbers=dn)     # noqa: E731
+  g = jax.random.normal(_key(7), ref(x, w).shape)
+  np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-6, atol=1e-6)
+  grad = lambda f: _jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(x, w)  # noqa: E731
+  for got, want in zip(grad(ours), grad(ref)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_stride2_input_gradient_is_undilated_only_on_cpu():
+  """On CPU no convolution of the ResNet's gradient runs over a dilated input; lowered for GPU the
+  stride-2 convs keep XLA's own (dilated) input gradient."""
+  from benchmarks.resnet_cpu_workarounds import dilated_convolutions
+  model = models.build_backbone(_resnet_cfg(cifar_stem=True))
+  x = _images(4)
+  variables = _init(model, x)
+
+  def loss(params):
+    out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+    return jnp.sum(out ** 2)
+
+  traced = jax.jit(jax.grad(loss)).trace(variables["params"])
+  assert dilated_convolutions(traced.lower(lowering_platforms=("cpu",)).as_text()) == 0
+  assert dilated_convolutions(traced.lower(lowering_platforms=("cuda",)).as_text()) == 6

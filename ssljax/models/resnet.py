@@ -18,12 +18,16 @@ torchvision uses), projection shortcuts (1x1 conv + norm) where the shape change
 
 Parameter names: `stem_conv`, `stem_norm`, `stage{s}_block{b}/{conv1,norm1,...,proj_conv,proj_norm}`.
 
-On the CPU backend every conv input after the stem goes through `computed_once` (see there): XLA:CPU
-otherwise recomputes each norm + ReLU (+ residual) chain inside the transposes that feed the
-convolutions' weight gradients, which made a CIFAR ResNet-18 SimCLR step 1.1-1.3x slower.
+Two workarounds for XLA:CPU, both inactive on other backends (benchmarks/resnet_cpu_workarounds.py
+measures each): every conv input after the stem goes through `computed_once` (XLA:CPU otherwise
+recomputes each norm + ReLU (+ residual) chain inside the transposes that feed the convolutions'
+weight gradients: a CIFAR ResNet-18 SimCLR step was 1.1-1.3x slower), and the stride-2 convs get
+their input gradient phase by phase (`_stride2_input_grad`) instead of as a conv over a dilated
+array (1.02-1.03x at batch 32, 1.12-1.13x at batch 128 on the same step).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -66,17 +70,95 @@ def computed_once(x: jax.Array) -> jax.Array:
   fusion never crosses a conditional: this routes `x` through a `lax.cond` whose predicate XLA
   cannot fold (x's first element is not NaN), so the chain is computed once, stored, and the
   transposes read the stored array. The cost is one copy of `x`. A CIFAR ResNet-18 SimCLR train
-  step: 1.11-1.14x faster at batch 32, 1.19-1.30x at batch 128 (benchmarks/resnet_computed_once.py:
-  both versions in one process, alternating). The other branch, taken only when that element is
-  NaN, returns NaNs: the step is non-finite either way. Values and gradients are those of `x`
-  otherwise (also under `jax.vmap`, where the conditional becomes a select and stops being a fusion
-  boundary). Elsewhere (GPU, TPU) `lax.platform_dependent` resolves to the identity at lowering
-  time.
+  step: 1.11-1.23x faster at batch 32, 1.19-1.30x at batch 128 (three runs; both versions in one
+  process, alternating: benchmarks/resnet_cpu_workarounds.py). The other branch, taken only when
+  that element is NaN, returns NaNs: the step is non-finite either way. Values and gradients are
+  those of `x` otherwise (also under `jax.vmap`, where the conditional becomes a select and stops
+  being a fusion boundary). Elsewhere (GPU, TPU) `lax.platform_dependent` resolves to the identity
+  at lowering time.
   """
   def on_cpu(v):
     first = v.reshape(-1)[0]
     return jax.lax.cond(first == first, lambda: v, lambda: jnp.full_like(v, jnp.nan))
   return jax.lax.platform_dependent(x, cpu=on_cpu, default=lambda v: v)
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _plain_conv(x, w, stride, pad, precision=None):
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
+                                      dimension_numbers=_NHWC, precision=precision)
+
+
+def _stride2_input_grad(dy: jax.Array, w: jax.Array, in_hw: tuple[int, int],
+                        precision=None) -> jax.Array:
+  """Input gradient of a stride-2 conv (3x3 with padding 1, or 1x1 without), phase by phase.
+
+  The input gradient of a strided conv is a conv over the output gradient dilated by the stride;
+  XLA:CPU computes it on the dilated array, three quarters zeros, and at a CIFAR ResNet-18's first
+  stride-2 conv ([64, 32, 32, 64] -> 128 channels) that took 23 ms against 7 ms for the forward.
+  Each parity class of input positions (even / odd row, even / odd column) sees a fixed subset of
+  the kernel taps instead: (even, even) the centre tap (1x1), (even, odd) the centre row's outer
+  taps (1x2), (odd, even) the centre column's (2x1), (odd, odd) the four corners (2x2). Four small
+  stride-1 convs over the output gradient compute exactly those products (no zeros), and the four
+  results interleave into the input's grid: 9.7 ms there, and never slower at the smaller stages.
+  """
+  n, h, wd, _ = dy.shape
+  wt = jnp.swapaxes(w, 2, 3)                                      # [k, k, Cout, Cin]
+  if w.shape[0] == 1:                                             # 1x1: only (even, even) positions
+    even = _plain_conv(dy, wt, 1, 0, precision)
+    zero = jnp.zeros_like(even)
+    grid = jnp.stack([jnp.stack([even, zero], 3), jnp.stack([zero, zero], 3)], 2)
+  else:
+    padded = jnp.pad(dy, ((0, 0), (0, 1), (0, 1), (0, 0)))      # position m + 1 past the end: 0
+    conv = lambda inp, k: jax.lax.conv_general_dilated(            # noqa: E731
+        inp, k, (1, 1), "VALID", dimension_numbers=_NHWC, precision=precision)
+    ee = conv(dy, wt[1:2, 1:2])
+    eo = conv(padded[:, :h], jnp.stack([wt[1, 2], wt[1, 0]])[None])
+    oe = conv(padded[:, :, :wd], jnp.stack([wt[2, 1], wt[0, 1]])[:, None])
+    oo = conv(padded, jnp.stack([jnp.stack([wt[2, 2], wt[2, 0]]), jnp.stack([wt[0, 2], wt[0, 0]])]))
+    grid = jnp.stack([jnp.stack([ee, eo], 3), jnp.stack([oe, oo], 3)], 2)   # [N, H, 2, W, 2, C]
+  return grid.reshape(n, 2 * h, 2 * wd, -1)[:, :in_hw[0], :in_hw[1]]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _stride2_conv(x: jax.Array, w: jax.Array, pad: int, precision=None) -> jax.Array:
+  return _plain_conv(x, w, 2, pad, precision)
+
+
+def _stride2_conv_fwd(x, w, pad, precision):
+  return _plain_conv(x, w, 2, pad, precision), (x, w)
+
+
+def _stride2_conv_bwd(pad, precision, residuals, dy):
+  x, w = residuals
+  dw = jax.vjp(lambda w: _plain_conv(x, w, 2, pad, precision), w)[1](dy)[0]
+  dx = jax.lax.platform_dependent(
+      dy, w, cpu=lambda dy, w: _stride2_input_grad(dy, w, x.shape[1:3], precision),
+      default=lambda dy, w: jax.vjp(lambda x: _plain_conv(x, w, 2, pad, precision), x)[1](dy)[0])
+  return dx.astype(x.dtype), dw
+
+
+_stride2_conv.defvjp(_stride2_conv_fwd, _stride2_conv_bwd)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+  """`lax.conv_general_dilated` for `nn.Conv`, with ResNet's stride-2 convs (3x3 padding 1, 1x1
+  padding 0, NHWC) routed through a custom input gradient on CPU (`_stride2_input_grad`)."""
+  k = rhs.shape[0]
+  pad = k // 2
+  routed = (tuple(window_strides) == (2, 2) and k in (1, 3) and rhs.shape[1] == k
+            and [tuple(p) for p in padding] == [(pad, pad)] * 2 and feature_group_count == 1
+            and not kwargs
+            and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+            and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
+  if routed:
+    return _stride2_conv(lhs, rhs, pad, precision)
+  return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                      dimension_numbers, feature_group_count, precision=precision,
+                                      **kwargs)
 
 
 def _scaled(channels: int, width_multiplier: float) -> int:
@@ -106,7 +188,8 @@ def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                  padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_conv_init,
-                 dtype=dtype, param_dtype=jnp.float32, name=name)
+                 dtype=dtype, param_dtype=jnp.float32, name=name,
+                 conv_general_dilated=conv_general_dilated)
 
 
 class BasicBlock(nn.Module):

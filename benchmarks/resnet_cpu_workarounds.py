@@ -1,0 +1,150 @@
+"""ResNet's two XLA:CPU workarounds, each switched off alone, side by side with both on.
+
+  python -m benchmarks.resnet_cpu_workarounds            # batch 32 and 128, writes BENCHMARKS.md
+  python -m benchmarks.resnet_cpu_workarounds --batches 32 --rounds 4 --no-write
+
+Both live in ssljax/models/resnet.py and only act on the CPU backend:
+  * `computed_once`: every conv input is stored once. Without it XLA:CPU fuses the norm + ReLU
+    (+ residual) chain that produced the input into each weight-gradient transpose, where its loop
+    emitter runs far slower than a plain transpose.
+  * the stride-2 input gradient (`conv_general_dilated` -> `_stride2_input_grad`): four small
+    stride-1 convs, one per parity class of input positions, instead of XLA's conv over the output
+    gradient dilated by 2 (three quarters zeros).
+This times the SimCLR CIFAR ResNet-18 train step of benchmarks/peer_throughput.py (the same recipe,
+jitted as the Trainer does), compiled in one process with both workarounds and with each one
+replaced by the plain JAX op while tracing; the compiled steps run in alternating chunks, so the
+load of a shared machine hits all alike. All start from the same state and batch, so their losses
+must agree (checked, to 1e-4 relative: the stride-2 gradient sums in another order). The table also
+counts, in each compiled step, the fusions that transpose and also compute a maximum (a recomputed
+ReLU) and the convolutions over a dilated input.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import report  # noqa: E402
+
+SECTION = "ResNet CPU workarounds (each off vs both on)"
+MODEL = "resnet18_simclr"
+# variant -> {resnet attribute: replacement while tracing}
+VARIANTS = ("both on", "without computed_once", "without the stride-2 input gradient")
+
+
+def _replacements(variant: str) -> dict[str, Any]:
+  import jax
+  plain_conv = jax.lax.conv_general_dilated
+  return {"both on": {},
+          "without computed_once": {"computed_once": lambda x: x},
+          "without the stride-2 input gradient": {"conv_general_dilated": plain_conv}}[variant]
+
+
+def transposes_with(hlo_text: str, opcode: str = "maximum") -> list[str]:
+  """Names of the fusions in an optimized HLO module whose result is a transposed array (their
+  root is a transpose, or a copy of one) and that also compute `opcode` on the way."""
+  bodies = {m.group(1): m.group(0)
+            for m in re.finditer(r"\n(%[\w.\-]+) \(.*?\n}\n", hlo_text, re.S)}
+
+  def transposing(body: str) -> bool:
+    root = re.search(r"ROOT %[\w.\-]+ = \S+ (\w+)\(", body)
+    return bool(root) and root.group(1) in ("transpose", "copy") and " transpose(" in body
+
+  fusions = re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=(%[\w.\-]+)", hlo_text)
+  return [m.group(1) for m in fusions
+          if transposing(bodies.get(m.group(2), "")) and f" {opcode}(" in bodies[m.group(2)]]
+
+
+def dilated_convolutions(hlo_text: str) -> int:
+  """How many convolutions of an HLO module (optimized or StableHLO text) dilate their input."""
+  hlo = re.findall(r"lhs_dilate=(\d+)x(\d+)", hlo_text)
+  shlo = re.findall(r"lhs_dilate = \[(\d+), (\d+)\]", hlo_text)
+  return sum(1 for d in hlo + shlo if d != ("1", "1"))
+
+
+def build(batch: int, tiny: bool = False) -> dict[str, Any]:
+  """{variant: compiled step} for the recipe at `batch`."""
+  from benchmarks import peer_throughput as pt
+  from ssljax.models import resnet
+  steps = {}
+  for variant in VARIANTS:
+    saved = {name: getattr(resnet, name) for name in _replacements(variant)}
+    try:
+      for name, replacement in _replacements(variant).items():
+        setattr(resnet, name, replacement)
+      step = pt.SsljaxStep(pt.ssljax_config(MODEL, batch, tiny=tiny))
+      step.compile()        # traces now, with the module attributes as set here
+    finally:
+      for name, value in saved.items():
+        setattr(resnet, name, value)
+    steps[variant] = step
+  return steps
+
+
+def measure(batch: int, rounds: int, chunk: int, tiny: bool = False,
+            log=print) -> list[dict[str, Any]]:
+  from benchmarks.peer_throughput import interleave
+  steps = build(batch, tiny=tiny)
+  times = interleave({v: s.run for v, s in steps.items()}, warmup=1, rounds=rounds, chunk=chunk,
+                     settle=1)
+  base_ms = 1e3 * statistics.median(times["both on"])
+  base_loss = steps["both on"].last_loss
+  rows = []
+  for variant, step in steps.items():
+    hlo = step.compiled.as_text()
+    ms = 1e3 * statistics.median(times[variant])
+    rows.append({"batch": batch, "variant": variant, "ms": ms, "steps": len(times[variant]),
+                 "slowdown": ms / base_ms, "relu_transposes": len(transposes_with(hlo)),
+                 "dilated_convs": dilated_convolutions(hlo), "loss": step.last_loss,
+                 "loss_agrees": abs(step.last_loss - base_loss) <= 1e-4 * max(1.0, abs(base_loss))})
+    log(rows[-1])
+  return rows
+
+
+def format_table(rows) -> str:
+  return report.markdown_table(
+      ["batch", "variant", "ms/step", "time vs both on", "transposes recomputing a ReLU",
+       "convs over a dilated input", "loss agrees", "steps timed"],
+      [[r["batch"], r["variant"], round(r["ms"]), f"{r['slowdown']:.2f}x", r["relu_transposes"],
+        r["dilated_convs"], "yes" if r["loss_agrees"] else "NO", r["steps"]] for r in rows])
+
+
+def main(argv=None) -> list[dict[str, Any]]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
+  parser.add_argument("--rounds", type=int, default=6, help="alternating timed chunks per variant")
+  parser.add_argument("--chunk", type=int, default=2, help="steps per chunk (1 at batch >= 128)")
+  parser.add_argument("--no-write", action="store_true")
+  args = parser.parse_args(argv)
+  from ssljax import xla_flags
+  xla_flags.apply_cpu_defaults()    # as `python -m ssljax.main` does
+  rows = []
+  for b in args.batches:
+    rows += measure(b, args.rounds if b < 128 else max(2, args.rounds // 2),
+                    args.chunk if b < 128 else 1)
+  table = format_table(rows)
+  print(table)
+  if not args.no_write:
+    notes = ("\n\nThe SimCLR CIFAR ResNet-18 step of the throughput table (B images x 2 views, "
+             "32x32, fp32, LARS), compiled in one process with both of ssljax/models/resnet.py's "
+             "CPU workarounds and with each replaced by the plain JAX op while tracing "
+             "(`computed_once` by the identity, the routed `conv_general_dilated` by "
+             "`lax.conv_general_dilated`). Median step times over alternating chunks (each after 1 "
+             "untimed step), so all saw the same machine load; 'time vs both on' > 1: that "
+             "workaround saves time. 'Loss agrees': after the same steps from the same state the "
+             "step reported the same loss as with both on (within 1e-4 relative).")
+    report.write_section(SECTION, table + notes, {
+        "command": "python -m benchmarks.resnet_cpu_workarounds " + " ".join(
+            argv if argv is not None else sys.argv[1:])})
+  return rows
+
+
+if __name__ == "__main__":
+  from ssljax import host_memory
+  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do
+  main()
