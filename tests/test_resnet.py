@@ -160,19 +160,25 @@ def test_computed_once_is_a_conditional_only_on_cpu():
   assert "stablehlo.compare" not in per_platform["tpu"]
 
 
+def _train_mode_loss(model, x):
+  """(params -> sum of squared train-mode features, the model's variables) for gradient tests."""
+  variables = _init(model, x)
+
+  def loss(params):
+    out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+    return jnp.sum(out ** 2)
+  return loss, variables
+
+
 @pytest.mark.parametrize("depth", [18, 50])
 def test_weight_gradient_transposes_read_stored_activations_on_cpu(depth, monkeypatch):
   """XLA:CPU must not recompute norm + ReLU chains inside the weight-gradient transposes
   (computed_once's docstring): with it no such fusion is left; without it there are many."""
   from ssljax.models import resnet
-  model = models.build_backbone(_resnet_cfg(depth=depth, cifar_stem=True))
-  x = _images(4)
-  variables = _init(model, x)
+  loss, variables = _train_mode_loss(
+      models.build_backbone(_resnet_cfg(depth=depth, cifar_stem=True)), _images(4))
 
-  def compiled_grad_hlo():
-    def loss(params):
-      out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
-      return jnp.sum(out ** 2)
+  def compiled_grad_hlo():   # traced anew: computed_once is looked up while tracing
     return jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
 
   from benchmarks.resnet_cpu_workarounds import transposes_with
@@ -204,14 +210,8 @@ def test_stride2_input_gradient_is_undilated_only_on_cpu():
   """On CPU no convolution of the ResNet's gradient runs over a dilated input; lowered for GPU the
   stride-2 convs keep XLA's own (dilated) input gradient."""
   from benchmarks.resnet_cpu_workarounds import dilated_convolutions
-  model = models.build_backbone(_resnet_cfg(cifar_stem=True))
-  x = _images(4)
-  variables = _init(model, x)
-
-  def loss(params):
-    out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
-    return jnp.sum(out ** 2)
-
+  loss, variables = _train_mode_loss(models.build_backbone(_resnet_cfg(cifar_stem=True)),
+                                     _images(4))
   traced = jax.jit(jax.grad(loss)).trace(variables["params"])
   assert dilated_convolutions(traced.lower(lowering_platforms=("cpu",)).as_text()) == 0
   assert dilated_convolutions(traced.lower(lowering_platforms=("cuda",)).as_text()) == 6
