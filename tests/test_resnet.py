@@ -215,3 +215,19 @@ def test_stride2_input_gradient_is_undilated_only_on_cpu():
   traced = jax.jit(jax.grad(loss)).trace(variables["params"])
   assert dilated_convolutions(traced.lower(lowering_platforms=("cpu",)).as_text()) == 0
   assert dilated_convolutions(traced.lower(lowering_platforms=("cuda",)).as_text()) == 6
+
+
+def test_forward_mode_through_resnet_after_opting_out_of_the_stride2_gradient(monkeypatch):
+  """The documented opt-out: with lax's conv back in place, jax.jvp goes through the ResNet."""
+  from jax import lax
+  from ssljax.models import resnet
+  model = models.build_backbone(_resnet_cfg(cifar_stem=True))
+  x = _images(2)
+  variables = _init(model, x)
+  f = lambda v: model.apply(variables, v, train=False)  # noqa: E731
+  with pytest.raises(TypeError, match="custom_vjp"):
+    jax.jvp(f, (x,), (x,))
+  monkeypatch.setattr(resnet, "conv_general_dilated", lax.conv_general_dilated)
+  out, tangent = jax.jvp(f, (x,), (x,))
+  assert out.shape == tangent.shape == (2, model.num_features)
+  assert np.isfinite(np.asarray(tangent)).all() and np.abs(np.asarray(tangent)).max() > 0

@@ -146,7 +146,14 @@ _stride2_conv.defvjp(_stride2_conv_fwd, _stride2_conv_bwd)
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
   """`lax.conv_general_dilated` for `nn.Conv`, with ResNet's stride-2 convs (3x3 padding 1, 1x1
-  padding 0, NHWC) routed through a custom input gradient on CPU (`_stride2_input_grad`)."""
+  padding 0, NHWC) routed through a custom input gradient on CPU (`_stride2_input_grad`).
+
+  The routed convs are a `jax.custom_vjp` on every backend, so reverse-mode autodiff (`jax.grad`,
+  what training uses) goes through them but forward-mode (`jax.jvp`, `jax.jacfwd`) does not. For
+  forward-mode through a ResNet, set `ssljax.models.resnet.conv_general_dilated =
+  jax.lax.conv_general_dilated` before tracing it (the blocks look this name up when they build
+  their convs).
+  """
   k = rhs.shape[0]
   pad = k // 2
   routed = (tuple(window_strides) == (2, 2) and k in (1, 3) and rhs.shape[1] == k
