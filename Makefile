@@ -32,8 +32,8 @@ bench: setup
 
 # The other measurements (~15 minutes): attention kernel, data loading, MAE encoder FLOPs, the
 # XLA:CPU library-fusion settings behind ssljax/xla_flags.py, the ResNet step with and without each
-# of ssljax/models/resnet.py's CPU workarounds, and the DINO recipe's ViT backbone alone vs torchvision's
-# (forward / backward: where the DINO throughput gap is).
+# of ssljax/models/resnet.py's CPU workarounds, and the DINO recipe's ViT backbone alone vs
+# torchvision's (forward / backward: where the DINO throughput gap is).
 bench-more: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.peer_throughput --breakdown --warmup 0 --settle 1 --rounds 3 --chunk 1 --rounds-large 2

@@ -1,5 +1,6 @@
-"""XLA cost helpers for the throughput benchmark (benchmarks/peer_throughput.py): FLOP counts of
-compiled computations, this CPU's matmul peak, and an op-level profile of a jitted step.
+"""XLA cost helpers for the throughput benchmarks (benchmarks/peer_throughput.py,
+benchmarks/resnet_cpu_workarounds.py): FLOP counts of compiled computations, this CPU's matmul peak,
+an op-level profile of a jitted step, and what an HLO module's text says about its ops.
 """
 from __future__ import annotations
 
@@ -103,3 +104,25 @@ def profile_ops(step, n: int, logdir: str) -> dict[str, float]:
     if e.get("ph") == "X" and "dur" in e:
       per_op[e.get("name", "?")] += e["dur"] * 1e-6 / n
   return dict(per_op)
+
+
+def transposes_with(hlo_text: str, opcode: str = "maximum") -> list[str]:
+  """Names of the fusions in an optimized HLO module whose result is a transposed array (their
+  root is a transpose, or a copy of one) and that also compute `opcode` on the way."""
+  bodies = {m.group(1): m.group(0)
+            for m in re.finditer(r"\n(%[\w.\-]+) \(.*?\n}\n", hlo_text, re.S)}
+
+  def transposing(body: str) -> bool:
+    root = re.search(r"ROOT %[\w.\-]+ = \S+ (\w+)\(", body)
+    return bool(root) and root.group(1) in ("transpose", "copy") and " transpose(" in body
+
+  fusions = re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=(%[\w.\-]+)", hlo_text)
+  return [m.group(1) for m in fusions
+          if transposing(bodies.get(m.group(2), "")) and f" {opcode}(" in bodies[m.group(2)]]
+
+
+def dilated_convolutions(hlo_text: str) -> int:
+  """How many convolutions of an HLO module (optimized or StableHLO text) dilate their input."""
+  hlo = re.findall(r"lhs_dilate=(\d+)x(\d+)", hlo_text)
+  shlo = re.findall(r"lhs_dilate = \[(\d+), (\d+)\]", hlo_text)
+  return sum(1 for d in hlo + shlo if d != ("1", "1"))

@@ -52,7 +52,7 @@ def machine() -> dict[str, Any]:
       "platform": f"{platform.system()} {platform.machine()} ({platform.processor() or 'cpu'})",
       "cpu_count": os.cpu_count(),
       # XLA:CPU's code (speed and rounding) depends on it: DINO ViT-Tiny/4 ran 1.05x lightly on
-      # an AVX2 machine and 1.73x on an AVX-512 one.
+      # an AVX2 machine and 1.7-1.9x on an AVX-512 one.
       "cpu_simd": cpu_simd(),
       "jax": jax.__version__,
       "backend": jax.default_backend(),

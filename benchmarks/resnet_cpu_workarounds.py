@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import report  # noqa: E402
+from benchmarks._xla_costs import dilated_convolutions, transposes_with  # noqa: E402
 
 SECTION = "ResNet CPU workarounds (each off vs both on)"
 MODEL = "resnet18_simclr"
@@ -43,28 +43,6 @@ def _replacements(variant: str) -> dict[str, Any]:
   return {"both on": {},
           "without computed_once": {"computed_once": lambda x: x},
           "without the stride-2 input gradient": {"conv_general_dilated": plain_conv}}[variant]
-
-
-def transposes_with(hlo_text: str, opcode: str = "maximum") -> list[str]:
-  """Names of the fusions in an optimized HLO module whose result is a transposed array (their
-  root is a transpose, or a copy of one) and that also compute `opcode` on the way."""
-  bodies = {m.group(1): m.group(0)
-            for m in re.finditer(r"\n(%[\w.\-]+) \(.*?\n}\n", hlo_text, re.S)}
-
-  def transposing(body: str) -> bool:
-    root = re.search(r"ROOT %[\w.\-]+ = \S+ (\w+)\(", body)
-    return bool(root) and root.group(1) in ("transpose", "copy") and " transpose(" in body
-
-  fusions = re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=(%[\w.\-]+)", hlo_text)
-  return [m.group(1) for m in fusions
-          if transposing(bodies.get(m.group(2), "")) and f" {opcode}(" in bodies[m.group(2)]]
-
-
-def dilated_convolutions(hlo_text: str) -> int:
-  """How many convolutions of an HLO module (optimized or StableHLO text) dilate their input."""
-  hlo = re.findall(r"lhs_dilate=(\d+)x(\d+)", hlo_text)
-  shlo = re.findall(r"lhs_dilate = \[(\d+), (\d+)\]", hlo_text)
-  return sum(1 for d in hlo + shlo if d != ("1", "1"))
 
 
 def build(batch: int, tiny: bool = False) -> dict[str, Any]:

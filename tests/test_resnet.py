@@ -181,7 +181,7 @@ def test_weight_gradient_transposes_read_stored_activations_on_cpu(depth, monkey
   def compiled_grad_hlo():   # traced anew: computed_once is looked up while tracing
     return jax.jit(jax.grad(loss)).lower(variables["params"]).compile().as_text()
 
-  from benchmarks.resnet_cpu_workarounds import transposes_with
+  from benchmarks._xla_costs import transposes_with
   assert transposes_with(compiled_grad_hlo(), "maximum") == []
   monkeypatch.setattr(resnet, "computed_once", lambda v: v)
   assert len(transposes_with(compiled_grad_hlo(), "maximum")) >= 4
@@ -209,7 +209,7 @@ def test_stride2_conv_matches_lax_in_value_and_both_gradients(kernel, size):
 def test_stride2_input_gradient_is_undilated_only_on_cpu():
   """On CPU no convolution of the ResNet's gradient runs over a dilated input; lowered for GPU the
   stride-2 convs keep XLA's own (dilated) input gradient."""
-  from benchmarks.resnet_cpu_workarounds import dilated_convolutions
+  from benchmarks._xla_costs import dilated_convolutions
   loss, variables = _train_mode_loss(models.build_backbone(_resnet_cfg(cifar_stem=True)),
                                      _images(4))
   traced = jax.jit(jax.grad(loss)).trace(variables["params"])

@@ -112,8 +112,7 @@ def _stride2_input_grad(dy: jax.Array, w: jax.Array, in_hw: tuple[int, int],
     grid = jnp.stack([jnp.stack([even, zero], 3), jnp.stack([zero, zero], 3)], 2)
   else:
     padded = jnp.pad(dy, ((0, 0), (0, 1), (0, 1), (0, 0)))      # position m + 1 past the end: 0
-    conv = lambda inp, k: jax.lax.conv_general_dilated(            # noqa: E731
-        inp, k, (1, 1), "VALID", dimension_numbers=_NHWC, precision=precision)
+    conv = lambda inp, k: _plain_conv(inp, k, 1, 0, precision)     # noqa: E731  (stride 1, VALID)
     ee = conv(dy, wt[1:2, 1:2])
     eo = conv(padded[:, :h], jnp.stack([wt[1, 2], wt[1, 0]])[None])
     oe = conv(padded[:, :, :wd], jnp.stack([wt[2, 1], wt[0, 1]])[:, None])
