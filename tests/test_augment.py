@@ -294,6 +294,12 @@ def test_view_spec_defaults_and_validation():
     ViewSpec(mask="bogus")
   with pytest.raises(ValueError):
     ViewSpec(global_size=30, mask="random", patch_size=4)
+  with pytest.raises(ValueError, match="num_targets=0"):
+    ViewSpec(global_size=32, mask="multiblock", patch_size=4, num_targets=0)
+  with pytest.raises(ValueError, match=r"target_scale=\(0.3, 0.2\)"):
+    ViewSpec(global_size=32, mask="multiblock", patch_size=4, target_scale=(0.3, 0.2))
+  with pytest.raises(ValueError, match="context_scale"):
+    ViewSpec(global_size=32, mask="multiblock", patch_size=4, context_scale=(0.0, 1.0))
   with pytest.raises(Exception):
     spec.global_crops = 3  # frozen
   assert ViewSpec(global_size=32, patch_size=4, mask="block").grid == (8, 8)

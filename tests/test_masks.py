@@ -128,3 +128,10 @@ def test_masks_for_spec():
   out = masks.masks_for_spec(rng, ViewSpec(global_size=32, mask="multiblock", patch_size=4))
   kc, kt = masks.multiblock_sizes((8, 8))
   assert out["context_keep"].shape == (kc,) and out["target_indices"].shape == (4, kt)
+  # The spec's multi-block settings reach the generator: 2 targets of at least 30% of 64 patches.
+  out = masks.masks_for_spec(rng, ViewSpec(global_size=32, mask="multiblock", patch_size=4,
+                                           num_targets=2, target_scale=(0.3, 0.4),
+                                           context_scale=(0.9, 1.0)))
+  kc, kt = masks.multiblock_sizes((8, 8), 2, (0.3, 0.4), (0.9, 1.0))
+  assert (kc, kt) == (19, 19)
+  assert out["context_keep"].shape == (kc,) and out["target_indices"].shape == (2, kt)

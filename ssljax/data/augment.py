@@ -92,6 +92,8 @@ class ViewSpec:
       ssljax.data.masks.
     mask_ratio: fraction of patches masked for 'random' and 'block'.
     patch_size: ViT patch size; the mask grid is global_size // patch_size on each side.
+    num_targets, target_scale, context_scale: 'multiblock' only: number of target blocks and
+      the area fraction ranges of a target block and of the context block (I-JEPA's defaults).
   """
   global_crops: int = 2
   global_size: int = 224
@@ -102,6 +104,9 @@ class ViewSpec:
   mask: str = ""
   mask_ratio: float = 0.75
   patch_size: int = 16
+  num_targets: int = 4
+  target_scale: tuple[float, float] = (0.15, 0.2)
+  context_scale: tuple[float, float] = (0.85, 1.0)
 
   def __post_init__(self):
     if self.global_crops < 1 or self.global_size < 1:
@@ -120,6 +125,13 @@ class ViewSpec:
       if self.patch_size < 1 or self.global_size % self.patch_size:
         raise ValueError(f"ViewSpec: patch_size={self.patch_size} must divide "
                          f"global_size={self.global_size}")
+    if self.mask == "multiblock":
+      if self.num_targets < 1:
+        raise ValueError(f"ViewSpec: num_targets={self.num_targets}, expected >= 1")
+      for name in ("target_scale", "context_scale"):
+        lo, hi = getattr(self, name)
+        if not 0.0 < lo <= hi <= 1.0:
+          raise ValueError(f"ViewSpec: {name}={(lo, hi)}, expected 0 < low <= high <= 1")
 
   @property
   def grid(self) -> tuple[int, int]:

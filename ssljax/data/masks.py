@@ -235,12 +235,13 @@ def masks_for_spec(rng: np.random.Generator, spec: Any) -> dict[str, np.ndarray]
 
   Args:
     rng: the record's Generator.
-    spec: has mask ('' | 'random' | 'block' | 'multiblock'), mask_ratio, patch_size, global_size.
+    spec: a ViewSpec (mask, mask_ratio, patch_size, global_size; for 'multiblock' also
+      num_targets, target_scale, context_scale).
 
   Returns:
     '': {}; 'random': {'mask': bool [P], 'keep_indices': int32 [K], 'masked_indices': int32 [P-K]};
     'block': {'mask': bool [P]}; 'multiblock': {'context_keep': int32 [Kc],
-    'target_indices': int32 [4, Kt]} with the I-JEPA defaults.
+    'target_indices': int32 [num_targets, Kt]} (spec.num_targets, target_scale, context_scale).
   """
   if not spec.mask:
     return {}
@@ -251,5 +252,7 @@ def masks_for_spec(rng: np.random.Generator, spec: Any) -> dict[str, np.ndarray]
   if spec.mask == "block":
     return {"mask": block_mask(rng, (g, g), spec.mask_ratio)}
   if spec.mask == "multiblock":
-    return multiblock_masks(rng, (g, g))
+    return multiblock_masks(rng, (g, g), num_targets=spec.num_targets,
+                            target_scale=tuple(spec.target_scale),
+                            context_scale=tuple(spec.context_scale))
   raise ValueError(f"mask={spec.mask!r}, expected one of '', 'random', 'block', 'multiblock'")

@@ -13,6 +13,7 @@ import grain
 import numpy as np
 
 from ssljax.data import augment
+from ssljax.data import masks
 from ssljax.data.augment import ViewSpec
 
 
@@ -26,25 +27,8 @@ class MakeViews:
   def __call__(self, record: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
     out = augment.multicrop_views(record["image"], rng, self.spec, self.aug_cfg)
     out["label"] = np.int32(record["label"])
-    out.update(_masks(self.spec, rng))
+    out.update(masks.masks_for_spec(rng, self.spec))
     return out
-
-
-def _masks(spec: ViewSpec, rng: np.random.Generator) -> dict[str, np.ndarray]:
-  """Per-record masks for masked-modelling views (empty when spec.mask is '')."""
-  if not getattr(spec, "mask", ""):
-    return {}
-  from ssljax.data import masks
-  grid = (spec.global_size // spec.patch_size,) * 2
-  num_patches = grid[0] * grid[1]
-  if spec.mask == "random":
-    mask, keep, masked = masks.random_mask(rng, num_patches, spec.mask_ratio)
-    return {"mask": mask, "keep_indices": keep, "masked_indices": masked}
-  if spec.mask == "block":
-    return {"mask": masks.block_mask(rng, grid, spec.mask_ratio)}
-  if spec.mask == "multiblock":
-    return dict(masks.multiblock_masks(rng, grid))
-  raise ValueError(f"view spec mask={spec.mask!r}; expected '', 'random', 'block' or 'multiblock'")
 
 
 def train_dataset(source, spec: ViewSpec, aug_cfg, *, seed: int, local_batch_size: int,
