@@ -146,14 +146,91 @@ def test_targets_come_from_the_full_image_and_context_is_disjoint_from_targets(t
     assert not set(m["context_keep"].tolist()) & set(m["target_indices"].ravel().tolist())
 
 
+def _random_batch(n=4, seed=0):
+  """A batch with the pipeline's 'random' masks (8 of 16 patches visible)."""
+  rng = np.random.default_rng(seed)
+  ms = [masks_lib.random_mask(rng, 16, 0.5) for _ in range(n)]
+  return {"global": rng.normal(size=(n, 1, 16, 16, 1)).astype(np.float32),
+          "mask": np.stack([m[0] for m in ms]), "keep_indices": np.stack([m[1] for m in ms]),
+          "masked_indices": np.stack([m[2] for m in ms]), "label": np.zeros(n, np.int32)}
+
+
+def test_random_masks_with_copies_share_one_target_pass(tiny_config):
+  """mask='random': the context is the visible patches and the one target block the rest;
+  num_masks copies per image (copy 0 the pipeline's) each predict their own masked patches from
+  the same target-encoder tokens."""
+  cfg = _config(tiny_config)
+  cfg.ijepa.mask, cfg.ijepa.mask_ratio, cfg.ijepa.num_masks = "random", 0.5, 3
+  method = methods.get("ijepa")(cfg)
+  spec = method.view_spec()
+  assert (spec.mask, spec.mask_ratio) == ("random", 0.5)
+  batch = _random_batch()
+  params, state = method.init(jax.random.key(0), batch)
+  rng = jax.random.key(1)
+  loss, _ = method.loss(params, state, batch, rng, 0)
+  ctx, tgt = method.masks(batch, jax.random.fold_in(rng, 1))
+  assert ctx.shape == (12, 8) and tgt.shape == (12, 1, 8)
+  ctx3, tgt3 = np.asarray(ctx).reshape(4, 3, 8), np.asarray(tgt).reshape(4, 3, 8)
+  np.testing.assert_array_equal(ctx3[:, 0], batch["keep_indices"])
+  np.testing.assert_array_equal(tgt3[:, 0], batch["masked_indices"])
+  assert not np.array_equal(ctx3[:, 1], ctx3[:, 0])
+  for c, t in zip(ctx.reshape(12, 8), tgt.reshape(12, 8)):   # a partition of the 16 patches
+    np.testing.assert_array_equal(np.sort(np.concatenate([c, t])), np.arange(16))
+  x = batch["global"][:, 0]
+  tokens = method.backbone.apply({"params": state["target"]}, x, return_tokens=True)["patches"]
+  h = np.asarray(tokens)
+  h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-6)
+  want = np.stack([h[i // 3][np.asarray(tgt)[i, 0]] for i in range(12)])
+  pred = np.asarray(method.predict(params, np.repeat(x, 3, 0), ctx, tgt))[:, 0]
+  np.testing.assert_allclose(loss, np.mean((pred - want) ** 2), rtol=1e-5)
+
+
+def test_data2vec_targets(tiny_config):
+  """targets='data2vec': the last target_top_k blocks' feed-forward outputs, each
+  instance-normalised over the patches (per image and channel), averaged, layer-normalised."""
+  cfg = _config(tiny_config)
+  cfg.ijepa.targets, cfg.ijepa.target_top_k = "data2vec", 5        # capped at the depth (2)
+  cfg.model.depth = 2
+  method = methods.get("ijepa")(cfg)
+  batch = _batch()
+  _, state = method.init(jax.random.key(0), batch)
+  x = batch["global"][:, 0]
+  ffn = []
+  capture = lambda mdl, name: name == "mlp" or type(mdl).__name__ == "MLP"  # noqa: E731
+  _, inter = method.backbone.apply({"params": state["target"]}, x, return_tokens=True,
+                                   capture_intermediates=capture, mutable=["intermediates"])
+  for i in range(2):
+    ffn.append(np.asarray(inter["intermediates"][f"block{i}"]["mlp"]["__call__"][0])[:, 1:])
+  norm = [(f - f.mean(1, keepdims=True)) / np.sqrt(f.var(1, keepdims=True) + 1e-5) for f in ffn]
+  y = np.mean(norm, axis=0)
+  y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-5)
+  tgt = batch["target_indices"]
+  want = np.stack([y[i][tgt[i]] for i in range(4)])
+  np.testing.assert_allclose(method.targets(state["target"], x, tgt), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("targets", "ffn", "targets"), ("mask", "block", "mask"), ("mask_ratio", 1.0, "mask_ratio"),
+    ("num_masks", 2, "num_masks"), ("num_targets", 0, "num_targets"),
+    ("target_scale", (0.3, 0.2), "target_scale"), ("context_scale", (0.0, 1.0), "context_scale")])
+def test_config_errors_name_the_field(tiny_config, field, value, match):
+  cfg = _config(tiny_config)
+  if field == "mask_ratio":
+    cfg.ijepa.mask = "random"
+  cfg.ijepa[field] = value        # num_masks 2 with the default multiblock masks
+  with pytest.raises(ValueError, match=f"config.ijepa.{match}"):
+    methods.get("ijepa").validate_config(cfg)
+
+
 def test_digits_config_targets_carry_image_content_at_init():
   """The targets of configs/ijepa_digits.py are not a position-only code from step 0.
 
   With the fixed sin-cos positional table (92% a constant vector at width 64 on a 4x4 grid) and
-  16-pixel patches, 98% of the energy of the layer-normed target tokens was one vector shared by
-  every image and position and 0.75% was image content (what varies across images at a fixed
-  position): the predictor reached loss ~0.01 by predicting positions. Learned positional
-  embeddings (init std 0.02) leave about half of it to content.
+  16-pixel patches, 98% of the energy of the layer-normed final tokens (the paper's targets) was
+  one vector shared by every image and position and 0.75% was image content (what varies across
+  images at a fixed position): the predictor reached loss ~0.01 by predicting positions. Learned
+  positional embeddings (init std 0.02) leave about half of it to content, and the config's
+  data2vec targets (instance-normalised over the patches) more.
   """
   from ssljax.data import pipeline, sources
   from ssljax.methods.ijepa import _layer_norm
@@ -163,21 +240,21 @@ def test_digits_config_targets_carry_image_content_at_init():
   batch = next(iter(pipeline.train_dataset(src, method.view_spec(), cfg.data.augment, seed=0,
                                            local_batch_size=128)))
   _, state = method.init(jax.random.key(0), batch)
-  tokens = method.backbone.apply({"params": state["target"]}, batch["global"][:, 0],
-                                 return_tokens=True)["patches"]
-  h = np.asarray(_layer_norm(tokens))                        # [B, P, D], sum of squares D per token
-  content = ((h - h.mean(0)) ** 2).sum(-1).mean() / h.shape[-1]
-  assert content > 0.25, content                             # sin-cos: 0.0075; learned: 0.50
+  x = batch["global"][:, 0]
+
+  def content(h):                                            # h [B, P, D], sum of squares D per token
+    h = np.asarray(h)
+    return ((h - h.mean(0)) ** 2).sum(-1).mean() / h.shape[-1]
+
+  tokens = method.backbone.apply({"params": state["target"]}, x, return_tokens=True)["patches"]
+  assert content(_layer_norm(tokens)) > 0.25                 # sin-cos: 0.0075; learned: 0.50
+  assert cfg.ijepa.targets == "data2vec"
+  assert content(method.target_tokens(state["target"], x)) > 0.5
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(run=False, reason="measured with CI flags (300 steps, learned posemb, EMA 0.999->1): "
-                   "kNN 0.644 (target encoder) vs 0.625 random-init, +0.019 < 0.02 (steps 100/200: 0.661/0.653, "
-                   "falling), context encoder 0.528, linear 0.764 vs 0.767, loss 1.02 -> 0.32, rankme 13.6, no "
-                   "collapse. The earlier 'position-only code' was the sin-cos setup: 98% of the target energy "
-                   "is one shared vector from step 0 (see test_digits_config_targets_carry_image_content_at_init); "
-                   "with learned posemb, EMA 0.99/0.996 collapse the targets (kNN 0.528/0.622 vs 0.625). No "
-                   "wiring bug found (predictor positions, full-image LN targets, disjoint masks: tests above)",
-                   strict=False)
 def test_learns_on_digits(tmp_path):
-  learn_on_digits(load_config("ijepa_digits"), tmp_path, margin=0.02)
+  """The config's recipe (random masks x4, data2vec targets, context-encoder features, 600 steps;
+  measured +0.12 to +0.26 kNN over the random init at seeds 0-4; the paper's multi-block masks
+  and final targets did not learn here, see configs/ijepa_digits.py)."""
+  learn_on_digits(load_config("ijepa_digits"), tmp_path, margin=0.05)

@@ -17,7 +17,18 @@
   * EMA momentum linear from 0.996 to 1.0 over training; recipe (ViT-H/14, ImageNet): AdamW lr
     1e-3, weight decay 0.04 -> 0.4, batch 2048, predictor depth 12 width 384, 300 epochs,
     random resized crop (0.3, 1) only.
-Features for kNN / probes: the mean of the final patch tokens (the paper average-pools).
+Features for kNN / probes: the mean of the final patch tokens (the paper average-pools), of the
+target encoder (`feature_encoder='target'`, the paper's evaluation) or the context encoder.
+
+Options beyond the paper (defaults are the paper's), for small grids where its masks and targets
+do not learn (see configs/ijepa_digits.py for the measurements):
+  * `mask='random'`: a uniform random context of round(P * (1 - mask_ratio)) patches whose
+    complement is the one target block (the pipeline's MAE-style masks), and `num_masks` copies of
+    each image with their own random masks sharing one target-encoder pass (data2vec 2.0's
+    multi-mask; V-JEPA likewise predicts several masks per sample);
+  * `targets='data2vec'`: data2vec 2.0's targets (instance-normalised feed-forward outputs of the
+    last `target_top_k` blocks, averaged, layer-normalised) instead of the final tokens;
+  * the multi-block geometry: `num_targets`, `target_scale`, `context_scale`.
 """
 from __future__ import annotations
 
@@ -79,6 +90,12 @@ def _layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
   return (x - mean) / jnp.sqrt(var + eps)
 
 
+def _gather_targets(tokens: jax.Array, target_idx: jax.Array) -> jax.Array:
+  """tokens [B, P, D] at target_idx [B, T, Kt] -> [B, T, Kt, D]."""
+  b, t, kt = target_idx.shape
+  return _masked.gather(tokens, target_idx.reshape(b, t * kt)).reshape(b, t, kt, -1)
+
+
 class IJEPA(base.Method):
   """I-JEPA. Params: {'backbone' (context encoder), 'predictor'}; state: {'target'} (EMA encoder)."""
 
@@ -96,6 +113,14 @@ class IJEPA(base.Method):
         ema_end=1.0,
         feature_pool="patch_mean",  # 'patch_mean' | 'backbone'
         feature_encoder="target",   # 'target' (EMA, the paper's evaluation) | 'context'
+        targets="final",            # 'final' (paper) | 'data2vec' (see `targets`)
+        target_top_k=3,             # 'data2vec' targets: blocks averaged (capped at the depth)
+        mask="multiblock",          # 'multiblock' (paper) | 'random' (see `view_spec`)
+        mask_ratio=0.5,             # 'random': fraction of patches that are the target
+        num_targets=4,              # 'multiblock': target blocks per image
+        target_scale=(0.15, 0.2),   # 'multiblock': area fraction of a target block
+        context_scale=(0.85, 1.0),  # 'multiblock': area fraction of the context block
+        num_masks=1,                # 'random': masked copies per image sharing one target pass
     ))
 
   @classmethod
@@ -107,6 +132,24 @@ class IJEPA(base.Method):
     if c.feature_encoder not in ("target", "context"):
       raise ConfigError(f"config.ijepa.feature_encoder={c.feature_encoder!r}; expected 'target' "
                         "or 'context'")
+    if c.targets not in ("final", "data2vec"):
+      raise ConfigError(f"config.ijepa.targets={c.targets!r}; expected 'final' or 'data2vec'")
+    if c.targets == "data2vec" and c.target_top_k < 1:
+      raise ConfigError(f"config.ijepa.target_top_k={c.target_top_k}; expected >= 1")
+    if c.mask not in ("multiblock", "random"):
+      raise ConfigError(f"config.ijepa.mask={c.mask!r}; expected 'multiblock' or 'random'")
+    if c.mask == "random" and not 0.0 < c.mask_ratio < 1.0:
+      raise ConfigError(f"config.ijepa.mask_ratio={c.mask_ratio}; expected in (0, 1)")
+    if c.num_masks < 1 or (c.num_masks > 1 and c.mask != "random"):
+      raise ConfigError(f"config.ijepa.num_masks={c.num_masks}; expected >= 1, and 1 unless "
+                        f"mask='random' (config.ijepa.mask={c.mask!r})")
+    if c.mask == "multiblock":
+      if c.num_targets < 1:
+        raise ConfigError(f"config.ijepa.num_targets={c.num_targets}; expected >= 1")
+      for key in ("target_scale", "context_scale"):
+        lo, hi = c[key]
+        if not 0.0 < lo <= hi <= 1.0:
+          raise ConfigError(f"config.ijepa.{key}={tuple(c[key])}; expected 0 < low <= high <= 1")
     if c.predictor_width % c.predictor_heads or c.predictor_width % 4:
       raise ConfigError(f"config.ijepa.predictor_width={c.predictor_width}; expected a multiple of "
                         f"4 and of predictor_heads={c.predictor_heads}")
@@ -121,17 +164,29 @@ class IJEPA(base.Method):
                                self.backbone.dtype)
 
   def view_spec(self) -> ViewSpec:
+    """One crop; 'multiblock' masks (the paper's), or 'random': a random context of
+    round(P * (1 - mask_ratio)) patches whose complement is one target block."""
+    c = self.cfg
     return ViewSpec(global_crops=1, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale), mask="multiblock",
-                    patch_size=self.config.model.patch_size)
+                    global_scale=tuple(self.config.data.augment.crop_scale), mask=c.mask,
+                    mask_ratio=c.mask_ratio, patch_size=self.config.model.patch_size,
+                    num_targets=c.num_targets, target_scale=tuple(c.target_scale),
+                    context_scale=tuple(c.context_scale))
+
+  @staticmethod
+  def context_and_targets(batch) -> tuple[jax.Array, jax.Array]:
+    """(context [B, Kc], targets [B, T, Kt]) patch indices from either kind of mask."""
+    if "context_keep" in batch:
+      return batch["context_keep"], batch["target_indices"]
+    return batch["keep_indices"], batch["masked_indices"][:, None]
 
   def init(self, rng, batch):
     b_rng, p_rng = jax.random.split(rng)
     x = batch["global"][:, 0]
-    ctx = batch["context_keep"]
+    ctx, tgt = self.context_and_targets(batch)
     b_params = self.backbone.init({"params": b_rng}, x, keep_indices=ctx)["params"]
     tokens = jnp.zeros(ctx.shape + (self.backbone.width,), jnp.float32)
-    p_params = self.predictor.init({"params": p_rng}, tokens, ctx, batch["target_indices"])["params"]
+    p_params = self.predictor.init({"params": p_rng}, tokens, ctx, tgt)["params"]
     return {"backbone": b_params, "predictor": p_params}, {
         "target": jax.tree_util.tree_map(jnp.copy, b_params)}
 
@@ -140,12 +195,24 @@ class IJEPA(base.Method):
     frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(self.config.total_steps, 1), 0.0, 1.0)
     return self.cfg.ema_start + (self.cfg.ema_end - self.cfg.ema_start) * frac
 
+  def target_tokens(self, target_params, images):
+    """[B, P, D] target-encoder targets for every patch of images [B, H, W, C].
+
+    'final' (the paper's): the final patch tokens, layer-normalised over D. 'data2vec': data2vec
+    2.0's targets (`ssljax.losses.data2vec_targets`): each of the last `target_top_k` blocks'
+    feed-forward outputs instance-normalised over the patches, averaged, then layer-normalised.
+    """
+    if self.cfg.targets == "data2vec":
+      _, layers = _masked.block_outputs(self.backbone, target_params, images, source="ffn")
+      return losses.data2vec_targets(layers, min(self.cfg.target_top_k, self.backbone.depth),
+                                     layer_norm_targets=True)
+    tokens = self.backbone.apply({"params": target_params}, images, train=False,
+                                 return_tokens=True)
+    return _layer_norm(tokens["patches"])
+
   def targets(self, target_params, images, target_idx):
-    """[B, T, Kt, D] layer-normed target-encoder patch tokens at target_idx [B, T, Kt]."""
-    tokens = self.backbone.apply({"params": target_params}, images, train=False, return_tokens=True)
-    h = _layer_norm(tokens["patches"])                                      # [B, P, D]
-    b, t, kt = target_idx.shape
-    return _masked.gather(h, target_idx.reshape(b, t * kt)).reshape(b, t, kt, -1)
+    """[B, T, Kt, D] targets (`target_tokens`) at target_idx [B, T, Kt]."""
+    return _gather_targets(self.target_tokens(target_params, images), target_idx)
 
   def predict(self, params, images, context_idx, target_idx, train=False, rng=None):
     """[B, T, Kt, D] predictions from the context patches context_idx [B, Kc]."""
@@ -155,12 +222,28 @@ class IJEPA(base.Method):
     return self.predictor.apply({"params": params["predictor"]}, tokens["patches"], context_idx,
                                 target_idx)
 
+  def masks(self, batch, rng) -> tuple[jax.Array, jax.Array]:
+    """Context [B*M, Kc] and target [B*M, T, Kt] indices of the M = num_masks copies of each
+    image, copy-major within each image: copy 0 is the pipeline's mask, copies 1..M-1 (random
+    masks only) are drawn from `rng` with the same static sizes."""
+    ctx, tgt = self.context_and_targets(batch)
+    m = self.cfg.num_masks
+    if m == 1:
+      return ctx, tgt
+    b, p = ctx.shape[0], self.grid * self.grid
+    keep, masked, _ = _masked.random_masks(rng, b * (m - 1), p, ctx.shape[1])
+    ctx = jnp.concatenate([ctx[:, None], keep.reshape(b, m - 1, -1)], 1)
+    tgt = jnp.concatenate([tgt, masked.reshape(b, m - 1, -1)], 1)
+    return ctx.reshape(b * m, -1), tgt.reshape(b * m, 1, -1)
+
   def loss(self, params, state, batch, rng, step):
     del step
     images = batch["global"][:, 0]
-    ctx, tgt = batch["context_keep"], batch["target_indices"]
-    target = jax.lax.stop_gradient(self.targets(state["target"], images, tgt))
-    pred = self.predict(params, images, ctx, tgt, train=True, rng=rng)
+    m = self.cfg.num_masks
+    ctx, tgt = self.masks(batch, jax.random.fold_in(rng, 1))
+    tokens = jax.lax.stop_gradient(self.target_tokens(state["target"], images))  # one pass
+    target = _gather_targets(jnp.repeat(tokens, m, axis=0), tgt)
+    pred = self.predict(params, jnp.repeat(images, m, axis=0), ctx, tgt, train=True, rng=rng)
     b, t, kt, d = pred.shape
     loss = losses.smooth_l1_regression(pred.reshape(b * t, kt, d), target.reshape(b * t, kt, d),
                                        jnp.ones((b * t, kt), bool), beta=0.0, loss_scale=1.0 / d)
