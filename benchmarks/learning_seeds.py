@@ -98,8 +98,7 @@ def table(store: dict, seeds: list[int]) -> str:
   note = ("Each cell: held-out kNN top-1 minus the random-init backbone's at that seed (the random "
           "init is seeded too); '(fails)' where the test's assertion (gain above the margin, loss "
           "down, no collapse, and any check of its own) does not hold. CI runs each test at its "
-          "config's seed. A test marked xfail(run=False) (I-JEPA's, issue #5) does not run and has "
-          "no row.")
+          "config's seed.")
   return report.markdown_table(header, rows) + "\n\n" + note
 
 
