@@ -32,11 +32,13 @@ bench: setup
 
 # The other measurements (~15 minutes): attention kernel, data loading, MAE encoder FLOPs, the
 # XLA:CPU library-fusion settings behind ssljax/xla_flags.py, the ResNet step with and without each
-# of ssljax/models/resnet.py's CPU workarounds, and the DINO recipe's ViT backbone alone vs
-# torchvision's (forward / backward: where the DINO throughput gap is).
+# of ssljax/models/resnet.py's CPU workarounds, the DINO recipe's ViT backbone alone vs
+# torchvision's (forward / backward: where the DINO throughput gap is), and ResNet-18's 3x3
+# convolutions alone vs torch's (one per stage: how much of the ResNet-18 row they are).
 bench-more: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.peer_throughput --breakdown --warmup 0 --settle 1 --rounds 3 --chunk 1 --rounds-large 2
+	$(PY) -m benchmarks.peer_throughput --convs --batches 32 128 --rounds 8 --chunk 3 --rounds-large 6 --chunk-large 2
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.mae_flops

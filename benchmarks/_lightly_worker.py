@@ -88,6 +88,24 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
 
     return step, sum(p.numel() for p in net.parameters())
 
+  if model.startswith("resnet18_conv_"):      # peer_throughput --convs: one convolution alone
+    from benchmarks import _peer
+    side, channels = _peer.conv_part_shape(model, tiny)
+    xs, ks = _peer.conv_part_inputs(2 * batch, side, channels)        # NHWC, HWIO: the ssljax side's
+    x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous().requires_grad_(True)   # NCHW
+    conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    with torch.no_grad():
+      conv.weight.copy_(torch.from_numpy(ks).permute(3, 2, 0, 1))                    # OIHW
+
+    def step():
+      x.grad = None
+      conv.zero_grad(set_to_none=True)
+      loss = (conv(x) ** 2).sum()
+      loss.backward()
+      return loss
+
+    return step, conv.weight.numel()
+
   if model.startswith("vit_tiny_backbone"):   # peer_throughput --breakdown: the backbone alone
     net = _vit_tiny(size, tiny)
     net.train()
@@ -156,13 +174,13 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
 
     return step, sum(p.numel() for p in student.parameters())
 
-  raise ValueError(f"model={model!r}")
+  raise ValueError(f"model={model!r}; expected resnet18_simclr, vit_tiny_dino, "
+                   "vit_tiny_backbone_fwd / _grad or resnet18_conv_<side>x<channels>")
 
 
 def main() -> None:
   parser = argparse.ArgumentParser()
-  parser.add_argument("--model", required=True, choices=["resnet18_simclr", "vit_tiny_dino",
-                                                         "vit_tiny_backbone_fwd", "vit_tiny_backbone_grad"])
+  parser.add_argument("--model", required=True)
   parser.add_argument("--batch", type=int, required=True)
   parser.add_argument("--size", type=int, default=32)
   parser.add_argument("--threads", type=int, default=2)

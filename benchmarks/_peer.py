@@ -84,3 +84,24 @@ def fastest_torch_threads(fn, max_threads: int, reps: int = 3) -> tuple[int, dic
   best = min(candidates, key=medians.get)
   torch.set_num_threads(best)
   return best, medians
+
+
+def conv_part_shape(part: str, tiny: bool = False) -> tuple[int, int]:
+  """(side, channels) of a peer_throughput CONV_PARTS name, resnet18_conv_<side>x<channels>;
+  tiny: 8 channels."""
+  side, channels = (int(v) for v in part.rsplit("_", 1)[1].split("x"))
+  return side, 8 if tiny else channels
+
+
+def conv_part_inputs(n: int, side: int, channels: int):
+  """Deterministic float32 input [n, side, side, C] (NHWC) and kernel [3, 3, C, C] (HWIO) of a conv
+  part, as functions of their indices, so that the torch worker builds the same values (NCHW /
+  OIHW) and both sides' losses can be compared."""
+  import numpy as np
+  i, h, w, c = np.meshgrid(np.arange(n), np.arange(side), np.arange(side), np.arange(channels),
+                           indexing="ij")
+  x = np.sin(0.1 * i + 0.3 * h + 0.5 * w + 0.7 * c).astype(np.float32)
+  kh, kw, ci, co = np.meshgrid(np.arange(3), np.arange(3), np.arange(channels), np.arange(channels),
+                               indexing="ij")
+  k = (np.cos(kh - kw + 0.2 * ci + 0.3 * co) / (3.0 * np.sqrt(channels))).astype(np.float32)
+  return x, k

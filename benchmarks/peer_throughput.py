@@ -5,6 +5,7 @@
   python -m benchmarks.peer_throughput --quick     # smoke run: batch 32 only, few steps
   python -m benchmarks.peer_throughput --profile   # also: where ssljax's step time goes (XLA ops)
   python -m benchmarks.peer_throughput --breakdown # the DINO recipe's ViT alone: forward, backward
+  python -m benchmarks.peer_throughput --convs     # ResNet-18's 3x3 convolutions alone, per stage
 
 Two recipes, the same on both sides: (a) SimCLR with a CIFAR-stem ResNet-18 (3x3 stride-1 stem, no
 max-pool), projection 512 -> 2048 (BN, ReLU) -> 128, NT-Xent at temperature 0.5, LARS as in
@@ -52,10 +53,21 @@ MODELS = ("resnet18_simclr", "vit_tiny_dino")
 # --breakdown: the DINO recipe's ViT-Tiny/4 backbone alone on the same 2B images, to tell the
 # backbone's forward (what the EMA teacher runs) from its backward.
 PARTS = ("vit_tiny_backbone_fwd", "vit_tiny_backbone_grad")
+# --convs: one 3x3 stride-1 convolution of the ResNet-18 recipe per stage, alone, on 2B inputs of
+# that stage's size (forward and the gradients in its input and kernel, as a network's backward
+# needs), to tell how much of the ResNet-18 row is the convolutions themselves. Named
+# resnet18_conv_<side>x<channels>; COUNTS: how many such convolutions ResNet-18 has per stage.
+CONVS_SECTION = "ResNet-18 convolutions alone vs torch"
+CONV_PARTS = ("resnet18_conv_32x64", "resnet18_conv_16x128", "resnet18_conv_8x256",
+              "resnet18_conv_4x512")
+CONV_COUNTS = {"resnet18_conv_32x64": 4, "resnet18_conv_16x128": 3, "resnet18_conv_8x256": 3,
+               "resnet18_conv_4x512": 3}
 LABELS = {"resnet18_simclr": "SimCLR, ResNet-18 (CIFAR stem)",
           "vit_tiny_dino": "DINO, ViT-Tiny/4",
           "vit_tiny_backbone_fwd": "ViT-Tiny/4 backbone, forward (no grad)",
           "vit_tiny_backbone_grad": "ViT-Tiny/4 backbone, forward + backward"}
+LABELS.update({p: "3x3 conv, {1} channels at {0}x{0} (x{2} in ResNet-18)".format(
+    *p.rsplit("_", 1)[1].split("x"), CONV_COUNTS[p]) for p in CONV_PARTS})
 
 
 def pin_threads(threads: int) -> list[int]:
@@ -214,8 +226,61 @@ class BackboneStep(SsljaxStep):
     return self.compiled(self.state, self.batch), None
 
 
+class ConvStep(SsljaxStep):
+  """One 3x3 stride-1 'SAME' convolution (no bias) of a CONV_PARTS shape on 2B inputs: the loss
+  sum(conv(x, k)^2) and its gradients in x and k, jitted (the ResNet's convolutions are this XLA
+  op: `ssljax.models.resnet.conv_general_dilated` is lax's at stride 1)."""
+
+  def __init__(self, part: str, batch: int, tiny: bool = False):  # pylint: disable=super-init-not-called
+    import jax
+    import jax.numpy as jnp
+
+    side, channels = _peer.conv_part_shape(part, tiny)
+    x, k = _peer.conv_part_inputs(2 * batch, side, channels)
+    self.state = (jnp.asarray(x), jnp.asarray(k))
+    self.num_params = k.size
+
+    def loss(x, k):
+      y = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return jnp.sum(y ** 2)
+
+    self.step_fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    self.compile_s = None
+    self.last_loss = None
+
+  def compile(self) -> float:
+    t0 = time.perf_counter()
+    self.compiled = self.step_fn.lower(*self.state).compile()
+    self.compile_s = time.perf_counter() - t0
+    self.flops = compiled_flops(self.compiled)
+    return self.compile_s
+
+  def _call(self):
+    out = self.compiled(*self.state)
+    return out, out[0]
+
+
+def conv_totals(rows: Sequence[dict[str, Any]]) -> list[str]:
+  """Per batch with every --convs part: the per-layer medians summed over ResNet-18's stride-1
+  3x3 convolutions (CONV_COUNTS), each side, and their ratio."""
+  out = []
+  for batch in sorted({r["batch"] for r in rows}):
+    by = {r["model"]: r for r in rows if r["batch"] == batch}
+    if set(by) >= set(CONV_PARTS):
+      ours = sum(CONV_COUNTS[p] * by[p]["ssljax_ms"] for p in CONV_PARTS)
+      peer = sum(CONV_COUNTS[p] * by[p]["lightly_ms"] for p in CONV_PARTS)
+      out.append(f"Batch {batch}: ResNet-18's {sum(CONV_COUNTS.values())} stride-1 3x3 "
+                 f"convolutions (forward + both gradients, count x median) take {ours:.0f} ms in "
+                 f"ssljax (XLA:CPU) and {peer:.0f} ms in torch: ratio {peer / ours:.2f}x.")
+  return out
+
+
 def ssljax_runner(model: str, batch: int, tiny: bool = False) -> SsljaxStep:
-  """The ssljax side of one table row: a train step (MODELS) or a backbone part (PARTS)."""
+  """The ssljax side of one table row: a train step (MODELS), a backbone part (PARTS) or a
+  convolution (CONV_PARTS)."""
+  if model in CONV_PARTS:
+    return ConvStep(model, batch, tiny=tiny)
   if model in PARTS:
     return BackboneStep(ssljax_config("vit_tiny_dino", batch, tiny=tiny),
                         grad=model.endswith("_grad"))
@@ -378,8 +443,13 @@ def main(argv=None) -> list[dict[str, Any]]:
   parser.add_argument("--breakdown", action="store_true",
                       help="instead, time the DINO recipe's ViT backbone alone (forward; forward + "
                            "backward) against torchvision's, in its own BENCHMARKS.md section")
+  parser.add_argument("--convs", action="store_true",
+                      help="instead, time ResNet-18's 3x3 convolutions alone (one per stage: "
+                           "forward + gradients) against torch's, in its own BENCHMARKS.md section")
   parser.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md")
   args = parser.parse_args(argv)
+  if args.convs and args.breakdown:
+    parser.error("--convs and --breakdown each write their own section: pass one")
   if args.quick:
     args.batches, args.warmup, args.rounds, args.chunk = [32], 1, 2, 1
   cpus = pin_threads(args.threads)
@@ -388,7 +458,7 @@ def main(argv=None) -> list[dict[str, Any]]:
   import jax
 
   rows, findings, info = [], [], {}
-  for model in (PARTS if args.breakdown else args.models):
+  for model in (PARTS if args.breakdown else CONV_PARTS if args.convs else args.models):
     for batch in args.batches:
       large = batch >= 128
       row, ours, info = measure(model, batch, args.threads, args.warmup,
@@ -415,7 +485,7 @@ def main(argv=None) -> list[dict[str, Any]]:
   table = format_table(rows)
   print(table)
   peak = matmul_peak_gflops()
-  flop_lines = roofline(rows, peak)
+  flop_lines = [] if args.convs else roofline(rows, peak)   # (about train steps)
   for line in flop_lines:
     print("-", line)
   for f in findings:
@@ -453,6 +523,18 @@ def main(argv=None) -> list[dict[str, Any]]:
              f"(alternating chunks after {args.warmup} warm-up runs, {args.settle} untimed "
              "run(s) at the start of each chunk, same threads). Ratio > 1: ssljax is faster.")
     notes += "".join(f"\n\n{line}" for line in backward_only(rows))
+  if args.convs:
+    notes = ("\n\nWhere the ResNet-18 row's time goes: one 3x3 stride-1 convolution per stage "
+             "of the SimCLR recipe's CIFAR ResNet-18, alone, on 2B inputs of that stage's size "
+             "(B images x 2 views), no bias: the loss sum(conv(x, k)^2) with its gradients in the "
+             "input and the kernel (what a network's backward computes per layer). ssljax side: "
+             "`jax.lax.conv_general_dilated` in NHWC under `jax.jit` with ssljax's XLA:CPU flags "
+             "(the op ResNet-18 runs; XLA:CPU computes it with Eigen); torch side: `nn.Conv2d` in "
+             "NCHW, as torchvision's ResNet runs it (oneDNN). The same deterministic input and "
+             "kernel on both sides (the losses agree). Timed as the train-step table "
+             f"(alternating chunks after {args.warmup} warm-up runs, {args.settle} untimed "
+             "run(s) at the start of each chunk, same threads). Ratio > 1: ssljax is faster.")
+    notes += "".join(f"\n\n{line}" for line in conv_totals(rows))
   if flop_lines:
     notes += (f"\n\nHow close each side is to this CPU's arithmetic limit: a jitted float32 "
               f"2048 x 2048 matmul ran at {peak:.0f} GFLOP/s on the same threads (torch's `mm` "
@@ -476,7 +558,8 @@ def main(argv=None) -> list[dict[str, Any]]:
             "steps timed per side": f"{args.rounds} x {args.chunk} (B < 128), {args.rounds_large} x "
                                     f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps; "
                                     f"{args.settle} untimed step(s) at the start of each chunk"}
-    report.write_section(BREAKDOWN_SECTION if args.breakdown else SECTION, table + notes, meta)
+    section = BREAKDOWN_SECTION if args.breakdown else CONVS_SECTION if args.convs else SECTION
+    report.write_section(section, table + notes, meta)
   return rows
 
 

@@ -243,3 +243,50 @@ def test_resnet_cpu_workarounds_ab_compiles_each_variant_and_agrees():
   assert all(r["loss_agrees"] and math.isfinite(r["loss"]) and r["steps"] == 1 for r in rows.values())
   table = R.format_table(list(rows.values()))
   assert table.count("| 4 |") == 3 and "NO" not in table
+
+
+def test_conv_parts_compute_the_loss_and_both_gradients():
+  """--convs rows: sum(conv(x, k)^2) of a 3x3 'SAME' convolution (checked against NumPy) and its
+  gradients in the input and the kernel, on 2B inputs of the stage's size."""
+  import numpy as np
+  part = "resnet18_conv_4x512"
+  step = P.ssljax_runner(part, 3, tiny=True)          # 6 inputs of 4x4x8
+  x, k = (np.asarray(a) for a in step.state)
+  assert x.shape == (6, 4, 4, 8) and k.shape == (3, 3, 8, 8) and step.num_params == k.size
+  assert len(step.run(2)) == 2
+  loss, (gx, gk) = step.compiled(*step.state)
+  xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = sum(np.einsum("nhwc,cd->nhwd", xp[:, i:i + 4, j:j + 4], k[i, j]) for i in range(3)
+          for j in range(3))
+  np.testing.assert_allclose(float(loss), np.sum(y ** 2), rtol=1e-5)
+  np.testing.assert_allclose(step.last_loss, np.sum(y ** 2), rtol=1e-5)
+  want_gk = np.stack([np.stack([np.einsum("nhwc,nhwd->cd", xp[:, i:i + 4, j:j + 4], 2 * y)
+                                for j in range(3)]) for i in range(3)])
+  np.testing.assert_allclose(gk, want_gk, rtol=1e-4, atol=1e-3)
+  assert gx.shape == x.shape and np.abs(np.asarray(gx)).max() > 0
+  assert P.LABELS[part] == "3x3 conv, 512 channels at 4x4 (x3 in ResNet-18)"
+
+
+def test_conv_totals_weight_each_stage_by_its_count():
+  rows = [{"model": p, "batch": 32, "ssljax_ms": 10.0 * (i + 1), "lightly_ms": 5.0 * (i + 1)}
+          for i, p in enumerate(P.CONV_PARTS)]
+  rows.append({"model": P.CONV_PARTS[0], "batch": 128, "ssljax_ms": 1.0, "lightly_ms": 1.0})
+  (line,) = P.conv_totals(rows)                      # batch 128 lacks parts: no line
+  ours = 4 * 10 + 3 * 20 + 3 * 30 + 3 * 40
+  assert f"{ours} ms in ssljax" in line and f"{ours // 2} ms in torch" in line
+  assert "13 stride-1 3x3" in line and "ratio 0.50x" in line
+
+
+@pytest.mark.skipif(not os.path.exists(P.PEER_PYTHON), reason="needs .venv-peer (bash benchmarks/peer_env.sh)")
+def test_lightly_worker_conv_part_computes_the_same_loss():
+  """The real worker's --convs part: torch's Conv2d on the same input and kernel (NCHW / OIHW)."""
+  part = "resnet18_conv_8x256"
+  ours = P.ssljax_runner(part, 2, tiny=True)
+  ours.run(1)
+  worker = P.PeerWorker(part, 2, threads=1, tiny=True)
+  try:
+    assert worker.info["params"] == ours.num_params
+    worker.run(1)
+    assert math.isclose(worker.last_loss, ours.last_loss, rel_tol=1e-4)
+  finally:
+    worker.close()
