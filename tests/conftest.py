@@ -119,3 +119,16 @@ def learn_on_digits(config, workdir, margin: float):
   assert result["knn_top1"] > result["knn_top1_random_init"] + margin, result
   assert not report["collapsed"], f"collapsed: {report}"
   return result
+
+
+def random_mask_batch(n: int = 4, seed: int = 0) -> dict:
+  """A one-crop batch of n random 16x16x1 images with the pipeline's 'random' masks on the 4x4
+  patch grid (8 of 16 patches visible): what data2vec / I-JEPA (mask='random') steps get."""
+  import numpy as np
+
+  from ssljax.data import masks
+  rng = np.random.default_rng(seed)
+  ms = [masks.random_mask(rng, 16, 0.5) for _ in range(n)]
+  return {"global": rng.normal(size=(n, 1, 16, 16, 1)).astype(np.float32),
+          "mask": np.stack([m[0] for m in ms]), "keep_indices": np.stack([m[1] for m in ms]),
+          "masked_indices": np.stack([m[2] for m in ms]), "label": np.zeros(n, np.int32)}

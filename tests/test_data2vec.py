@@ -8,9 +8,9 @@ import pytest
 
 from conftest import learn_on_digits
 from conftest import load_config
+from conftest import random_mask_batch
 from ssljax import losses
 from ssljax import methods
-from ssljax.data import masks as masks_lib
 from ssljax.methods import _masked
 from ssljax.methods.data2vec import GroupedConv2d
 
@@ -27,14 +27,6 @@ def _config(tiny_config):
   return cfg
 
 
-def _batch(n=4, seed=0):
-  rng = np.random.default_rng(seed)
-  ms = [masks_lib.random_mask(rng, 16, 0.5) for _ in range(n)]
-  return {"global": rng.normal(size=(n, 1, 16, 16, 1)).astype(np.float32),
-          "mask": np.stack([m[0] for m in ms]), "keep_indices": np.stack([m[1] for m in ms]),
-          "masked_indices": np.stack([m[2] for m in ms]), "label": np.zeros(n, np.int32)}
-
-
 def test_grouped_conv_equals_flax_conv():
   x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
   m = GroupedConv2d(8, 3, 4)
@@ -48,7 +40,7 @@ def test_grouped_conv_equals_flax_conv():
 def test_block_outputs_match_vit_tokens(tiny_config):
   """The captured last block, after the ViT's final norm, is the ViT's patch output."""
   method = methods.get("data2vec")(_config(tiny_config))
-  batch = _batch()
+  batch = random_mask_batch()
   params, _ = method.init(jax.random.key(0), batch)
   x = batch["global"][:, 0]
   tokens, layers = _masked.block_outputs(method.backbone, params["backbone"], x)
@@ -64,7 +56,7 @@ def test_ffn_targets_are_the_feed_forward_outputs(tiny_config):
   """source='ffn' captures each block's MLP output (data2vec's targets), not the residual stream:
   with block 1's last MLP layer set to a constant map, its FFN output is that constant."""
   method = methods.get("data2vec")(_config(tiny_config))
-  batch = _batch()
+  batch = random_mask_batch()
   params, _ = method.init(jax.random.key(0), batch)
   x = batch["global"][:, 0]
   p = jax.tree_util.tree_map(lambda a: a, params["backbone"])
@@ -85,7 +77,7 @@ def test_ffn_targets_are_the_feed_forward_outputs(tiny_config):
 def test_loss_shares_one_teacher_pass_over_masks(tiny_config):
   cfg = _config(tiny_config)
   method = methods.get("data2vec")(cfg)
-  batch = _batch()
+  batch = random_mask_batch()
   params, state = method.init(jax.random.key(0), batch)
   rng = jax.random.key(1)
   loss, (metrics, new_state) = method.loss(params, state, batch, rng, 0)
@@ -109,7 +101,7 @@ def test_loss_shares_one_teacher_pass_over_masks(tiny_config):
 
 def test_no_gradient_to_teacher_and_ema_update(tiny_config):
   method = methods.get("data2vec")(_config(tiny_config))
-  batch = _batch()
+  batch = random_mask_batch()
   params, state = method.init(jax.random.key(0), batch)
   grads, tgrads = jax.grad(lambda p, s: method.loss(p, s, batch, jax.random.key(1), 0)[0],
                            argnums=(0, 1))(params, state)
@@ -129,7 +121,7 @@ def test_no_gradient_to_teacher_and_ema_update(tiny_config):
 def test_features_come_from_the_chosen_encoder(tiny_config):
   cfg = _config(tiny_config)
   method = methods.get("data2vec")(cfg)
-  batch = _batch()
+  batch = random_mask_batch()
   params, state = method.init(jax.random.key(0), batch)
   params = jax.tree_util.tree_map(lambda p: p * 1.5, params)   # student != teacher from here on
   x = batch["global"][:, 0]

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import learn_on_digits
 from conftest import load_config
+from conftest import random_mask_batch
 from ssljax import methods
 from ssljax.data import masks as masks_lib
 
@@ -146,15 +147,6 @@ def test_targets_come_from_the_full_image_and_context_is_disjoint_from_targets(t
     assert not set(m["context_keep"].tolist()) & set(m["target_indices"].ravel().tolist())
 
 
-def _random_batch(n=4, seed=0):
-  """A batch with the pipeline's 'random' masks (8 of 16 patches visible)."""
-  rng = np.random.default_rng(seed)
-  ms = [masks_lib.random_mask(rng, 16, 0.5) for _ in range(n)]
-  return {"global": rng.normal(size=(n, 1, 16, 16, 1)).astype(np.float32),
-          "mask": np.stack([m[0] for m in ms]), "keep_indices": np.stack([m[1] for m in ms]),
-          "masked_indices": np.stack([m[2] for m in ms]), "label": np.zeros(n, np.int32)}
-
-
 def test_random_masks_with_copies_share_one_target_pass(tiny_config):
   """mask='random': the context is the visible patches and the one target block the rest;
   num_masks copies per image (copy 0 the pipeline's) each predict their own masked patches from
@@ -164,7 +156,7 @@ def test_random_masks_with_copies_share_one_target_pass(tiny_config):
   method = methods.get("ijepa")(cfg)
   spec = method.view_spec()
   assert (spec.mask, spec.mask_ratio) == ("random", 0.5)
-  batch = _random_batch()
+  batch = random_mask_batch()
   params, state = method.init(jax.random.key(0), batch)
   rng = jax.random.key(1)
   loss, _ = method.loss(params, state, batch, rng, 0)

@@ -126,12 +126,10 @@ class ViewSpec:
         raise ValueError(f"ViewSpec: patch_size={self.patch_size} must divide "
                          f"global_size={self.global_size}")
     if self.mask == "multiblock":
-      if self.num_targets < 1:
-        raise ValueError(f"ViewSpec: num_targets={self.num_targets}, expected >= 1")
-      for name in ("target_scale", "context_scale"):
-        lo, hi = getattr(self, name)
-        if not 0.0 < lo <= hi <= 1.0:
-          raise ValueError(f"ViewSpec: {name}={(lo, hi)}, expected 0 < low <= high <= 1")
+      from ssljax.data import masks
+      problem = masks.multiblock_problem(self.num_targets, self.target_scale, self.context_scale)
+      if problem:
+        raise ValueError(f"ViewSpec: {problem}")
 
   @property
   def grid(self) -> tuple[int, int]:

@@ -119,6 +119,19 @@ def block_mask(rng: np.random.Generator, grid: tuple[int, int], ratio: float,
   return mask.reshape(-1)
 
 
+def multiblock_problem(num_targets: int, target_scale, context_scale) -> str | None:
+  """What is wrong with a multi-block mask setting, as 'name=value, expected ...', or None.
+
+  ViewSpec and the I-JEPA config check with it, each naming the field its own way.
+  """
+  if num_targets < 1:
+    return f"num_targets={num_targets}, expected >= 1"
+  for name, (lo, hi) in (("target_scale", target_scale), ("context_scale", context_scale)):
+    if not 0.0 < lo <= hi <= 1.0:
+      return f"{name}={(lo, hi)}, expected 0 < low <= high <= 1"
+  return None
+
+
 def multiblock_sizes(grid: tuple[int, int], num_targets: int = 4,
                      target_scale: tuple[float, float] = (0.15, 0.2),
                      context_scale: tuple[float, float] = (0.85, 1.0)) -> tuple[int, int]:

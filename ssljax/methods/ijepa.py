@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
+from ssljax.data import masks as masks_lib
 from ssljax.data.augment import ViewSpec
 from ssljax.methods import _masked
 from ssljax.methods import base
@@ -144,12 +145,10 @@ class IJEPA(base.Method):
       raise ConfigError(f"config.ijepa.num_masks={c.num_masks}; expected >= 1, and 1 unless "
                         f"mask='random' (config.ijepa.mask={c.mask!r})")
     if c.mask == "multiblock":
-      if c.num_targets < 1:
-        raise ConfigError(f"config.ijepa.num_targets={c.num_targets}; expected >= 1")
-      for key in ("target_scale", "context_scale"):
-        lo, hi = c[key]
-        if not 0.0 < lo <= hi <= 1.0:
-          raise ConfigError(f"config.ijepa.{key}={tuple(c[key])}; expected 0 < low <= high <= 1")
+      problem = masks_lib.multiblock_problem(c.num_targets, tuple(c.target_scale),
+                                             tuple(c.context_scale))
+      if problem:
+        raise ConfigError(f"config.ijepa.{problem}")
     if c.predictor_width % c.predictor_heads or c.predictor_width % 4:
       raise ConfigError(f"config.ijepa.predictor_width={c.predictor_width}; expected a multiple of "
                         f"4 and of predictor_heads={c.predictor_heads}")
