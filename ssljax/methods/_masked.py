@@ -96,6 +96,34 @@ def random_masks(rng: jax.Array, batch: int, num_patches: int, num_keep: int):
   return keep, masked, mask
 
 
+def mask_copies(rng: jax.Array, keep: jax.Array, masked: jax.Array, mask: jax.Array,
+                copies: int, num_patches: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The pipeline's random masks plus `copies - 1` more per image drawn from `rng` (data2vec 2.0's
+  multi-mask; I-JEPA's mask='random' copies).
+
+  Args:
+    rng: PRNG key for the extra copies.
+    keep, masked, mask: the pipeline's keep [B, K], masked [B, P - K] indices and mask [B, P].
+    copies: M >= 1 masked copies per image.
+    num_patches: P.
+
+  Returns:
+    keep [B*M, K], masked [B*M, P - K], mask [B*M, P] bool, copy-major within each image: copy 0
+    is the pipeline's, copies 1..M-1 are `random_masks` with the same static K.
+  """
+  mask = mask.astype(bool)
+  if copies == 1:
+    return keep, masked, mask
+  b = keep.shape[0]
+  extra = random_masks(rng, b * (copies - 1), num_patches, keep.shape[1])
+
+  def stack(first, more):
+    return jnp.concatenate([first[:, None], more.reshape(b, copies - 1, -1)], 1).reshape(
+        b * copies, -1)
+
+  return tuple(stack(first, more) for first, more in zip((keep, masked, mask), extra))
+
+
 def gather(x: jax.Array, idx: jax.Array) -> jax.Array:
   """x [N, P, D], idx [N, K] -> [N, K, D]."""
   return jnp.take_along_axis(x, idx[..., None].astype(jnp.int32), axis=1)

@@ -196,15 +196,9 @@ class Data2Vec(base.Method):
 
     Copy 0 is the pipeline's mask; copies 1..M-1 are drawn from `rng`.
     """
-    keep0, mask0 = batch["keep_indices"], batch["mask"]
-    b = keep0.shape[0]
-    m = self.cfg.num_masks
-    if m == 1:
-      return keep0, mask0.astype(bool)
-    keep, _, mask = _masked.random_masks(rng, b * (m - 1), self.num_patches, self.num_keep)
-    keep = jnp.concatenate([keep0[:, None], keep.reshape(b, m - 1, -1)], 1)
-    mask = jnp.concatenate([mask0.astype(bool)[:, None], mask.reshape(b, m - 1, -1)], 1)
-    return keep.reshape(b * m, -1), mask.reshape(b * m, -1)
+    keep, _, mask = _masked.mask_copies(rng, batch["keep_indices"], batch["masked_indices"],
+                                        batch["mask"], self.cfg.num_masks, self.num_patches)
+    return keep, mask
 
   def targets(self, teacher, images):
     """[B, P, D] teacher targets (no gradient) of images [B, H, W, C]."""

@@ -225,15 +225,11 @@ class IJEPA(base.Method):
     """Context [B*M, Kc] and target [B*M, T, Kt] indices of the M = num_masks copies of each
     image, copy-major within each image: copy 0 is the pipeline's mask, copies 1..M-1 (random
     masks only) are drawn from `rng` with the same static sizes."""
-    ctx, tgt = self.context_and_targets(batch)
-    m = self.cfg.num_masks
-    if m == 1:
-      return ctx, tgt
-    b, p = ctx.shape[0], self.grid * self.grid
-    keep, masked, _ = _masked.random_masks(rng, b * (m - 1), p, ctx.shape[1])
-    ctx = jnp.concatenate([ctx[:, None], keep.reshape(b, m - 1, -1)], 1)
-    tgt = jnp.concatenate([tgt, masked.reshape(b, m - 1, -1)], 1)
-    return ctx.reshape(b * m, -1), tgt.reshape(b * m, 1, -1)
+    if self.cfg.num_masks == 1:
+      return self.context_and_targets(batch)
+    keep, masked, _ = _masked.mask_copies(rng, batch["keep_indices"], batch["masked_indices"],
+                                          batch["mask"], self.cfg.num_masks, self.grid ** 2)
+    return keep, masked[:, None]
 
   def loss(self, params, state, batch, rng, step):
     del step
