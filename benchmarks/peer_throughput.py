@@ -58,16 +58,15 @@ PARTS = ("vit_tiny_backbone_fwd", "vit_tiny_backbone_grad")
 # needs), to tell how much of the ResNet-18 row is the convolutions themselves. Named
 # resnet18_conv_<side>x<channels>; COUNTS: how many such convolutions ResNet-18 has per stage.
 CONVS_SECTION = "ResNet-18 convolutions alone vs torch"
-CONV_PARTS = ("resnet18_conv_32x64", "resnet18_conv_16x128", "resnet18_conv_8x256",
-              "resnet18_conv_4x512")
 CONV_COUNTS = {"resnet18_conv_32x64": 4, "resnet18_conv_16x128": 3, "resnet18_conv_8x256": 3,
                "resnet18_conv_4x512": 3}
+CONV_PARTS = tuple(CONV_COUNTS)
 LABELS = {"resnet18_simclr": "SimCLR, ResNet-18 (CIFAR stem)",
           "vit_tiny_dino": "DINO, ViT-Tiny/4",
           "vit_tiny_backbone_fwd": "ViT-Tiny/4 backbone, forward (no grad)",
           "vit_tiny_backbone_grad": "ViT-Tiny/4 backbone, forward + backward"}
 LABELS.update({p: "3x3 conv, {1} channels at {0}x{0} (x{2} in ResNet-18)".format(
-    *p.rsplit("_", 1)[1].split("x"), CONV_COUNTS[p]) for p in CONV_PARTS})
+    *_peer.conv_part_shape(p), CONV_COUNTS[p]) for p in CONV_PARTS})
 
 
 def pin_threads(threads: int) -> list[int]:
@@ -172,9 +171,13 @@ class SsljaxStep:
     self.compile_s = None
     self.last_loss = None
 
+  def _args(self) -> tuple:
+    """The compiled step's arguments."""
+    return self.state, self.batch
+
   def compile(self) -> float:
     t0 = time.perf_counter()
-    self.compiled = self.step_fn.lower(self.state, self.batch).compile()
+    self.compiled = self.step_fn.lower(*self._args()).compile()
     self.compile_s = time.perf_counter() - t0
     self.flops = compiled_flops(self.compiled)
     return self.compile_s
@@ -249,12 +252,8 @@ class ConvStep(SsljaxStep):
     self.compile_s = None
     self.last_loss = None
 
-  def compile(self) -> float:
-    t0 = time.perf_counter()
-    self.compiled = self.step_fn.lower(*self.state).compile()
-    self.compile_s = time.perf_counter() - t0
-    self.flops = compiled_flops(self.compiled)
-    return self.compile_s
+  def _args(self) -> tuple:
+    return self.state             # (x, k)
 
   def _call(self):
     out = self.compiled(*self.state)
@@ -458,7 +457,9 @@ def main(argv=None) -> list[dict[str, Any]]:
   import jax
 
   rows, findings, info = [], [], {}
-  for model in (PARTS if args.breakdown else CONV_PARTS if args.convs else args.models):
+  models, section = ((PARTS, BREAKDOWN_SECTION) if args.breakdown else
+                     (CONV_PARTS, CONVS_SECTION) if args.convs else (args.models, SECTION))
+  for model in models:
     for batch in args.batches:
       large = batch >= 128
       row, ours, info = measure(model, batch, args.threads, args.warmup,
@@ -513,15 +514,16 @@ def main(argv=None) -> list[dict[str, Any]]:
       "with the XLA:CPU flags and `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` that its command lines "
       "set (ssljax/xla_flags.py, ssljax/host_memory.py), lightly's with the environment the "
       "benchmark was started in (torch's ViT-Tiny step measured the same with the tunable).")
+  timing = (f"Timed as the train-step table (alternating chunks after {args.warmup} warm-up "
+            f"runs, {args.settle} untimed run(s) at the start of each chunk, same threads). "
+            "Ratio > 1: ssljax is faster.")
   if args.breakdown:
     notes = ("\n\nWhere the DINO row's gap is: the same ViT-Tiny/4 as the DINO recipe, alone, on "
              "the same B images x 2 views (32x32x3 fp32, a fixed random batch): its forward without "
              "gradient (what the EMA teacher runs) and the gradient of sum(features^2) in its "
              "parameters (forward + backward; no head, loss or optimizer). ssljax: "
              "`ssljax.models.build_backbone` under `jax.jit`; the other side: torchvision's "
-             "`VisionTransformer` (the lightly worker's backbone). Timed as the train-step table "
-             f"(alternating chunks after {args.warmup} warm-up runs, {args.settle} untimed "
-             "run(s) at the start of each chunk, same threads). Ratio > 1: ssljax is faster.")
+             "`VisionTransformer` (the lightly worker's backbone). " + timing)
     notes += "".join(f"\n\n{line}" for line in backward_only(rows))
   if args.convs:
     notes = ("\n\nWhere the ResNet-18 row's time goes: one 3x3 stride-1 convolution per stage "
@@ -531,9 +533,7 @@ def main(argv=None) -> list[dict[str, Any]]:
              "`jax.lax.conv_general_dilated` in NHWC under `jax.jit` with ssljax's XLA:CPU flags "
              "(the op ResNet-18 runs; XLA:CPU computes it with Eigen); torch side: `nn.Conv2d` in "
              "NCHW, as torchvision's ResNet runs it (oneDNN). The same deterministic input and "
-             "kernel on both sides (the losses agree). Timed as the train-step table "
-             f"(alternating chunks after {args.warmup} warm-up runs, {args.settle} untimed "
-             "run(s) at the start of each chunk, same threads). Ratio > 1: ssljax is faster.")
+             "kernel on both sides (the losses agree). " + timing)
     notes += "".join(f"\n\n{line}" for line in conv_totals(rows))
   if flop_lines:
     notes += (f"\n\nHow close each side is to this CPU's arithmetic limit: a jitted float32 "
@@ -558,7 +558,6 @@ def main(argv=None) -> list[dict[str, Any]]:
             "steps timed per side": f"{args.rounds} x {args.chunk} (B < 128), {args.rounds_large} x "
                                     f"{args.chunk_large} (B >= 128), after {args.warmup} warm-up steps; "
                                     f"{args.settle} untimed step(s) at the start of each chunk"}
-    section = BREAKDOWN_SECTION if args.breakdown else CONVS_SECTION if args.convs else SECTION
     report.write_section(section, table + notes, meta)
   return rows
 
