@@ -1,22 +1,25 @@
-"""ResNet's two XLA:CPU workarounds, each switched off alone, side by side with both on.
+"""ResNet's three XLA:CPU workarounds, each switched off alone, side by side with all on.
 
   python -m benchmarks.resnet_cpu_workarounds            # batch 32 and 128, writes BENCHMARKS.md
   python -m benchmarks.resnet_cpu_workarounds --batches 32 --rounds 4 --no-write
 
-Both live in ssljax/models/resnet.py and only act on the CPU backend:
+All live in ssljax/models/resnet.py and only act on the CPU backend:
   * `computed_once`: every conv input is stored once. Without it XLA:CPU fuses the norm + ReLU
     (+ residual) chain that produced the input into each weight-gradient transpose, where its loop
     emitter runs far slower than a plain transpose.
   * the stride-2 input gradient (`conv_general_dilated` -> `_stride2_input_grad`): four small
     stride-1 convs, one per parity class of input positions, instead of XLA's conv over the output
     gradient dilated by 2 (three quarters zeros).
+  * Winograd (`conv_general_dilated` -> `ssljax.models.winograd.conv3x3`): the 3x3 stride-1 convs
+    with at least `CPU_WINOGRAD_MIN_CHANNELS` channels as batched matrix products in the F(2x2, 3x3)
+    transformed domain instead of Eigen's convolution.
 This times the SimCLR CIFAR ResNet-18 train step of benchmarks/peer_throughput.py (the same recipe,
-jitted as the Trainer does), compiled in one process with both workarounds and with each one
+jitted as the Trainer does), compiled in one process with all workarounds and with each one
 replaced by the plain JAX op while tracing; the compiled steps run in alternating chunks, so the
 load of a shared machine hits all alike. All start from the same state and batch, so their losses
-must agree (checked, to 1e-4 relative: the stride-2 gradient sums in another order). The table also
-counts, in each compiled step, the fusions that transpose and also compute a maximum (a recomputed
-ReLU) and the convolutions over a dilated input.
+must agree (checked, to 1e-4 relative: the stride-2 gradient and Winograd sum in another order).
+The table also counts, in each compiled step, the fusions that transpose and also compute a maximum
+(a recomputed ReLU), the convolutions over a dilated input, and all convolutions.
 """
 from __future__ import annotations
 
@@ -31,18 +34,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import report  # noqa: E402
 from benchmarks._xla_costs import dilated_convolutions, transposes_with  # noqa: E402
 
-SECTION = "ResNet CPU workarounds (each off vs both on)"
+SECTION = "ResNet CPU workarounds (each off vs all on)"
 MODEL = "resnet18_simclr"
 # variant -> {resnet attribute: replacement while tracing}
-VARIANTS = ("both on", "without computed_once", "without the stride-2 input gradient")
+VARIANTS = ("all on", "without computed_once", "without the stride-2 input gradient",
+            "without Winograd")
 
 
 def _replacements(variant: str) -> dict[str, Any]:
   import jax
-  plain_conv = jax.lax.conv_general_dilated
-  return {"both on": {},
+
+  def plain_stride2(x, w, pad, precision=None):
+    return jax.lax.conv_general_dilated(x, w, (2, 2), ((pad, pad), (pad, pad)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        precision=precision)
+  return {"all on": {},
           "without computed_once": {"computed_once": lambda x: x},
-          "without the stride-2 input gradient": {"conv_general_dilated": plain_conv}}[variant]
+          "without the stride-2 input gradient": {"_stride2_conv": plain_stride2},
+          "without Winograd": {"CPU_WINOGRAD_MIN_CHANNELS": None}}[variant]
 
 
 def build(batch: int, tiny: bool = False) -> dict[str, Any]:
@@ -70,15 +79,16 @@ def measure(batch: int, rounds: int, chunk: int, tiny: bool = False,
   steps = build(batch, tiny=tiny)
   times = interleave({v: s.run for v, s in steps.items()}, warmup=1, rounds=rounds, chunk=chunk,
                      settle=1)
-  base_ms = 1e3 * statistics.median(times["both on"])
-  base_loss = steps["both on"].last_loss
+  base_ms = 1e3 * statistics.median(times["all on"])
+  base_loss = steps["all on"].last_loss
   rows = []
   for variant, step in steps.items():
     hlo = step.compiled.as_text()
     ms = 1e3 * statistics.median(times[variant])
     rows.append({"batch": batch, "variant": variant, "ms": ms, "steps": len(times[variant]),
                  "slowdown": ms / base_ms, "relu_transposes": len(transposes_with(hlo)),
-                 "dilated_convs": dilated_convolutions(hlo), "loss": step.last_loss,
+                 "dilated_convs": dilated_convolutions(hlo), "convs": hlo.count(" convolution("),
+                 "loss": step.last_loss,
                  "loss_agrees": abs(step.last_loss - base_loss) <= 1e-4 * max(1.0, abs(base_loss))})
     log(rows[-1])
   return rows
@@ -86,10 +96,11 @@ def measure(batch: int, rounds: int, chunk: int, tiny: bool = False,
 
 def format_table(rows) -> str:
   return report.markdown_table(
-      ["batch", "variant", "ms/step", "time vs both on", "transposes recomputing a ReLU",
-       "convs over a dilated input", "loss agrees", "steps timed"],
+      ["batch", "variant", "ms/step", "time vs all on", "transposes recomputing a ReLU",
+       "convs over a dilated input", "convolutions", "loss agrees", "steps timed"],
       [[r["batch"], r["variant"], round(r["ms"]), f"{r['slowdown']:.2f}x", r["relu_transposes"],
-        r["dilated_convs"], "yes" if r["loss_agrees"] else "NO", r["steps"]] for r in rows])
+        r["dilated_convs"], r["convs"], "yes" if r["loss_agrees"] else "NO", r["steps"]]
+       for r in rows])
 
 
 def main(argv=None) -> list[dict[str, Any]]:
@@ -109,13 +120,14 @@ def main(argv=None) -> list[dict[str, Any]]:
   print(table)
   if not args.no_write:
     notes = ("\n\nThe SimCLR CIFAR ResNet-18 step of the throughput table (B images x 2 views, "
-             "32x32, fp32, LARS), compiled in one process with both of ssljax/models/resnet.py's "
+             "32x32, fp32, LARS), compiled in one process with all of ssljax/models/resnet.py's "
              "CPU workarounds and with each replaced by the plain JAX op while tracing "
-             "(`computed_once` by the identity, the routed `conv_general_dilated` by "
+             "(`computed_once` by the identity, the stride-2 conv and the Winograd conv by "
              "`lax.conv_general_dilated`). Median step times over alternating chunks (each after 1 "
-             "untimed step), so all saw the same machine load; 'time vs both on' > 1: that "
-             "workaround saves time. 'Loss agrees': after the same steps from the same state the "
-             "step reported the same loss as with both on (within 1e-4 relative).")
+             "untimed step), so all saw the same machine load; 'time vs all on' > 1: that "
+             "workaround saves time. 'Convolutions': convolution ops in the compiled step "
+             "(forward and backward). 'Loss agrees': after the same steps from the same state the "
+             "step reported the same loss as with all on (within 1e-4 relative).")
     report.write_section(SECTION, table + notes, {
         "command": "python -m benchmarks.resnet_cpu_workarounds " + " ".join(
             argv if argv is not None else sys.argv[1:])})

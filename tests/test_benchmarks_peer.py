@@ -228,21 +228,25 @@ def test_lightly_worker_picks_threads_and_steps():
     worker.close()
 
 
-def test_resnet_cpu_workarounds_ab_compiles_each_variant_and_agrees():
+def test_resnet_cpu_workarounds_ab_compiles_each_variant_and_agrees(monkeypatch):
   """benchmarks/resnet_cpu_workarounds.py on a tiny ResNet: without computed_once the step has
-  ReLU-recomputing transposes, without the stride-2 input gradient dilated convolutions; with both
-  on neither; every variant computes the same loss."""
+  ReLU-recomputing transposes, without the stride-2 input gradient dilated convolutions, without
+  Winograd more convolutions; with all on none of these; every variant computes the same loss."""
   from benchmarks import resnet_cpu_workarounds as R
+  from ssljax.models import resnet
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 16)   # the tiny ResNet's stages 2-4
   rows = {r["variant"]: r for r in R.measure(batch=4, rounds=1, chunk=1, tiny=True,
                                              log=lambda *_: None)}
   assert set(rows) == set(R.VARIANTS)
-  both = rows["both on"]
-  assert both["relu_transposes"] == 0 and both["dilated_convs"] == 0 and both["slowdown"] == 1.0
+  on = rows["all on"]
+  assert on["relu_transposes"] == 0 and on["dilated_convs"] == 0 and on["slowdown"] == 1.0
   assert rows["without computed_once"]["relu_transposes"] > 0
   assert rows["without the stride-2 input gradient"]["dilated_convs"] > 0
+  assert rows["without Winograd"]["convs"] > on["convs"]
+  assert resnet.CPU_WINOGRAD_MIN_CHANNELS == 16                   # restored after tracing
   assert all(r["loss_agrees"] and math.isfinite(r["loss"]) and r["steps"] == 1 for r in rows.values())
   table = R.format_table(list(rows.values()))
-  assert table.count("| 4 |") == 3 and "NO" not in table
+  assert table.count("| 4 |") == 4 and "NO" not in table
 
 
 def test_conv_parts_compute_the_loss_and_both_gradients():

@@ -231,3 +231,82 @@ def test_forward_mode_through_resnet_after_opting_out_of_the_stride2_gradient(mo
   out, tangent = jax.jvp(f, (x,), (x,))
   assert out.shape == tangent.shape == (2, model.num_features)
   assert np.isfinite(np.asarray(tangent)).all() and np.abs(np.asarray(tangent)).max() > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 5), (3, 7, 5, 4), (1, 1, 1, 3), (2, 4, 6, 16)])
+def test_winograd_conv3x3_matches_lax_in_value_and_both_gradients(shape):
+  """F(2x2, 3x3) computes lax's 3x3 'SAME' conv, also at odd sizes (one zero row / column more,
+  cropped) and at 1x1 (every tap but the centre in the padding)."""
+  from jax import lax
+  from ssljax.models import winograd
+  x = jax.random.normal(_key(8), shape)
+  w = jax.random.normal(_key(9), (3, 3, shape[-1], 6))
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),  # noqa: E731
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                              precision=lax.Precision.HIGHEST)
+  want = ref(x, w)
+  got = _jit(winograd.conv3x3)(x, w)
+  assert got.shape == want.shape == shape[:3] + (6,) and got.dtype == jnp.float32
+  scale = float(jnp.max(jnp.abs(want)))
+  np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * scale)
+  g = jax.random.normal(_key(10), want.shape)
+  grad = lambda f: _jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(x, w)  # noqa: E731
+  for got, want in zip(grad(winograd.conv3x3), grad(ref)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * float(jnp.max(jnp.abs(want))))
+
+
+def test_winograd_conv3x3_names_bad_shapes():
+  from ssljax.models import winograd
+  with pytest.raises(ValueError, match=r"got x \(2, 4, 4, 3\) and w \(5, 5, 3, 4\)"):
+    winograd.conv3x3(jnp.zeros((2, 4, 4, 3)), jnp.zeros((5, 5, 3, 4)))
+  with pytest.raises(ValueError, match=r"got x \(2, 4, 4, 3\) and w \(3, 3, 8, 4\)"):
+    winograd.conv3x3(jnp.zeros((2, 4, 4, 3)), jnp.zeros((3, 3, 8, 4)))
+
+
+def _lowered_convs(model, x, platform):
+  loss, variables = _train_mode_loss(model, x)
+  text = jax.jit(jax.grad(loss)).trace(variables["params"]).lower(
+      lowering_platforms=(platform,)).as_text()
+  return text.count("stablehlo.convolution")
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_wide_stride1_convs_run_as_winograd_only_on_cpu(depth, monkeypatch):
+  """From CPU_WINOGRAD_MIN_CHANNELS channels on, the 3x3 stride-1 convs (forward and both
+  gradients) leave the CPU lowering; the GPU lowering keeps every convolution; narrower convs
+  stay convolutions."""
+  from ssljax.models import resnet
+  model = models.build_backbone(_resnet_cfg(depth=depth, cifar_stem=True))
+  x = _images(2, size=8)
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", None)
+  plain = {p: _lowered_convs(model, x, p) for p in ("cpu", "cuda")}
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 1024)     # wider than any conv here
+  assert _lowered_convs(model, x, "cpu") == plain["cpu"]
+  # x0.25: the 3x3 convs have 16 / 32 / 64 / 128 channels in stages 1-4 (both depths), so from 32
+  # on the stride-1 ones of stages 2-4: ResNet-18 3 + 3 + 3, ResNet-50 3 + 5 + 2 (4 / 6 / 3 blocks,
+  # the first strided).
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 32)
+  routed = 9 if depth == 18 else 10
+  assert _lowered_convs(model, x, "cpu") == plain["cpu"] - 3 * routed   # forward, dx, dw each
+  assert _lowered_convs(model, x, "cuda") == plain["cuda"]
+
+
+def test_resnet_with_winograd_computes_what_it_computes_without(monkeypatch):
+  """Train-mode features and parameter gradients of a ResNet-18 with every stride-1 3x3 conv past
+  the stem as Winograd agree with the plain convs (float32 rounding only)."""
+  from ssljax.models import resnet
+  model = models.build_backbone(_resnet_cfg(cifar_stem=True))
+  x = _images(4, size=8)
+  loss, variables = _train_mode_loss(model, x)
+
+  def value_and_grad():   # traced anew: the threshold is read while tracing
+    return _jit(jax.value_and_grad(loss))(variables["params"])
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", None)
+  want_loss, want = value_and_grad()
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 16)
+  got_loss, got = value_and_grad()
+  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+  for path, (a, b) in zip(jax.tree_util.tree_leaves_with_path(want),
+                          zip(jax.tree.leaves(got), jax.tree.leaves(want))):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-7,
+                               err_msg=jax.tree_util.keystr(path[0]))

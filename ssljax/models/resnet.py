@@ -142,26 +142,55 @@ def _stride2_conv_bwd(pad, precision, residuals, dy):
 _stride2_conv.defvjp(_stride2_conv_fwd, _stride2_conv_bwd)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-  """`lax.conv_general_dilated` for `nn.Conv`, with ResNet's stride-2 convs (3x3 padding 1, 1x1
-  padding 0, NHWC) routed through a custom input gradient on CPU (`_stride2_input_grad`).
+# 3x3 stride-1 convs with at least this many input and output channels run as Winograd F(2x2, 3x3)
+# on the CPU backend (ssljax.models.winograd); None: never. 256: a CIFAR ResNet-18's stages 3 and 4.
+CPU_WINOGRAD_MIN_CHANNELS: int | None = 256
 
-  The routed convs are a `jax.custom_vjp` on every backend, so reverse-mode autodiff (`jax.grad`,
-  what training uses) goes through them but forward-mode (`jax.jvp`, `jax.jacfwd`) does not. For
-  forward-mode through a ResNet, set `ssljax.models.resnet.conv_general_dilated =
-  jax.lax.conv_general_dilated` before tracing it (the blocks look this name up when they build
-  their convs).
-  """
+
+def _nhwc_square(rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                 feature_group_count, kwargs, lhs_shape) -> bool:
+  """A square 1x1 / 3x3 NHWC conv with 'same'-style padding k // 2, no dilation or groups."""
   k = rhs.shape[0]
   pad = k // 2
-  routed = (tuple(window_strides) == (2, 2) and k in (1, 3) and rhs.shape[1] == k
-            and [tuple(p) for p in padding] == [(pad, pad)] * 2 and feature_group_count == 1
-            and not kwargs
-            and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
-            and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
-  if routed:
-    return _stride2_conv(lhs, rhs, pad, precision)
+  return (k in (1, 3) and rhs.shape[1] == k and len(window_strides) == 2
+          and [tuple(p) for p in padding] == [(pad, pad)] * 2 and feature_group_count == 1
+          and not kwargs
+          and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+          and dimension_numbers == jax.lax.conv_dimension_numbers(lhs_shape, rhs.shape, _NHWC))
+
+
+def _winograd_on_cpu(x, w, precision):
+  """Winograd on the CPU backend, lax's conv elsewhere (chosen at lowering time)."""
+  from ssljax.models import winograd
+  return jax.lax.platform_dependent(
+      x, w, cpu=lambda x, w: winograd.conv3x3(x, w, precision),
+      default=lambda x, w: _plain_conv(x, w, 1, 1, precision))
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+  """`lax.conv_general_dilated` for `nn.Conv`, with two CPU-only routes for ResNet's convs (NHWC):
+
+  - stride-2 convs (3x3 padding 1, 1x1 padding 0) get a custom input gradient on CPU
+    (`_stride2_input_grad`). They are a `jax.custom_vjp` on every backend, so reverse-mode
+    autodiff (`jax.grad`, what training uses) goes through them but forward-mode (`jax.jvp`,
+    `jax.jacfwd`) does not. For forward-mode through a ResNet, set
+    `ssljax.models.resnet.conv_general_dilated = jax.lax.conv_general_dilated` before tracing it
+    (the blocks look this name up when they build their convs); that also turns the next off.
+  - float32 3x3 stride-1 convs with at least `CPU_WINOGRAD_MIN_CHANNELS` input and output
+    channels run as Winograd F(2x2, 3x3) on CPU (`ssljax.models.winograd`, plain JAX: every
+    autodiff mode works).
+  """
+  square = _nhwc_square(rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                        dimension_numbers, feature_group_count, kwargs, lhs.shape)
+  k = rhs.shape[0]
+  if square and tuple(window_strides) == (2, 2):
+    return _stride2_conv(lhs, rhs, k // 2, precision)
+  if (square and k == 3 and tuple(window_strides) == (1, 1)
+      and CPU_WINOGRAD_MIN_CHANNELS is not None
+      and min(rhs.shape[2], rhs.shape[3]) >= CPU_WINOGRAD_MIN_CHANNELS
+      and lhs.dtype == rhs.dtype == jnp.float32):
+    return _winograd_on_cpu(lhs, rhs, precision)
   return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                       dimension_numbers, feature_group_count, precision=precision,
                                       **kwargs)
