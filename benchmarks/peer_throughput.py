@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import _peer  # noqa: E402
 from benchmarks._xla_costs import (compiled_flops, hlo_op_kinds,  # noqa: E402,F401  (re-exported)
-                                   matmul_peak_gflops, profile_ops)
+                                   matmul_peak_gflops, model_flops, profile_ops)
 from benchmarks import report  # noqa: E402  (report imports jax lazily)
 
 ROOT = report.ROOT
@@ -146,7 +146,7 @@ def roofline(rows: Sequence[dict[str, Any]], peak_gflops: float, target: float =
 class SsljaxStep:
   """One recipe's jitted ssljax train step on a fixed random batch; `run(n)` -> n step times (s)."""
 
-  flops = None   # XLA's FLOP count of the compiled step, set by compile()
+  flops = None   # XLA's FLOP count of the step's ops (_xla_costs.model_flops), set by compile()
 
   def __init__(self, config):
     import jax
@@ -179,7 +179,7 @@ class SsljaxStep:
     t0 = time.perf_counter()
     self.compiled = self.step_fn.lower(*self._args()).compile()
     self.compile_s = time.perf_counter() - t0
-    self.flops = compiled_flops(self.compiled)
+    self.flops = model_flops(self.step_fn, *self._args())
     return self.compile_s
 
   def _call(self):
@@ -231,21 +231,24 @@ class BackboneStep(SsljaxStep):
 
 class ConvStep(SsljaxStep):
   """One 3x3 stride-1 'SAME' convolution (no bias) of a CONV_PARTS shape on 2B inputs: the loss
-  sum(conv(x, k)^2) and its gradients in x and k, jitted (the ResNet's convolutions are this XLA
-  op: `ssljax.models.resnet.conv_general_dilated` is lax's at stride 1)."""
+  sum(conv(x, k)^2) and its gradients in x and k, jitted, through the op the ResNet's convs call
+  (`ssljax.models.resnet.conv_general_dilated`: lax's convolution, or Winograd on CPU from
+  `CPU_WINOGRAD_MIN_CHANNELS` channels on)."""
 
   def __init__(self, part: str, batch: int, tiny: bool = False):  # pylint: disable=super-init-not-called
     import jax
     import jax.numpy as jnp
 
+    from ssljax.models import resnet
+
     side, channels = _peer.conv_part_shape(part, tiny)
     x, k = _peer.conv_part_inputs(2 * batch, side, channels)
     self.state = (jnp.asarray(x), jnp.asarray(k))
     self.num_params = k.size
+    dn = jax.lax.conv_dimension_numbers(x.shape, k.shape, ("NHWC", "HWIO", "NHWC"))
 
     def loss(x, k):
-      y = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)),
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      y = resnet.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)
       return jnp.sum(y ** 2)
 
     self.step_fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
@@ -530,8 +533,10 @@ def main(argv=None) -> list[dict[str, Any]]:
              "of the SimCLR recipe's CIFAR ResNet-18, alone, on 2B inputs of that stage's size "
              "(B images x 2 views), no bias: the loss sum(conv(x, k)^2) with its gradients in the "
              "input and the kernel (what a network's backward computes per layer). ssljax side: "
-             "`jax.lax.conv_general_dilated` in NHWC under `jax.jit` with ssljax's XLA:CPU flags "
-             "(the op ResNet-18 runs; XLA:CPU computes it with Eigen); torch side: `nn.Conv2d` in "
+             "`ssljax.models.resnet.conv_general_dilated` in NHWC under `jax.jit` with ssljax's XLA:CPU "
+             "flags, the op ResNet-18 runs: XLA:CPU's (Eigen) convolution, or from "
+             "`CPU_WINOGRAD_MIN_CHANNELS` channels on (stages 3 and 4) Winograd F(2x2, 3x3) "
+             "(`ssljax.models.winograd`); torch side: `nn.Conv2d` in "
              "NCHW, as torchvision's ResNet runs it (oneDNN). The same deterministic input and "
              "kernel on both sides (the losses agree). " + timing)
     notes += "".join(f"\n\n{line}" for line in conv_totals(rows))
@@ -539,7 +544,8 @@ def main(argv=None) -> list[dict[str, Any]]:
     notes += (f"\n\nHow close each side is to this CPU's arithmetic limit: a jitted float32 "
               f"2048 x 2048 matmul ran at {peak:.0f} GFLOP/s on the same threads (torch's `mm` "
               f"measured the same), the most either side can reach; both run the same model, so "
-              f"XLA's FLOP count of the ssljax step stands for both:\n\n"
+              f"XLA's FLOP count of the ssljax step's ops stands for both (convolutions counted "
+              f"as convolutions, also where ssljax computes them by Winograd on CPU):\n\n"
               + "\n".join(f"- {line}" for line in flop_lines))
   if findings:
     notes += ("\n\nWhere ssljax's step time goes (XLA:CPU op times from a `jax.profiler` trace of "

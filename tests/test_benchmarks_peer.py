@@ -133,6 +133,24 @@ def test_compiled_flops_counts_a_matmul():
   assert flops == pytest.approx(2 * 64 * 32 * 16, rel=0.01)
 
 
+def test_model_flops_counts_winograd_convs_as_convolutions():
+  """A 3x3 conv that ResNet routes to Winograd on CPU counts as the convolution it computes (the
+  routed module has fewer FLOPs); the route is back on afterwards."""
+  import jax
+  import jax.numpy as jnp
+  from ssljax.models import resnet
+  x, w = jnp.ones((16, 8, 8, 256), jnp.float32), jnp.ones((3, 3, 256, 256), jnp.float32)
+  args = ((1, 1), ((1, 1), (1, 1)))
+  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  routed = jax.jit(lambda x, w: resnet.conv_general_dilated(x, w, *args, dimension_numbers=dn))
+  conv_flops = P.compiled_flops(jax.jit(
+      lambda x, w: jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dn)).lower(x, w))
+  assert P.compiled_flops(routed.lower(x, w)) < 0.8 * conv_flops      # the Winograd products
+  assert P.model_flops(routed, x, w) == conv_flops
+  assert resnet.CPU_WINOGRAD_MIN_CHANNELS == 256
+  assert P.compiled_flops(routed.lower(x, w)) < 0.8 * conv_flops
+
+
 def test_write_section_with_fake_peer(tmp_path, monkeypatch):
   from benchmarks import report
   row = P.summarize("resnet18_simclr", 32, {"ssljax": [0.2], "lightly": [0.1]})
@@ -249,10 +267,14 @@ def test_resnet_cpu_workarounds_ab_compiles_each_variant_and_agrees(monkeypatch)
   assert table.count("| 4 |") == 4 and "NO" not in table
 
 
-def test_conv_parts_compute_the_loss_and_both_gradients():
+@pytest.mark.parametrize("winograd_from", [None, 8])
+def test_conv_parts_compute_the_loss_and_both_gradients(winograd_from, monkeypatch):
   """--convs rows: sum(conv(x, k)^2) of a 3x3 'SAME' convolution (checked against NumPy) and its
-  gradients in the input and the kernel, on 2B inputs of the stage's size."""
+  gradients in the input and the kernel, on 2B inputs of the stage's size; also where the op
+  ResNet's convs call runs it by Winograd (from 8 channels on: the tiny parts' width)."""
   import numpy as np
+  from ssljax.models import resnet
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", winograd_from)
   part = "resnet18_conv_4x512"
   step = P.ssljax_runner(part, 3, tiny=True)          # 6 inputs of 4x4x8
   x, k = (np.asarray(a) for a in step.state)
@@ -269,6 +291,7 @@ def test_conv_parts_compute_the_loss_and_both_gradients():
   np.testing.assert_allclose(gk, want_gk, rtol=1e-4, atol=1e-3)
   assert gx.shape == x.shape and np.abs(np.asarray(gx)).max() > 0
   assert P.LABELS[part] == "3x3 conv, 512 channels at 4x4 (x3 in ResNet-18)"
+  assert (" convolution(" in step.compiled.as_text()) == (winograd_from is None)
 
 
 def test_conv_totals_weight_each_stage_by_its_count():

@@ -18,12 +18,15 @@ torchvision uses), projection shortcuts (1x1 conv + norm) where the shape change
 
 Parameter names: `stem_conv`, `stem_norm`, `stage{s}_block{b}/{conv1,norm1,...,proj_conv,proj_norm}`.
 
-Two workarounds for XLA:CPU, both inactive on other backends (benchmarks/resnet_cpu_workarounds.py
+Three workarounds for XLA:CPU, all inactive on other backends (benchmarks/resnet_cpu_workarounds.py
 measures each): every conv input after the stem goes through `computed_once` (XLA:CPU otherwise
 recomputes each norm + ReLU (+ residual) chain inside the transposes that feed the convolutions'
-weight gradients: a CIFAR ResNet-18 SimCLR step was 1.1-1.3x slower), and the stride-2 convs get
+weight gradients: a CIFAR ResNet-18 SimCLR step was 1.1-1.3x slower); the stride-2 convs get
 their input gradient phase by phase (`_stride2_input_grad`) instead of as a conv over a dilated
-array (1.02-1.03x at batch 32, 1.12-1.13x at batch 128 on the same step).
+array (1.02-1.03x at batch 32, 1.12-1.13x at batch 128 on the same step); and the 3x3 stride-1
+convs with at least `CPU_WINOGRAD_MIN_CHANNELS` (256) channels run as Winograd F(2x2, 3x3)
+(`ssljax.models.winograd`: batched matrix products instead of Eigen's convolution; 1.12x at
+batch 32 on the same step, where it replaces the 6 such convs of stages 3 and 4).
 """
 from __future__ import annotations
 
