@@ -292,21 +292,29 @@ def test_wide_stride1_convs_run_as_winograd_only_on_cpu(depth, monkeypatch):
 
 
 def test_resnet_with_winograd_computes_what_it_computes_without(monkeypatch):
-  """Train-mode features and parameter gradients of a ResNet-18 with every stride-1 3x3 conv past
-  the stem as Winograd agree with the plain convs (float32 rounding only)."""
+  """Train-mode loss and parameter gradients of a ResNet-18 with every stride-1 3x3 conv past the
+  stem as Winograd agree with the plain convs (float32 rounding only), also with the batch
+  sharded over 8 devices (the tiles of all images form one matrix-product axis)."""
   from ssljax.models import resnet
   model = models.build_backbone(_resnet_cfg(cifar_stem=True))
-  x = _images(4, size=8)
-  loss, variables = _train_mode_loss(model, x)
+  x = _images(8, size=8)
+  variables = _init(model, x)
 
-  def value_and_grad():   # traced anew: the threshold is read while tracing
-    return _jit(jax.value_and_grad(loss))(variables["params"])
+  def loss(params, x):
+    out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+    return jnp.sum(out ** 2)
+
+  def value_and_grad(x, params):   # traced anew: the threshold is read while tracing
+    return _jit(jax.value_and_grad(loss))(params, x)
   monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", None)
-  want_loss, want = value_and_grad()
+  want_loss, want = value_and_grad(x, variables["params"])
   monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 16)
-  got_loss, got = value_and_grad()
-  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
-  for path, (a, b) in zip(jax.tree_util.tree_leaves_with_path(want),
-                          zip(jax.tree.leaves(got), jax.tree.leaves(want))):
-    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-7,
-                               err_msg=jax.tree_util.keystr(path[0]))
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  sharded = (jax.device_put(x, NamedSharding(mesh, P("data"))),
+             jax.device_put(variables["params"], NamedSharding(mesh, P())))
+  for got_loss, got in (value_and_grad(x, variables["params"]), value_and_grad(*sharded)):
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+    for path, (a, b) in zip(jax.tree_util.tree_leaves_with_path(want),
+                            zip(jax.tree.leaves(got), jax.tree.leaves(want))):
+      np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-7,
+                                 err_msg=jax.tree_util.keystr(path[0]))
