@@ -535,8 +535,9 @@ def main(argv=None) -> list[dict[str, Any]]:
              "input and the kernel (what a network's backward computes per layer). ssljax side: "
              "`ssljax.models.resnet.conv_general_dilated` in NHWC under `jax.jit` with ssljax's XLA:CPU "
              "flags, the op ResNet-18 runs: XLA:CPU's (Eigen) convolution, or from "
-             "`CPU_WINOGRAD_MIN_CHANNELS` channels on (stages 3 and 4) Winograd F(2x2, 3x3) "
-             "(`ssljax.models.winograd`); torch side: `nn.Conv2d` in "
+             "`CPU_WINOGRAD_MIN_CHANNELS` channels on (stages 2-4) Winograd, F(4x4, 3x3) at 128 "
+             "channels and F(2x2, 3x3) from 256 (`ssljax.models.winograd`); torch side: "
+             "`nn.Conv2d` in "
              "NCHW, as torchvision's ResNet runs it (oneDNN). The same deterministic input and "
              "kernel on both sides (the losses agree). " + timing)
     notes += "".join(f"\n\n{line}" for line in conv_totals(rows))

@@ -11,8 +11,8 @@ All live in ssljax/models/resnet.py and only act on the CPU backend:
     stride-1 convs, one per parity class of input positions, instead of XLA's conv over the output
     gradient dilated by 2 (three quarters zeros).
   * Winograd (`conv_general_dilated` -> `ssljax.models.winograd.conv3x3`): the 3x3 stride-1 convs
-    with at least `CPU_WINOGRAD_MIN_CHANNELS` channels as batched matrix products in the F(2x2, 3x3)
-    transformed domain instead of Eigen's convolution.
+    with at least `CPU_WINOGRAD_MIN_CHANNELS` channels as batched matrix products in the F(4x4, 3x3)
+    or F(2x2, 3x3) transformed domain instead of Eigen's convolution.
 This times the SimCLR CIFAR ResNet-18 train step of benchmarks/peer_throughput.py (the same recipe,
 jitted as the Trainer does), compiled in one process with all workarounds and with each one
 replaced by the plain JAX op while tracing; the compiled steps run in alternating chunks, so the

@@ -233,10 +233,12 @@ def test_forward_mode_through_resnet_after_opting_out_of_the_stride2_gradient(mo
   assert np.isfinite(np.asarray(tangent)).all() and np.abs(np.asarray(tangent)).max() > 0
 
 
+@pytest.mark.parametrize("tile,tol", [(2, 2e-6), (4, 2e-5)])
 @pytest.mark.parametrize("shape", [(2, 8, 8, 5), (3, 7, 5, 4), (1, 1, 1, 3), (2, 4, 6, 16)])
-def test_winograd_conv3x3_matches_lax_in_value_and_both_gradients(shape):
-  """F(2x2, 3x3) computes lax's 3x3 'SAME' conv, also at odd sizes (one zero row / column more,
-  cropped) and at 1x1 (every tap but the centre in the padding)."""
+def test_winograd_conv3x3_matches_lax_in_value_and_both_gradients(shape, tile, tol):
+  """F(2x2, 3x3) and F(4x4, 3x3) compute lax's 3x3 'SAME' conv, also at sizes that are not a
+  multiple of the tile (zero rows / columns more, cropped) and at 1x1 (every tap but the centre in
+  the padding); F(4x4)'s larger coefficients round more."""
   from jax import lax
   from ssljax.models import winograd
   x = jax.random.normal(_key(8), shape)
@@ -245,14 +247,15 @@ def test_winograd_conv3x3_matches_lax_in_value_and_both_gradients(shape):
                                               dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                               precision=lax.Precision.HIGHEST)
   want = ref(x, w)
-  got = _jit(winograd.conv3x3)(x, w)
+  ours = lambda x, w: winograd.conv3x3(x, w, tile)  # noqa: E731
+  got = _jit(ours)(x, w)
   assert got.shape == want.shape == shape[:3] + (6,) and got.dtype == jnp.float32
   scale = float(jnp.max(jnp.abs(want)))
-  np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * scale)
+  np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
   g = jax.random.normal(_key(10), want.shape)
   grad = lambda f: _jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(x, w)  # noqa: E731
-  for got, want in zip(grad(winograd.conv3x3), grad(ref)):
-    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * float(jnp.max(jnp.abs(want))))
+  for got, want in zip(grad(ours), grad(ref)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * float(jnp.max(jnp.abs(want))))
 
 
 def test_winograd_conv3x3_names_bad_shapes():
@@ -261,6 +264,8 @@ def test_winograd_conv3x3_names_bad_shapes():
     winograd.conv3x3(jnp.zeros((2, 4, 4, 3)), jnp.zeros((5, 5, 3, 4)))
   with pytest.raises(ValueError, match=r"got x \(2, 4, 4, 3\) and w \(3, 3, 8, 4\)"):
     winograd.conv3x3(jnp.zeros((2, 4, 4, 3)), jnp.zeros((3, 3, 8, 4)))
+  with pytest.raises(ValueError, match=r"tile=3; expected one of \(2, 4\)"):
+    winograd.conv3x3(jnp.zeros((2, 4, 4, 3)), jnp.zeros((3, 3, 3, 4)), tile=3)
 
 
 def _lowered_convs(model, x, platform):
@@ -291,9 +296,30 @@ def test_wide_stride1_convs_run_as_winograd_only_on_cpu(depth, monkeypatch):
   assert _lowered_convs(model, x, "cuda") == plain["cuda"]
 
 
+def test_winograd_tile_follows_the_channels(monkeypatch):
+  """Below CPU_WINOGRAD_F2_CHANNELS the routed convs are F(4x4, 3x3) (36 products), from there on
+  F(2x2, 3x3) (16)."""
+  import re
+  from ssljax.models import resnet
+  loss, variables = _train_mode_loss(models.build_backbone(_resnet_cfg(cifar_stem=True)),
+                                     _images(2, size=8))
+
+  def products():   # batch sizes of the forward's batched dot_generals: [products, tiles, C_out]
+    fresh = jax.jit(lambda p: loss(p))   # noqa: E731  (a new function: jax caches traces per function)
+    text = fresh.trace(variables["params"]).lower(lowering_platforms=("cpu",)).as_text()
+    return sorted({int(m) for m in re.findall(
+        r"stablehlo.dot_general %\S+, %\S+, batching_dims = \[0\] x \[0\].*-> tensor<(\d+)x", text)})
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 32)     # stages 2-4: 32 / 64 / 128
+  assert products() == [36]
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_F2_CHANNELS", 64)      # stages 3-4 F(2x2)
+  assert products() == [16, 36]
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_F2_CHANNELS", 32)
+  assert products() == [16]
+
+
 def test_resnet_with_winograd_computes_what_it_computes_without(monkeypatch):
   """Train-mode loss and parameter gradients of a ResNet-18 with every stride-1 3x3 conv past the
-  stem as Winograd agree with the plain convs (float32 rounding only), also with the batch
+  stem as Winograd (both tiles) agree with the plain convs (float32 rounding only), also with the batch
   sharded over 8 devices (the tiles of all images form one matrix-product axis)."""
   from ssljax.models import resnet
   model = models.build_backbone(_resnet_cfg(cifar_stem=True))
@@ -309,6 +335,7 @@ def test_resnet_with_winograd_computes_what_it_computes_without(monkeypatch):
   monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", None)
   want_loss, want = value_and_grad(x, variables["params"])
   monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 16)
+  monkeypatch.setattr(resnet, "CPU_WINOGRAD_F2_CHANNELS", 64)   # F(4x4) in stages 1-2, F(2x2) after
   mesh = Mesh(np.array(jax.devices()), ("data",))
   sharded = (jax.device_put(x, NamedSharding(mesh, P("data"))),
              jax.device_put(variables["params"], NamedSharding(mesh, P())))

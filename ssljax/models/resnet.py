@@ -23,10 +23,10 @@ measures each): every conv input after the stem goes through `computed_once` (XL
 recomputes each norm + ReLU (+ residual) chain inside the transposes that feed the convolutions'
 weight gradients: a CIFAR ResNet-18 SimCLR step was 1.1-1.3x slower); the stride-2 convs get
 their input gradient phase by phase (`_stride2_input_grad`) instead of as a conv over a dilated
-array (1.02-1.03x at batch 32, 1.12-1.13x at batch 128 on the same step); and the 3x3 stride-1
-convs with at least `CPU_WINOGRAD_MIN_CHANNELS` (256) channels run as Winograd F(2x2, 3x3)
-(`ssljax.models.winograd`: batched matrix products instead of Eigen's convolution; 1.12x at
-batch 32 on the same step, where it replaces the 6 such convs of stages 3 and 4).
+array (0.99-1.03x at batch 32, 1.12-1.13x at batch 128 on the same step); and the 3x3 stride-1
+convs with at least `CPU_WINOGRAD_MIN_CHANNELS` (128) channels run as Winograd F(4x4, 3x3) or,
+from `CPU_WINOGRAD_F2_CHANNELS` (256) on, F(2x2, 3x3) (`ssljax.models.winograd`: batched matrix
+products instead of Eigen's convolution), where it replaces the 9 such convs of stages 2-4.
 """
 from __future__ import annotations
 
@@ -145,9 +145,12 @@ def _stride2_conv_bwd(pad, precision, residuals, dy):
 _stride2_conv.defvjp(_stride2_conv_fwd, _stride2_conv_bwd)
 
 
-# 3x3 stride-1 convs with at least this many input and output channels run as Winograd F(2x2, 3x3)
-# on the CPU backend (ssljax.models.winograd); None: never. 256: a CIFAR ResNet-18's stages 3 and 4.
-CPU_WINOGRAD_MIN_CHANNELS: int | None = 256
+# On the CPU backend, float32 3x3 stride-1 convs with at least CPU_WINOGRAD_MIN_CHANNELS input and
+# output channels run as Winograd (ssljax.models.winograd): F(4x4, 3x3) below
+# CPU_WINOGRAD_F2_CHANNELS channels, F(2x2, 3x3) from there on. None: never. A CIFAR ResNet-18's
+# stage 2 (128 channels) gets F(4x4), stages 3 and 4 (256, 512) F(2x2).
+CPU_WINOGRAD_MIN_CHANNELS: int | None = 128
+CPU_WINOGRAD_F2_CHANNELS: int = 256
 
 
 def _nhwc_square(rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
@@ -165,8 +168,9 @@ def _nhwc_square(rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimen
 def _winograd_on_cpu(x, w, precision):
   """Winograd on the CPU backend, lax's conv elsewhere (chosen at lowering time)."""
   from ssljax.models import winograd
+  tile = 2 if min(w.shape[2], w.shape[3]) >= CPU_WINOGRAD_F2_CHANNELS else 4
   return jax.lax.platform_dependent(
-      x, w, cpu=lambda x, w: winograd.conv3x3(x, w, precision),
+      x, w, cpu=lambda x, w: winograd.conv3x3(x, w, tile, precision),
       default=lambda x, w: _plain_conv(x, w, 1, 1, precision))
 
 
@@ -181,8 +185,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     `ssljax.models.resnet.conv_general_dilated = jax.lax.conv_general_dilated` before tracing it
     (the blocks look this name up when they build their convs); that also turns the next off.
   - float32 3x3 stride-1 convs with at least `CPU_WINOGRAD_MIN_CHANNELS` input and output
-    channels run as Winograd F(2x2, 3x3) on CPU (`ssljax.models.winograd`, plain JAX: every
-    autodiff mode works).
+    channels run as Winograd on CPU, F(4x4, 3x3) or from `CPU_WINOGRAD_F2_CHANNELS` on F(2x2, 3x3)
+    (`ssljax.models.winograd`, plain JAX: every autodiff mode works).
   """
   square = _nhwc_square(rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                         dimension_numbers, feature_group_count, kwargs, lhs.shape)

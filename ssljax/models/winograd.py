@@ -1,25 +1,27 @@
-"""3x3 stride-1 convolutions by Winograd's minimal filtering, F(2x2, 3x3), in plain JAX.
+"""3x3 stride-1 convolutions by Winograd's minimal filtering, F(2x2, 3x3) and F(4x4, 3x3), in JAX.
 
-"Fast Algorithms for Convolutional Neural Networks" (Lavin & Gray, 2016): each 2x2 block of
-outputs is computed from the 4x4 input tile around it as A^T [(G g G^T) * (B^T d B)] A, so the
-16 elementwise products in the transformed domain replace the 36 multiplies of the direct form.
-Over a batch the products become 16 independent matrix products, [tiles, C_in] x [C_in, C_out],
-one per transformed position: 2.25x fewer multiply-adds than the direct convolution, paid for by
-the transforms, which are additions over arrays the size of the input, the output and the kernel.
+"Fast Algorithms for Convolutional Neural Networks" (Lavin & Gray, 2016): each m x m block of
+outputs is computed from the (m+2) x (m+2) input tile around it as A^T [(G g G^T) * (B^T d B)] A,
+so (m+2)^2 elementwise products in the transformed domain replace the 9 m^2 multiplies of the
+direct form. Over a batch the products become (m+2)^2 independent matrix products,
+[tiles, C_in] x [C_in, C_out], one per transformed position: 2.25x (m = 2) or 4x (m = 4) fewer
+multiply-adds than the direct convolution, paid for by the transforms, which are additions over
+arrays the size of the input, the output and the kernel.
 
 Why ssljax has it: XLA:CPU runs convolutions with Eigen, and on a 2-core AVX-512 machine its 3x3
-convolutions with many channels at small spatial size (a CIFAR ResNet-18's stages 3 and 4:
-256 channels at 8x8, 512 at 4x4) ran at 0.92-0.94x torch's oneDNN ones (forward + both
-gradients), while the batched matrix products of this form run through XLA's dot path at close to
-the machine's peak. At fewer channels the transforms cost as much as they save (stage 2, 128
-channels at 16x16, measured at parity; stage 1 slower), so `ssljax.models.resnet` uses this only
-from `CPU_WINOGRAD_MIN_CHANNELS` channels on and only on the CPU backend (benchmarks/
-resnet_cpu_workarounds.py measures it in the train step).
+convolutions with 128 or more channels (a CIFAR ResNet-18's stages 2-4) ran at 0.87-0.94x torch's
+oneDNN ones (forward + both gradients, batch 32), while the batched matrix products of this form
+run through XLA's dot path near the machine's peak. At fewer channels (64: stage 1) the transforms
+cost more than they save, so `ssljax.models.resnet` uses this from `CPU_WINOGRAD_MIN_CHANNELS`
+channels on, F(4x4) below `CPU_WINOGRAD_F2_CHANNELS` and F(2x2) from there (where it measured as
+fast or faster and is more exact), and only on the CPU backend (benchmarks/resnet_cpu_workarounds.py
+measures it in the train step).
 
-Numerics: the transforms' coefficients are 0, +-1 and +-1/2, exact in binary floating point; the
-result differs from the direct convolution by rounding only (float32: ~1e-6 relative, the size of
-the difference between two direct-convolution algorithms). Gradients come from JAX's autodiff of
-the same arithmetic, so the input and kernel gradients are those of this function exactly.
+Numerics: F(2x2)'s coefficients are 0, +-1 and +-1/2, exact in binary floating point, and its
+float32 results differ from the direct convolution's by ~1e-6 of their largest magnitude (the size
+of the difference between two direct-convolution algorithms); F(4x4)'s reach 8 and 1/24, ~1e-5.
+Gradients come from JAX's autodiff of the same arithmetic, so the input and kernel gradients are
+those of this function exactly.
 """
 from __future__ import annotations
 
@@ -27,26 +29,46 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# F(2, 3) in one dimension: input transform B^T (4x4), kernel transform G (4x3), output A^T (2x4).
-_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
-_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
-# Two dimensions: Kronecker products, rows / columns in (row, column) order.
-_G2 = np.kron(_G, _G)       # [16, 9]: transformed position <- kernel tap
-_AT2 = np.kron(_AT, _AT)    # [4, 16]: output position in the 2x2 block <- transformed position
+# F(m, 3) in one dimension, for m = 2 and 4 output points per tile (alpha = m + 2 input points):
+# input transform B^T [alpha, alpha], kernel transform G [alpha, 3], output transform A^T [m, alpha].
+# F(2, 3) interpolates at 0, 1, -1 and infinity; F(4, 3) at 0, 1, -1, 2, -2 and infinity
+# (Lavin & Gray's matrices).
+_MATRICES = {
+    2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
+        np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]], np.float64),
+        np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)),
+    4: (np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                  [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64),
+        np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64),
+        np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                  [0, 1, -1, 8, -8, 1]], np.float64)),
+}
+TILES = tuple(_MATRICES)
 
 
-def _input_transform_1d(d):
-  """B^T d over a list of the 4 tile rows (or columns) d[0..3]."""
-  return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
+def _combine(coefficients, parts):
+  """sum_i coefficients[i] * parts[i], skipping zeros and multiplying only where |c| != 1."""
+  out = None
+  for c, part in zip(coefficients, parts):
+    if c == 0:
+      continue
+    term = part if c == 1 else -part if c == -1 else float(c) * part
+    out = term if out is None else out + term
+  return out
 
 
-def conv3x3(x: jax.Array, w: jax.Array, precision=None) -> jax.Array:
-  """`lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)))` in NHWC / HWIO, by F(2x2, 3x3).
+def conv3x3(x: jax.Array, w: jax.Array, tile: int = 2, precision=None) -> jax.Array:
+  """`lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)))` in NHWC / HWIO, by F(m x m, 3x3).
 
   Args:
-    x: [N, H, W, C_in] (any H, W >= 1: odd sizes get one more zero row / column, cropped after).
+    x: [N, H, W, C_in] (any H, W >= 1: sizes that are not a multiple of `tile` get zero rows /
+      columns more, cropped after).
     w: [3, 3, C_in, C_out].
+    tile: m, output points per tile side: 2 (F(2x2, 3x3): 16 products per 4 outputs, 2.25x fewer
+      multiply-adds, coefficients 0, +-1, +-1/2) or 4 (F(4x4, 3x3): 36 per 16 outputs, 4x fewer,
+      and smaller transformed arrays, but coefficients up to 8 and down to 1/24, so float32
+      results are ~10x further from the direct convolution's).
     precision: passed to the matrix products.
 
   Returns:
@@ -55,19 +77,26 @@ def conv3x3(x: jax.Array, w: jax.Array, precision=None) -> jax.Array:
   if w.shape[:2] != (3, 3) or x.ndim != 4 or x.shape[-1] != w.shape[2]:
     raise ValueError(f"winograd.conv3x3 takes x [N, H, W, C] and w [3, 3, C, K]; got x "
                      f"{tuple(x.shape)} and w {tuple(w.shape)}")
+  if tile not in _MATRICES:
+    raise ValueError(f"winograd.conv3x3 tile={tile!r}; expected one of {TILES}")
+  bt, g, at = _MATRICES[tile]
+  alpha = tile + 2
   n, h, wd, c = x.shape
   k = w.shape[-1]
-  th, tw = -(-h // 2), -(-wd // 2)          # 2x2 output blocks per column / row
-  # Tile (i, j) reads padded rows 2i..2i+3 and columns 2j..2j+3.
-  xp = jnp.pad(x, ((0, 0), (1, 1 + 2 * th - h), (1, 1 + 2 * tw - wd), (0, 0)))
-  rows = _input_transform_1d([xp[:, r:r + 2 * th:2] for r in range(4)])        # 4 x [N, th, W', C]
-  tiles = [v for row in rows
-           for v in _input_transform_1d([row[:, :, s:s + 2 * tw:2] for s in range(4)])]
-  v = jnp.stack(tiles).reshape(16, n * th * tw, c)                              # B^T d B
-  g2 = jnp.asarray(_G2, w.dtype)
-  u = jnp.dot(g2, w.reshape(9, c * k), precision=precision).reshape(16, c, k)    # G g G^T
-  m = jax.lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))), precision=precision)  # [16, T, K]
-  at2 = jnp.asarray(_AT2, m.dtype)
-  y = jnp.dot(at2, m.reshape(16, -1), precision=precision).reshape(2, 2, n, th, tw, k)
-  y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * th, 2 * tw, k)
-  return y[:, :h, :wd].astype(x.dtype)
+  th, tw = -(-h // tile), -(-wd // tile)      # output tiles per column / row
+  # Tile (i, j) reads padded rows tile*i .. tile*i + alpha - 1, and the same columns.
+  xp = jnp.pad(x, ((0, 0), (1, 1 + tile * th - h), (1, 1 + tile * tw - wd), (0, 0)))
+  row_parts = [xp[:, r:r + tile * th:tile] for r in range(alpha)]              # [N, th, W', C]
+  rows = [_combine(bt[a], row_parts) for a in range(alpha)]
+  tiles = []
+  for row in rows:
+    col_parts = [row[:, :, s:s + tile * tw:tile] for s in range(alpha)]        # [N, th, tw, C]
+    tiles.extend(_combine(bt[b], col_parts) for b in range(alpha))
+  v = jnp.stack(tiles).reshape(alpha * alpha, n * th * tw, c)                  # B^T d B
+  g2 = jnp.asarray(np.kron(g, g), w.dtype)                                     # [alpha^2, 9]
+  u = jnp.dot(g2, w.reshape(9, c * k), precision=precision).reshape(-1, c, k)  # G g G^T
+  m = jax.lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))), precision=precision)
+  at2 = jnp.asarray(np.kron(at, at), m.dtype)                                  # [tile^2, alpha^2]
+  y = jnp.dot(at2, m.reshape(alpha * alpha, -1), precision=precision)
+  y = y.reshape(tile, tile, n, th, tw, k).transpose(2, 3, 0, 4, 1, 5)
+  return y.reshape(n, tile * th, tile * tw, k)[:, :h, :wd].astype(x.dtype)
