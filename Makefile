@@ -38,7 +38,7 @@ bench: setup
 bench-more: setup
 	bash benchmarks/peer_env.sh
 	$(PY) -m benchmarks.peer_throughput --breakdown --warmup 0 --settle 1 --rounds 3 --chunk 1 --rounds-large 2
-	$(PY) -m benchmarks.peer_throughput --convs --batches 32 128 --rounds 8 --chunk 3 --rounds-large 6 --chunk-large 2
+	$(PY) -m benchmarks.peer_throughput --convs --batches 32 128 --rounds 8 --chunk 3 --rounds-large 6 --chunk-large 2 --settle 4
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.data_loading
 	$(PY) -m benchmarks.mae_flops

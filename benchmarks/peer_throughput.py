@@ -539,7 +539,11 @@ def main(argv=None) -> list[dict[str, Any]]:
              "channels and F(2x2, 3x3) from 256 (`ssljax.models.winograd`); torch side: "
              "`nn.Conv2d` in "
              "NCHW, as torchvision's ResNet runs it (oneDNN). The same deterministic input and "
-             "kernel on both sides (the losses agree). " + timing)
+             "kernel on both sides (the losses agree). " + timing + " `make bench-more` runs "
+             "this with 4 untimed runs per chunk: alone in a process, the Winograd rows' first "
+             "runs took up to twice as long as the later ones while their temporary arrays were "
+             "faulted in (69 ms, then ~30 ms, for the 128-channel one), a cost a training run "
+             "pays once.")
     notes += "".join(f"\n\n{line}" for line in conv_totals(rows))
   if flop_lines:
     notes += (f"\n\nHow close each side is to this CPU's arithmetic limit: a jitted float32 "

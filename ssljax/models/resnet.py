@@ -23,10 +23,11 @@ measures each): every conv input after the stem goes through `computed_once` (XL
 recomputes each norm + ReLU (+ residual) chain inside the transposes that feed the convolutions'
 weight gradients: a CIFAR ResNet-18 SimCLR step was 1.1-1.3x slower); the stride-2 convs get
 their input gradient phase by phase (`_stride2_input_grad`) instead of as a conv over a dilated
-array (0.99-1.03x at batch 32, 1.12-1.13x at batch 128 on the same step); and the 3x3 stride-1
+array (0.99-1.03x at batch 32, 1.12-1.14x at batch 128 on the same step); and the 3x3 stride-1
 convs with at least `CPU_WINOGRAD_MIN_CHANNELS` (128) channels run as Winograd F(4x4, 3x3) or,
 from `CPU_WINOGRAD_F2_CHANNELS` (256) on, F(2x2, 3x3) (`ssljax.models.winograd`: batched matrix
-products instead of Eigen's convolution), where it replaces the 9 such convs of stages 2-4.
+products instead of Eigen's convolution; the same step was 1.18x slower at batch 32 and 1.16x at
+batch 128 without it, where it replaces the 9 such convs of stages 2-4).
 """
 from __future__ import annotations
 
