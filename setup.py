@@ -20,6 +20,7 @@ setuptools.setup(
         "absl-py>=2.1",
         "numpy>=1.26,<3",
         "scikit-learn>=1.4",
+        "threadpoolctl>=3.1",
         "pillow>=10",
         "matplotlib>=3.8",
         "tqdm>=4.66",

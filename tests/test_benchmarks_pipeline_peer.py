@@ -54,7 +54,7 @@ def test_torch_side_gets_a_changed_config_too():
 @pytest.mark.parametrize("size", [8, 16, 32, 96, 224])
 def test_blur_kernel_is_ssljax_kernel(size):
   from ssljax.data import augment
-  taps, _ = augment._reflect_shifts(size)
+  taps, _ = augment._reflect_taps(size)
   assert W.blur_kernel_size(size) == len(taps)
   assert W.blur_kernel_size(224) == 23 and W.blur_kernel_size(32) == 3
 
