@@ -320,6 +320,8 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
   w /= w.sum()
   # b[i, j] = sum of the weights of the taps that output position i reads from input position j.
   b = np.bincount(flat, weights=np.repeat(w, s), minlength=s * s).reshape(s, s).astype(np.float32)
+  if s <= 64:     # OpenBLAS runs products of up to 64^3 multiply-adds on one thread anyway
+    return b @ x @ b.T
   with _one_blas_thread():
     return b @ x @ b.T
 
