@@ -29,8 +29,8 @@ def model_flops(jitted, *args) -> float | None:
   """XLA's FLOP count of `jitted(*args)` as the model's ops define it, 3x3 convolutions counted as
   convolutions: the cost analysis of the lowered (unoptimised) module, traced anew with ResNet's
   CPU Winograd route off. With it on, XLA would count the route's transformed-domain products,
-  2.25x or 4x fewer multiply-adds for the same convolution, and credit ssljax with less work than the
-  peer does. Within 0.4% of the compiled module's count for the throughput recipes."""
+  2.25x or 4x fewer multiply-adds for the same convolution, and credit ssljax with less work than
+  the peer does. Within 0.4% of the compiled module's count for the throughput recipes."""
   import functools
 
   import jax

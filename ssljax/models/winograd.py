@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 # F(m, 3) in one dimension, for m = 2 and 4 output points per tile (alpha = m + 2 input points):
-# input transform B^T [alpha, alpha], kernel transform G [alpha, 3], output transform A^T [m, alpha].
-# F(2, 3) interpolates at 0, 1, -1 and infinity; F(4, 3) at 0, 1, -1, 2, -2 and infinity
-# (Lavin & Gray's matrices).
+# input transform B^T [alpha, alpha], kernel transform G [alpha, 3], output transform
+# A^T [m, alpha]. F(2, 3) interpolates at 0, 1, -1 and infinity; F(4, 3) at 0, 1, -1, 2, -2 and
+# infinity (Lavin & Gray's matrices).
 _MATRICES = {
     2: (np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64),
         np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]], np.float64),
