@@ -34,6 +34,7 @@ jitter + blur + solarise always on:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -320,9 +321,8 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
   w /= w.sum()
   # b[i, j] = sum of the weights of the taps that output position i reads from input position j.
   b = np.bincount(flat, weights=np.repeat(w, s), minlength=s * s).reshape(s, s).astype(np.float32)
-  if s <= 64:     # OpenBLAS runs products of up to 64^3 multiply-adds on one thread anyway
-    return b @ x @ b.T
-  with _one_blas_thread():
+  # OpenBLAS runs products of up to 64^3 multiply-adds on one thread anyway: no limit to set.
+  with _one_blas_thread() if s > 64 else contextlib.nullcontext():
     return b @ x @ b.T
 
 

@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssljax.models import winograd
+
 # depth -> (block kind, blocks per stage)
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 50: ("bottleneck", (3, 4, 6, 3))}
 NORMS = ("batch", "group")
@@ -168,7 +170,6 @@ def _nhwc_square(rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimen
 
 def _winograd_on_cpu(x, w, precision):
   """Winograd on the CPU backend, lax's conv elsewhere (chosen at lowering time)."""
-  from ssljax.models import winograd
   tile = 2 if min(w.shape[2], w.shape[3]) >= CPU_WINOGRAD_F2_CHANNELS else 4
   return jax.lax.platform_dependent(
       x, w, cpu=lambda x, w: winograd.conv3x3(x, w, tile, precision),
