@@ -16,10 +16,7 @@ import ml_collections
 from ssljax.data import augment
 from ssljax import methods as methods_lib
 from ssljax import models as models_lib
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work; the message names the key, the value and what was expected."""
+from ssljax.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 DATA_SOURCES = ("digits", "image_folder", "tfds", "synthetic")
