@@ -16,55 +16,16 @@ measured. Differences ssljax cannot express yet: one learning rate for weights a
 reference uses 0.0048 x batch/256 for biases and BatchNorm) and the same augmentation for both
 views (the reference's blur and solarisation differ between the two views).
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
 
-IMAGENET_TRAIN = 1_281_167
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="barlow_twins", model="resnet")
-  config.seed = 0
-  config.batch_size = 2048
-  steps_per_epoch = IMAGENET_TRAIN // config.batch_size    # 625
-  config.total_steps = 1000 * steps_per_epoch
-  config.log_every = 100
-  config.eval_every = 10 * steps_per_epoch
-  config.checkpoint_every = 2_000
-  config.keep_checkpoints = 3
-  config.dtype = "bfloat16"
-
-  config.model.depth = 50
-  config.model.cifar_stem = False
-
-  config.data.source = "tfds"
-  config.data.tfds_name = "imagenet2012"
-  config.data.train_split = "train"
-  config.data.eval_split = "validation"
-  config.data.image_size = 224
-  config.data.worker_count = 32
-  config.data.prefetch = 4
-  aug = config.data.augment
-  aug.crop_scale = (0.08, 1.0)
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.2, 0.1
-  aug.grayscale_prob = 0.2
-  aug.blur_prob = 0.55                 # the reference: 1.0 on view 1, 0.1 on view 2 (mean 0.55)
-  aug.solarize_prob = 0.1              # the reference: 0.0 on view 1, 0.2 on view 2
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.optimizer.name = "lars"
-  config.optimizer.base_lr = 0.2       # x batch/256 = 1.6 at batch 2048
-  config.optimizer.weight_decay = 1.5e-6
-  config.optimizer.warmup_steps = 10 * steps_per_epoch
-  config.optimizer.end_lr_frac = 0.001
-
-  config.barlow_twins.lambd = 0.0051
-  config.barlow_twins.proj_hidden_dims = (8192, 8192)
-  config.barlow_twins.proj_dim = 8192
-
-  config.eval.max_examples = 10_000
-  config.eval.linear_epochs = 30
-  config.eval.batch_size = 1024
+  config = common.imagenet("barlow_twins", "resnet", batch_size=2048, epochs=1000, tfds=True)
+  common.byol_jitter(config)
+  config.optimizer.update(name="lars", base_lr=0.2,   # x batch/256 = 1.6 at batch 2048
+                          weight_decay=1.5e-6, end_lr_frac=0.001,
+                          warmup_steps=10 * common.imagenet_steps(config.batch_size))
+  config.barlow_twins.update(lambd=0.0051, proj_hidden_dims=(8192, 8192), proj_dim=8192)
   return config

@@ -12,56 +12,20 @@ raises it to 0.4 along a cosine), global-norm instead of per-tensor gradient cli
 augmentation for both global crops (the reference blurs crop 1 always, crop 2 with p=0.1 and
 solarises crop 2 with p=0.2; here blur p=0.5 and solarise p=0.1 for both).
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
 
-_STEPS_PER_EPOCH = 1_281_167 // 1024   # 1251
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="dino", model="vit")
-  config.seed = 0
-  config.batch_size = 1024
-  config.total_steps = 100 * _STEPS_PER_EPOCH
-  config.log_every = 100
-  config.eval_every = 10 * _STEPS_PER_EPOCH
-  config.checkpoint_every = 2_000
-  config.dtype = "bfloat16"
-
-  config.model.variant = "s"
-  config.model.patch_size = 16
-  config.model.image_size = 224
-  config.model.drop_path = 0.1       # student only: the teacher runs without stochastic depth
-
-  config.data.source = "image_folder"
-  config.data.train_split = "train"
-  config.data.eval_split = "val"
-  config.data.image_size = 224
-  config.data.worker_count = 16
-  aug = config.data.augment
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.2, 0.1
-  aug.grayscale_prob = 0.2
-  aug.blur_prob = 0.5
-  aug.solarize_prob = 0.1
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.optimizer.name = "adamw"
-  config.optimizer.base_lr = 5e-4         # x batch/256
-  config.optimizer.weight_decay = 0.04
-  config.optimizer.warmup_steps = 10 * _STEPS_PER_EPOCH
-  config.optimizer.end_lr_frac = 1e-6 / 2e-3   # min_lr 1e-6
-  config.optimizer.grad_clip = 3.0
-
-  dino = config.dino
-  dino.out_dim = 65536
-  dino.teacher_temp = 0.04
-  dino.warmup_teacher_temp = 0.04
-  dino.momentum = 0.996
-  dino.freeze_last_layer_steps = _STEPS_PER_EPOCH
-  dino.global_crops_scale = (0.4, 1.0)
-  dino.local_crops = 8
-  dino.local_size = 96
-  dino.local_crops_scale = (0.05, 0.4)
+  config = common.imagenet("dino", "vit", batch_size=1024, epochs=100)
+  common.byol_jitter(config, blur_prob=0.5)
+  config.model.update(variant="s", drop_path=0.1)   # student only: the teacher has no drop path
+  config.optimizer.update(name="adamw", base_lr=5e-4,   # x batch/256
+                          weight_decay=0.04, warmup_steps=10 * common.imagenet_steps(1024),
+                          end_lr_frac=1e-6 / 2e-3, grad_clip=3.0)   # min_lr 1e-6
+  config.dino.update(out_dim=65536, teacher_temp=0.04, warmup_teacher_temp=0.04, momentum=0.996,
+                     freeze_last_layer_steps=common.imagenet_steps(1024),
+                     global_crops_scale=(0.4, 1.0), local_crops=8, local_size=96,
+                     local_crops_scale=(0.05, 0.4))
   return config

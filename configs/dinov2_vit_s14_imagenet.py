@@ -16,66 +16,26 @@ has NOT measured this config (no time or accuracy is claimed). Not expressible y
 cosine 0.04 -> 0.2, a per-crop mask ratio drawn from U(0.1, 0.5) (here a fixed 0.3), and
 crop-specific blur/solarisation.
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
 
-_STEPS_PER_EPOCH = 1_281_167 // 1024   # 1251
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="dinov2", model="vit")
-  config.seed = 0
-  config.batch_size = 1024
-  config.total_steps = 100 * _STEPS_PER_EPOCH
-  config.log_every = 100
-  config.eval_every = 10 * _STEPS_PER_EPOCH
-  config.checkpoint_every = 2_000
-  config.dtype = "bfloat16"
-
-  config.model.variant = "s"
-  config.model.patch_size = 14
-  config.model.image_size = 224
-  config.model.num_registers = 4
-  config.model.drop_path = 0.1       # student only: the teacher runs without stochastic depth
-
-  config.data.source = "image_folder"
-  config.data.train_split = "train"
-  config.data.eval_split = "val"
-  config.data.image_size = 224
-  config.data.worker_count = 16
-  aug = config.data.augment
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.2, 0.1
-  aug.grayscale_prob = 0.2
-  aug.blur_prob = 0.5
-  aug.solarize_prob = 0.1
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.optimizer.name = "adamw"
-  config.optimizer.base_lr = 1e-3         # x batch/256: 4e-3 at batch 1024
-  config.optimizer.weight_decay = 0.04
-  config.optimizer.warmup_steps = 10 * _STEPS_PER_EPOCH
-  config.optimizer.end_lr_frac = 1e-6 / 4e-3   # min_lr 1e-6
-  config.optimizer.grad_clip = 3.0
-  config.optimizer.layer_decay = 0.9
-
-  v2 = config.dinov2
-  v2.out_dim = 65536
-  v2.shared_head = True
-  v2.teacher_temp = 0.07
-  v2.warmup_teacher_temp = 0.04
-  v2.teacher_patch_temp = 0.07
-  v2.warmup_teacher_patch_temp = 0.04
-  v2.warmup_teacher_temp_steps = 30 * _STEPS_PER_EPOCH
-  v2.momentum = 0.992
-  v2.freeze_last_layer_steps = _STEPS_PER_EPOCH
-  v2.global_crops_scale = (0.32, 1.0)
-  v2.local_crops = 8
-  v2.local_size = 98
-  v2.local_crops_scale = (0.05, 0.32)
-  v2.mask_ratio = 0.3
-  v2.mask_probability = 0.5
-  v2.koleo_weight = 0.1
-  v2.centering = "sinkhorn_knopp"
+  config = common.imagenet("dinov2", "vit", batch_size=1024, epochs=100)
+  common.byol_jitter(config, blur_prob=0.5)
+  steps_per_epoch = common.imagenet_steps(config.batch_size)   # 1251
+  config.model.update(variant="s", patch_size=14, num_registers=4,
+                      drop_path=0.1)   # student only: the teacher has no drop path
+  config.optimizer.update(name="adamw", base_lr=1e-3,   # x batch/256: 4e-3 at batch 1024
+                          weight_decay=0.04, warmup_steps=10 * steps_per_epoch,
+                          end_lr_frac=1e-6 / 4e-3, grad_clip=3.0, layer_decay=0.9)  # min_lr 1e-6
+  config.dinov2.update(out_dim=65536, shared_head=True, teacher_temp=0.07,
+                       warmup_teacher_temp=0.04, teacher_patch_temp=0.07,
+                       warmup_teacher_patch_temp=0.04,
+                       warmup_teacher_temp_steps=30 * steps_per_epoch, momentum=0.992,
+                       freeze_last_layer_steps=steps_per_epoch, global_crops_scale=(0.32, 1.0),
+                       local_crops=8, local_size=98, local_crops_scale=(0.05, 0.32),
+                       mask_ratio=0.3, mask_probability=0.5, koleo_weight=0.1,
+                       centering="sinkhorn_knopp")
   return config

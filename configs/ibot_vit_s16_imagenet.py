@@ -13,63 +13,23 @@ masks on half of the global crops, momentum 0.996 -> 1, AdamW lr 5e-4 x batch/25
 clip 3.0, drop path 0.1. Not expressible yet: the weight-decay cosine 0.04 -> 0.4, a per-crop mask
 ratio drawn from U(0.1, 0.5) (here a fixed 0.3), and crop-specific blur/solarisation.
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
 
-_STEPS_PER_EPOCH = 1_281_167 // 1024   # 1251
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="ibot", model="vit")
-  config.seed = 0
-  config.batch_size = 1024
-  config.total_steps = 100 * _STEPS_PER_EPOCH
-  config.log_every = 100
-  config.eval_every = 10 * _STEPS_PER_EPOCH
-  config.checkpoint_every = 2_000
-  config.dtype = "bfloat16"
-
-  config.model.variant = "s"
-  config.model.patch_size = 16
-  config.model.image_size = 224
-  config.model.drop_path = 0.1       # student only: the teacher runs without stochastic depth
-
-  config.data.source = "image_folder"
-  config.data.train_split = "train"
-  config.data.eval_split = "val"
-  config.data.image_size = 224
-  config.data.worker_count = 16
-  aug = config.data.augment
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.2, 0.1
-  aug.grayscale_prob = 0.2
-  aug.blur_prob = 0.5
-  aug.solarize_prob = 0.1
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.optimizer.name = "adamw"
-  config.optimizer.base_lr = 5e-4         # x batch/256
-  config.optimizer.weight_decay = 0.04
-  config.optimizer.warmup_steps = 10 * _STEPS_PER_EPOCH
-  config.optimizer.end_lr_frac = 1e-6 / 2e-3   # min_lr 1e-6
-  config.optimizer.grad_clip = 3.0
-
-  ibot = config.ibot
-  ibot.out_dim = 8192
-  ibot.shared_head = True
-  ibot.norm_last_layer = False
-  ibot.teacher_temp = 0.07
-  ibot.warmup_teacher_temp = 0.04
-  ibot.teacher_patch_temp = 0.07
-  ibot.warmup_teacher_patch_temp = 0.04
-  ibot.warmup_teacher_temp_steps = 30 * _STEPS_PER_EPOCH
-  ibot.momentum = 0.996
-  ibot.freeze_last_layer_steps = _STEPS_PER_EPOCH
-  ibot.global_crops_scale = (0.25, 1.0)
-  ibot.local_crops = 10
-  ibot.local_size = 96
-  ibot.local_crops_scale = (0.05, 0.25)
-  ibot.mask_ratio = 0.3
-  ibot.mask_probability = 0.5
+  config = common.imagenet("ibot", "vit", batch_size=1024, epochs=100)
+  common.byol_jitter(config, blur_prob=0.5)
+  steps_per_epoch = common.imagenet_steps(config.batch_size)   # 1251
+  config.model.update(variant="s", drop_path=0.1)   # student only: the teacher has no drop path
+  config.optimizer.update(name="adamw", base_lr=5e-4,   # x batch/256
+                          weight_decay=0.04, warmup_steps=10 * steps_per_epoch,
+                          end_lr_frac=1e-6 / 2e-3, grad_clip=3.0)   # min_lr 1e-6
+  config.ibot.update(out_dim=8192, shared_head=True, norm_last_layer=False, teacher_temp=0.07,
+                     warmup_teacher_temp=0.04, teacher_patch_temp=0.07,
+                     warmup_teacher_patch_temp=0.04, warmup_teacher_temp_steps=30 * steps_per_epoch,
+                     momentum=0.996, freeze_last_layer_steps=steps_per_epoch,
+                     global_crops_scale=(0.25, 1.0), local_crops=10, local_size=96,
+                     local_crops_scale=(0.05, 0.25), mask_ratio=0.3, mask_probability=0.5)
   return config

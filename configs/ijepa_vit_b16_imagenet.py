@@ -11,45 +11,19 @@ predictor depth 12 width 384, crop (0.3, 1) only, 300 epochs; reports 72.9% line
 
 ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the paper's.
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
+
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="ijepa", model="vit")
-  config.seed = 0
-  config.dtype = "bfloat16"
-  config.log_every = 100
-  config.eval_every = 10_000
-  config.checkpoint_every = 5_000
-  config.param_sharding = "fsdp"
-  config.model.variant = "b"
-  config.model.patch_size = 16
+  config = common.masked_vit_imagenet("ijepa", "b", batch_size=2048,
+                                      total_steps=187_650)   # 300 epochs
+  common.crop_only(config)
   config.model.pool = "gap"
-  config.model.image_size = 224
-
-  config.data.source = "image_folder"
-  config.data.path = ""              # pass --config.data.path=/path/to/imagenet (train/ and val/)
-  config.data.image_size = 224
-  config.data.worker_count = 8
-  aug = config.data.augment
-  aug.crop_scale = (0.3, 1.0)
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.0
-  aug.blur_prob = 0.0
-  aug.grayscale_prob = 0.0
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.batch_size = 2048
-  config.total_steps = 187_650         # 300 epochs
-  config.optimizer.name = "adamw"
-  config.optimizer.base_lr = 1.25e-4   # 1e-3 at batch 2048
-  config.optimizer.weight_decay = 0.04
-  config.optimizer.warmup_steps = 25_020
-  c = config.ijepa
-  c.predictor_width = 384
-  c.predictor_depth = 12
-  c.predictor_heads = 12
-  c.ema_start = 0.996
-  c.ema_end = 1.0
+  config.data.augment.crop_scale = (0.3, 1.0)
+  config.optimizer.update(base_lr=1.25e-4, b2=0.999, weight_decay=0.04,   # 1e-3 at batch 2048
+                          warmup_steps=25_020)
+  config.ijepa.update(predictor_width=384, predictor_depth=12, predictor_heads=12,
+                      ema_start=0.996, ema_end=1.0)
   return config

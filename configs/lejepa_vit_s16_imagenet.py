@@ -10,47 +10,18 @@ DINO-style augmentations.
 
 ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the paper's.
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
+
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="lejepa", model="vit")
-  config.seed = 0
-  config.dtype = "bfloat16"
-  config.log_every = 100
-  config.eval_every = 10_000
-  config.checkpoint_every = 5_000
-  config.param_sharding = "fsdp"
-  config.model.variant = "s"
-  config.model.patch_size = 16
-  config.model.image_size = 224
-
-  config.data.source = "image_folder"
-  config.data.path = ""              # pass --config.data.path=/path/to/imagenet (train/ and val/)
-  config.data.image_size = 224
-  config.data.worker_count = 8
-  aug = config.data.augment
-  aug.crop_scale = (0.3, 1.0)
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.blur_prob = 0.5
-  aug.grayscale_prob = 0.2
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.batch_size = 512
-  config.total_steps = 250_200         # 100 epochs
-  config.optimizer.name = "adamw"
-  config.optimizer.base_lr = 2.5e-4    # 5e-4 at batch 512
-  config.optimizer.weight_decay = 0.05
-  config.optimizer.warmup_steps = 25_020
-  c = config.lejepa
-  c.lamb = 0.05
-  c.global_crops = 2
-  c.global_scale = (0.3, 1.0)
-  c.local_crops = 6
-  c.local_size = 96
-  c.local_scale = (0.05, 0.3)
-  c.proj_hidden_dims = (2048, 2048)
-  c.proj_dim = 128
+  config = common.masked_vit_imagenet("lejepa", "s", batch_size=512,
+                                      total_steps=250_200)   # 100 epochs
+  config.data.augment.crop_scale = (0.3, 1.0)
+  config.optimizer.update(base_lr=2.5e-4, weight_decay=0.05,   # 5e-4 at batch 512
+                          warmup_steps=25_020)
+  config.lejepa.update(lamb=0.05, global_crops=2, global_scale=(0.3, 1.0), local_crops=6,
+                       local_size=96, local_scale=(0.05, 0.3), proj_hidden_dims=(2048, 2048),
+                       proj_dim=128)
   return config

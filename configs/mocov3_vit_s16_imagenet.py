@@ -13,53 +13,18 @@ claimed for it). Difference from the reference that ssljax cannot express yet: b
 same augmentation distribution (the reference blurs view 1 always and view 2 with p=0.1, and
 solarises only view 2 with p=0.2).
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
 
-_STEPS_PER_EPOCH = 1_281_167 // 4096   # 312
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="mocov3", model="vit")
-  config.seed = 0
-  config.batch_size = 4096
-  config.total_steps = 300 * _STEPS_PER_EPOCH
-  config.log_every = 100
-  config.eval_every = 10 * _STEPS_PER_EPOCH
-  config.checkpoint_every = 2_000
-  config.dtype = "bfloat16"
-
+  config = common.byol_jitter(common.imagenet("mocov3", "vit", batch_size=4096, epochs=300))
   config.model.variant = "s"
-  config.model.patch_size = 16
-  config.model.image_size = 224
-
-  config.data.source = "image_folder"
-  config.data.train_split = "train"
-  config.data.eval_split = "val"
-  config.data.image_size = 224
-  config.data.worker_count = 16
-  aug = config.data.augment
-  aug.crop_scale = (0.08, 1.0)
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.2, 0.1
-  aug.grayscale_prob = 0.2
-  aug.blur_prob = 0.55                 # mean of the reference's 1.0 and 0.1
-  aug.solarize_prob = 0.1              # mean of the reference's 0.0 and 0.2
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.optimizer.name = "adamw"
-  config.optimizer.base_lr = 1.5e-4    # x batch/256
-  config.optimizer.weight_decay = 0.1
-  config.optimizer.warmup_steps = 40 * _STEPS_PER_EPOCH
-
-  moco = config.mocov3
-  moco.temperature = 0.2
-  moco.momentum_base = 0.99
-  moco.proj_hidden_dims = (4096, 4096)
-  moco.proj_dim = 256
-  moco.pred_hidden_dims = (4096,)
-  moco.pred_last_bn = True
-  moco.freeze_patch_embed = True
-  moco.loss_impl = "auto"              # tiled InfoNCE kernel on GPU/TPU (O(N) memory)
+  config.optimizer.update(name="adamw", base_lr=1.5e-4,   # x batch/256
+                          weight_decay=0.1, warmup_steps=40 * common.imagenet_steps(4096))
+  config.mocov3.update(temperature=0.2, momentum_base=0.99, proj_hidden_dims=(4096, 4096),
+                       proj_dim=256, pred_hidden_dims=(4096,), pred_last_bn=True,
+                       freeze_patch_embed=True,
+                       loss_impl="auto")   # tiled InfoNCE kernel on GPU/TPU (O(N) memory)
   return config

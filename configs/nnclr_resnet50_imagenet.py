@@ -12,49 +12,16 @@ has NOT measured this config yet (no time or figure is claimed for it). Differen
 that ssljax cannot express yet: both views get the same augmentation distribution (the paper uses
 BYOL's asymmetric blur / solarisation).
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
 
-_STEPS_PER_EPOCH = 1_281_167 // 4096   # 312
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="nnclr", model="resnet")
-  config.seed = 0
-  config.batch_size = 4096
-  config.total_steps = 1000 * _STEPS_PER_EPOCH
-  config.log_every = 100
-  config.eval_every = 10 * _STEPS_PER_EPOCH
-  config.checkpoint_every = 2_000
-  config.dtype = "bfloat16"
-
-  config.model.depth = 50
-
-  config.data.source = "image_folder"
-  config.data.train_split = "train"
-  config.data.eval_split = "val"
-  config.data.image_size = 224
-  config.data.worker_count = 16
-  aug = config.data.augment
-  aug.crop_scale = (0.08, 1.0)
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.2, 0.1
-  aug.grayscale_prob = 0.2
-  aug.blur_prob = 0.55                 # mean of BYOL's 1.0 and 0.1
-  aug.solarize_prob = 0.1              # mean of BYOL's 0.0 and 0.2
-  aug.mean = (0.485, 0.456, 0.406)
-  aug.std = (0.229, 0.224, 0.225)
-
-  config.optimizer.name = "lars"
-  config.optimizer.base_lr = 0.3       # x batch/256
-  config.optimizer.weight_decay = 1e-6
-  config.optimizer.warmup_steps = 10 * _STEPS_PER_EPOCH
-
-  nnclr = config.nnclr
-  nnclr.temperature = 0.1
-  nnclr.queue_size = 98_304
-  nnclr.proj_hidden_dims = (2048, 2048)
-  nnclr.proj_dim = 256
-  nnclr.pred_hidden_dims = (4096,)
-  nnclr.loss_impl = "auto"             # tiled InfoNCE kernel on GPU/TPU (O(N) memory)
+  config = common.byol_jitter(common.imagenet("nnclr", "resnet", batch_size=4096, epochs=1000))
+  config.optimizer.update(name="lars", base_lr=0.3,   # x batch/256
+                          weight_decay=1e-6, warmup_steps=10 * common.imagenet_steps(4096))
+  config.nnclr.update(temperature=0.1, queue_size=98_304, proj_hidden_dims=(2048, 2048),
+                      proj_dim=256, pred_hidden_dims=(4096,),
+                      loss_impl="auto")   # tiled InfoNCE kernel on GPU/TPU (O(N) memory)
   return config

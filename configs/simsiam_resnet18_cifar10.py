@@ -11,41 +11,14 @@ this recipe; ssljax has NOT measured this config yet (no time or figure is claim
 Difference: the reference does not decay the predictor's learning rate (here it follows the one
 cosine schedule).
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
+
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="simsiam", model="resnet")
-  config.seed = 0
-  config.batch_size = 512
-  config.total_steps = 78_000          # 800 epochs of 50,000 images
-  config.log_every = 100
-  config.eval_every = 5_000
-  config.checkpoint_every = 2_000
-
-  config.model.depth = 18
-  config.model.cifar_stem = True
-
-  config.data.source = "tfds"
-  config.data.tfds_name = "cifar10"
-  config.data.train_split = "train"
-  config.data.eval_split = "test"
-  config.data.image_size = 32
-  config.data.worker_count = 8
-  aug = config.data.augment
-  aug.crop_scale = (0.2, 1.0)
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.4, 0.1
-  aug.blur_prob = 0.0                  # no blur on 32x32 images
-  aug.mean = (0.4914, 0.4822, 0.4465)
-  aug.std = (0.2470, 0.2435, 0.2616)
-
-  config.optimizer.name = "sgd"
-  config.optimizer.base_lr = 0.03      # x batch/256
-  config.optimizer.weight_decay = 5e-4
-  config.optimizer.momentum = 0.9
-  config.optimizer.warmup_steps = 0    # the reference has no warm-up
-
-  config.simsiam.proj_hidden_dims = (2048,)
-  config.simsiam.proj_dim = 2048
-  config.simsiam.pred_hidden_dims = (512,)
+  config = common.cifar10("simsiam", batch_size=512, total_steps=78_000)  # 800 epochs of 50,000
+  config.optimizer.update(name="sgd", base_lr=0.03, weight_decay=5e-4, momentum=0.9,
+                          warmup_steps=0)    # the reference has no warm-up
+  config.simsiam.update(proj_hidden_dims=(2048,), proj_dim=2048, pred_hidden_dims=(512,))
   return config

@@ -12,49 +12,18 @@ for W-MSE 4 on CIFAR-10. ssljax has NOT run this config yet: neither its time no
 measured. The reference drops the lr x0.2 at 50 and 25 epochs before the end; here it follows a
 cosine after a short warm-up.
 """
-from ssljax.config import base_config
+from ssljax import config as config_lib
+
+common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config():
-  config = base_config(method="wmse", model="resnet")
-  config.seed = 0
-  config.batch_size = 256
-  config.total_steps = 1000 * (50_000 // 256)   # 195,000
-  config.log_every = 100
-  config.eval_every = 10_000
-  config.checkpoint_every = 2_000
+  config = common.cifar10("wmse", batch_size=256, total_steps=1000 * (50_000 // 256))  # 195,000
   config.dtype = "bfloat16"
-
-  config.model.depth = 18
-  config.model.cifar_stem = True
-
-  config.data.source = "tfds"
-  config.data.tfds_name = "cifar10"
-  config.data.train_split = "train"
-  config.data.eval_split = "test"
-  config.data.image_size = 32
-  config.data.worker_count = 8
-  aug = config.data.augment
-  aug.crop_scale = (0.2, 1.0)
-  aug.hflip_prob = 0.5
-  aug.color_jitter_prob = 0.8
-  aug.brightness, aug.contrast, aug.saturation, aug.hue = 0.4, 0.4, 0.4, 0.1
-  aug.grayscale_prob = 0.1
-  aug.blur_prob = 0.0
-  aug.mean = (0.4914, 0.4822, 0.4465)
-  aug.std = (0.2470, 0.2435, 0.2616)
-
-  config.optimizer.name = "adamw"
-  config.optimizer.base_lr = 3e-3
-  config.optimizer.scale_lr_by_batch = False
-  config.optimizer.weight_decay = 1e-6
-  config.optimizer.warmup_steps = 500
-  config.optimizer.end_lr_frac = 0.04
-
-  config.wmse.num_views = 4
-  config.wmse.w_size = 128
-  config.wmse.w_iter = 1
-  config.wmse.eps = 0.0
-  config.wmse.proj_hidden_dims = (1024,)
-  config.wmse.proj_dim = 64
+  config.eval_every = 10_000
+  config.data.augment.grayscale_prob = 0.1
+  config.optimizer.update(name="adamw", base_lr=3e-3, scale_lr_by_batch=False, weight_decay=1e-6,
+                          warmup_steps=500, end_lr_frac=0.04)
+  config.wmse.update(num_views=4, w_size=128, w_iter=1, eps=0.0, proj_hidden_dims=(1024,),
+                     proj_dim=64)
   return config

@@ -1,5 +1,6 @@
 """Config validation: every bad value stops with one line naming the key, the value and the expectation."""
 import os
+import re
 
 import pytest
 
@@ -94,3 +95,85 @@ def test_errors_are_one_line(tiny_config):
   with pytest.raises(ConfigError) as e:
     _validate(c)
   assert "\n" not in str(e.value)
+
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
+SHIPPED = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and f != "common.py")
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory):
+  """A one-image, one-class folder with train/ and val/, for validating the image_folder configs."""
+  root = tmp_path_factory.mktemp("images")
+  for split in ("train", "val"):
+    os.makedirs(root / split / "cls")
+    (root / split / "cls" / "x.png").write_bytes(b"")
+  return str(root)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_validates_and_documents_itself(name, image_root):
+  """Each configs/<name>.py loads by path, validates, and its docstring gives the command and
+  either a measured result or says that none is measured yet."""
+  from conftest import load_config
+  c = load_config(name)
+  if c.data.source == "image_folder":
+    c.data.path = image_root
+  assert config_lib.validate(c) is None
+  with open(os.path.join(CONFIG_DIR, f"{name}.py")) as f:
+    doc = f.read().split('"""')[1]
+  assert f"--config configs/{name}.py" in doc
+  assert "Measured" in doc or re.search(r"\bnot\b[^.]{0,30}\b(measured|run)\b", doc, re.I), name
+
+
+def test_config_recipes_by_family():
+  """The shared blocks of configs/common.py give each family its recipe (the configs' resolved
+  values were checked key by key against the pre-common.py files when the blocks were made)."""
+  from conftest import load_config
+  for name in (n for n in SHIPPED if n.endswith("_digits")):
+    c = load_config(name)
+    assert (c.batch_size, c.data.source, c.data.image_size) == (128, "digits", 16), name
+    assert (c.model.width, c.model.depth, c.model.patch_size) == (64, 3, 4), name
+    assert (c.data.augment.hflip_prob, c.optimizer.name, c.optimizer.warmup_steps) == (
+        0.0, "adamw", 20), name
+  for name in (n for n in SHIPPED if n.endswith("_imagenet")):
+    c = load_config(name)
+    assert (c.data.image_size, c.dtype) == (224, "bfloat16"), name
+    assert c.data.augment.mean == (0.485, 0.456, 0.406), name
+    assert c.data.source in ("tfds", "image_folder"), name
+  for name in (n for n in SHIPPED if n.endswith("_cifar10")):
+    c = load_config(name)
+    assert (c.data.tfds_name, c.data.image_size, c.model.depth, c.model.cifar_stem) == (
+        "cifar10", 32, 18, True), name
+  simclr = load_config("simclr_digits")
+  assert (simclr.simclr.temperature, simclr.optimizer.base_lr, simclr.total_steps) == (
+      0.2, 2e-3, 300)
+  mae = load_config("mae_digits")
+  assert (mae.data.augment.color_jitter_prob, mae.optimizer.b2, mae.model.posemb) == (
+      0.0, 0.95, "learned")
+  dino = load_config("dino_digits")
+  assert (dino.dino.out_dim, dino.dino.local_crops, dino.optimizer.grad_clip) == (1024, 0, 3.0)
+  assert load_config("ibot_digits").ibot.shared_head is False
+  r50 = load_config("simclr_resnet50_imagenet")
+  assert (r50.total_steps, r50.optimizer.warmup_steps, r50.data.tfds_name) == (
+      31_300, 3120, "imagenet2012")
+  swav = load_config("swav_resnet50_imagenet")
+  assert (swav.total_steps, swav.data.augment.brightness, swav.swav.local_crops) == (
+      249_600, 0.8, 6)
+
+
+def test_configs_load_by_path_from_any_directory(tmp_path, monkeypatch):
+  """configs/common.py is found beside the config file, not through the working directory or
+  sys.path (which the load leaves as it was)."""
+  import importlib.util
+  import sys
+  monkeypatch.chdir(tmp_path)
+  path_before = list(sys.path)
+  path = os.path.join(CONFIG_DIR, "byol_digits.py")
+  spec = importlib.util.spec_from_file_location("cfg_any_dir", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert module.get_config().byol.tau_base == 0.996
+  assert sys.path == path_before
+  with pytest.raises(ConfigError, match=r"imports 'nope'"):
+    config_lib.import_sibling(os.path.join(CONFIG_DIR, "byol_digits.py"), "nope")
