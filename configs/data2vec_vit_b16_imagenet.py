@@ -9,8 +9,8 @@ and Language": batch 512 images x 16 masks, mask 0.8, top-10 of 12 teacher block
 0.99999, AdamW lr 2e-3 (batch 512) with b2 0.95, weight decay 0.05, 150 epochs; reports 84.0%
 fine-tuned top-1 for ViT-B (random masks here instead of the paper's inverse block masks).
 
-ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the paper's.
-"""
+ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the
+paper's."""
 from ssljax import config as config_lib
 
 common = config_lib.import_sibling(__file__)   # configs/common.py

@@ -8,10 +8,9 @@ with compilation and evaluation; kNN top-1 0.933 (random init 0.708), linear pro
 
 configs/ibot_digits.py plus DINOv2's additions: KoLeo (weight 0.1) on the student's [CLS] and 4
 register tokens. `--config.dinov2.centering=sinkhorn_knopp` switches to Sinkhorn-Knopp teacher
-targets and `--config.optimizer.layer_decay=0.9` to layer-wise lr decay (neither measured here).
-The registers change the init: the random-init kNN is lower than the other digits configs'. The runs behind these
-settings: docs/ablations.md#dinov2_digits.
-"""
+targets and `--config.optimizer.layer_decay=0.9` to layer-wise lr decay (neither measured here). The
+registers change the init: the random-init kNN is lower than the other digits configs'. The runs
+behind these settings: docs/ablations.md#dinov2_digits."""
 from ssljax import config as config_lib
 
 common = config_lib.import_sibling(__file__)   # configs/common.py

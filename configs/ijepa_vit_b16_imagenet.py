@@ -9,8 +9,8 @@ AdamW lr 1e-3, weight decay 0.04 (the paper ramps it to 0.4), 40 warm-up epochs,
 predictor depth 12 width 384, crop (0.3, 1) only, 300 epochs; reports 72.9% linear for ViT-B/16
 (600 epochs) and 77.3% for ViT-H/14.
 
-ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the paper's.
-"""
+ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the
+paper's."""
 from ssljax import config as config_lib
 
 common = config_lib.import_sibling(__file__)   # configs/common.py

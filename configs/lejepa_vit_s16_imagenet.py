@@ -8,8 +8,8 @@ Run:
 6 local 96 px crops, projector (2048, 2048) -> 128, lamb 0.05, AdamW lr 5e-4, weight decay 0.05,
 DINO-style augmentations.
 
-ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the paper's.
-"""
+ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the
+paper's."""
 from ssljax import config as config_lib
 
 common = config_lib.import_sibling(__file__)   # configs/common.py

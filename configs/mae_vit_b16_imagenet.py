@@ -9,8 +9,8 @@ Run:
 weight decay 0.05, 40 warm-up epochs, mask 0.75, decoder 8 x 512; reports 83.6% fine-tuned top-1
 (68.0% linear) for ViT-B after 1600 epochs.
 
-ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the paper's.
-"""
+ssljax has not measured this config yet (no ImageNet run has been made); numbers quoted are the
+paper's."""
 from ssljax import config as config_lib
 
 common = config_lib.import_sibling(__file__)   # configs/common.py

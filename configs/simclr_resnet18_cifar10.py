@@ -5,12 +5,11 @@ Run (after `tfds build cifar10 --file_format=array_record` or with an ArrayRecor
       --config.data.path=DATA_DIR
 
 Takes 1,000 epochs (97,600 steps at batch 512) like the SimCLR paper's CIFAR-10 runs; on one
-A100/H100-class GPU expect on the order of a day (not yet measured by ssljax). The SimCLR paper
-("A Simple Framework for Contrastive Learning of Visual Representations", appendix B.9) reports
-about 94% linear-probe accuracy for a ResNet-50; CIFAR ResNet-18 SimCLR re-implementations
-typically report 90-91% kNN/linear accuracy. ssljax's own figure for this config is not yet measured.
-The test suite builds this config and compiles one step on synthetic 32x32 data.
-"""
+A100/H100-class GPU expect on the order of a day (not yet measured by ssljax). The SimCLR paper ("A
+Simple Framework for Contrastive Learning of Visual Representations", appendix B.9) reports about
+94% linear-probe accuracy for a ResNet-50; CIFAR ResNet-18 SimCLR re-implementations typically
+report 90-91% kNN/linear accuracy. ssljax's own figure for this config is not yet measured. The test
+suite builds this config and compiles one step on synthetic 32x32 data."""
 from ssljax import config as config_lib
 
 common = config_lib.import_sibling(__file__)   # configs/common.py

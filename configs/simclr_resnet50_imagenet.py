@@ -1,4 +1,4 @@
-"""SimCLR with a ResNet-50 on ImageNet-1k (TFDS imagenet2012, ArrayRecord), for a TPU pod or GPU cluster.
+"""SimCLR with a ResNet-50 on ImageNet-1k (TFDS imagenet2012), for a TPU pod or GPU cluster.
 
 Run on a v4-32 Cloud TPU slice (4 hosts x 4 chips = 16 devices; see README "Scaling up"):
   launch/tpu_pod.sh --tpu NAME --zone us-central2-b -- \

@@ -1,7 +1,8 @@
 """SimSiam with a CIFAR-stem ResNet-18 on CIFAR-10 from TFDS: the paper's CIFAR recipe (appendix D).
 
 Run (after `tfds build cifar10 --file_format=array_record` or with an ArrayRecord copy in DATA_DIR):
-  python -m ssljax.main --config configs/simsiam_resnet18_cifar10.py --workdir workdirs/simsiam_c10 \
+  python -m ssljax.main --config configs/simsiam_resnet18_cifar10.py \
+      --workdir workdirs/simsiam_c10 \
       --config.data.path=DATA_DIR
 
 800 epochs at batch 512 (78,000 steps), SGD momentum 0.9, base lr 0.03 x batch/256, weight decay

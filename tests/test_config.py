@@ -157,6 +157,10 @@ def test_config_recipes_by_family():
   r50 = load_config("simclr_resnet50_imagenet")
   assert (r50.total_steps, r50.optimizer.warmup_steps, r50.data.tfds_name) == (
       31_300, 3120, "imagenet2012")
+  for name, wd_end in (("dino_vit_s16_imagenet", 0.4), ("ibot_vit_s16_imagenet", 0.4),
+                       ("dinov2_vit_s14_imagenet", 0.2), ("msn_vit_s16_imagenet", 0.4)):
+    opt = load_config(name).optimizer   # the references' weight-decay cosine from 0.04
+    assert (opt.weight_decay, opt.weight_decay_end) == (0.04, wd_end), name
   swav = load_config("swav_resnet50_imagenet")
   assert (swav.total_steps, swav.data.augment.brightness, swav.swav.local_crops) == (
       249_600, 0.8, 6)
