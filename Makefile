@@ -1,8 +1,8 @@
 # Developer shortcuts; each target is the command it names, nothing more.
-#   make setup | quickstart | test | test-fast | bench | bench-more | bench-methods | bench-seeds
+#   make setup | quickstart | test | test-fast | test-bench | bench | bench-more | bench-methods | bench-seeds
 PY := .venv/bin/python
 
-.PHONY: setup quickstart test test-fast bench bench-more bench-methods bench-seeds
+.PHONY: setup quickstart test test-fast test-bench bench bench-more bench-methods bench-seeds
 
 setup:
 	bash scripts/setup_env.sh
@@ -15,6 +15,11 @@ test:
 
 test-fast:
 	bash scripts/test.sh --fast
+
+# The tests of the benchmarks/ harness and its torch / lightly peers (-m bench; the peer tests
+# skip without .venv-peer/, made by `bash benchmarks/peer_env.sh`).
+test-bench: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m bench tests
 
 # The five side-by-side benchmarks of issue #10, about 15 minutes on 2 CPU cores once the peer env
 # (.venv-peer/: torch, torchvision, lightly; installed on the first run, a few minutes) exists:

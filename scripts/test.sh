@@ -8,13 +8,13 @@ bash scripts/setup_env.sh
 export PYTHONHASHSEED=0
 PYTEST=".venv/bin/python -m pytest -p no:cacheprovider"
 WORKERS="${SSLJAX_TEST_WORKERS:-2}"
-echo "[ssljax] default suite (-m 'not slow', $WORKERS workers)"
-$PYTEST -q -m "not slow" -n "$WORKERS" --durations=15 tests
+echo "[ssljax] default suite (-m 'not slow and not bench', $WORKERS workers)"
+$PYTEST -q -m "not slow and not bench" -n "$WORKERS" --durations=15 tests
 if [ "${1:-}" != "--fast" ]; then
   echo "[ssljax] slow learning runs (-m slow, bounded to ${SSLJAX_SLOW_TIMEOUT:-3000}s)"
   # Learning runs are dominated by step time: full XLA optimisation, one device (as the quickstart).
   XLA_FLAGS="--xla_force_host_platform_device_count=1" \
-    timeout "${SSLJAX_SLOW_TIMEOUT:-3000}" $PYTEST -q -m "slow and not multiprocess" -n "$WORKERS" --durations=30 tests
+    timeout "${SSLJAX_SLOW_TIMEOUT:-3000}" $PYTEST -q -m "slow and not multiprocess and not bench" -n "$WORKERS" --durations=30 tests
   echo "[ssljax] multi-process runs, alone (gloo gives processes 30 s to meet)"
   timeout 900 $PYTEST -q -m multiprocess tests
 fi

@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks import learning_seeds
+
+pytestmark = pytest.mark.bench   # peer harness: `make test-bench`
 
 ROW = dict(margin=0.05, loss_first=2.0, loss_last=1.0, collapsed=False, knn_top1=0.85,
            knn_top1_random_init=0.76, measured="2026-11-24")

@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks import peer_throughput as P
 
+pytestmark = pytest.mark.bench   # peer harness: `make test-bench`
+
 
 @pytest.mark.parametrize("model", P.MODELS)
 def test_ssljax_side_runs_steps(model):

@@ -15,6 +15,8 @@ from benchmarks import data_pipeline_peer as D
 from benchmarks import time_to_accuracy as T
 from benchmarks import _torch_pipeline_worker as W
 
+pytestmark = pytest.mark.bench   # peer harness: `make test-bench`
+
 peer = pytest.mark.skipif(not os.path.exists(D.PEER_PYTHON),
                           reason="no .venv-peer/: run `bash benchmarks/peer_env.sh`")
 

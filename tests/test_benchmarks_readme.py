@@ -1,5 +1,9 @@
 """benchmarks/readme_summary.py: the README's Benchmarks block comes from BENCHMARKS.md, not by hand."""
+import pytest
+
 from benchmarks import readme_summary
+
+pytestmark = pytest.mark.bench   # peer harness: `make test-bench`
 
 MD = """# ssljax benchmarks
 
