@@ -12,9 +12,11 @@ matches its path:
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import re
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -23,6 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 BATCH_AXES = ("data", "fsdp")
+MODEL_AXIS = "model"
 FSDP_MIN_SIZE = 2 ** 10
 
 # Megatron-style tensor parallelism for the ViT (ssljax/models/vit.py parameter names): attention
@@ -73,6 +76,26 @@ def make_mesh(mesh_cfg, devices: Sequence[jax.Device] | None = None) -> Mesh:
   devices = list(jax.devices() if devices is None else devices)
   shape = mesh_shape(mesh_cfg, len(devices))
   return Mesh(np.asarray(devices).reshape(tuple(shape.values())), tuple(shape.keys()))
+
+
+def tracing(mesh: Mesh) -> contextlib.AbstractContextManager:
+  """Context in which functions are traced for `mesh`: kernels run under shard_map over it.
+
+  Used inside a jitted function's body (see `traced_under`); `ssljax.kernels.sharding` reads the
+  mesh (and from it the target platform) while the kernels are traced.
+  """
+  return jax.sharding.use_abstract_mesh(mesh.abstract_mesh)
+
+
+def traced_under(fn: Callable, mesh: Mesh) -> Callable:
+  """`fn` whose body is traced under `tracing(mesh)`; jit the result."""
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with tracing(mesh):
+      return fn(*args, **kwargs)
+
+  return wrapped
 
 
 def batch_axes(mesh: Mesh) -> tuple[str, ...]:

@@ -133,9 +133,11 @@ class Trainer:
     abstract = jax.eval_shape(init_fn)
     self.state_shardings = parallel.tree_shardings(abstract, self.mesh, config.param_sharding)
     self.abstract_state = ckpt_lib.abstract_like(abstract, self.state_shardings)
-    self._init = jax.jit(init_fn, out_shardings=self.state_shardings)
+    # Traced under the mesh, so that every kernel in the step runs under shard_map over it.
+    self._init = jax.jit(parallel.traced_under(init_fn, self.mesh),
+                         out_shardings=self.state_shardings)
     self.train_step = jax.jit(
-        make_train_step(self.method, self.tx, self.lr_fn),
+        parallel.traced_under(make_train_step(self.method, self.tx, self.lr_fn), self.mesh),
         in_shardings=(self.state_shardings, self.batch_sharding),
         out_shardings=(self.state_shardings, parallel.replicated(self.mesh)),
         donate_argnums=(0,))

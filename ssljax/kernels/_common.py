@@ -1,37 +1,85 @@
-"""Helpers shared by the kernels: the `impl=` switch, padding, Pallas call options.
+"""Helpers shared by the kernels: the `impl=` switch, the target platform, padding, Pallas options.
 
 Conventions used by every kernel in this package:
   * `impl='reference'` is plain jnp (the spec, differentiated by autodiff);
   * `impl='xla'` is the tiled algorithm written with lax loops over tiles, with a custom_vjp
-    whose backward recomputes tiles;
-  * `impl='pallas'` is the same algorithm as Pallas kernels (Triton lowering on GPU; run with
-    `interpret=True` on CPU), with the same custom_vjp;
-  * `impl='auto'` picks 'pallas' where a Pallas lowering is implemented (GPU) and 'xla' elsewhere.
+    whose backward recomputes tiles: plain HLO, so it runs (and XLA partitions it) everywhere;
+  * `impl='pallas'` is a Pallas kernel: ssljax's Triton kernels on GPU, Mosaic kernels on TPU,
+    and the same kernels in Pallas' interpreter on CPU (the only place where it interprets,
+    unless `interpret=True` is asked for);
+  * `impl='auto'` picks per platform (see `resolve_impl`).
+
+The platform is the one being compiled for, not necessarily the one this process runs on: the
+platform of the mesh the trainer traces under (`ssljax.parallel.tracing`, e.g. abstract TPU
+devices when `ssljax.plan` compiles for a TPU slice on a CPU machine), else `lowering_for(...)`
+when set, else JAX's default backend.
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import jax
 import jax.numpy as jnp
 
 IMPLS = ("auto", "pallas", "xla", "reference")
+PLATFORMS = ("cpu", "gpu", "tpu")
+
+_LOWERING_FOR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ssljax_kernels_lowering_for", default=None)
 
 
-def resolve_impl(impl: str) -> str:
-  """Maps `impl` to one of 'pallas' | 'xla' | 'reference' for the current default backend.
+@contextlib.contextmanager
+def lowering_for(platform: str):
+  """Traces the kernels for `platform` ('cpu' | 'gpu' | 'tpu') whatever this machine has.
 
-  'auto' is 'pallas' on GPU and 'xla' on CPU and TPU (the Pallas kernels here have a GPU/Triton
-  lowering only; on TPU the blockwise XLA path is used until a Mosaic-TPU lowering exists).
+  For cross-lowering, e.g. `jax.jit(f).trace(...).lower(lowering_platforms=('cuda',))` on a CPU
+  machine: within this context 'auto' resolves as it would on a GPU and Pallas does not interpret.
+  """
+  platform = _normalise(platform)
+  token = _LOWERING_FOR.set(platform)
+  try:
+    yield
+  finally:
+    _LOWERING_FOR.reset(token)
+
+
+def _normalise(platform: str) -> str:
+  p = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
+  if p not in PLATFORMS:
+    raise ValueError(f"platform={platform!r}; expected one of {PLATFORMS} (or 'cuda' / 'rocm')")
+  return p
+
+
+def target_platform() -> str:
+  """'cpu' | 'gpu' | 'tpu': the platform the kernels are being traced for (see the module doc)."""
+  override = _LOWERING_FOR.get()
+  if override is not None:
+    return override
+  mesh = jax.sharding.get_abstract_mesh()
+  if not mesh.empty:
+    device = getattr(mesh, "abstract_device", None)
+    if device is not None and getattr(device, "platform", None):
+      return _normalise(device.platform)
+  return _normalise(jax.default_backend())
+
+
+def resolve_impl(impl: str, pallas_on: tuple[str, ...] = ("gpu", "tpu")) -> str:
+  """Maps `impl` to one of 'pallas' | 'xla' | 'reference' for the target platform.
+
+  'auto' is 'pallas' on the platforms in `pallas_on` (those where the kernel has a compiled Pallas
+  lowering) and 'xla' elsewhere: on CPU the blockwise lax loops beat Pallas' interpreter.
   """
   if impl not in IMPLS:
     raise ValueError(f"impl={impl!r}; expected one of {IMPLS}")
   if impl != "auto":
     return impl
-  return "pallas" if jax.default_backend() == "gpu" else "xla"
+  return "pallas" if target_platform() in pallas_on else "xla"
 
 
 def default_interpret() -> bool:
-  """Pallas interpret mode is needed wherever no Pallas lowering is available (CPU)."""
-  return jax.default_backend() not in ("gpu",)
+  """Pallas interprets only where no compiled Pallas lowering exists: on CPU."""
+  return target_platform() == "cpu"
 
 
 def round_up(x: int, multiple: int) -> int:

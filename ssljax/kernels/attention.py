@@ -12,32 +12,43 @@ tile: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dQ = dS K / sqrt(Dh), dK 
   'reference'  plain jnp, float32 softmax: the spec.
   'xla'        the tiled algorithm as lax loops over [block_q, block_k] tiles, same custom_vjp;
                the fast path on CPU and the fallback everywhere.
-  'pallas'     Pallas kernels (forward, dQ, dK/dV); Triton lowering on GPU, interpret=True on CPU.
-  'auto'       'pallas' on GPU, 'xla' elsewhere.
+  'pallas'     Pallas kernels: ssljax's (forward, dQ, dK/dV) with the Triton lowering on GPU and
+               in the interpreter on CPU; on TPU JAX's maintained Mosaic flash attention.
+  'auto'       CPU 'xla'; GPU cuDNN's fused attention where it applies (bf16 / fp16, no key mask),
+               else ssljax's Triton kernel; TPU the Mosaic flash attention (`choose_kernel`).
 
 Accumulation is float32 for every dtype; bf16 inputs give bf16 outputs and gradients. Head dims
 that are not a power of two are zero-padded on the Pallas path. A query whose keys are all masked
 gets a zero output (the reference returns NaN there).
+
+Precision of the dots (`precision=`, passed to every q k^T / p v dot of ssljax's kernels): None
+is the platform default, which for float32 operands is TF32 on NVIDIA GPUs (Triton's default and
+XLA's) and bf16 passes on TPU; `jax.lax.Precision.HIGHEST` asks for full float32 products
+(Triton 'ieee'). bf16 operands are multiplied exactly and accumulated in float32 either way.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from ssljax.kernels._common import (IMPLS, default_interpret, match_vma, next_pow2, out_struct,
-                                    pad_axis, pallas_compiler_params, resolve_impl, round_up)
+from ssljax.kernels import sharding
+from ssljax.kernels._common import (IMPLS, match_vma, next_pow2, out_struct, pad_axis,
+                                    pallas_compiler_params, resolve_impl, round_up,
+                                    target_platform)
 
-__all__ = ["IMPLS", "attention_reference", "dot_product_attention"]
+__all__ = ["IMPLS", "KERNELS", "attention_reference", "choose_kernel", "dot_product_attention"]
 
 XLA_BLOCK_Q = 256
 XLA_BLOCK_K = 256
 PALLAS_BLOCK_Q = 64
 PALLAS_BLOCK_K = 64
+MOSAIC_BLOCK = 128   # JAX's TPU flash attention tiles (Mosaic: multiples of the 128-lane vreg)
 
 
 def attention_reference(q, k, v, key_mask=None):
@@ -65,18 +76,19 @@ class _Config:
   block_k: int
   backend: str  # 'xla' or 'pallas'
   interpret: bool = False
+  precision: Any = None   # lax.Precision of the dots (None = platform default)
 
 
-def _dot(a, b, contract, out=jnp.float32):
+def _dot(a, b, contract, precision=None):
   """Batched-free 2-D dot: contract dim contract[0] of a with contract[1] of b, f32 accumulate."""
   return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
-                         preferred_element_type=out)
+                         precision=precision, preferred_element_type=jnp.float32)
 
 
-def _bdot(a, b, contract):
+def _bdot(a, b, contract, precision=None):
   """[B, H, x, y] tiles: batch over (B, H), contract one dim each, float32 accumulate."""
   return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0, 1), (0, 1))),
-                         preferred_element_type=jnp.float32)
+                         precision=precision, preferred_element_type=jnp.float32)
 
 
 def _online_step(acc, m_prev, l_prev, s, v_tile, pv):
@@ -114,8 +126,8 @@ def _xla_forward(cfg, q, k, v, mask, scale):
       kb = lax.dynamic_slice_in_dim(k, j * bk, bk, axis=2)
       vb = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
       valid = lax.dynamic_slice_in_dim(mask, j * bk, bk, axis=1)[:, None, None, :] != 0
-      s = jnp.where(valid, _bdot(qb, kb, (3, 3)) * scale, -jnp.inf)
-      return _online_step(acc, m, l, s, vb, lambda p, t: _bdot(p, t, (3, 2)))
+      s = jnp.where(valid, _bdot(qb, kb, (3, 3), cfg.precision) * scale, -jnp.inf)
+      return _online_step(acc, m, l, s, vb, lambda p, t: _bdot(p, t, (3, 2), cfg.precision))
 
     init = match_vma((jnp.zeros((b, h, bq, d), jnp.float32),
                       jnp.full((b, h, bq), -jnp.inf, jnp.float32),
@@ -146,13 +158,13 @@ def _xla_backward(cfg, q, k, v, mask, scale, lse, delta, do):
       dk, dv, dq_acc = state
       sl = lambda x: lax.dynamic_slice_in_dim(x, i * bq, bq, axis=2)
       qb, dob, lse_b, delta_b = sl(q), sl(do), sl(lse), sl(delta)
-      s = _bdot(qb, kb, (3, 3)) * scale
+      s = _bdot(qb, kb, (3, 3), cfg.precision) * scale
       p = jnp.where(valid, jnp.exp(s - lse_b[..., None]), 0.0)
-      dv = dv + _bdot(p.astype(dob.dtype), dob, (2, 2))
-      dp = _bdot(dob, vb, (3, 3))
+      dv = dv + _bdot(p.astype(dob.dtype), dob, (2, 2), cfg.precision)
+      dp = _bdot(dob, vb, (3, 3), cfg.precision)
       ds = p * (dp - delta_b[..., None])
-      dk = dk + _bdot(ds.astype(qb.dtype), qb, (2, 2))
-      dq_i = sl(dq_acc) + _bdot(ds.astype(kb.dtype), kb, (3, 2))
+      dk = dk + _bdot(ds.astype(qb.dtype), qb, (2, 2), cfg.precision)
+      dq_i = sl(dq_acc) + _bdot(ds.astype(kb.dtype), kb, (3, 2), cfg.precision)
       dq_acc = lax.dynamic_update_slice_in_dim(dq_acc, dq_i, i * bq, axis=2)
       return dk, dv, dq_acc
 
@@ -172,7 +184,8 @@ def _xla_backward(cfg, q, k, v, mask, scale, lse, delta, do):
 # Pallas path. Arrays stay [B, L, H, D]; the grid is (B, H, row blocks) and the BlockSpecs
 # squeeze the batch and head dims, so each program sees [block, D] tiles.
 # ----------------------------------------------------------------------------------------------
-def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, scale, block_k, num_k_blocks):
+def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, scale, block_k, num_k_blocks,
+                precision):
   q = q_ref[...]
   bq, d = q.shape
 
@@ -181,8 +194,8 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, scale, block_k
     sl = pl.ds(j * block_k, block_k)
     kt, vt = k_ref[sl, :], v_ref[sl, :]
     valid = mask_ref[sl] != 0
-    s = jnp.where(valid[None, :], _dot(q, kt, (1, 1)) * scale, -jnp.inf)
-    return _online_step(acc, m, l, s, vt, lambda p, t: _dot(p, t, (1, 0)))
+    s = jnp.where(valid[None, :], _dot(q, kt, (1, 1), precision) * scale, -jnp.inf)
+    return _online_step(acc, m, l, s, vt, lambda p, t: _dot(p, t, (1, 0), precision))
 
   init = (jnp.zeros((bq, d), jnp.float32), jnp.full((bq,), -jnp.inf, jnp.float32),
           jnp.zeros((bq,), jnp.float32))
@@ -192,7 +205,7 @@ def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, scale, block_k
 
 
 def _dq_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dq_ref, *, scale,
-               block_k, num_k_blocks):
+               block_k, num_k_blocks, precision):
   q, do = q_ref[...], do_ref[...]
   lse, delta = lse_ref[...], delta_ref[...]
 
@@ -200,16 +213,17 @@ def _dq_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dq_ref
     sl = pl.ds(j * block_k, block_k)
     kt, vt = k_ref[sl, :], v_ref[sl, :]
     valid = mask_ref[sl] != 0
-    p = jnp.where(valid[None, :], jnp.exp(_dot(q, kt, (1, 1)) * scale - lse[:, None]), 0.0)
-    ds = p * (_dot(do, vt, (1, 1)) - delta[:, None])
-    return dq + _dot(ds.astype(kt.dtype), kt, (1, 0))
+    s = _dot(q, kt, (1, 1), precision) * scale
+    p = jnp.where(valid[None, :], jnp.exp(s - lse[:, None]), 0.0)
+    ds = p * (_dot(do, vt, (1, 1), precision) - delta[:, None])
+    return dq + _dot(ds.astype(kt.dtype), kt, (1, 0), precision)
 
   dq = lax.fori_loop(0, num_k_blocks, body, jnp.zeros(q.shape, jnp.float32))
   dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
 
 
 def _dkv_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, *,
-                scale, block_q, num_q_blocks):
+                scale, block_q, num_q_blocks, precision):
   kt, vt = k_ref[...], v_ref[...]
   valid = mask_ref[...] != 0
 
@@ -218,10 +232,11 @@ def _dkv_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dk_re
     sl = pl.ds(i * block_q, block_q)
     q, do = q_ref[sl, :], do_ref[sl, :]
     lse, delta = lse_ref[sl], delta_ref[sl]
-    p = jnp.where(valid[None, :], jnp.exp(_dot(q, kt, (1, 1)) * scale - lse[:, None]), 0.0)
-    dv = dv + _dot(p.astype(do.dtype), do, (0, 0))
-    ds = p * (_dot(do, vt, (1, 1)) - delta[:, None])
-    dk = dk + _dot(ds.astype(q.dtype), q, (0, 0))
+    s = _dot(q, kt, (1, 1), precision) * scale
+    p = jnp.where(valid[None, :], jnp.exp(s - lse[:, None]), 0.0)
+    dv = dv + _dot(p.astype(do.dtype), do, (0, 0), precision)
+    ds = p * (_dot(do, vt, (1, 1), precision) - delta[:, None])
+    dk = dk + _dot(ds.astype(q.dtype), q, (0, 0), precision)
     return dk, dv
 
   zeros = jnp.zeros(kt.shape, jnp.float32)
@@ -252,7 +267,8 @@ def _pallas_forward(cfg, q, k, v, mask, scale):
   q, k, v, mask = match_vma((q, k, v, mask), q, k, v, mask)
   tile_q, vec_q, _ = _specs(bq, d)
   tile_k, _, mask_k = _whole_specs(lk, d)
-  kernel = functools.partial(_fwd_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk)
+  kernel = functools.partial(_fwd_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk,
+                             precision=cfg.precision)
   return pl.pallas_call(
       kernel,
       out_shape=(out_struct(q.shape, q.dtype, q), out_struct((b, h, lq), jnp.float32, q)),
@@ -276,7 +292,8 @@ def _pallas_backward(cfg, q, k, v, mask, scale, lse, delta, do):
   tile_q, vec_q, _ = _specs(bq, d)
   whole_k, _, whole_mask = _whole_specs(lk, d)
   dq = pl.pallas_call(
-      functools.partial(_dq_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk),
+      functools.partial(_dq_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk,
+                        precision=cfg.precision),
       out_shape=out_struct(q.shape, q.dtype, q),
       grid=(b, h, lq // bq),
       in_specs=[tile_q, whole_k, whole_k, whole_mask, tile_q, vec_q, vec_q],
@@ -286,7 +303,8 @@ def _pallas_backward(cfg, q, k, v, mask, scale, lse, delta, do):
   tile_k, _, mask_k = _specs(bk, d)
   whole_q, whole_vec, _ = _whole_specs(lq, d)
   dk, dv = pl.pallas_call(
-      functools.partial(_dkv_kernel, scale=scale, block_q=bq, num_q_blocks=lq // bq),
+      functools.partial(_dkv_kernel, scale=scale, block_q=bq, num_q_blocks=lq // bq,
+                        precision=cfg.precision),
       out_shape=(out_struct(k.shape, k.dtype, k), out_struct(v.shape, v.dtype, v)),
       grid=(b, h, lk // bk),
       in_specs=[whole_q, tile_k, tile_k, mask_k, whole_q, whole_vec, whole_vec],
@@ -336,8 +354,7 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 
 def _tiles(impl, lq, lk, block_q, block_k):
   if impl == "xla":
-    # A sequence that fits in one tile is its own tile, unpadded: rounding a ViT-Tiny/4's 65 tokens
-    # up to 72 cost ~9% of its attention sublayers' forward + backward on CPU (12 layers, 64 images).
+    # A sequence that fits in one tile is its own tile, unpadded (no padded rows to compute).
     return min(lq, block_q or XLA_BLOCK_Q), min(lk, block_k or XLA_BLOCK_K)
   bq, bk = block_q or PALLAS_BLOCK_Q, block_k or PALLAS_BLOCK_K
   if bq != next_pow2(bq) or bk != next_pow2(bk) or min(bq, bk) < 16:
@@ -345,26 +362,45 @@ def _tiles(impl, lq, lk, block_q, block_k):
   return min(bq, max(16, next_pow2(lq))), min(bk, max(16, next_pow2(lk)))
 
 
-def dot_product_attention(q, k, v, key_mask=None, impl: str = "auto", *, block_q=None,
-                          block_k=None, interpret=None):
-  """softmax(q k^T / sqrt(Dh), masked) v with the implementation picked by `impl`.
+# Which code runs for (impl, platform): see `choose_kernel`.
+KERNELS = ("reference", "xla", "triton", "interpret", "mosaic", "cudnn")
 
-  Args:
-    q: [B, Lq, H, Dh]; k, v: [B, Lk, H, Dh] (float32 or bfloat16; Dh 32-128 on GPU).
-    key_mask: optional [B, Lk] bool, True where a key may be attended to.
-    impl: 'auto' | 'pallas' | 'xla' | 'reference'.
-    block_q, block_k: tile sizes (powers of two >= 16 for Pallas); defaults per impl.
-    interpret: Pallas interpret mode; None = automatic (True on CPU).
 
-  Returns:
-    [B, Lq, H, Dh] in q's dtype. Differentiable in q, k, v.
+def _cudnn_supports(q, key_mask) -> bool:
+  """cuDNN's fused attention: fp16 / bf16 operands, head_dim a multiple of 8 up to 128, no mask."""
+  d = q.shape[-1]
+  return key_mask is None and q.dtype in (jnp.bfloat16, jnp.float16) and d % 8 == 0 and d <= 128
+
+
+def choose_kernel(impl: str, q, key_mask=None, interpret=None) -> str:
+  """The code `dot_product_attention` runs for `impl` on the target platform (one of KERNELS).
+
+    impl         CPU          GPU                                   TPU
+    'auto'       xla          cudnn where supported, else triton    mosaic
+    'pallas'     interpret    triton                                mosaic
+    'xla'        xla          xla                                   xla
+  'mosaic' is JAX's maintained TPU flash attention (jax.experimental.pallas.ops.tpu); 'cudnn' is
+  `jax.nn.dot_product_attention(implementation='cudnn')`. `interpret=True` forces ssljax's Pallas
+  kernels in the interpreter on any platform; `interpret=False` on CPU lowers them for GPU.
   """
-  impl = resolve_impl(impl)
-  if impl == "reference":
-    return attention_reference(q, k, v, key_mask)
+  platform = target_platform()
+  resolved = resolve_impl(impl)
+  if resolved in ("reference", "xla"):
+    return resolved
+  if interpret is None:
+    interpret = platform == "cpu"
+  if interpret:
+    return "interpret"
+  if platform == "tpu":
+    return "mosaic"
+  return "cudnn" if impl == "auto" and _cudnn_supports(q, key_mask) else "triton"
+
+
+def _ssljax_flash(kernel, q, k, v, key_mask, block_q, block_k, precision):
+  """ssljax's tiled attention (blockwise XLA or Pallas) on [B, L, H, Dh] operands."""
   b, lq, h, d = q.shape
   lk = k.shape[1]
-  scale = float(d) ** -0.5
+  impl = "xla" if kernel == "xla" else "pallas"
   bq, bk = _tiles(impl, lq, lk, block_q, block_k)
   mask = jnp.ones((b, lk), jnp.int32) if key_mask is None else key_mask.astype(jnp.int32)
   mask = pad_axis(mask, 1, round_up(lk, bk))  # padded keys are masked out
@@ -374,9 +410,82 @@ def dot_product_attention(q, k, v, key_mask=None, impl: str = "auto", *, block_q
   if impl == "pallas":
     d_p = max(16, next_pow2(d))
     q_p, k_p, v_p = (pad_axis(x, 3, d_p) for x in (q_p, k_p, v_p))
-    interpret = default_interpret() if interpret is None else interpret
-    cfg = _Config(bq, bk, "pallas", interpret)
+    cfg = _Config(bq, bk, "pallas", kernel == "interpret", precision)
   else:
-    cfg = _Config(bq, bk, "xla")
-  out = _flash(cfg, q_p, k_p, v_p, mask, scale)
+    cfg = _Config(bq, bk, "xla", precision=precision)
+  out = _flash(cfg, q_p, k_p, v_p, mask, float(d) ** -0.5)
   return out[:, :lq, :, :d]
+
+
+def _mosaic_flash(q, k, v, key_mask):
+  """JAX's TPU flash attention (Mosaic): [B, H, L, Dh] layout, sequences padded to 128 rows.
+
+  Padded and masked keys get segment id 0, every query segment id 1, so no query attends to them.
+  """
+  from jax.experimental.pallas.ops.tpu import flash_attention as tpu_fa  # pylint: disable=import-outside-toplevel
+  b, lq, _, d = q.shape
+  lk = k.shape[1]
+  lq_p, lk_p = round_up(lq, MOSAIC_BLOCK), round_up(lk, MOSAIC_BLOCK)
+  t = lambda x, n: jnp.swapaxes(pad_axis(x, 1, n), 1, 2)  # noqa: E731
+  kv_ids = jnp.ones((b, lk), jnp.int32) if key_mask is None else key_mask.astype(jnp.int32)
+  ids = tpu_fa.SegmentIds(q=jnp.ones((b, lq_p), jnp.int32), kv=pad_axis(kv_ids, 1, lk_p))
+  blk = MOSAIC_BLOCK
+  sizes = tpu_fa.BlockSizes(block_q=blk, block_k_major=blk, block_k=blk, block_b=1,
+                            block_q_major_dkv=blk, block_k_major_dkv=blk, block_k_dkv=blk,
+                            block_q_dkv=blk, block_k_major_dq=blk, block_k_dq=blk, block_q_dq=blk)
+  out = tpu_fa.flash_attention(t(q, lq_p), t(k, lk_p), t(v, lk_p), segment_ids=ids,
+                               sm_scale=float(d) ** -0.5, block_sizes=sizes)
+  return jnp.swapaxes(out, 1, 2)[:, :lq]
+
+
+def _cudnn(q, k, v):
+  return jax.nn.dot_product_attention(q, k, v, scale=float(q.shape[-1]) ** -0.5,
+                                      implementation="cudnn")
+
+
+def _local_attention(kernel, q, k, v, key_mask, block_q, block_k, precision):
+  """One device's (or one shard's) attention with the chosen kernel."""
+  if kernel == "reference":
+    return attention_reference(q, k, v, key_mask)
+  if kernel == "mosaic":
+    return _mosaic_flash(q, k, v, key_mask)
+  if kernel == "cudnn":
+    return _cudnn(q, k, v)
+  return _ssljax_flash(kernel, q, k, v, key_mask, block_q, block_k, precision)
+
+
+def dot_product_attention(q, k, v, key_mask=None, impl: str = "auto", *, block_q=None,
+                          block_k=None, interpret=None, precision=None):
+  """softmax(q k^T / sqrt(Dh), masked) v with the implementation picked by `impl`.
+
+  Traced under a mesh (`ssljax.parallel.tracing`, as the trainer's step is), the kernel runs
+  under `shard_map`: per batch shard, heads split over 'model' when the head count allows
+  (`ssljax.kernels.sharding`); the maths is the same.
+
+  Args:
+    q: [B, Lq, H, Dh]; k, v: [B, Lk, H, Dh] (float32 or bfloat16; Dh 32-128 on GPU).
+    key_mask: optional [B, Lk] bool, True where a key may be attended to.
+    impl: 'auto' | 'pallas' | 'xla' | 'reference' (`choose_kernel` says what runs where).
+    block_q, block_k: tile sizes of ssljax's kernels (powers of two >= 16 for Pallas).
+    interpret: run ssljax's Pallas kernels in the interpreter; None = only on CPU.
+    precision: lax.Precision of ssljax's kernels' dots (module doc); None = platform default.
+
+  Returns:
+    [B, Lq, H, Dh] in q's dtype. Differentiable in q, k, v.
+  """
+  kernel = choose_kernel(impl, q, key_mask, interpret)
+  body = functools.partial(_local_attention, kernel, block_q=block_q, block_k=block_k,
+                           precision=precision)
+  mesh = sharding.kernel_mesh()
+  if mesh is None or kernel == "reference":
+    return body(q, k, v, key_mask)
+  bax = sharding.batch_axes(mesh, [q.shape[0]])
+  hax = sharding.model_axis(mesh, q.shape[2])
+  if not bax and hax is None and kernel == "xla":
+    return body(q, k, v, key_mask)   # plain HLO: XLA partitions it as it is
+  qs = sharding.batch_spec(bax, 4, {2: hax})
+  if key_mask is None:
+    fn = sharding.shard_mapped(lambda q, k, v: body(q, k, v, None), mesh, (qs, qs, qs), qs)
+    return fn(q, k, v)
+  fn = sharding.shard_mapped(body, mesh, (qs, qs, qs, sharding.batch_spec(bax, 2)), qs)
+  return fn(q, k, v, key_mask)

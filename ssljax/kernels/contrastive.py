@@ -37,8 +37,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jax.sharding import PartitionSpec as P
+
 from ssljax.kernels import _contrastive_pallas as pallas_path
 from ssljax.kernels import _contrastive_tiles as tiles
+from ssljax.kernels import sharding
 from ssljax.kernels._common import (IMPLS, default_interpret, match_vma, next_pow2, pad_axis,
                                     resolve_impl, round_up)
 
@@ -53,6 +56,8 @@ XLA_BLOCK_Q = 512
 XLA_BLOCK_K = 2048
 PALLAS_BLOCK_Q = 64
 PALLAS_BLOCK_K = 64
+# Platforms where impl='auto' runs the Pallas kernels (elsewhere the blockwise XLA path).
+PALLAS_ON = ("gpu",)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,8 +245,14 @@ def _scalar(x):
 # Public primitives.
 # ----------------------------------------------------------------------------------------------
 def similarity_lse(q, k, scale=1.0, *, diag_offset=0, exclude_diagonal=False, with_col=False,
-                   impl="auto", block_q=None, block_k=None, interpret=None):
+                   impl="auto", block_q=None, block_k=None, interpret=None,
+                   sharded="all_gather"):
   """Row (and column) logsumexp of scale * q k^T without holding the N x M matrix.
+
+  Traced under a mesh that splits the batch (`ssljax.parallel.tracing`, as the trainer's step
+  is), the rows of q and k are split over the data-like axes and each device scores its rows
+  against the keys of all devices under `shard_map` (`ssljax.kernels.distributed`), so the
+  logsumexps are over the global batch.
 
   Args:
     q: [N, D] (normalised) queries; any float dtype, logits are computed in float32.
@@ -253,11 +264,37 @@ def similarity_lse(q, k, scale=1.0, *, diag_offset=0, exclude_diagonal=False, wi
     impl: 'auto' | 'pallas' | 'xla' | 'reference'.
     block_q, block_k: tile sizes (powers of two >= 16 for Pallas); defaults per impl.
     interpret: Pallas interpret mode; None = automatic (True on CPU).
+    sharded: how a sharded batch sees all keys: 'all_gather' or 'ring' (see distributed.py).
 
   Returns:
     row_lse [N] float32, or (row_lse [N], col_lse [M]) when with_col.
   """
-  impl = resolve_impl(impl)
+  impl = resolve_impl(impl, PALLAS_ON)
+  tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret)
+  mesh = sharding.kernel_mesh()
+  bax = () if mesh is None or impl == "reference" else sharding.batch_axes(
+      mesh, [q.shape[0], k.shape[0]])
+  if bax:
+    from ssljax.kernels import distributed  # pylint: disable=import-outside-toplevel
+
+    def body(q, k, scale, off):
+      kw = dict(method=sharded, exclude_diagonal=exclude_diagonal, impl=impl, **tile_kw)
+      row = distributed.sharded_similarity_lse(q, k, scale, bax, diag_offset=off, **kw)
+      if not with_col:
+        return row
+      return row, distributed.sharded_similarity_lse(k, q, scale, bax, diag_offset=-off, **kw)
+
+    rows = sharding.batch_spec(bax, 1)
+    fn = sharding.shard_mapped(body, mesh, (sharding.batch_spec(bax, 2),) * 2 + (P(), P()),
+                               (rows, rows) if with_col else rows)
+    return fn(q, k, _scalar(scale), jnp.asarray(diag_offset, jnp.int32))
+  return _local_similarity_lse(q, k, scale, diag_offset, exclude_diagonal, with_col, impl,
+                               **tile_kw)
+
+
+def _local_similarity_lse(q, k, scale, diag_offset, exclude_diagonal, with_col, impl, *,
+                          block_q, block_k, interpret):
+  """`similarity_lse` on one device (or one shard, inside shard_map)."""
   if impl == "reference":
     return similarity_lse_reference(q, k, scale, diag_offset=diag_offset,
                                     exclude_diagonal=exclude_diagonal, with_col=with_col)
@@ -269,19 +306,42 @@ def similarity_lse(q, k, scale=1.0, *, diag_offset=0, exclude_diagonal=False, wi
 
 
 def sigmoid_pair_sums(q, k, scale, bias, *, diag_offset=0, impl="auto", block_q=None,
-                      block_k=None, interpret=None):
+                      block_k=None, interpret=None, sharded="all_gather"):
   """Per-row sum over all keys of log_sigmoid(label_ij * (scale <q_i, k_j> + bias)), tiled.
+
+  Under a mesh that splits the batch, over the global batch as in `similarity_lse`.
 
   Args:
     q: [N, D], k: [M, D] normalised embeddings.
     scale: scalar exp(log_t); bias: scalar b. Both differentiable.
     diag_offset: label_ij = +1 where j == i + diag_offset, -1 elsewhere.
-    impl, block_q, block_k, interpret: as in `similarity_lse`.
+    impl, block_q, block_k, interpret, sharded: as in `similarity_lse`.
 
   Returns:
     [N] float32.
   """
-  impl = resolve_impl(impl)
+  impl = resolve_impl(impl, PALLAS_ON)
+  tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret)
+  mesh = sharding.kernel_mesh()
+  bax = () if mesh is None or impl == "reference" else sharding.batch_axes(
+      mesh, [q.shape[0], k.shape[0]])
+  if bax:
+    from ssljax.kernels import distributed  # pylint: disable=import-outside-toplevel
+
+    def body(q, k, scale, bias, off):
+      return distributed.sharded_sigmoid_pair_sums(q, k, scale, bias, bax, diag_offset=off,
+                                                   method=sharded, impl=impl, **tile_kw)
+
+    spec = sharding.batch_spec(bax, 2)
+    fn = sharding.shard_mapped(body, mesh, (spec, spec, P(), P(), P()),
+                               sharding.batch_spec(bax, 1))
+    return fn(q, k, _scalar(scale), _scalar(bias), jnp.asarray(diag_offset, jnp.int32))
+  return _local_sigmoid_pair_sums(q, k, scale, bias, diag_offset, impl, **tile_kw)
+
+
+def _local_sigmoid_pair_sums(q, k, scale, bias, diag_offset, impl, *, block_q, block_k,
+                             interpret):
+  """`sigmoid_pair_sums` on one device (or one shard, inside shard_map)."""
   if impl == "reference":
     return sigmoid_pair_sums_reference(q, k, scale, bias, diag_offset=diag_offset)
   cfg = _make_config("sigmoid", False, False, impl, q.shape[0], k.shape[0], block_q, block_k,

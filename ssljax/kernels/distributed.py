@@ -57,7 +57,7 @@ def _ring_blocks(k, axis_name):
 
 
 def sharded_similarity_lse(q, k, scale, axis_name, *, method="all_gather",
-                           exclude_diagonal=False, impl="auto", **tile_kw):
+                           exclude_diagonal=False, diag_offset=0, impl="auto", **tile_kw):
   """Row logsumexp of the local rows of scale * q k^T against the keys of ALL devices.
 
   Args:
@@ -65,7 +65,8 @@ def sharded_similarity_lse(q, k, scale, axis_name, *, method="all_gather",
     scale: scalar, differentiable.
     axis_name: the shard_map axis the batch is split over.
     method: 'all_gather' or 'ring'.
-    exclude_diagonal: drop the global diagonal (global row index == global key index).
+    exclude_diagonal: drop the global diagonal (global key index == global row index + offset).
+    diag_offset: that global offset (0: positives / self-pairs on the diagonal; may be traced).
     impl: kernel implementation for each block; tile_kw: block_q, block_k, interpret.
 
   Returns:
@@ -76,24 +77,24 @@ def sharded_similarity_lse(q, k, scale, axis_name, *, method="all_gather",
   idx = lax.axis_index(axis_name)
   if method == "all_gather":
     k_all = lax.all_gather(k, axis_name, tiled=True)
-    return _c.similarity_lse(q, k_all, scale, diag_offset=idx * n,
+    return _c.similarity_lse(q, k_all, scale, diag_offset=idx * n + diag_offset,
                              exclude_diagonal=exclude_diagonal, impl=impl, **tile_kw)
   lse = None
   for _, block, src in _ring_blocks(k, axis_name):
-    step = _c.similarity_lse(q, block, scale, diag_offset=idx * n - src * m,
+    step = _c.similarity_lse(q, block, scale, diag_offset=idx * n - src * m + diag_offset,
                              exclude_diagonal=exclude_diagonal, impl=impl, **tile_kw)
     lse = step if lse is None else jnp.logaddexp(lse, step)
   return lse
 
 
-def sharded_sigmoid_pair_sums(q, k, scale, bias, axis_name, *, method="all_gather", impl="auto",
-                              **tile_kw):
+def sharded_sigmoid_pair_sums(q, k, scale, bias, axis_name, *, method="all_gather",
+                              diag_offset=0, impl="auto", **tile_kw):
   """Per-local-row sum over ALL keys of log_sigmoid(label * (scale q.k + bias)).
 
   Args:
     q: [n, D] local rows; k: [m, D] local keys; label +1 on the global diagonal, -1 elsewhere.
     scale, bias: scalars, differentiable.
-    axis_name, method, impl, tile_kw: as in `sharded_similarity_lse`.
+    axis_name, method, diag_offset, impl, tile_kw: as in `sharded_similarity_lse`.
 
   Returns:
     [n] float32.
@@ -103,11 +104,12 @@ def sharded_sigmoid_pair_sums(q, k, scale, bias, axis_name, *, method="all_gathe
   idx = lax.axis_index(axis_name)
   if method == "all_gather":
     k_all = lax.all_gather(k, axis_name, tiled=True)
-    return _c.sigmoid_pair_sums(q, k_all, scale, bias, diag_offset=idx * n, impl=impl, **tile_kw)
+    return _c.sigmoid_pair_sums(q, k_all, scale, bias, diag_offset=idx * n + diag_offset,
+                                impl=impl, **tile_kw)
   total = None
   for _, block, src in _ring_blocks(k, axis_name):
-    step = _c.sigmoid_pair_sums(q, block, scale, bias, diag_offset=idx * n - src * m, impl=impl,
-                                **tile_kw)
+    step = _c.sigmoid_pair_sums(q, block, scale, bias, diag_offset=idx * n - src * m + diag_offset,
+                                impl=impl, **tile_kw)
     total = step if total is None else total + step
   return total
 

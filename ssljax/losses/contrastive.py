@@ -3,10 +3,13 @@
 All functions are pure, take plain arrays and compute in float32. They operate on the
 GLOBAL batch: under `jax.jit` with a sharded batch XLA inserts the collectives.
 
-`nt_xent`, `info_nce` and `sigmoid_contrastive` take `impl=`: 'reference' (default) is the
-full-matrix code below; 'xla' | 'pallas' | 'auto' route to the tiled kernels of
-`ssljax.kernels.contrastive`, which never hold the N x N logits (O(N) memory, same value and
-gradients up to float32 rounding).
+`nt_xent`, `info_nce`, `sigmoid_contrastive` and `supcon` take `impl=`:
+  'auto' (default)  the tiled kernels whenever the batch is split over a mesh (global-batch
+                    statistics from per-shard kernels under shard_map), or when the logit matrix
+                    would exceed FULL_MATRIX_MAX_LOGITS entries; the full matrix otherwise;
+  'reference'       the full-matrix code below (holds the N x N logits);
+  'xla' | 'pallas'  the tiled kernels of `ssljax.kernels.contrastive`, which never hold the N x N
+                    logits (O(N) memory; same value and gradients up to float32 rounding).
 """
 from __future__ import annotations
 
@@ -14,6 +17,11 @@ import jax
 import jax.numpy as jnp
 
 from ssljax.kernels import contrastive as _tiled
+from ssljax.kernels import sharding as _sharding
+
+# Below this many logits (rows x columns; 8192^2, 256 MiB of float32) 'auto' computes the full
+# matrix on one device: faster than the tiled loops there (BENCHMARKS.md, contrastive memory).
+FULL_MATRIX_MAX_LOGITS = 2 ** 26
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
@@ -22,13 +30,20 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
   return x / jnp.maximum(norm, eps)
 
 
-def _check_impl(impl: str) -> None:
+def _pick_impl(impl: str, rows: int, cols: int) -> str:
+  """'reference' or the tiled `impl` for a rows x cols logit matrix (see the module doc)."""
   if impl not in _tiled.IMPLS:
     raise ValueError(f"impl={impl!r}; expected one of {_tiled.IMPLS}")
+  if impl != "auto":
+    return impl
+  mesh = _sharding.kernel_mesh()
+  if mesh is not None and _sharding.batch_axes(mesh, [rows, cols]):
+    return "auto"
+  return "reference" if rows * cols <= FULL_MATRIX_MAX_LOGITS else "auto"
 
 
 def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5, *,
-            impl: str = "reference") -> jax.Array:
+            impl: str = "auto") -> jax.Array:
   """SimCLR's normalised-temperature cross entropy.
 
   From "A Simple Framework for Contrastive Learning of Visual Representations".
@@ -37,13 +52,13 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5, *,
     z1: [N, D] embeddings of the first view.
     z2: [N, D] embeddings of the second view (row i is the positive of z1 row i).
     temperature: softmax temperature T.
-    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels).
+    impl: 'auto' | 'reference' (full matrix) | 'xla' | 'pallas' (tiled kernels).
 
   Returns:
     Scalar: mean over the 2N rows of the cross entropy of the 2N x 2N cosine
     logits / T, with the self-similarity removed (2N - 1 candidates per row).
   """
-  _check_impl(impl)
+  impl = _pick_impl(impl, 2 * z1.shape[0], 2 * z1.shape[0])
   if impl != "reference":
     return _tiled.nt_xent_loss(l2_normalize(z1.astype(jnp.float32)),
                                l2_normalize(z2.astype(jnp.float32)), 1.0 / temperature, impl=impl)
@@ -57,20 +72,20 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature: float = 0.5, *,
 
 
 def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, *,
-             impl: str = "reference") -> jax.Array:
+             impl: str = "auto") -> jax.Array:
   """One-directional InfoNCE with positives on the diagonal.
 
   Args:
     q: [N, D] queries.
     k: [N, D] keys; k[i] is the positive of q[i], all other rows are negatives.
     temperature: softmax temperature T.
-    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels).
+    impl: 'auto' | 'reference' (full matrix) | 'xla' | 'pallas' (tiled kernels).
 
   Returns:
     Scalar mean cross entropy over the N rows of normalise(q) normalise(k)^T / T.
     (MoCo v3 multiplies this by 2T and symmetrises it in the method.)
   """
-  _check_impl(impl)
+  impl = _pick_impl(impl, q.shape[0], k.shape[0])
   q = l2_normalize(q.astype(jnp.float32))
   k = l2_normalize(k.astype(jnp.float32))
   if impl != "reference":
@@ -80,19 +95,19 @@ def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, *,
 
 
 def sigmoid_contrastive(x: jax.Array, y: jax.Array, log_t: jax.Array, b: jax.Array, *,
-                        impl: str = "reference") -> jax.Array:
+                        impl: str = "auto") -> jax.Array:
   """SigLIP's pairwise sigmoid loss ("Sigmoid Loss for Language Image Pre-Training").
 
   Args:
     x: [N, D], y: [N, D] paired embeddings (normalised here).
     log_t: scalar log temperature; logits are multiplied by exp(log_t).
     b: scalar bias.
-    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels).
+    impl: 'auto' | 'reference' (full matrix) | 'xla' | 'pallas' (tiled kernels).
 
   Returns:
     -sum(log_sigmoid(label * logits)) / N, label +1 on the diagonal, -1 elsewhere.
   """
-  _check_impl(impl)
+  impl = _pick_impl(impl, x.shape[0], y.shape[0])
   x = l2_normalize(x.astype(jnp.float32))
   y = l2_normalize(y.astype(jnp.float32))
   if impl != "reference":
@@ -104,14 +119,14 @@ def sigmoid_contrastive(x: jax.Array, y: jax.Array, log_t: jax.Array, b: jax.Arr
 
 
 def supcon(z: jax.Array, labels: jax.Array, temperature: float = 0.1,
-           impl: str = "reference") -> jax.Array:
+           impl: str = "auto") -> jax.Array:
   """Supervised contrastive loss, L_out form ("Supervised Contrastive Learning").
 
   Args:
     z: [V, N, D] embeddings of V views of N images.
     labels: [N] integer class labels.
     temperature: softmax temperature T.
-    impl: 'reference' (full matrix) | 'xla' | 'pallas' | 'auto' (tiled kernels: the softmax
+    impl: 'auto' | 'reference' (full matrix) | 'xla' | 'pallas' (tiled kernels: the softmax
       denominators come from the O(N)-memory row logsumexp with the self-similarity excluded, and
       the positives' logits from per-label feature sums, so no N x N array is formed).
 
@@ -119,8 +134,8 @@ def supcon(z: jax.Array, labels: jax.Array, temperature: float = 0.1,
     Scalar: for every anchor (V*N of them), minus the mean over its positives (same label,
     not itself) of log softmax over all other V*N - 1 samples; averaged over anchors.
   """
-  _check_impl(impl)
   v, n, d = z.shape
+  impl = _pick_impl(impl, v * n, v * n)
   feats = l2_normalize(z.reshape(v * n, d).astype(jnp.float32))
   lab = jnp.tile(labels, v)
   if impl != "reference":
