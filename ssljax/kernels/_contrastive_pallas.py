@@ -19,7 +19,7 @@ from ssljax.kernels._common import (match_vma, next_pow2, out_struct, pad_axis,
 
 
 def _pallas_fwd_kernel(scal_ref, off_ref, a_ref, b_ref, out_ref, *, mode, exclude_diagonal,
-                       n_a, n_b, block_a, block_b, num_b_blocks):
+                       n_a, n_b, block_a, block_b, num_b_blocks, precision):
   i = pl.program_id(0)
   scale, bias, off = scal_ref[0], scal_ref[1], off_ref[0]
   a = a_ref[...]
@@ -27,7 +27,7 @@ def _pallas_fwd_kernel(scal_ref, off_ref, a_ref, b_ref, out_ref, *, mode, exclud
   def body(j, state):
     m_run, s_run = state
     b = b_ref[pl.ds(j * block_b, block_b), :]
-    _, l = tiles.tile_logits(a, b, scale, bias)
+    _, l = tiles.tile_logits(a, b, scale, bias, precision)
     valid, diag = tiles.tile_masks(i * block_a, j * block_b, block_a, block_b, n_a, n_b, off, mode,
                                    exclude_diagonal)
     if mode == "softmax":
@@ -41,7 +41,7 @@ def _pallas_fwd_kernel(scal_ref, off_ref, a_ref, b_ref, out_ref, *, mode, exclud
 
 def _pallas_bwd_kernel(scal_ref, off_ref, a_ref, b_ref, lse_a_ref, g_a_ref, lse_b_ref, g_b_ref,
                        da_ref, ds_ref, db_ref, *, mode, exclude_diagonal, n_a, n_b, block_a,
-                       block_b, num_b_blocks, use_a, use_b):
+                       block_b, num_b_blocks, use_a, use_b, precision):
   i = pl.program_id(0)
   scale, bias, off = scal_ref[0], scal_ref[1], off_ref[0]
   a = a_ref[...]
@@ -51,13 +51,13 @@ def _pallas_bwd_kernel(scal_ref, off_ref, a_ref, b_ref, lse_a_ref, g_a_ref, lse_
     da, ds, db = state
     sl = pl.ds(j * block_b, block_b)
     b = b_ref[sl, :]
-    raw, l = tiles.tile_logits(a, b, scale, bias)
+    raw, l = tiles.tile_logits(a, b, scale, bias, precision)
     valid, diag = tiles.tile_masks(i * block_a, j * block_b, block_a, block_b, n_a, n_b, off, mode,
                                    exclude_diagonal)
     dl = tiles.tile_dlogits(mode, l, valid, diag, lse_a, g_a, lse_b_ref[sl], g_b_ref[sl], use_a,
                             use_b)
     da = da + lax.dot_general(dl.astype(b.dtype), b, (((1,), (0,)), ((), ())),
-                              preferred_element_type=jnp.float32)
+                              precision=precision, preferred_element_type=jnp.float32)
     return da, ds + jnp.sum(dl * raw, axis=1), db + jnp.sum(dl, axis=1)
 
   d = a_ref.shape[-1]
@@ -85,7 +85,8 @@ def _pallas_rowwise(cfg, a, b, scal, off, block_a, block_b):
   grid = (ap.shape[0] // block_a,)
   kernel = functools.partial(
       _pallas_fwd_kernel, mode=cfg.mode, exclude_diagonal=cfg.exclude_diagonal, n_a=n_a, n_b=n_b,
-      block_a=block_a, block_b=block_b, num_b_blocks=bp.shape[0] // block_b)
+      block_a=block_a, block_b=block_b, num_b_blocks=bp.shape[0] // block_b,
+      precision=cfg.precision)
   full = lambda x: pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim)
   out = pl.pallas_call(
       kernel,
@@ -116,7 +117,7 @@ def _pallas_grad_a(cfg, a, b, scal, off, lse_a, g_a, lse_b, g_b, use_a, use_b, b
   kernel = functools.partial(
       _pallas_bwd_kernel, mode=cfg.mode, exclude_diagonal=cfg.exclude_diagonal, n_a=n_a,
       n_b=n_b, block_a=block_a, block_b=block_b, num_b_blocks=nb_p // block_b, use_a=use_a,
-      use_b=use_b)
+      use_b=use_b, precision=cfg.precision)
   full = lambda x: pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim)
   row_vec = pl.BlockSpec((block_a,), lambda i: (i,))
   da, ds, db = pl.pallas_call(

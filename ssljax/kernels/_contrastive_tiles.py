@@ -4,6 +4,7 @@ update, the sigmoid row sums and the logits' gradient)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax.numpy as jnp
 from jax import lax
@@ -17,13 +18,15 @@ class Config:
   with_col: bool          # softmax only: also return the column logsumexp
   block_q: int
   block_k: int
-  backend: str            # 'xla' or 'pallas'
+  backend: str            # 'xla', 'pallas' (Triton / interpreter) or 'mosaic' (TPU)
   interpret: bool = False
+  precision: Any = None   # lax.Precision of the q k^T and gradient dots (None = default)
 
 
-def tile_logits(a, b, scale, bias):
+def tile_logits(a, b, scale, bias, precision=None):
   """raw = a b^T in float32 ([bq, bk]) and logits = scale * raw + bias."""
-  raw = lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+  raw = lax.dot_general(a, b, (((1,), (1,)), ((), ())), precision=precision,
+                        preferred_element_type=jnp.float32)
   return raw, raw * scale + bias
 
 

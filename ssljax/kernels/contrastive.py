@@ -39,11 +39,12 @@ from jax import lax
 
 from jax.sharding import PartitionSpec as P
 
+from ssljax.kernels import _contrastive_mosaic as mosaic_path
 from ssljax.kernels import _contrastive_pallas as pallas_path
 from ssljax.kernels import _contrastive_tiles as tiles
 from ssljax.kernels import sharding
 from ssljax.kernels._common import (IMPLS, default_interpret, match_vma, next_pow2, pad_axis,
-                                    resolve_impl, round_up)
+                                    resolve_impl, round_up, target_platform)
 
 __all__ = [
     "IMPLS", "similarity_lse", "sigmoid_pair_sums", "positive_logits", "info_nce_loss",
@@ -56,8 +57,10 @@ XLA_BLOCK_Q = 512
 XLA_BLOCK_K = 2048
 PALLAS_BLOCK_Q = 64
 PALLAS_BLOCK_K = 64
+MOSAIC_BLOCK_Q = 256
+MOSAIC_BLOCK_K = 512
 # Platforms where impl='auto' runs the Pallas kernels (elsewhere the blockwise XLA path).
-PALLAS_ON = ("gpu",)
+PALLAS_ON = ("gpu", "tpu")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,7 +113,7 @@ def _xla_forward(cfg, q, k, scale, bias, off):
     def col_step(j, state):
       row_m, row_s, col_m, col_s = state
       kb = kp[j]
-      _, l = tiles.tile_logits(qb, kb, scale, bias)
+      _, l = tiles.tile_logits(qb, kb, scale, bias, cfg.precision)
       valid, diag = tiles.tile_masks(i * bq, j * bk, bq, bk, n, m, off, cfg.mode,
                                      cfg.exclude_diagonal)
       if softmax:
@@ -163,12 +166,14 @@ def _xla_backward(cfg, q, k, scale, bias, off, row, col, g_row, g_col):
     def col_step(j, state):
       dq_b, dk_acc, ds, db = state
       kb = kp[j]
-      raw, l = tiles.tile_logits(qb, kb, scale, bias)
+      raw, l = tiles.tile_logits(qb, kb, scale, bias, cfg.precision)
       valid, diag = tiles.tile_masks(i * bq, j * bk, bq, bk, n, m, off, cfg.mode,
                                      cfg.exclude_diagonal)
       dl = tiles.tile_dlogits(cfg.mode, l, valid, diag, lse_ab, g_ab, lse_b[j], g_b[j], True, use_b)
-      dq_b = dq_b + lax.dot_general(dl, kb.astype(jnp.float32), (((1,), (0,)), ((), ())))
-      dk_t = lax.dot_general(dl, qb.astype(jnp.float32), (((0,), (0,)), ((), ())))
+      dq_b = dq_b + lax.dot_general(dl, kb.astype(jnp.float32), (((1,), (0,)), ((), ())),
+                                    precision=cfg.precision)
+      dk_t = lax.dot_general(dl, qb.astype(jnp.float32), (((0,), (0,)), ((), ())),
+                             precision=cfg.precision)
       dk_acc = dk_acc.at[j].add(dk_t)
       return dq_b, dk_acc, ds + jnp.sum(dl * raw), db + jnp.sum(dl)
 
@@ -188,8 +193,11 @@ def _xla_backward(cfg, q, k, scale, bias, off, row, col, g_row, g_col):
 # ----------------------------------------------------------------------------------------------
 # custom_vjp glue.
 # ----------------------------------------------------------------------------------------------
+_BACKENDS = {"pallas": pallas_path, "mosaic": mosaic_path}
+
+
 def _forward(cfg, q, k, scale, bias, off):
-  fn = _xla_forward if cfg.backend == "xla" else pallas_path.forward
+  fn = _xla_forward if cfg.backend == "xla" else _BACKENDS[cfg.backend].forward
   return fn(cfg, q, k, scale, bias, off)
 
 
@@ -208,7 +216,7 @@ def _tiled_bwd(cfg, res, cts):
   g_row, g_col = cts
   if g_col is None and col is not None:
     g_col = jnp.zeros_like(col)
-  fn = _xla_backward if cfg.backend == "xla" else pallas_path.backward
+  fn = _xla_backward if cfg.backend == "xla" else _BACKENDS[cfg.backend].backward
   dq, dk, ds, db = fn(cfg, q, k, scale, bias, off, row, col, g_row, g_col)
   return dq, dk, ds.astype(scale.dtype), db.astype(bias.dtype), None
 
@@ -216,19 +224,28 @@ def _tiled_bwd(cfg, res, cts):
 _tiled.defvjp(_tiled_fwd, _tiled_bwd)
 
 
-def _make_config(mode, exclude_diagonal, with_col, impl, n, m, block_q, block_k, interpret):
+def _make_config(mode, exclude_diagonal, with_col, impl, n, m, block_q, block_k, interpret,
+                 precision):
   if impl == "xla":
     bq = min(block_q or XLA_BLOCK_Q, round_up(n, 8))
     bk = min(block_k or XLA_BLOCK_K, round_up(m, 8))
-    return tiles.Config(mode, exclude_diagonal, with_col, bq, bk, "xla")
+    return tiles.Config(mode, exclude_diagonal, with_col, bq, bk, "xla", precision=precision)
+  interpret = default_interpret() if interpret is None else interpret
+  if target_platform() == "tpu":
+    # Mosaic: both operands take both roles (rows, then columns), so both tiles are multiples of
+    # the 128-lane vreg width.
+    bq, bk = block_q or MOSAIC_BLOCK_Q, block_k or MOSAIC_BLOCK_K
+    if bq % 128 or bk % 128:
+      raise ValueError(f"Mosaic tiles must be multiples of 128, got {bq}, {bk}")
+    bq, bk = min(bq, round_up(n, 128)), min(bk, round_up(m, 128))
+    return tiles.Config(mode, exclude_diagonal, with_col, bq, bk, "mosaic", interpret, precision)
   bq = block_q or PALLAS_BLOCK_Q
   bk = block_k or PALLAS_BLOCK_K
   if bq != next_pow2(bq) or bk != next_pow2(bk) or min(bq, bk) < 16:
     raise ValueError(f"Pallas tiles must be powers of two >= 16, got {bq}, {bk}")
   bq = min(bq, max(16, next_pow2(n)))
   bk = min(bk, max(16, next_pow2(m)))
-  interpret = default_interpret() if interpret is None else interpret
-  return tiles.Config(mode, exclude_diagonal, with_col, bq, bk, "pallas", interpret)
+  return tiles.Config(mode, exclude_diagonal, with_col, bq, bk, "pallas", interpret, precision)
 
 
 def _same_vma(*args):
@@ -246,7 +263,7 @@ def _scalar(x):
 # ----------------------------------------------------------------------------------------------
 def similarity_lse(q, k, scale=1.0, *, diag_offset=0, exclude_diagonal=False, with_col=False,
                    impl="auto", block_q=None, block_k=None, interpret=None,
-                   sharded="all_gather"):
+                   sharded="all_gather", precision=None):
   """Row (and column) logsumexp of scale * q k^T without holding the N x M matrix.
 
   Traced under a mesh that splits the batch (`ssljax.parallel.tracing`, as the trainer's step
@@ -265,12 +282,14 @@ def similarity_lse(q, k, scale=1.0, *, diag_offset=0, exclude_diagonal=False, wi
     block_q, block_k: tile sizes (powers of two >= 16 for Pallas); defaults per impl.
     interpret: Pallas interpret mode; None = automatic (True on CPU).
     sharded: how a sharded batch sees all keys: 'all_gather' or 'ring' (see distributed.py).
+    precision: lax.Precision of the tile dots; None = the platform default (TF32 for float32
+      on NVIDIA GPUs, bf16 passes on TPU); lax.Precision.HIGHEST = full float32.
 
   Returns:
     row_lse [N] float32, or (row_lse [N], col_lse [M]) when with_col.
   """
   impl = resolve_impl(impl, PALLAS_ON)
-  tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret)
+  tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret, precision=precision)
   mesh = sharding.kernel_mesh()
   bax = () if mesh is None or impl == "reference" else sharding.batch_axes(
       mesh, [q.shape[0], k.shape[0]])
@@ -293,20 +312,20 @@ def similarity_lse(q, k, scale=1.0, *, diag_offset=0, exclude_diagonal=False, wi
 
 
 def _local_similarity_lse(q, k, scale, diag_offset, exclude_diagonal, with_col, impl, *,
-                          block_q, block_k, interpret):
+                          block_q, block_k, interpret, precision):
   """`similarity_lse` on one device (or one shard, inside shard_map)."""
   if impl == "reference":
     return similarity_lse_reference(q, k, scale, diag_offset=diag_offset,
                                     exclude_diagonal=exclude_diagonal, with_col=with_col)
   cfg = _make_config("softmax", exclude_diagonal, with_col, impl, q.shape[0], k.shape[0],
-                     block_q, block_k, interpret)
+                     block_q, block_k, interpret, precision)
   row, col = _tiled(cfg, *_same_vma(q, k, _scalar(scale), jnp.float32(0.0),
                                     jnp.asarray(diag_offset, jnp.int32)))
   return (row, col) if with_col else row
 
 
 def sigmoid_pair_sums(q, k, scale, bias, *, diag_offset=0, impl="auto", block_q=None,
-                      block_k=None, interpret=None, sharded="all_gather"):
+                      block_k=None, interpret=None, sharded="all_gather", precision=None):
   """Per-row sum over all keys of log_sigmoid(label_ij * (scale <q_i, k_j> + bias)), tiled.
 
   Under a mesh that splits the batch, over the global batch as in `similarity_lse`.
@@ -321,7 +340,7 @@ def sigmoid_pair_sums(q, k, scale, bias, *, diag_offset=0, impl="auto", block_q=
     [N] float32.
   """
   impl = resolve_impl(impl, PALLAS_ON)
-  tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret)
+  tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret, precision=precision)
   mesh = sharding.kernel_mesh()
   bax = () if mesh is None or impl == "reference" else sharding.batch_axes(
       mesh, [q.shape[0], k.shape[0]])
@@ -340,12 +359,12 @@ def sigmoid_pair_sums(q, k, scale, bias, *, diag_offset=0, impl="auto", block_q=
 
 
 def _local_sigmoid_pair_sums(q, k, scale, bias, diag_offset, impl, *, block_q, block_k,
-                             interpret):
+                             interpret, precision):
   """`sigmoid_pair_sums` on one device (or one shard, inside shard_map)."""
   if impl == "reference":
     return sigmoid_pair_sums_reference(q, k, scale, bias, diag_offset=diag_offset)
   cfg = _make_config("sigmoid", False, False, impl, q.shape[0], k.shape[0], block_q, block_k,
-                     interpret)
+                     interpret, precision)
   row, _ = _tiled(cfg, *_same_vma(q, k, _scalar(scale), _scalar(bias),
                                   jnp.asarray(diag_offset, jnp.int32)))
   return row
