@@ -42,8 +42,8 @@ def main(argv) -> int:
     raise app.UsageError("--workdir is required, e.g. python -m ssljax.finetune --workdir /tmp/run")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  from ssljax import xla_flags
-  xla_flags.apply_cpu_defaults()   # before JAX starts its backend (see ssljax/xla_flags.py)
+  from ssljax.cpu import xla_flags
+  xla_flags.apply_cpu_defaults()   # before JAX starts; only for a CPU run (ssljax/cpu/xla_flags.py)
   from ssljax.evaluate import finetune as ft
   try:
     config = ft.load_workdir_config(_WORKDIR.value)
@@ -63,8 +63,8 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  from ssljax import host_memory
-  host_memory.reexec_with_host_defaults()   # huge pages for XLA's buffers (ssljax/host_memory.py)
+  from ssljax.cpu import host_memory
+  host_memory.reexec_with_host_defaults()   # huge pages for XLA:CPU (ssljax/cpu/host_memory.py)
   app.run(main)
 
 
