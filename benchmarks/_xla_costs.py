@@ -26,20 +26,30 @@ def compiled_flops(compiled) -> float | None:
 
 
 def resnet_ops_replaced(method, required: bool = True, **ops):
-  """A shallow copy of `method` whose ResNet modules (attributes that are `ssljax.models.ResNet`)
-  use `ops` as their op fields (`conv_general_dilated`, `store_once`). Without a ResNet: a
-  ValueError if `required`, else `method` itself."""
+  """A shallow copy of `method` whose ResNet modules (`ssljax.models.ResNet` attributes, or values
+  of dict / list / tuple attributes) use `ops` as their op fields (`conv_general_dilated`,
+  `store_once`). Without a ResNet: a ValueError if `required`, else `method` itself."""
   import copy
 
   from ssljax.models import ResNet
-  names = [k for k, v in vars(method).items() if isinstance(v, ResNet)]
-  if not names:
+  found = []
+
+  def swap(value):
+    if isinstance(value, ResNet):
+      found.append(value)
+      return value.clone(**ops)
+    if isinstance(value, dict):
+      return {k: swap(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return type(value)(swap(v) for v in value)
+    return value
+  attrs = {k: swap(v) for k, v in getattr(method, "__dict__", {}).items()}
+  if not found:
     if not required:
       return method
     raise ValueError(f"{type(method).__name__} has no ResNet attribute; expected a ResNet method")
   twin = copy.copy(method)
-  for name in names:
-    setattr(twin, name, getattr(method, name).clone(**ops))
+  vars(twin).update(attrs)
   return twin
 
 

@@ -136,13 +136,24 @@ def test_compiled_flops_counts_a_matmul():
 
 
 def test_model_flops_counts_winograd_convs_as_convolutions():
-  """A 3x3 conv that the CPU conv routes to Winograd counts as the convolution it computes: the
-  conv step's FLOPs come from its plain twin (the routed module has fewer)."""
+  """A 3x3 conv that the CPU conv routes to Winograd counts as the convolution it computes: a conv
+  step's FLOPs come from its plain twin (the routed module has fewer)."""
+  import jax
+  import jax.numpy as jnp
+  from ssljax.cpu import conv as cpu_conv
+  x, w = jnp.ones((16, 8, 8, 256), jnp.float32), jnp.ones((3, 3, 256, 256), jnp.float32)
+  args = ((1, 1), ((1, 1), (1, 1)))
+  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  routed = jax.jit(lambda x, w: cpu_conv.Conv()(x, w, *args, dimension_numbers=dn))
+  plain = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dn))
+  conv_flops = P.compiled_flops(plain.lower(x, w))
+  assert P.compiled_flops(routed.lower(x, w)) < 0.8 * conv_flops      # the Winograd products
+  assert P.model_flops(plain, x, w) == conv_flops
   step = P.ConvStep("resnet18_conv_4x512", 3, tiny=True, winograd_min_channels=8)
-  conv_flops = P.compiled_flops(step.flops_fn.lower(*step.state))
-  assert P.compiled_flops(step.step_fn.lower(*step.state)) < 0.8 * conv_flops  # Winograd products
   step.compile()
-  assert step.flops == conv_flops
+  assert step.flops == P.compiled_flops(step.flops_fn.lower(*step.state))
+  assert " convolution(" not in step.compiled.as_text()              # the timed step is routed
+  assert "convolution" in step.flops_fn.lower(*step.state).as_text()  # the counted one is not
 
 
 def test_plain_twin_of_a_resnet_method_has_lax_ops():
