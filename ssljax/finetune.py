@@ -3,8 +3,9 @@
   python -m ssljax.finetune --workdir DIR [--steps 500 --layer_decay 0.75 --lr 1.6e-2
                                    --crop_scale 0.7,1 ...]
 
-Loads DIR/config.json and the latest checkpoint in DIR/checkpoints, fine-tunes backbone + linear
-head on the labelled train split (see ssljax.evaluate.finetune), and merges {'finetune_top1', ...}
+Loads DIR/config.json and the latest checkpoint in DIR/checkpoints, fine-tunes the method's
+pretrained backbone (`Method.pretrained_backbone`: the one kNN and export use) + a linear head
+on the labelled train split (see ssljax.evaluate.finetune), and merges {'finetune_top1', ...}
 into DIR/eval.json, keeping its other keys.
 """
 from __future__ import annotations
@@ -47,13 +48,13 @@ def main(argv) -> int:
   from ssljax.evaluate import finetune as ft
   try:
     config = ft.load_workdir_config(_WORKDIR.value)
-    backbone, params, collections = ft.load_pretrained_backbone(config, _WORKDIR.value)
+    backbone, variables = ft.load_pretrained_backbone(config, _WORKDIR.value)
     options = {name: flag.value for name, flag in _OPTIONS.items() if flag.value is not None}
     if _CROP_SCALE.value is not None:
       if len(_CROP_SCALE.value) != 2:
         raise ValueError(f"--crop_scale={','.join(_CROP_SCALE.value)}; expected two numbers lo,hi")
       options["crop_scale"] = tuple(float(v) for v in _CROP_SCALE.value)
-    result = ft.finetune(config, backbone, params, collections, seed=_SEED.value, **options)
+    result = ft.finetune(config, backbone, variables, seed=_SEED.value, **options)
   except (FileNotFoundError, KeyError, ValueError) as e:
     print(f"ssljax.finetune: {e}", file=sys.stderr)
     return 2
