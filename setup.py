@@ -6,7 +6,7 @@ setuptools.setup(
     version="0.1.0",
     description="Self-supervised pretraining in JAX/Flax: one trainer, many methods, any mesh.",
     packages=setuptools.find_packages(include=["ssljax", "ssljax.*"]),
-    python_requires=">=3.10",
+    python_requires=">=3.11",   # jax 0.10.2 and numpy 2.4 need 3.11
     install_requires=[
         "jax==0.10.2",
         "jaxlib==0.10.2",
@@ -26,7 +26,14 @@ setuptools.setup(
         "tqdm>=4.66",
         "tensorboardX>=2.6",
     ],
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
-                             "nbformat>=5.10"]},
+    extras_require={
+        # libtpu's ahead-of-time compiler: `python -m ssljax.plan` compiles for a TPU slice on
+        # any machine (the version jax[tpu]==0.10.2 pins).
+        "tpu-aot": ["libtpu==0.0.42.1"],
+        "cuda12": ["jax[cuda12]==0.10.2"],
+        "tpu": ["jax[tpu]==0.10.2"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
+                 "nbformat>=5.10", "libtpu==0.0.42.1"],
+    },
     entry_points={"console_scripts": ["ssljax=ssljax.main:run"]},
 )

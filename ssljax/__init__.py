@@ -1,5 +1,9 @@
 """ssljax: self-supervised pretraining in JAX/Flax."""
 
+from ssljax import _platforms
+
+_platforms.quiet_tpu_probe()   # before anything imports JAX (see ssljax/_platforms.py)
+
 __version__ = "0.1.0"
 
 __all__ = ["load_backbone"]

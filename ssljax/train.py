@@ -8,6 +8,7 @@ Sections, in the order a run meets them:
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -108,6 +109,68 @@ def make_init_fn(method, tx, example, seed: int):
   return init
 
 
+@dataclasses.dataclass
+class Built:
+  """Everything a run computes before it touches a workdir or data: what `build` returns.
+
+  `ssljax.plan` compiles `train_step` for a TPU slice from this alone; the Trainer adds the
+  workdir, the data iterator, checkpoints and evaluation around it.
+  """
+  config: ml_collections.ConfigDict
+  mesh: Any
+  method: Any
+  spec: Any                 # the method's ViewSpec
+  tx: optax.GradientTransformation
+  lr_fn: Any
+  example: dict[str, jax.ShapeDtypeStruct]   # the global batch's shapes and dtypes
+  batch_sharding: Any
+  state_shardings: Any
+  abstract_state: Any       # TrainState of ShapeDtypeStructs carrying their shardings
+  init: Any                 # jitted () -> TrainState, sharded
+  train_step: Any           # jitted (state, batch) -> (state, metrics), sharded, donates state
+
+  def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
+    """The global batch as ShapeDtypeStructs with the batch sharding (for `.trace` / `.lower`)."""
+    return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
+            for k, v in self.example.items()}
+
+
+def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[str, Any],
+          process_count: int = 1) -> Built:
+  """Validates `config` and builds mesh, method, state shapes and the jitted steps; no side effects.
+
+  Args:
+    config: the run config.
+    devices: the mesh's devices (real ones, or a TPU topology's abstract devices).
+    record: one data record (e.g. the train source's first), from which the global batch shapes
+      are derived through the method's view transform.
+    process_count: processes (hosts) the devices belong to, for the batch-size checks.
+  """
+  config_lib.validate(config, device_count=len(devices), process_count=process_count)
+  mesh = parallel.make_mesh(config.mesh, devices)
+  method = methods_lib.get(config.method)(config)
+  spec = method.view_spec()
+  tx, lr_fn = optim.build(config)
+  views = pipeline.MakeViews(spec, config.data.augment)(record, np.random.default_rng(0))
+  example = {k: jax.ShapeDtypeStruct((config.batch_size,) + np.shape(v), np.asarray(v).dtype)
+             for k, v in views.items()}
+  init_fn = make_init_fn(method, tx, example, config.seed)
+  abstract = jax.eval_shape(init_fn)
+  state_shardings = parallel.tree_shardings(abstract, mesh, config.param_sharding)
+  batch_sharding = parallel.batch_sharding(mesh)
+  # Traced under the mesh, so that every kernel in the step runs under shard_map over it.
+  init = jax.jit(parallel.traced_under(init_fn, mesh), out_shardings=state_shardings)
+  train_step = jax.jit(
+      parallel.traced_under(make_train_step(method, tx, lr_fn), mesh),
+      in_shardings=(state_shardings, batch_sharding),
+      out_shardings=(state_shardings, parallel.replicated(mesh)),
+      donate_argnums=(0,))
+  return Built(config=config, mesh=mesh, method=method, spec=spec, tx=tx, lr_fn=lr_fn,
+               example=example, batch_sharding=batch_sharding, state_shardings=state_shardings,
+               abstract_state=ckpt_lib.abstract_like(abstract, state_shardings), init=init,
+               train_step=train_step)
+
+
 class Trainer:
   """Builds everything a run needs from `config`; `run()` trains to `config.total_steps`."""
 
@@ -116,31 +179,18 @@ class Trainer:
     """`devices`: the devices of the mesh (default: all of them)."""
     devices = list(jax.devices() if devices is None else devices)
     config_lib.validate(config, device_count=len(devices), process_count=jax.process_count())
+    self.train_source = sources.build_source(config.data, config.data.train_split)
+    built = build(config, devices, self.train_source[0], jax.process_count())
     self.config, self.workdir = config, os.path.abspath(workdir)
     self.is_main = jax.process_index() == 0
     _prepare_workdir(self.workdir, config, self.is_main)
 
-    self.mesh = parallel.make_mesh(config.mesh, devices)
-    self.method = methods_lib.get(config.method)(config)
-    self.spec = self.method.view_spec()
-    self.batch_sharding = parallel.batch_sharding(self.mesh)
-
-    self.train_source = sources.build_source(config.data, config.data.train_split)
+    self.mesh, self.method, self.spec = built.mesh, built.method, built.spec
+    self.batch_sharding = built.batch_sharding
+    self.tx, self.lr_fn = built.tx, built.lr_fn
+    self.state_shardings, self.abstract_state = built.state_shardings, built.abstract_state
+    self._init, self.train_step = built.init, built.train_step
     self.data = self._data_iterator()
-    self.tx, self.lr_fn = optim.build(config)
-
-    init_fn = self._init_fn(self._example_batch())
-    abstract = jax.eval_shape(init_fn)
-    self.state_shardings = parallel.tree_shardings(abstract, self.mesh, config.param_sharding)
-    self.abstract_state = ckpt_lib.abstract_like(abstract, self.state_shardings)
-    # Traced under the mesh, so that every kernel in the step runs under shard_map over it.
-    self._init = jax.jit(parallel.traced_under(init_fn, self.mesh),
-                         out_shardings=self.state_shardings)
-    self.train_step = jax.jit(
-        parallel.traced_under(make_train_step(self.method, self.tx, self.lr_fn), self.mesh),
-        in_shardings=(self.state_shardings, self.batch_sharding),
-        out_shardings=(self.state_shardings, parallel.replicated(self.mesh)),
-        donate_argnums=(0,))
     self.checkpointer = ckpt_lib.Checkpointer(os.path.join(self.workdir, "checkpoints"),
                                               keep=config.keep_checkpoints)
     self.evaluator = online.Evaluator(self.method, config, self.mesh)
@@ -151,16 +201,6 @@ class Trainer:
         self.train_source, self.spec, c.data.augment, seed=c.seed,
         local_batch_size=c.batch_size // jax.process_count(), process_index=jax.process_index(),
         process_count=jax.process_count(), worker_count=c.data.worker_count, prefetch=c.data.prefetch))
-
-  def _example_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
-    """Global-batch shapes from one record through the same view transform (consumes no data)."""
-    record = pipeline.MakeViews(self.spec, self.config.data.augment)(
-        self.train_source[0], np.random.default_rng(0))
-    return {k: jax.ShapeDtypeStruct((self.config.batch_size,) + np.shape(v), np.asarray(v).dtype)
-            for k, v in record.items()}
-
-  def _init_fn(self, example):
-    return make_init_fn(self.method, self.tx, example, self.config.seed)
 
   def initial_state(self) -> tuple[TrainState, int | None]:
     """(state, restored step): the latest checkpoint if there is one, else a fresh init."""

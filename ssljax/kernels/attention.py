@@ -367,9 +367,12 @@ KERNELS = ("reference", "xla", "triton", "interpret", "mosaic", "cudnn")
 
 
 def _cudnn_supports(q, key_mask) -> bool:
-  """cuDNN's fused attention: fp16 / bf16 operands, head_dim a multiple of 8 up to 128, no mask."""
+  """cuDNN's fused attention: fp16 / bf16 operands, head_dim a multiple of 8 up to 128, no mask,
+  and this process on a GPU (JAX checks the cuDNN version while tracing, so a step cross-lowered
+  for CUDA on another machine gets the Triton kernel)."""
   d = q.shape[-1]
-  return key_mask is None and q.dtype in (jnp.bfloat16, jnp.float16) and d % 8 == 0 and d <= 128
+  return (key_mask is None and q.dtype in (jnp.bfloat16, jnp.float16) and d % 8 == 0
+          and d <= 128 and jax.default_backend() == "gpu")
 
 
 def choose_kernel(impl: str, q, key_mask=None, interpret=None) -> str:

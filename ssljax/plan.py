@@ -1,0 +1,320 @@
+"""Compile the real train step for a TPU slice on any machine, and say what it would cost.
+
+  python -m ssljax.plan --config configs/dino_vit_s16_imagenet.py --topology v5e:2x4 \
+      --config.batch_size=64 --out /tmp/plan
+
+libtpu's ahead-of-time compiler (`pip install -e .[tpu-aot]`) builds the step for the abstract
+devices of `--topology` (any name `jax.experimental.topologies.get_topology_desc` accepts, e.g.
+v5e:2x4, v5e:4x4, v4:2x2x4), over the config's mesh and partition rules, exactly as
+`ssljax.main` would on that slice. Printed per chip, and written to `OUT/plan.json` (with the
+compiled HLO as `OUT/compiled.hlo.txt`):
+
+  hbm_per_chip_bytes       arguments + outputs - donated aliases + temporaries (XLA's memory
+                           analysis), against the chip's HBM (`hbm_capacity_bytes`);
+  flops_per_step           XLA's cost analysis of the compiled per-chip program;
+  collectives              every collective of the compiled program: kind, count, bytes;
+  est_step_seconds         max(FLOPs / bf16 peak, bytes accessed / HBM bandwidth, XLA's own
+                           `optimal_seconds` when it is positive): a lower bound, not a measurement;
+  est_images_per_sec, est_mfu   from that estimate (MFU = FLOPs / (time x peak));
+  mosaic_kernels           Pallas (Mosaic) kernels in the program;
+  activation_all_gather_bytes   bytes of all-gathers that are neither parameter gathers (FSDP: the
+                           result has a parameter's shape) nor the contrastive kernels' own
+                           gather of the embeddings (an all_gather inside their shard_map).
+
+No data is read: the batch shapes come from one synthetic record of the config's image size.
+A config that does not fit in HBM ends with one line saying by how much and what to change.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
+                                          lock_config=False)
+_TOPOLOGY = flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v4:2x2x4.")
+_OUT = flags.DEFINE_string("out", None, "Directory for plan.json and compiled.hlo.txt.")
+
+GIB = 2 ** 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+  """Per-chip peak numbers, from Google Cloud's TPU system-architecture pages."""
+  name: str
+  bf16_flops: float       # FLOP/s
+  hbm_bytes_per_s: float
+  hbm_bytes: int
+
+
+CHIPS = {
+    "v4": Chip("TPU v4", 275e12, 1228e9, 32 * GIB),
+    "v5e": Chip("TPU v5e", 197e12, 819e9, 16 * GIB),
+    "v5p": Chip("TPU v5p", 459e12, 2765e9, 95 * GIB),
+    "v6e": Chip("TPU v6e", 918e12, 1640e9, 32 * GIB),
+}
+
+_DTYPE_BYTES = {"f64": 8, "s64": 8, "u64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2,
+                "s16": 2, "u16": 2, "s8": 1, "u8": 1, "pred": 1, "f8e4m3fn": 1, "f8e5m2": 1}
+_COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
+_SHAPE = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
+_OP = re.compile(r"=\s*(\(.*?\)|[a-z0-9]+\[[0-9,]*\](?:\{[^}]*\})?)\s+("
+                 + "|".join(_COLLECTIVES) + r")(-start)?\(")
+
+
+class PlanError(Exception):
+  """A one-line reason why a plan cannot be made (bad topology, does not fit)."""
+
+
+def chip_for(topology: str) -> Chip:
+  kind = topology.split(":")[0].lower()
+  if kind not in CHIPS:
+    raise PlanError(f"--topology={topology!r}: unknown chip {kind!r}; expected a name starting "
+                    f"with one of {tuple(CHIPS)}, e.g. v5e:2x4")
+  return CHIPS[kind]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+  """Silences file descriptor 2: libtpu prints a dozen lines on load when no TPU is attached."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with open(os.devnull, "w") as null:
+    os.dup2(null.fileno(), 2)
+    try:
+      yield
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+
+
+def topology_devices(topology: str) -> list[Any]:
+  """The abstract TPU devices of `topology` (libtpu's AOT compiler; no TPU needed)."""
+  os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")   # no metadata server to ask
+  # Compiling needs no chip: several processes (test workers, plans) may load libtpu at once.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
+  try:
+    with _quiet_stderr():
+      topo = topologies.get_topology_desc(topology_name=topology, platform="tpu")
+    return list(topo.devices)
+  except Exception as e:  # pylint: disable=broad-except
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "libtpu" in msg.lower() or "tpu" not in msg.lower():
+      msg += " (is libtpu installed? pip install -e .[tpu-aot])"
+    raise PlanError(f"--topology={topology!r} cannot be compiled for: {msg}") from e
+
+
+def _shape_bytes(text: str) -> list[tuple[tuple[int, ...], int]]:
+  out = []
+  for dtype, dims in _SHAPE.findall(text):
+    if dtype not in _DTYPE_BYTES:
+      continue
+    shape = tuple(int(d) for d in dims.split(",") if d)
+    n = 1
+    for d in shape:
+      n *= d
+    out.append((shape, n * _DTYPE_BYTES[dtype]))
+  return out
+
+
+def collectives(hlo: str, param_shapes: set[tuple[int, ...]]) -> tuple[dict[str, dict], int]:
+  """({kind: {'count', 'bytes'}}, activation all-gather bytes) of a compiled HLO text.
+
+  Bytes are each collective's result (for an async '-start' all-gather or permute: the gathered /
+  received half of its tuple). An all-gather counts as a parameter gather when its result has the
+  shape of a parameter, and as the contrastive kernels' own when it is an explicit all_gather
+  inside a shard_map (ssljax/kernels/distributed.py); the rest are activation gathers.
+  """
+  stats: dict[str, dict] = collections.defaultdict(lambda: {"count": 0, "bytes": 0})
+  activation = 0
+  for line in hlo.splitlines():
+    m = _OP.search(line)
+    if not m:
+      continue
+    result, kind, start = m.group(1), m.group(2), m.group(3)
+    shapes = _shape_bytes(result)
+    if start and kind in ("all-gather", "collective-permute") and len(shapes) >= 2:
+      shapes = shapes[len(shapes) // 2:] if kind == "all-gather" else shapes[1:2]
+    size = sum(b for _, b in shapes)
+    stats[kind]["count"] += 1
+    stats[kind]["bytes"] += size
+    if kind == "all-gather":
+      # The only shard_map in a train step is the kernels' (ssljax.kernels.sharding), so an
+      # explicit all_gather inside one is the contrastive kernels' gather of the embeddings.
+      own = re.search(r'op_name="[^"]*shard_map[^"]*all_gather', line) is not None
+      params = all(s in param_shapes for s, _ in shapes)
+      if not (own or params):
+        activation += size
+  return dict(stats), activation
+
+
+def estimate(flops: float, bytes_accessed: float, optimal_seconds: float, chip: Chip,
+             global_batch: int) -> dict[str, float]:
+  """Roofline step time (a lower bound) and the implied images/s and MFU."""
+  t = max(flops / chip.bf16_flops, bytes_accessed / chip.hbm_bytes_per_s,
+          optimal_seconds if optimal_seconds > 0 else 0.0)
+  t = max(t, 1e-12)
+  return {"est_step_seconds": t, "est_images_per_sec": global_batch / t,
+          "est_mfu": flops / (t * chip.bf16_flops)}
+
+
+def _for_plan(config):
+  """The config with a synthetic source of the same image size (plans read no data)."""
+  config = config.copy_and_resolve_references()
+  config.data.source = "synthetic"
+  config.data.synthetic_size = int(config.data.image_size)
+  return config
+
+
+def _overflow_message(needed: int, capacity: int, parts: dict[str, int], chip: Chip) -> str:
+  """One line: what overflows a chip's HBM, by how much, and what to change."""
+  worst = max(parts, key=parts.get)
+  detail = ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in parts.items())
+  fsdp = ("shard parameters and optimizer state with FSDP (--config.mesh.fsdp=N "
+          "--config.param_sharding=fsdp)")
+  smaller = "lower the per-chip batch (--config.batch_size) or recompute activations (remat)"
+  hint = f"{fsdp}, or {smaller}" if "argument" in worst else f"{smaller}, or {fsdp}"
+  return (f"does not fit: {needed / GIB:.2f} GiB per chip ({detail}) exceeds the "
+          f"{capacity / GIB:.2f} GiB HBM of a {chip.name} chip by {(needed - capacity) / GIB:.2f} "
+          f"GiB, mostly {worst}; {hint}")
+
+
+def _oom_from_compiler(e: Exception, chip: Chip) -> str | None:
+  """The one-line overflow message for XLA's 'ran out of memory' compile error, else None."""
+  text = str(e)
+  if "out of memory" not in text.lower() and "exceeds available hbm" not in text.lower():
+    return None
+  scale = {"K": 2 ** 10, "M": 2 ** 20, "G": GIB, "T": 2 ** 40}
+  m = re.search(r"required for (HLO [a-z ]+?) \(([0-9.]+)([KMGT])\) exceeds available HBM "
+                r"\(([0-9.]+)([KMGT])\)", text)
+  if m:
+    need = int(float(m.group(2)) * scale[m.group(3)])
+    cap = int(float(m.group(4)) * scale[m.group(5)])
+    return _overflow_message(need, cap, {m.group(1): need}, chip)
+  return f"does not fit: {text.splitlines()[0][:300]}"
+
+
+def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
+  """(plan dict, compiled HLO text) of `config`'s train step compiled for `topology`."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from ssljax import train  # pylint: disable=import-outside-toplevel
+  from ssljax.data import sources  # pylint: disable=import-outside-toplevel
+  chip = chip_for(topology)
+  devices = topology_devices(topology)
+  config = _for_plan(config)
+  processes = len({getattr(d, "process_index", 0) for d in devices})
+  record = sources.build_source(config.data, config.data.train_split)[0]
+  built = train.build(config, devices, record, process_count=processes)
+  t0 = time.perf_counter()
+  lowered = built.train_step.trace(built.abstract_state, built.abstract_batch()).lower()
+  try:
+    compiled = lowered.compile()
+  except Exception as e:  # pylint: disable=broad-except
+    message = _oom_from_compiler(e, chip)
+    if message:
+      raise PlanError(message) from e
+    raise
+  seconds = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  hlo = compiled.as_text()
+  args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
+  temps, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
+  hbm = args + outs - alias + temps + mem.generated_code_size_in_bytes
+  param_shapes = {tuple(x.shape) for x in jax.tree.leaves(built.abstract_state)}
+  colls, activation = collectives(hlo, param_shapes)
+  flops = float(cost.get("flops", 0.0))
+  plan = {
+      "topology": topology, "chip": chip.name, "chips": len(devices),
+      "mesh": dict(built.mesh.shape), "global_batch": int(config.batch_size),
+      "hbm_per_chip_bytes": int(hbm), "hbm_capacity_bytes": chip.hbm_bytes,
+      "argument_bytes": int(args), "output_bytes": int(outs), "alias_bytes": int(alias),
+      "temp_bytes": int(temps), "flops_per_step": flops,
+      "bytes_accessed": float(cost.get("bytes accessed", 0.0)),
+      "xla_optimal_seconds": float(cost.get("optimal_seconds", -1.0)),
+      "collectives": colls, "mosaic_kernels": hlo.count('custom_call_target="tpu_custom_call"'),
+      "activation_all_gather_bytes": int(activation), "compile_seconds": seconds,
+      "peaks": {"bf16_flops": chip.bf16_flops, "hbm_bytes_per_s": chip.hbm_bytes_per_s},
+  }
+  plan.update(estimate(flops, plan["bytes_accessed"], plan["xla_optimal_seconds"], chip,
+                       plan["global_batch"]))
+  if hbm > chip.hbm_bytes:
+    plan["does_not_fit"] = _overflow_message(
+        hbm, chip.hbm_bytes, {"arguments": args, "temporaries": temps, "outputs": outs - alias},
+        chip)
+  return plan, hlo
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+  """The human-readable table of a plan."""
+  g = lambda b: f"{b / GIB:.2f} GiB"  # noqa: E731
+  rows = [
+      ("topology", f"{plan['topology']} ({plan['chips']} x {plan['chip']}), mesh {plan['mesh']}"),
+      ("HBM per chip", f"{g(plan['hbm_per_chip_bytes'])} of {g(plan['hbm_capacity_bytes'])} "
+                       f"(arguments {g(plan['argument_bytes'])}, temporaries "
+                       f"{g(plan['temp_bytes'])})"),
+      ("FLOPs per step per chip", f"{plan['flops_per_step'] / 1e12:.3f} TFLOP"),
+      ("bytes accessed per chip", f"{plan['bytes_accessed'] / 1e9:.2f} GB"),
+      ("XLA optimal_seconds", f"{plan['xla_optimal_seconds']:.4g}"),
+      ("est. step time", f"{plan['est_step_seconds'] * 1e3:.2f} ms (roofline lower bound; peaks "
+                         f"{plan['peaks']['bf16_flops'] / 1e12:.0f} TFLOP/s bf16, "
+                         f"{plan['peaks']['hbm_bytes_per_s'] / 1e9:.0f} GB/s HBM)"),
+      ("est. images/s", f"{plan['est_images_per_sec']:.0f} (global batch {plan['global_batch']})"),
+      ("est. MFU", f"{plan['est_mfu'] * 100:.1f}%"),
+      ("Mosaic kernels", str(plan["mosaic_kernels"])),
+      ("activation all-gathers", f"{plan['activation_all_gather_bytes'] / 2 ** 20:.2f} MiB"),
+  ]
+  for kind, s in sorted(plan["collectives"].items()):
+    rows.append((f"  {kind}", f"{s['count']} x, {s['bytes'] / 2 ** 20:.2f} MiB"))
+  rows.append(("compile time", f"{plan['compile_seconds']:.1f} s"))
+  width = max(len(k) for k, _ in rows)
+  return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; expected only --flags")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required, e.g. python -m ssljax.plan --config "
+                         "configs/dino_vit_s16_imagenet.py --topology v5e:2x4 --out /tmp/plan")
+  from ssljax import config as config_lib  # pylint: disable=import-outside-toplevel
+  try:
+    plan, hlo = make_plan(_CONFIG.value, _TOPOLOGY.value)
+  except (PlanError, config_lib.ConfigError) as e:
+    print(f"ssljax.plan: {e}", file=sys.stderr)
+    return 2
+  print(format_plan(plan))
+  if _OUT.value:
+    os.makedirs(_OUT.value, exist_ok=True)
+    with open(os.path.join(_OUT.value, "plan.json"), "w") as f:
+      json.dump(plan, f, indent=2)
+    with open(os.path.join(_OUT.value, "compiled.hlo.txt"), "w") as f:
+      f.write(hlo)
+    print(f"wrote {os.path.join(_OUT.value, 'plan.json')} and compiled.hlo.txt")
+  if "does_not_fit" in plan:
+    print(f"ssljax.plan: {plan['does_not_fit']}", file=sys.stderr)
+    return 3
+  return 0
+
+
+def run() -> None:
+  # Plans compile for TPU devices that libtpu describes; this process itself computes on CPU.
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

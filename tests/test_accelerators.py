@@ -1,0 +1,217 @@
+"""The accelerator path without an accelerator: train steps compiled for a TPU slice by libtpu's
+AOT compiler (`ssljax.plan`), and lowered for CUDA, with every kernel under shard_map.
+
+The TPU tests use the shipped configs at digits size (each compile well under a minute); the full
+ImageNet configs go through `python -m ssljax.plan` into BENCHMARKS.md.
+"""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from ssljax import parallel
+from ssljax import plan as plan_lib
+from ssljax import train
+from ssljax.data import sources
+from ssljax.kernels import _common
+from ssljax.kernels import attention as A
+from ssljax.kernels import contrastive as C
+
+V5E_HBM = 16 * 2 ** 30
+
+
+def _tpu_plan(config):
+  pytest.importorskip("libtpu", reason="libtpu (pip install -e .[tpu-aot]) compiles for TPU")
+  return plan_lib.make_plan(config, "v5e:2x4")
+
+
+def _assert_sharded_step(plan, hlo, mosaic):
+  assert plan["chips"] == 8 and plan["mesh"]["data"] == 8
+  assert plan["activation_all_gather_bytes"] == 0, plan["collectives"]
+  assert 0 < plan["hbm_per_chip_bytes"] < V5E_HBM
+  assert plan["flops_per_step"] > 0 and plan["est_step_seconds"] > 0
+  kernels = hlo.count('custom_call_target="tpu_custom_call"')
+  assert plan["mosaic_kernels"] == kernels
+  assert (kernels > 0) == mosaic, kernels
+
+
+@pytest.mark.parametrize("name", ["dino_digits", "mae_digits", "ijepa_digits"])
+def test_vit_steps_compile_for_a_v5e_slice_with_mosaic_attention(name):
+  """Attention is JAX's Mosaic flash kernel, per batch shard: no all-gather of activations."""
+  config = load_config(name)
+  config.batch_size = 64
+  plan, hlo = _tpu_plan(config)
+  _assert_sharded_step(plan, hlo, mosaic=True)
+
+
+def test_simclr_resnet_step_compiles_with_the_sharded_contrastive_kernel():
+  """The NT-Xent kernel gathers the embeddings itself (inside shard_map), nothing else is gathered."""
+  config = load_config("simclr_resnet18_cifar10")
+  config.batch_size = 64
+  config.data.image_size = 16
+  config.model.width_multiplier = 0.125
+  plan, hlo = _tpu_plan(config)
+  _assert_sharded_step(plan, hlo, mosaic=C.PALLAS_ON.count("tpu") > 0)
+  gathers = [ln for ln in hlo.splitlines() if re.search(r"= .* all-gather(-start)?\(", ln)]
+  assert gathers and all("shard_map" in ln for ln in gathers), gathers
+
+
+def test_plan_reports_an_overflow_in_one_line():
+  config = load_config("mae_digits")
+  config.batch_size = 8 * 2 ** 18
+  with pytest.raises(plan_lib.PlanError) as e:
+    _tpu_plan(config)
+  message = str(e.value)
+  assert "\n" not in message and message.startswith("does not fit: ")
+  assert "TPU v5e" in message and "--config.batch_size" in message and "by " in message
+
+
+def test_plan_rejects_unknown_chips():
+  with pytest.raises(plan_lib.PlanError, match=r"--topology='v9x:2x4': unknown chip 'v9x'"):
+    plan_lib.chip_for("v9x:2x4")
+
+
+def test_collective_parser_separates_parameter_kernel_and_activation_gathers():
+  hlo = "\n".join([
+      '%ag.1 = f32[64,128]{1,0} all-gather(f32[8,128]{1,0} %p), dimensions={0}',
+      '%ag.2 = (bf16[8,16]{1,0}, bf16[64,16]{1,0}) all-gather-start(bf16[8,16]{1,0} %e), '
+      'metadata={op_name="jit(step)/shard_map/all_gather"}',
+      '%ag.3 = f32[64,17,32]{2,1,0} all-gather(f32[8,17,32]{2,1,0} %x), dimensions={0}',
+      '%ar = f32[10]{0} all-reduce(f32[10]{0} %g), to_apply=%add',
+  ])
+  stats, activation = plan_lib.collectives(hlo, param_shapes={(64, 128)})
+  assert stats["all-gather"] == {"count": 3, "bytes": 64 * 128 * 4 + 64 * 16 * 2 + 64 * 17 * 32 * 4}
+  assert stats["all-reduce"] == {"count": 1, "bytes": 40}
+  assert activation == 64 * 17 * 32 * 4
+
+
+def test_estimate_is_a_roofline_lower_bound():
+  chip = plan_lib.CHIPS["v5e"]
+  compute = plan_lib.estimate(197e12, 1.0, -1.0, chip, 256)
+  assert compute["est_step_seconds"] == pytest.approx(1.0) and compute["est_mfu"] == 1.0
+  memory = plan_lib.estimate(197e12, 2 * 819e9, -1.0, chip, 256)
+  assert memory["est_step_seconds"] == pytest.approx(2.0) and memory["est_mfu"] == 0.5
+  assert plan_lib.estimate(1.0, 1.0, 3.0, chip, 6)["est_images_per_sec"] == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA lowering on 8 simulated devices.
+# ---------------------------------------------------------------------------------------------
+def _functions(text):
+  funcs, cur = {}, None
+  for line in text.splitlines():
+    m = re.match(r"\s*func\.func (?:public |private )?@([\w$.\-]+)", line)
+    if m:
+      cur = m.group(1)
+      funcs[cur] = []
+    if cur:
+      funcs[cur].append(line)
+  return funcs
+
+
+def _inside_manual_computations(text, needle):
+  """How many `needle`s sit in a shard_map body (sdy.manual_computation), or a function it calls."""
+  funcs = _functions(text)
+  region, called = [], set()
+  for body in funcs.values():
+    depth, inside = 0, False
+    for line in body:
+      inside = inside or "sdy.manual_computation(" in line
+      if inside:
+        region.append(line)
+        depth += line.count("{") - line.count("}")
+        if depth <= 0 and line.strip().startswith("}"):
+          inside = False
+  called = set(re.findall(r"call @([\w$.\-]+)", "\n".join(region)))
+  frontier = list(called)
+  while frontier:
+    for g in re.findall(r"call @([\w$.\-]+)", "\n".join(funcs.get(frontier.pop(), []))):
+      if g not in called:
+        called.add(g)
+        frontier.append(g)
+  return "\n".join(region).count(needle) + sum("\n".join(funcs[f]).count(needle)
+                                               for f in called if f in funcs)
+
+
+@pytest.mark.parametrize("name,dtype", [("dino_digits", "bfloat16"), ("mae_digits", "float32")])
+def test_cuda_lowering_puts_every_triton_kernel_under_shard_map(name, dtype):
+  config = load_config(name)
+  config.batch_size = 64
+  config.dtype = dtype
+  built = train.build(config, jax.devices(), sources.build_source(config.data, "train")[0])
+  with _common.lowering_for("cuda"):
+    text = built.train_step.trace(built.abstract_state, built.abstract_batch()).lower(
+        lowering_platforms=("cuda",)).as_text()
+  total = text.count("xla.gpu.triton")
+  assert total >= 3 * config.model.depth   # forward, dQ, dK/dV of every block
+  assert _inside_manual_computations(text, "xla.gpu.triton") == total
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel choice per platform.
+# ---------------------------------------------------------------------------------------------
+def test_choose_kernel_table():
+  f32 = jax.ShapeDtypeStruct((2, 16, 2, 64), jnp.float32)
+  bf16 = jax.ShapeDtypeStruct((2, 16, 2, 64), jnp.bfloat16)
+  assert A.choose_kernel("auto", f32) == "xla"           # this machine: CPU
+  assert A.choose_kernel("pallas", f32) == "interpret"
+  with _common.lowering_for("tpu"):
+    assert A.choose_kernel("auto", f32) == "mosaic" and A.choose_kernel("pallas", f32) == "mosaic"
+    assert A.choose_kernel("pallas", f32, interpret=True) == "interpret"
+    assert C.resolve_impl("auto", C.PALLAS_ON) == ("pallas" if "tpu" in C.PALLAS_ON else "xla")
+  with _common.lowering_for("cuda"):
+    assert A.choose_kernel("auto", f32) == "triton"     # cuDNN takes fp16 / bf16 only
+    # cuDNN also needs this process on a GPU (its version is checked while tracing).
+    assert A.choose_kernel("auto", bf16) == ("cudnn" if jax.default_backend() == "gpu" else "triton")
+    assert A.choose_kernel("xla", bf16) == "xla"
+  with pytest.raises(ValueError, match=r"platform='metal'; expected one of"):
+    with _common.lowering_for("metal"):
+      pass
+
+
+def test_target_platform_follows_the_traced_mesh():
+  """Under a mesh of TPU devices, 'auto' resolves for TPU although this process runs on CPU."""
+  seen = []
+  mesh = parallel.make_mesh({"data": -1})
+
+  def f(x):
+    seen.append(_common.target_platform())
+    return x
+
+  jax.jit(parallel.traced_under(f, mesh)).trace(jax.ShapeDtypeStruct((8,), jnp.float32))
+  assert seen == ["cpu"]
+  libtpu = pytest.importorskip("libtpu")
+  del libtpu
+  devices = plan_lib.topology_devices("v5e:2x2")
+  tpu_mesh = parallel.make_mesh({"data": -1}, devices)
+  jax.jit(parallel.traced_under(f, tpu_mesh)).trace(jax.ShapeDtypeStruct((8,), jnp.float32))
+  assert seen == ["cpu", "tpu"]
+
+
+def test_mosaic_attention_matches_the_reference_shapes():
+  """The TPU wrapper pads to 128-row tiles and masks padded keys; its output has q's shape."""
+  q = jax.ShapeDtypeStruct((2, 17, 2, 32), jnp.float32)
+  mask = jax.ShapeDtypeStruct((2, 17), jnp.bool_)
+  with _common.lowering_for("tpu"):
+    out = jax.eval_shape(lambda q, m: A.dot_product_attention(q, q, q, m), q, mask)
+  assert out.shape == (2, 17, 2, 32) and out.dtype == jnp.float32
+
+
+def test_import_ssljax_keeps_jax_from_probing_for_an_absent_tpu(tmp_path):
+  """With libtpu installed and no TPU, a JAX start after `import ssljax` prints nothing."""
+  import os
+  import subprocess
+  import sys
+  pytest.importorskip("libtpu")
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  code = "import ssljax, jax, os; jax.devices(); print(os.environ['JAX_PLATFORMS'])"
+  out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, check=True)
+  assert out.stdout.strip() in ("cpu", "cuda,cpu")
+  assert "TPU" not in out.stderr and "libtpu" not in out.stderr, out.stderr
+  explicit = subprocess.run([sys.executable, "-c", code], env=dict(env, JAX_PLATFORMS="cpu"),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
+  assert explicit.stdout.strip() == "cpu"
