@@ -74,7 +74,8 @@ def test_stride2_conv_matches_lax_in_value_and_both_gradients(kernel, size):
   assert "custom_vjp" in str(jax.make_jaxpr(ours)(x, w))      # the routed op, not lax's
   g = jax.random.normal(_key(7), ref(x, w).shape)
   np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-6, atol=1e-6)
-  grad = lambda f: _jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(x, w)  # noqa: E731
+  def grad(f):
+    return _jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(x, w)
   for got, want in zip(grad(ours), grad(ref)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -111,7 +112,8 @@ def test_winograd_conv3x3_matches_lax_in_value_and_both_gradients(shape, tile, t
   scale = float(jnp.max(jnp.abs(want)))
   np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
   g = jax.random.normal(_key(10), want.shape)
-  grad = lambda f: _jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(x, w)  # noqa: E731
+  def grad(f):
+    return _jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(x, w)
   for got, want in zip(grad(ours), grad(ref)):
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * float(jnp.max(jnp.abs(want))))
 
@@ -152,11 +154,12 @@ def test_winograd_tile_follows_the_channels():
   F(2x2, 3x3) (16)."""
   plain = _resnet(cifar_stem=True)
 
-  def products(**kw):   # batch sizes of the forward's batched dot_generals: [products, tiles, C_out]
-    loss, variables = _train_mode_loss(plain.clone(**cpu_conv.resnet_ops(**kw)), _images(2, size=8))
+  def products(**kw):   # batch sizes of the forward's batched dot_generals: [products, tiles, C]
+    model = plain.clone(**cpu_conv.resnet_ops(**kw))
+    loss, variables = _train_mode_loss(model, _images(2, size=8))
     text = jax.jit(loss).trace(variables["params"]).lower().as_text()
-    return sorted({int(m) for m in re.findall(
-        r"stablehlo.dot_general %\S+, %\S+, batching_dims = \[0\] x \[0\].*-> tensor<(\d+)x", text)})
+    batched = r"stablehlo.dot_general %\S+, %\S+, batching_dims = \[0\] x \[0\].*-> tensor<(\d+)x"
+    return sorted({int(m) for m in re.findall(batched, text)})
   assert products(winograd_min_channels=32) == [36]                  # stages 2-4: 32 / 64 / 128
   assert products(winograd_min_channels=32, winograd_f2_channels=64) == [16, 36]
   assert products(winograd_min_channels=32, winograd_f2_channels=32) == [16]
