@@ -7,7 +7,7 @@ import subprocess
 from typing import Any, Sequence
 
 from benchmarks import report
-from ssljax import host_memory
+from ssljax.cpu import host_memory
 
 PEER_PYTHON = os.path.join(report.ROOT, ".venv-peer", "bin", "python")
 

@@ -25,25 +25,47 @@ def compiled_flops(compiled) -> float | None:
   return flops if flops > 0 else None
 
 
+def resnet_ops_replaced(method, required: bool = True, **ops):
+  """A shallow copy of `method` whose ResNet modules (`ssljax.models.ResNet` attributes, or values
+  of dict / list / tuple attributes) use `ops` as their op fields (`conv_general_dilated`,
+  `store_once`). Without a ResNet: a ValueError if `required`, else `method` itself."""
+  import copy
+
+  from ssljax.models import ResNet
+  found = []
+
+  def swap(value):
+    if isinstance(value, ResNet):
+      found.append(value)
+      return value.clone(**ops)
+    if isinstance(value, dict):
+      return {k: swap(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return type(value)(swap(v) for v in value)
+    return value
+  attrs = {k: swap(v) for k, v in getattr(method, "__dict__", {}).items()}
+  if not found:
+    if not required:
+      return method
+    raise ValueError(f"{type(method).__name__} has no ResNet attribute; expected a ResNet method")
+  twin = copy.copy(method)
+  vars(twin).update(attrs)
+  return twin
+
+
+def plain_resnet_ops() -> dict:
+  """The ResNet op fields of a model built with `cpu_tuning='off'` (lax's conv, no store)."""
+  from ssljax.models import ResNet
+  plain = ResNet()
+  return {"conv_general_dilated": plain.conv_general_dilated, "store_once": plain.store_once}
+
+
 def model_flops(jitted, *args) -> float | None:
-  """XLA's FLOP count of `jitted(*args)` as the model's ops define it, 3x3 convolutions counted as
-  convolutions: the cost analysis of the lowered (unoptimised) module, traced anew with ResNet's
-  CPU Winograd route off. With it on, XLA would count the route's transformed-domain products,
-  2.25x or 4x fewer multiply-adds for the same convolution, and credit ssljax with less work than
-  the peer does. Within 0.4% of the compiled module's count for the throughput recipes."""
-  import functools
-
-  import jax
-
-  from ssljax.models import resnet
-  saved = resnet.CPU_WINOGRAD_MIN_CHANNELS
-  try:
-    resnet.CPU_WINOGRAD_MIN_CHANNELS = None
-    # A new callable: jax caches traces per function, and the route is chosen while tracing.
-    lowered = jax.jit(functools.partial(jitted.__wrapped__)).lower(*args)
-  finally:
-    resnet.CPU_WINOGRAD_MIN_CHANNELS = saved
-  return compiled_flops(lowered)
+  """XLA's FLOP count of `jitted(*args)` as the model's ops define it: the cost analysis of the
+  lowered (unoptimised) module. Pass the step of the plain model (`plain_resnet_ops`): with the
+  CPU Winograd route XLA would count its transformed-domain products, 2.25x or 4x fewer
+  multiply-adds for the same convolution, and credit ssljax with less work than the peer does."""
+  return compiled_flops(jitted.lower(*args))
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:

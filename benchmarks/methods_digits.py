@@ -117,6 +117,6 @@ def _write_readme(table: str) -> None:
 
 
 if __name__ == "__main__":
-  from ssljax import host_memory
-  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/host_memory.py)
+  from ssljax.cpu import host_memory
+  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/cpu)
   main()

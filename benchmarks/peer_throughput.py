@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import _peer  # noqa: E402
 from benchmarks._xla_costs import (compiled_flops, hlo_op_kinds,  # noqa: E402,F401  (re-exported)
-                                   matmul_peak_gflops, model_flops, profile_ops)
+                                   matmul_peak_gflops, model_flops, plain_resnet_ops, profile_ops,
+                                   resnet_ops_replaced)
 from benchmarks import report  # noqa: E402  (report imports jax lazily)
 
 ROOT = report.ROOT
@@ -168,6 +169,9 @@ class SsljaxStep:
     self.state = jax.jit(train.make_init_fn(method, tx, self.batch, seed=0))()
     self.num_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
     self.step_fn = jax.jit(train.make_train_step(method, tx, lr_fn), donate_argnums=(0,))
+    # FLOPs as the model's ops define them: the same step with the plain ResNet ops (no Winograd).
+    plain = resnet_ops_replaced(method, required=False, **plain_resnet_ops())
+    self.flops_fn = jax.jit(train.make_train_step(plain, tx, lr_fn))
     self.compile_s = None
     self.last_loss = None
 
@@ -179,7 +183,7 @@ class SsljaxStep:
     t0 = time.perf_counter()
     self.compiled = self.step_fn.lower(*self._args()).compile()
     self.compile_s = time.perf_counter() - t0
-    self.flops = model_flops(self.step_fn, *self._args())
+    self.flops = model_flops(self.flops_fn, *self._args())
     return self.compile_s
 
   def _call(self):
@@ -232,14 +236,15 @@ class BackboneStep(SsljaxStep):
 class ConvStep(SsljaxStep):
   """One 3x3 stride-1 'SAME' convolution (no bias) of a CONV_PARTS shape on 2B inputs: the loss
   sum(conv(x, k)^2) and its gradients in x and k, jitted, through the op the ResNet's convs call
-  (`ssljax.models.resnet.conv_general_dilated`: lax's convolution, or Winograd on CPU from
-  `CPU_WINOGRAD_MIN_CHANNELS` channels on)."""
+  with the CPU tuning on (`ssljax.cpu.conv.Conv`: Winograd from `winograd_min_channels` channels
+  on)."""
 
-  def __init__(self, part: str, batch: int, tiny: bool = False):  # pylint: disable=super-init-not-called
+  def __init__(self, part: str, batch: int, tiny: bool = False,  # pylint: disable=super-init-not-called
+               winograd_min_channels: int | None = 128):
     import jax
     import jax.numpy as jnp
 
-    from ssljax.models import resnet
+    from ssljax.cpu import conv as cpu_conv
 
     side, channels = _peer.conv_part_shape(part, tiny)
     x, k = _peer.conv_part_inputs(2 * batch, side, channels)
@@ -247,11 +252,13 @@ class ConvStep(SsljaxStep):
     self.num_params = k.size
     dn = jax.lax.conv_dimension_numbers(x.shape, k.shape, ("NHWC", "HWIO", "NHWC"))
 
-    def loss(x, k):
-      y = resnet.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)
+    def loss(x, k, conv=cpu_conv.Conv(winograd_min_channels=winograd_min_channels)):
+      y = conv(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)
       return jnp.sum(y ** 2)
 
     self.step_fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    self.flops_fn = jax.jit(jax.value_and_grad(  # the convolution's FLOPs, not Winograd's
+        lambda x, k: loss(x, k, jax.lax.conv_general_dilated), argnums=(0, 1)))
     self.compile_s = None
     self.last_loss = None
 
@@ -455,8 +462,8 @@ def main(argv=None) -> list[dict[str, Any]]:
   if args.quick:
     args.batches, args.warmup, args.rounds, args.chunk = [32], 1, 2, 1
   cpus = pin_threads(args.threads)
-  from ssljax import xla_flags
-  xla_flags.apply_cpu_defaults()   # as `python -m ssljax.main` does (ssljax/xla_flags.py)
+  from ssljax.cpu import xla_flags
+  xla_flags.apply_cpu_defaults()   # as `python -m ssljax.main` does (ssljax/cpu/xla_flags.py)
   import jax
 
   rows, findings, info = [], [], {}
@@ -515,7 +522,7 @@ def main(argv=None) -> list[dict[str, Any]]:
       "the method class, `ssljax.optim.build` and `ssljax.train.make_train_step`, jitted with the "
       "state donated, as the Trainer does. Both processes as a user would start them: ssljax's "
       "with the XLA:CPU flags and `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` that its command lines "
-      "set (ssljax/xla_flags.py, ssljax/host_memory.py), lightly's with the environment the "
+      "set (ssljax/cpu/xla_flags.py, ssljax/cpu/host_memory.py), lightly's with the environment the "
       "benchmark was started in (torch's ViT-Tiny step measured the same with the tunable).")
   timing = (f"Timed as the train-step table (alternating chunks after {args.warmup} warm-up "
             f"runs, {args.settle} untimed run(s) at the start of each chunk, same threads). "
@@ -533,10 +540,10 @@ def main(argv=None) -> list[dict[str, Any]]:
              "of the SimCLR recipe's CIFAR ResNet-18, alone, on 2B inputs of that stage's size "
              "(B images x 2 views), no bias: the loss sum(conv(x, k)^2) with its gradients in the "
              "input and the kernel (what a network's backward computes per layer). ssljax side: "
-             "`ssljax.models.resnet.conv_general_dilated` in NHWC under `jax.jit` with ssljax's XLA:CPU "
+             "`ssljax.cpu.conv.Conv` in NHWC under `jax.jit` with ssljax's XLA:CPU "
              "flags, the op ResNet-18 runs: XLA:CPU's (Eigen) convolution, or from "
-             "`CPU_WINOGRAD_MIN_CHANNELS` channels on (stages 2-4) Winograd, F(4x4, 3x3) at 128 "
-             "channels and F(2x2, 3x3) from 256 (`ssljax.models.winograd`); torch side: "
+             "`winograd_min_channels` (128) channels on (stages 2-4) Winograd, F(4x4, 3x3) at 128 "
+             "channels and F(2x2, 3x3) from 256 (`ssljax.cpu.winograd`); torch side: "
              "`nn.Conv2d` in "
              "NCHW, as torchvision's ResNet runs it (oneDNN). The same deterministic input and "
              "kernel on both sides (the losses agree). " + timing + " `make bench-more` runs "
@@ -574,6 +581,6 @@ def main(argv=None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-  from ssljax import host_memory
-  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/host_memory.py)
+  from ssljax.cpu import host_memory
+  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/cpu)
   main()

@@ -3,19 +3,20 @@
   python -m benchmarks.resnet_cpu_workarounds            # batch 32 and 128, writes BENCHMARKS.md
   python -m benchmarks.resnet_cpu_workarounds --batches 32 --rounds 4 --no-write
 
-All live in ssljax/models/resnet.py and only act on the CPU backend:
-  * `computed_once`: every conv input is stored once. Without it XLA:CPU fuses the norm + ReLU
-    (+ residual) chain that produced the input into each weight-gradient transpose, where its loop
-    emitter runs far slower than a plain transpose.
-  * the stride-2 input gradient (`conv_general_dilated` -> `_stride2_input_grad`): four small
-    stride-1 convs, one per parity class of input positions, instead of XLA's conv over the output
-    gradient dilated by 2 (three quarters zeros).
-  * Winograd (`conv_general_dilated` -> `ssljax.models.winograd.conv3x3`): the 3x3 stride-1 convs
-    with at least `CPU_WINOGRAD_MIN_CHANNELS` channels as batched matrix products in the F(4x4, 3x3)
+All live in ssljax/cpu/conv.py; `ssljax.models.build_backbone` gives them to the ResNet when the
+model config's `cpu_tuning` is on ('auto': on the CPU backend):
+  * `computed_once` (the ResNet's `store_once`): every conv input is stored once. Without it
+    XLA:CPU fuses the norm + ReLU (+ residual) chain that produced the input into each
+    weight-gradient transpose, where its loop emitter runs far slower than a plain transpose.
+  * the stride-2 input gradient (`Conv(stride2_input_grad=True)` -> `stride2_input_grad`): four
+    small stride-1 convs, one per parity class of input positions, instead of XLA's conv over the
+    output gradient dilated by 2 (three quarters zeros).
+  * Winograd (`Conv(winograd_min_channels=128)` -> `ssljax.cpu.winograd.conv3x3`): the 3x3
+    stride-1 convs with at least that many channels as batched matrix products in the F(4x4, 3x3)
     or F(2x2, 3x3) transformed domain instead of Eigen's convolution.
 This times the SimCLR CIFAR ResNet-18 train step of benchmarks/peer_throughput.py (the same recipe,
 jitted as the Trainer does), compiled in one process with all workarounds and with each one
-replaced by the plain JAX op while tracing; the compiled steps run in alternating chunks, so the
+switched off in the ResNet's op fields; the compiled steps run in alternating chunks, so the
 load of a shared machine hits all alike. All start from the same state and batch, so their losses
 must agree (checked, to 1e-4 relative: the stride-2 gradient and Winograd sum in another order).
 The table also counts, in each compiled step, the fusions that transpose and also compute a maximum
@@ -36,45 +37,48 @@ from benchmarks._xla_costs import dilated_convolutions, transposes_with  # noqa:
 
 SECTION = "ResNet CPU workarounds (each off vs all on)"
 MODEL = "resnet18_simclr"
-# variant -> {resnet attribute: replacement while tracing}
 VARIANTS = ("all on", "without computed_once", "without the stride-2 input gradient",
             "without Winograd")
 
 
-def _replacements(variant: str) -> dict[str, Any]:
-  from ssljax.models import resnet
+def _ops(variant: str, winograd_min_channels: int) -> dict[str, Any]:
+  """The ResNet's op fields for `variant` (`ssljax.cpu.conv.resnet_ops` with one part off)."""
+  from ssljax.cpu import conv
+  from benchmarks._xla_costs import plain_resnet_ops
+  on = dict(winograd_min_channels=winograd_min_channels)
+  return {"all on": conv.resnet_ops(**on),
+          "without computed_once": {**conv.resnet_ops(**on),
+                                    "store_once": plain_resnet_ops()["store_once"]},
+          "without the stride-2 input gradient": conv.resnet_ops(stride2_input_grad=False, **on),
+          "without Winograd": conv.resnet_ops(winograd_min_channels=None)}[variant]
 
-  def plain_stride2(x, w, pad, precision=None):    # the routed op without its custom gradient
-    return resnet._plain_conv(x, w, 2, pad, precision)  # pylint: disable=protected-access
-  return {"all on": {},
-          "without computed_once": {"computed_once": lambda x: x},
-          "without the stride-2 input gradient": {"_stride2_conv": plain_stride2},
-          "without Winograd": {"CPU_WINOGRAD_MIN_CHANNELS": None}}[variant]
 
+def build(batch: int, tiny: bool = False, winograd_min_channels: int = 128) -> dict[str, Any]:
+  """{variant: compiled step} for the recipe at `batch` (model.cpu_tuning='on')."""
+  import jax
 
-def build(batch: int, tiny: bool = False) -> dict[str, Any]:
-  """{variant: compiled step} for the recipe at `batch`."""
   from benchmarks import peer_throughput as pt
-  from ssljax.models import resnet
+  from benchmarks._xla_costs import resnet_ops_replaced
+  from ssljax import optim
+  from ssljax import train
   steps = {}
   for variant in VARIANTS:
-    saved = {name: getattr(resnet, name) for name in _replacements(variant)}
-    try:
-      for name, replacement in _replacements(variant).items():
-        setattr(resnet, name, replacement)
-      step = pt.SsljaxStep(pt.ssljax_config(MODEL, batch, tiny=tiny))
-      step.compile()        # traces now, with the module attributes as set here
-    finally:
-      for name, value in saved.items():
-        setattr(resnet, name, value)
+    config = pt.ssljax_config(MODEL, batch, tiny=tiny)
+    config.model.cpu_tuning = "on"
+    step = pt.SsljaxStep(config)
+    # The same step, its method's ResNet with this variant's ops (traced when compiled).
+    step.method = resnet_ops_replaced(step.method, **_ops(variant, winograd_min_channels))
+    tx, lr_fn = optim.build(config)
+    step.step_fn = jax.jit(train.make_train_step(step.method, tx, lr_fn), donate_argnums=(0,))
+    step.compile()
     steps[variant] = step
   return steps
 
 
-def measure(batch: int, rounds: int, chunk: int, tiny: bool = False,
-            log=print) -> list[dict[str, Any]]:
+def measure(batch: int, rounds: int, chunk: int, tiny: bool = False, log=print,
+            winograd_min_channels: int = 128) -> list[dict[str, Any]]:
   from benchmarks.peer_throughput import interleave
-  steps = build(batch, tiny=tiny)
+  steps = build(batch, tiny=tiny, winograd_min_channels=winograd_min_channels)
   times = interleave({v: s.run for v, s in steps.items()}, warmup=1, rounds=rounds, chunk=chunk,
                      settle=1)
   base_ms = 1e3 * statistics.median(times["all on"])
@@ -108,7 +112,7 @@ def main(argv=None) -> list[dict[str, Any]]:
   parser.add_argument("--chunk", type=int, default=2, help="steps per chunk (1 at batch >= 128)")
   parser.add_argument("--no-write", action="store_true")
   args = parser.parse_args(argv)
-  from ssljax import xla_flags
+  from ssljax.cpu import xla_flags
   xla_flags.apply_cpu_defaults()    # as `python -m ssljax.main` does
   rows = []
   for b in args.batches:
@@ -118,8 +122,8 @@ def main(argv=None) -> list[dict[str, Any]]:
   print(table)
   if not args.no_write:
     notes = ("\n\nThe SimCLR CIFAR ResNet-18 step of the throughput table (B images x 2 views, "
-             "32x32, fp32, LARS), compiled in one process with all of ssljax/models/resnet.py's "
-             "CPU workarounds and with each replaced by the plain JAX op while tracing "
+             "32x32, fp32, LARS), compiled in one process with all of ssljax/cpu/conv.py's "
+             "ResNet workarounds and with each switched off in the ResNet's op fields "
              "(`computed_once` by the identity, the stride-2 conv and the Winograd conv by "
              "`lax.conv_general_dilated`). Median step times over alternating chunks (each after 1 "
              "untimed step), so all saw the same machine load; 'time vs all on' > 1: that "
@@ -133,6 +137,6 @@ def main(argv=None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-  from ssljax import host_memory
+  from ssljax.cpu import host_memory
   host_memory.reexec_with_host_defaults()   # as the ssljax command lines do
   main()

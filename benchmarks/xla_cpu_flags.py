@@ -4,8 +4,8 @@
   python -m benchmarks.xla_cpu_flags --quick    # conv stack + quickstart step only
 
 Why ssljax's command lines set `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`
-(ssljax/xla_flags.py). jaxlib 0.10's XLA:CPU hands convolutions, dots, and elementwise and reduce
-fusions to YNNPACK. Three settings: jaxlib's default; convolutions back to XLA's own (Eigen) kernels
+(ssljax/cpu/xla_flags.py). jaxlib 0.10's XLA:CPU hands convolutions, dots, and elementwise and
+reduce fusions to YNNPACK. Three settings: jaxlib's default; convolutions back to XLA's own (Eigen) kernels
 (ssljax's default); no YNNPACK fusion at all. XLA reads XLA_FLAGS once per process, so each
 setting runs in its own worker process (this file with --worker), and the settings
 are timed in alternating rounds so that the load of a shared machine hits them alike. Workloads:
@@ -137,13 +137,13 @@ def main(argv=None) -> list[dict]:
     notes = ("\n\nFlags: " + "; ".join(f"{k}: `{v or '(none)'}`" for k, v in SETTINGS.items())
              + ". Each setting in its own process, alternating rounds (machine load hits all alike); "
              "a median ms is one run of the workload's steps. ssljax's command lines apply the second "
-             "setting (ssljax/xla_flags.py; opt out with SSLJAX_XLA_CPU_DEFAULTS=0).")
+             "setting (ssljax/cpu/xla_flags.py; opt out with SSLJAX_XLA_CPU_DEFAULTS=0).")
     report.write_section(SECTION, table + notes, {"command": "python -m benchmarks.xla_cpu_flags"
                                                   + (" --quick" if args.quick else "")})
   return rows
 
 
 if __name__ == "__main__":
-  from ssljax import host_memory
-  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/host_memory.py)
+  from ssljax.cpu import host_memory
+  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/cpu)
   main()

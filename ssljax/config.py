@@ -195,6 +195,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   _choice("param_sharding", config.param_sharding, PARAM_SHARDINGS)
   _choice("nonfinite", config.nonfinite, ("skip", "stop"))
   _choice("data.on_bad_image", config.data.on_bad_image, ("fail", "skip"))
+  _choice("model.cpu_tuning", config.model.get("cpu_tuning", "auto"), models_lib.CPU_TUNINGS)
   if config.optimizer.weight_decay < 0:
     raise ConfigError(f"config.optimizer.weight_decay={config.optimizer.weight_decay}; expected >= 0")
   _positive(config, "batch_size", "total_steps", "log_every", "eval_every", "checkpoint_every",

@@ -5,10 +5,10 @@
     module, variables = ssljax.load_backbone("exports/simclr_digits")
     feats = module.apply(variables, images)        # images [N, H, W, C] normalised -> [N, D]
 
-The exported backbone is exactly the one the method's `features` runs (for DINO-style methods
-the EMA teacher, for MAE the patch-token mean when `feature_pool='patch_mean'`): it is found by
-running `features` once (`ssljax.evaluate.backbone.capture_backbone`), so `load_backbone` gives
-the same features as the trained method.
+The exported backbone is the method's `pretrained_backbone(params, state)`, the one its
+`features` applies (for DINO-style methods the EMA teacher, for MAE the patch-token mean when
+`feature_pool='patch_mean'`, BatchNorm statistics included), so `load_backbone` gives the same
+features as the trained method.
 
 An export directory holds:
   backbone.msgpack       flax.serialization msgpack of {'params': ..., other collections}
@@ -182,6 +182,21 @@ def export_backbone(workdir: str, out_dir: str, step: int | None = None) -> dict
     captured = run.backbone()
     config, step = run.config, run.step
     image_shape = list(run.eval_x.shape[1:])
+  return save_backbone(out_dir, captured, config, step, image_shape, _eval_numbers(workdir),
+                       source_workdir=os.path.abspath(workdir))
+
+
+def save_backbone(out_dir: str, captured, config, step: int, image_shape: Sequence[int],
+                  eval_numbers: dict[str, Any] | None = None,
+                  source_workdir: str | None = None) -> dict[str, Any]:
+  """Writes a backbone (`ssljax.evaluate.backbone.backbone_of`) into `out_dir`; returns its card.
+
+  Args:
+    captured: the backbone (module, numpy variables, pool) of a method's `pretrained_backbone`.
+    config, step: the run's config and the checkpoint step, for the model card.
+    image_shape: [H, W, C] of the model input.
+    eval_numbers, source_workdir: the run's eval.json dict and workdir, for the card.
+  """
   os.makedirs(out_dir, exist_ok=True)
   variables = jax.tree_util.tree_map(np.asarray, captured.variables)
   with open(os.path.join(out_dir, MSGPACK), "wb") as f:
@@ -197,11 +212,11 @@ def export_backbone(workdir: str, out_dir: str, step: int | None = None) -> dict
       "backbone": module_spec(captured.module),
       "feature_pool": captured.pool,
       "num_parameters": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(variables.get("params", {})))),
-      "input": {"shape": image_shape, "mean": list(aug.mean), "std": list(aug.std),
+      "input": {"shape": list(image_shape), "mean": list(aug.mean), "std": list(aug.std),
                 "note": "images scaled to [0, 1], then (x - mean) / std per channel, [N, H, W, C]"},
       "files": {"msgpack": MSGPACK, "safetensors": SAFETENSORS},
-      "source_workdir": os.path.abspath(workdir),
-      "eval": _eval_numbers(workdir),
+      "source_workdir": source_workdir,
+      "eval": eval_numbers or {},
       "config": json.loads(config.to_json_best_effort()),
   }
   with open(os.path.join(out_dir, MODEL_CARD), "w") as f:

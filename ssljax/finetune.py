@@ -3,8 +3,9 @@
   python -m ssljax.finetune --workdir DIR [--steps 500 --layer_decay 0.75 --lr 1.6e-2
                                    --crop_scale 0.7,1 ...]
 
-Loads DIR/config.json and the latest checkpoint in DIR/checkpoints, fine-tunes backbone + linear
-head on the labelled train split (see ssljax.evaluate.finetune), and merges {'finetune_top1', ...}
+Loads DIR/config.json and the latest checkpoint in DIR/checkpoints, fine-tunes the method's
+pretrained backbone (`Method.pretrained_backbone`: the one kNN and export use) + a linear head
+on the labelled train split (see ssljax.evaluate.finetune), and merges {'finetune_top1', ...}
 into DIR/eval.json, keeping its other keys.
 """
 from __future__ import annotations
@@ -42,18 +43,18 @@ def main(argv) -> int:
     raise app.UsageError("--workdir is required, e.g. python -m ssljax.finetune --workdir /tmp/run")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  from ssljax import xla_flags
-  xla_flags.apply_cpu_defaults()   # before JAX starts its backend (see ssljax/xla_flags.py)
+  from ssljax.cpu import xla_flags
+  xla_flags.apply_cpu_defaults()   # before JAX starts; only for a CPU run (ssljax/cpu/xla_flags.py)
   from ssljax.evaluate import finetune as ft
   try:
     config = ft.load_workdir_config(_WORKDIR.value)
-    backbone, params, collections = ft.load_pretrained_backbone(config, _WORKDIR.value)
+    backbone, variables = ft.load_pretrained_backbone(config, _WORKDIR.value)
     options = {name: flag.value for name, flag in _OPTIONS.items() if flag.value is not None}
     if _CROP_SCALE.value is not None:
       if len(_CROP_SCALE.value) != 2:
         raise ValueError(f"--crop_scale={','.join(_CROP_SCALE.value)}; expected two numbers lo,hi")
       options["crop_scale"] = tuple(float(v) for v in _CROP_SCALE.value)
-    result = ft.finetune(config, backbone, params, collections, seed=_SEED.value, **options)
+    result = ft.finetune(config, backbone, variables, seed=_SEED.value, **options)
   except (FileNotFoundError, KeyError, ValueError) as e:
     print(f"ssljax.finetune: {e}", file=sys.stderr)
     return 2
@@ -63,8 +64,8 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  from ssljax import host_memory
-  host_memory.reexec_with_host_defaults()   # huge pages for XLA's buffers (ssljax/host_memory.py)
+  from ssljax.cpu import host_memory
+  host_memory.reexec_with_host_defaults()   # huge pages for XLA:CPU (ssljax/cpu/host_memory.py)
   app.run(main)
 
 

@@ -39,8 +39,11 @@ def main(argv) -> int:
                          "python -m ssljax.main --config configs/simclr_digits.py --workdir /tmp/run")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would drown the progress bar
-  from ssljax import xla_flags
-  xla_flags.apply_cpu_defaults()   # before JAX starts its backend (see ssljax/xla_flags.py)
+  from ssljax import cpu
+  from ssljax.cpu import xla_flags
+  setting = _CONFIG.value.get("model", {}).get("cpu_tuning", "auto")   # bad: ConfigError below
+  if setting in cpu.SETTINGS:   # before JAX starts its backend; only for a CPU run
+    xla_flags.apply_cpu_defaults(setting=setting)   # (ssljax/cpu/xla_flags.py)
   import jax
   _enable_compilation_cache(jax)
   from ssljax import distributed
@@ -81,8 +84,8 @@ def _enable_compilation_cache(jax) -> None:
 
 def run() -> None:
   """Console-script entry point (`ssljax --config ... --workdir ...`)."""
-  from ssljax import host_memory
-  host_memory.reexec_with_host_defaults()   # huge pages for XLA's buffers (ssljax/host_memory.py)
+  from ssljax.cpu import host_memory
+  host_memory.reexec_with_host_defaults()   # huge pages for XLA:CPU (ssljax/cpu/host_memory.py)
   app.run(main)
 
 

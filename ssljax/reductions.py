@@ -1,10 +1,15 @@
-"""Sums over leading (batch) axes written as matrix-vector products.
+"""Sums over leading (batch) axes, in float32, with an XLA:CPU form behind a switch.
 
-XLA:CPU (jaxlib 0.10, YNNPACK reduce fusions) runs a reduction over the leading axis of a wide
-array far below memory speed: at DINO's head width, [64, 65536] -> [65536] took ~50-70 ms, about
-0.3 GB/s (benchmarks/peer_throughput.py --profile). The same sum as `ones @ x` is a dot, which
-runs at memory speed. These helpers compute exactly the same function (up to float summation
-order) in that form; on GPU/TPU the two forms cost the same.
+The heads and losses that reduce over the batch (`ssljax.models.heads.WeightNormDense`,
+`ssljax.losses.update_center`, DINO's metrics) call these. The default form is plain jnp;
+`cpu_tuning=True` (a model or method built with the CPU tuning on, `ssljax.cpu.enabled`) computes
+the same function as a matrix-vector product (`ssljax.cpu.reductions`), which XLA:CPU runs far
+faster than its reduce fusion at DINO's head width.
+
+Precision: both forms accumulate in float32 whatever the input dtype: the plain form casts to
+float32 and sums with `jnp.sum(..., dtype=float32)` (a reduce, no matrix unit, so no bfloat16
+passes on TPU); the matvec form multiplies at `lax.Precision.HIGHEST`. The two differ by float
+summation order only.
 """
 from __future__ import annotations
 
@@ -13,41 +18,42 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ssljax.cpu import reductions as cpu_reductions
 
-def leading_sum(x: jax.Array, num_axes: int = 1) -> jax.Array:
-  """Sum over the first `num_axes` axes of `x`, as a matvec. [A, ..., *rest] -> rest, float32."""
+
+def _check_axes(x: jax.Array, num_axes: int) -> None:
   if not 1 <= num_axes <= x.ndim:
     raise ValueError(f"leading_sum: num_axes={num_axes} must be in [1, {x.ndim}] for a "
                      f"{x.ndim}-d array of shape {x.shape}")
-  rows = math.prod(x.shape[:num_axes])
-  rest = x.shape[num_axes:]
-  flat = x.reshape((rows, -1)).astype(jnp.float32)
-  return jnp.dot(jnp.ones((rows,), jnp.float32), flat).reshape(rest)
 
 
-def leading_mean(x: jax.Array, num_axes: int = 1) -> jax.Array:
-  """Mean over the first `num_axes` axes of `x`, as a matvec (see `leading_sum`)."""
-  return leading_sum(x, num_axes) / math.prod(x.shape[:num_axes])
+def leading_sum(x: jax.Array, num_axes: int = 1, cpu_tuning: bool = False) -> jax.Array:
+  """Sum over the first `num_axes` axes of `x`. [A, ..., *rest] -> rest, float32.
 
-
-@jax.custom_vjp
-def scale_columns(z: jax.Array, s: jax.Array) -> jax.Array:
-  """z * s[None, :] for z [N, K], s [K], whose gradient for `s` is a matvec, not a reduce.
-
-  Autodiff of the plain product gives ds = sum_n dy[n] * z[n], an axis-0 reduction of an [N, K]
-  array (slow on XLA:CPU at K = 65536, see the module docstring); here it is ones @ (dy * z).
+  Args:
+    x: the array; any float dtype, summed in float32 (see the module docstring).
+    num_axes: how many leading axes to sum over, 1 to x.ndim.
+    cpu_tuning: compute it as a matvec (`ssljax.cpu.reductions.leading_sum`, precision HIGHEST).
   """
+  _check_axes(x, num_axes)
+  if cpu_tuning:
+    return cpu_reductions.leading_sum(x, num_axes)
+  return jnp.sum(x.astype(jnp.float32), axis=tuple(range(num_axes)), dtype=jnp.float32)
+
+
+def leading_mean(x: jax.Array, num_axes: int = 1, cpu_tuning: bool = False) -> jax.Array:
+  """Mean over the first `num_axes` axes of `x`. [A, ..., *rest] -> rest, float32 (as
+  `leading_sum`, divided by the number of summed elements)."""
+  return leading_sum(x, num_axes, cpu_tuning) / math.prod(x.shape[:num_axes])
+
+
+def scale_columns(z: jax.Array, s: jax.Array, cpu_tuning: bool = False) -> jax.Array:
+  """z * s[None, :] for z [N, K], s [K] -> [N, K].
+
+  With `cpu_tuning` it is `ssljax.cpu.reductions.scale_columns`, whose gradient for `s` is a
+  matvec (precision HIGHEST) instead of autodiff's axis-0 reduce (a `jax.custom_vjp`, so only
+  reverse-mode autodiff goes through it). Without, it is the plain product (every autodiff mode).
+  """
+  if cpu_tuning:
+    return cpu_reductions.scale_columns(z, s)
   return z * s[None, :]
-
-
-def _scale_columns_fwd(z, s):
-  return z * s[None, :], (z, s)
-
-
-def _scale_columns_bwd(res, dy):
-  z, s = res
-  ds = leading_sum(dy * z).astype(s.dtype)
-  return (dy * s[None, :]).astype(z.dtype), ds
-
-
-scale_columns.defvjp(_scale_columns_fwd, _scale_columns_bwd)

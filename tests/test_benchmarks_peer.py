@@ -136,23 +136,38 @@ def test_compiled_flops_counts_a_matmul():
 
 
 def test_model_flops_counts_winograd_convs_as_convolutions():
-  """A 3x3 conv that ResNet routes to Winograd on CPU counts as the convolution it computes (the
-  routed module has fewer FLOPs); the route is back on afterwards."""
+  """A 3x3 conv that the CPU conv routes to Winograd counts as the convolution it computes: a conv
+  step's FLOPs come from its plain twin (the routed module has fewer)."""
   import jax
   import jax.numpy as jnp
-  from ssljax.models import resnet
+  from ssljax.cpu import conv as cpu_conv
   x, w = jnp.ones((16, 8, 8, 256), jnp.float32), jnp.ones((3, 3, 256, 256), jnp.float32)
   args = ((1, 1), ((1, 1), (1, 1)))
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
-  routed = jax.jit(lambda x, w: resnet.conv_general_dilated(x, w, *args, dimension_numbers=dn))
-  conv_flops = P.compiled_flops(jax.jit(
-      lambda x, w: jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dn)).lower(x, w))
+  routed = jax.jit(lambda x, w: cpu_conv.Conv()(x, w, *args, dimension_numbers=dn))
+  plain = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dn))
+  conv_flops = P.compiled_flops(plain.lower(x, w))
   assert P.compiled_flops(routed.lower(x, w)) < 0.8 * conv_flops      # the Winograd products
-  before = resnet.CPU_WINOGRAD_MIN_CHANNELS
-  assert before is not None and before <= 256
-  assert P.model_flops(routed, x, w) == conv_flops
-  assert resnet.CPU_WINOGRAD_MIN_CHANNELS == before
-  assert P.compiled_flops(routed.lower(x, w)) < 0.8 * conv_flops
+  assert P.model_flops(plain, x, w) == conv_flops
+  step = P.ConvStep("resnet18_conv_4x512", 3, tiny=True, winograd_min_channels=8)
+  step.compile()
+  assert step.flops == P.compiled_flops(step.flops_fn.lower(*step.state))
+  assert " convolution(" not in step.compiled.as_text()              # the timed step is routed
+  assert "convolution" in step.flops_fn.lower(*step.state).as_text()  # the counted one is not
+
+
+def test_plain_twin_of_a_resnet_method_has_lax_ops():
+  from benchmarks._xla_costs import plain_resnet_ops, resnet_ops_replaced
+  import jax
+  from ssljax.cpu import conv as cpu_conv
+  step = P.SsljaxStep(P.ssljax_config("resnet18_simclr", 4, tiny=True))
+  (name,) = [k for k, v in vars(step.method).items() if hasattr(v, "store_once")]
+  assert isinstance(getattr(step.method, name).conv_general_dilated, cpu_conv.Conv)  # CPU: 'auto'
+  twin = resnet_ops_replaced(step.method, **plain_resnet_ops())
+  assert getattr(twin, name).conv_general_dilated is jax.lax.conv_general_dilated
+  assert isinstance(getattr(step.method, name).conv_general_dilated, cpu_conv.Conv)  # untouched
+  with pytest.raises(ValueError, match="has no ResNet attribute"):
+    resnet_ops_replaced(object())
 
 
 def test_write_section_with_fake_peer(tmp_path, monkeypatch):
@@ -250,37 +265,33 @@ def test_lightly_worker_picks_threads_and_steps():
     worker.close()
 
 
-def test_resnet_cpu_workarounds_ab_compiles_each_variant_and_agrees(monkeypatch):
+def test_resnet_cpu_workarounds_ab_compiles_each_variant_and_agrees():
   """benchmarks/resnet_cpu_workarounds.py on a tiny ResNet: without computed_once the step has
   ReLU-recomputing transposes, without the stride-2 input gradient dilated convolutions, without
   Winograd more convolutions; with all on none of these; every variant computes the same loss."""
   from benchmarks import resnet_cpu_workarounds as R
-  from ssljax.models import resnet
-  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", 16)   # the tiny ResNet's stages 2-4
   rows = {r["variant"]: r for r in R.measure(batch=4, rounds=1, chunk=1, tiny=True,
-                                             log=lambda *_: None)}
+                                             log=lambda *_: None,
+                                             winograd_min_channels=16)}  # tiny stages 2-4
   assert set(rows) == set(R.VARIANTS)
   on = rows["all on"]
   assert on["relu_transposes"] == 0 and on["dilated_convs"] == 0 and on["slowdown"] == 1.0
   assert rows["without computed_once"]["relu_transposes"] > 0
   assert rows["without the stride-2 input gradient"]["dilated_convs"] > 0
   assert rows["without Winograd"]["convs"] > on["convs"]
-  assert resnet.CPU_WINOGRAD_MIN_CHANNELS == 16                   # restored after tracing
   assert all(r["loss_agrees"] and math.isfinite(r["loss"]) and r["steps"] == 1 for r in rows.values())
   table = R.format_table(list(rows.values()))
   assert table.count("| 4 |") == 4 and "NO" not in table
 
 
 @pytest.mark.parametrize("winograd_from", [None, 8])
-def test_conv_parts_compute_the_loss_and_both_gradients(winograd_from, monkeypatch):
+def test_conv_parts_compute_the_loss_and_both_gradients(winograd_from):
   """--convs rows: sum(conv(x, k)^2) of a 3x3 'SAME' convolution (checked against NumPy) and its
   gradients in the input and the kernel, on 2B inputs of the stage's size; also where the op
   ResNet's convs call runs it by Winograd (from 8 channels on: the tiny parts' width)."""
   import numpy as np
-  from ssljax.models import resnet
-  monkeypatch.setattr(resnet, "CPU_WINOGRAD_MIN_CHANNELS", winograd_from)
   part = "resnet18_conv_4x512"
-  step = P.ssljax_runner(part, 3, tiny=True)          # 6 inputs of 4x4x8
+  step = P.ConvStep(part, 3, tiny=True, winograd_min_channels=winograd_from)  # 6 inputs of 4x4x8
   x, k = (np.asarray(a) for a in step.state)
   assert x.shape == (6, 4, 4, 8) and k.shape == (3, 3, 8, 8) and step.num_params == k.size
   assert len(step.run(2)) == 2

@@ -10,7 +10,7 @@ import ssljax
 from conftest import make_tiny_config
 from ssljax import export, methods, train
 from ssljax.data import pipeline
-from ssljax.evaluate.backbone import capture_backbone, feature_module
+from ssljax.evaluate.backbone import backbone_of, feature_module
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_safetensors_readable_by_the_reference_library(exported):
 
 
 @pytest.mark.parametrize("method_name", ["mae", "dino"])
-def test_capture_follows_the_method_features(method_name):
+def test_backbone_of_follows_the_method_features(method_name):
   """MAE pools the mean of the patch tokens; DINO evaluates its EMA teacher, not the student."""
   c = make_tiny_config(method_name)
   method = methods.get(method_name)(c)
@@ -96,7 +96,7 @@ def test_capture_follows_the_method_features(method_name):
   if method_name == "dino":  # make the teacher differ from the student
     state = dict(state, teacher=jax.tree_util.tree_map(lambda x: x * 1.5, state["teacher"]))
   images = np.random.default_rng(1).normal(size=(3, 8, 8, 1)).astype(np.float32)
-  cap = capture_backbone(method, params, state, images)
+  cap = backbone_of(method, params, state)
   assert cap.pool == ("patch_mean" if method_name == "mae" else "backbone")
   module, variables = feature_module(cap.module, cap.variables, cap.pool)
   np.testing.assert_allclose(module.apply(variables, images),

@@ -88,9 +88,9 @@ def test_finetune_tiny_run_end_to_end(tmp_path, tiny_config):
   train.Trainer(cfg, str(tmp_path)).run()
   config_json = (tmp_path / "config.json").read_bytes()
   config = ft.load_workdir_config(str(tmp_path))
-  backbone, params, collections = ft.load_pretrained_backbone(config, str(tmp_path))
+  backbone, variables = ft.load_pretrained_backbone(config, str(tmp_path))
   assert (tmp_path / "config.json").read_bytes() == config_json
-  result = ft.finetune(config, backbone, params, collections, steps=4, batch_size=16,
+  result = ft.finetune(config, backbone, variables, steps=4, batch_size=16,
                        warmup_steps=1)
   assert result["finetune_eval_examples"] == 64 and result["finetune_steps"] == 4
   assert 0.0 <= result["finetune_top1"] <= 1.0 and np.isfinite(result["finetune_train_loss"])
@@ -98,7 +98,7 @@ def test_finetune_tiny_run_end_to_end(tmp_path, tiny_config):
   with pytest.raises(ValueError, match="layer_decay"):
     cfg_resnet = config.copy_and_resolve_references()
     cfg_resnet.model.name = "resnet"
-    ft.finetune(cfg_resnet, backbone, params, collections, steps=1, batch_size=16)
+    ft.finetune(cfg_resnet, backbone, variables, steps=1, batch_size=16)
 
 
 @pytest.mark.slow

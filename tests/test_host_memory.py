@@ -1,4 +1,4 @@
-"""Host memory settings (ssljax.host_memory): huge pages for XLA's per-call buffers, via a re-exec."""
+"""Host memory (ssljax.cpu.host_memory): huge pages for XLA:CPU's per-call buffers, by re-exec."""
 import json
 import os
 import subprocess
@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from ssljax import host_memory
+from ssljax.cpu import host_memory
 
 GOOD = dict(glibc=(2, 36), thp="madvise")
 
@@ -52,7 +52,7 @@ needs_thp = pytest.mark.skipif(
 # buffer (48 MB) is above glibc's mmap threshold and reports the page faults of its calls 3-8.
 _PROBE = textwrap.dedent("""
     import json, os, resource, sys
-    from ssljax import host_memory
+    from ssljax.cpu import host_memory
     if sys.argv[1] == "on":
       host_memory.reexec_with_host_defaults()
     import jax, jax.numpy as jnp

@@ -1,15 +1,18 @@
-"""ssljax's default XLA:CPU flags: how they are added, and that they reach the compiled program."""
+"""ssljax's default XLA:CPU flags (ssljax.cpu.xla_flags): how they are added, only for a CPU run,
+and that they reach the compiled program."""
 import subprocess
 import sys
 import textwrap
 
-from ssljax import xla_flags
+import pytest
+
+from ssljax.cpu import xla_flags
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 
 
 def test_appends_to_existing_flags_and_is_idempotent():
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
   added = xla_flags.apply_cpu_defaults(env)
   assert added == list(xla_flags.CPU_DEFAULTS) and added[0].startswith(FLAG + "=")
   assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2", *added]
@@ -18,18 +21,37 @@ def test_appends_to_existing_flags_and_is_idempotent():
 
 
 def test_users_own_setting_wins_and_opt_out():
-  env = {"XLA_FLAGS": f"{FLAG}= --foo=1"}
+  env = {"XLA_FLAGS": f"{FLAG}= --foo=1", "JAX_PLATFORMS": "cpu"}
   assert xla_flags.apply_cpu_defaults(env) == []
   assert env["XLA_FLAGS"] == f"{FLAG}= --foo=1"
-  env = {xla_flags.ENV_OPT_OUT: "0"}
+  env = {xla_flags.ENV_OPT_OUT: "0", "JAX_PLATFORMS": "cpu"}
   assert xla_flags.apply_cpu_defaults(env) == [] and "XLA_FLAGS" not in env
-  env = {}
+  env = {"JAX_PLATFORMS": "cpu"}
   assert xla_flags.apply_cpu_defaults(env) and env["XLA_FLAGS"] == " ".join(xla_flags.CPU_DEFAULTS)
+
+
+@pytest.mark.parametrize("environ,setting,added", [
+    ({"JAX_PLATFORMS": "cuda"}, "auto", False),       # a GPU run: no CPU flag
+    ({"JAX_PLATFORMS": "tpu,cpu"}, "auto", False),    # a TPU run
+    ({"JAX_PLATFORMS": "cpu"}, "off", False),         # the config switch off
+    ({"JAX_PLATFORMS": "cuda"}, "on", True),          # on: always
+    ({"JAX_PLATFORMS": "cpu,cuda"}, "auto", True),
+])
+def test_flags_only_for_a_cpu_run(environ, setting, added):
+  env = dict(environ)
+  got = xla_flags.apply_cpu_defaults(env, setting=setting)
+  assert (got == list(xla_flags.CPU_DEFAULTS)) == added
+  assert ("XLA_FLAGS" in env) == added
+
+
+def test_a_bad_setting_names_itself():
+  with pytest.raises(ValueError, match=r"cpu_tuning='maybe'; expected one of"):
+    xla_flags.apply_cpu_defaults({"JAX_PLATFORMS": "cpu"}, setting="maybe")
 
 
 _PROBE = textwrap.dedent("""
     import sys
-    from ssljax import xla_flags
+    from ssljax.cpu import xla_flags
     if sys.argv[1] == "on":
       xla_flags.apply_cpu_defaults()
     import jax, jax.numpy as jnp

@@ -1,10 +1,11 @@
-"""The backbone inside a trained method: its module, its variables, and how features pool it.
+"""A trained method's backbone as export and the attention plots need it: module, variables, pool.
 
-Methods keep their backbone variables in different places (`params['backbone']`, an EMA
-teacher, a frozen copy, BatchNorm statistics in the method state). Rather than asking every
-method where, `capture_backbone` runs `method.features` once, eagerly, on a few images under
-`flax.linen.intercept_methods` and records the variables and keyword arguments of the backbone
-call it makes: whatever `features` uses is by construction what gets exported or inspected.
+`Method.pretrained_backbone(params, state)` is the one definition of the backbone a method
+pretrains (its EMA teacher for DINO-family methods, with BatchNorm statistics for a ResNet);
+`Method.features` applies it. `backbone_of` splits it into the plain ViT / ResNet, its numpy
+variables and its pooling ('backbone': the module's own output; 'patch_mean': the mean of a
+ViT's final patch tokens), which is what an export stores; `feature_module` puts the pooling
+back (`ssljax.load_backbone`).
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ssljax import models
+from ssljax.methods import common
 
 # How a method's features are computed from the backbone's outputs.
-POOLS = ("backbone", "patch_mean")
+POOLS = common.POOLS
+feature_module = common.pooled_backbone
 
 
 @dataclasses.dataclass
@@ -37,73 +39,19 @@ class CapturedBackbone:
   pool: str
 
 
-class PatchMeanBackbone(nn.Module):
-  """A ViT whose output is the mean of its final (normed) patch tokens: [N, H, W, C] -> [N, D]."""
-  vit: nn.Module
+def backbone_of(method, params: Any, state: Any) -> CapturedBackbone:
+  """`method.pretrained_backbone(params, state)` as (ViT / ResNet, numpy variables, pool).
 
-  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-    tokens = self.vit(images, train=train, return_tokens=True)
-    return jnp.mean(tokens["patches"], axis=1)
-
-
-def feature_module(module: nn.Module, variables: dict[str, Any], pool: str):
-  """(module, variables) whose `module.apply(variables, images)` gives the method's features."""
-  if pool == "backbone":
-    return module, variables
-  if pool == "patch_mean":
-    return PatchMeanBackbone(module), {k: {"vit": v} for k, v in variables.items()}
-  raise ValueError(f"pool={pool!r}; expected one of {POOLS}")
-
-
-def _is_backbone(module: nn.Module) -> bool:
-  return isinstance(module, (models.ViT, models.ResNet)) and module.scope is not None and \
-      not module.scope.path
-
-
-def capture_backbone(method, params: Any, state: Any, images: np.ndarray) -> CapturedBackbone:
-  """Finds the backbone call inside `method.features(params, state, images)`.
-
-  Args:
-    method: a `ssljax.methods.base.Method`.
-    params, state: its (restored) parameters and method state.
-    images: [N, H, W, C] a few example images (N >= 1), run eagerly once.
-
-  Returns:
-    The captured backbone; `feature_module(c.module, c.variables, c.pool)` applied to images
-    reproduces `method.features` on them.
+  `feature_module(c.module, c.variables, c.pool)` applied to images gives `method.features`.
 
   Raises:
-    ValueError: if `features` does not call a ViT/ResNet backbone, calls several, or pools
-      its output in a way this function cannot reproduce.
+    ValueError: when the method's backbone is neither a ViT / ResNet nor the patch mean of a ViT.
   """
-  calls = []
-
-  def record(next_fun, args, kwargs, context):
-    if context.method_name == "__call__" and _is_backbone(context.module):
-      calls.append((context.module.clone(parent=None), dict(context.module.variables), dict(kwargs)))
-    return next_fun(*args, **kwargs)
-
-  def run(params, state, images):
-    calls.clear()
-    with nn.intercept_methods(record):
-      feats = method.features(params, state, images)
-    return feats, [c[1] for c in calls]
-
-  # One jitted trace rather than eager op-by-op dispatch (which compiles every op on its own).
-  images = jnp.asarray(images)
-  feats, captured = jax.jit(run)(params, state, images)
-  feats = np.asarray(feats)
-  name = type(method).__name__
-  if not calls:
-    raise ValueError(f"{name}.features does not call a ViT or ResNet backbone; nothing to capture")
-  if len(calls) > 1:
-    raise ValueError(f"{name}.features calls {len(calls)} backbones; expected exactly one")
-  module, _, kwargs = calls[0]
-  variables = jax.tree_util.tree_map(np.asarray, captured[0])
-  for pool in (("patch_mean",) if kwargs.get("return_tokens") else ("backbone",)):
-    fm, fv = feature_module(module, variables, pool)
-    out = np.asarray(jax.jit(lambda v, x: fm.apply(v, x, train=False))(fv, images))
-    if out.shape == feats.shape and np.allclose(out, feats, rtol=1e-5, atol=1e-5):
-      return CapturedBackbone(module, variables, pool)
-  raise ValueError(f"{name}.features is not the backbone's output (nor the mean of its patch "
-                   f"tokens); its pooling cannot be reproduced from the backbone alone")
+  module, variables = method.pretrained_backbone(params, state)
+  variables = jax.tree_util.tree_map(np.asarray, jax.device_get(dict(variables)))
+  if isinstance(module, common.PatchMean):
+    return CapturedBackbone(module.vit, {k: v["vit"] for k, v in variables.items()}, "patch_mean")
+  if isinstance(module, (models.ViT, models.ResNet)):
+    return CapturedBackbone(module, variables, "backbone")
+  raise ValueError(f"{type(method).__name__}.pretrained_backbone is a {type(module).__name__}; "
+                   f"expected a ViT, a ResNet or common.PatchMean of a ViT")

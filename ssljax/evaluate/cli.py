@@ -53,7 +53,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
 def _fit_mesh(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Re-targets a mesh written for another device count to plain data parallelism."""
   from ssljax import parallel
-  from ssljax.config import ConfigError
+  from ssljax.errors import ConfigError
   try:
     parallel.mesh_shape(config.mesh, device_count)
   except ConfigError:
@@ -172,10 +172,11 @@ class PretrainedRun:
     return self._cached(("pairs", num, seed), build)
 
   def backbone(self):
-    """The backbone as `features` runs it (`ssljax.evaluate.backbone.CapturedBackbone`)."""
-    from ssljax.evaluate.backbone import capture_backbone
-    return self._cached("backbone", lambda: capture_backbone(
-        self.method, self.params, self.method_state, self.eval_x[:2]))
+    """The method's `pretrained_backbone` as module, numpy variables and pooling
+    (`ssljax.evaluate.backbone.CapturedBackbone`): what `features` runs."""
+    from ssljax.evaluate.backbone import backbone_of
+    return self._cached("backbone", lambda: backbone_of(self.method, self.params,
+                                                        self.method_state))
 
 
 # ---------------------------------------------------------------------------------------------

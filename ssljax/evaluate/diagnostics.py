@@ -166,10 +166,8 @@ def collapse_report(z, threshold: float = 0.1, centre: bool = False) -> dict:
       tokens): `embedding_std` is measured on mean-centred embeddings (see `embedding_std`), and
       the embedding is flagged when that is under the threshold OR when the un-centred spread is
       under threshold / 100 (centring is scale-free, so rows that differ only by float jitter
-      would otherwise pass). rankme and uniformity use the embeddings as given. (Until 2026-11-24
-      threshold / 10, which flagged healthy pooled embeddings: data2vec_digits at seed 1 had a
-      centred spread ratio of 0.98, kNN +0.13 over the random init, and an un-centred spread of
-      0.0025 = 0.099 x threshold / sqrt(D).)
+      would otherwise pass; the measurements behind threshold / 100 are in BENCHMARKS.md).
+      rankme and uniformity use the embeddings as given.
 
   Returns:
     {'embedding_std': float, 'embedding_std_ratio': embedding_std * sqrt(D) (about 1 when

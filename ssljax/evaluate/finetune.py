@@ -12,11 +12,12 @@ digits data with the quickstart's tiny ViT: 500 steps of 64 (22 epochs), peak lr
 decay 0.75, the MAE weight decay and label smoothing.
 
     config = load_workdir_config(workdir)
-    backbone, params, collections = load_pretrained_backbone(config, workdir)
-    result = finetune(config, backbone, params, collections, steps=500, layer_decay=0.75)
+    module, variables = load_pretrained_backbone(config, workdir)
+    result = finetune(config, module, variables, steps=500, layer_decay=0.75)
 
-The pretrained backbone is `params['backbone']` of the latest checkpoint (every method in ssljax
-keeps its encoder there) with its BatchNorm statistics in `method_state['backbone']` if any.
+The pretrained backbone is the method's `pretrained_backbone(params, state)` at the latest
+checkpoint: the one kNN, probes and export use (DINO's EMA teacher, MoCo v3's query encoder
+with its frozen patch projection, BatchNorm statistics of a ResNet, MAE's patch-token mean).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import optax
 from ssljax import optim
 from ssljax.data import pipeline
 from ssljax.data import sources
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
 from ssljax.methods import common
 
 
@@ -66,11 +67,12 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def load_pretrained_backbone(config: ml_collections.ConfigDict, workdir: str):
-  """(backbone module, backbone params, backbone collections) of the latest checkpoint of workdir.
+  """(module, variables): `Method.pretrained_backbone` at the latest checkpoint of workdir.
+
+  `module.apply(variables, images)` maps images [N, H, W, C] to the method's features [N, D].
 
   Raises:
     FileNotFoundError: when workdir has no checkpoint.
-    KeyError: when the method keeps no 'backbone' in its params.
   """
   from ssljax import train
   from ssljax.evaluate.cli import _file_kept
@@ -88,17 +90,18 @@ def load_pretrained_backbone(config: ml_collections.ConfigDict, workdir: str):
     raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; pretrain first")
   state, _ = trainer.initial_state()
   trainer.checkpointer.close()
-  if "backbone" not in state.params:
-    raise KeyError(f"method {config.method!r} has no params['backbone'] (has {list(state.params)})")
-  collections = {}
-  if isinstance(state.method_state, dict) and isinstance(state.method_state.get("backbone"), dict):
-    collections = state.method_state["backbone"]
-  params = jax.device_get(state.params["backbone"])
-  return trainer.method.backbone, params, jax.device_get(collections)
+  return pretrained_backbone(trainer.method, state.params, state.method_state)
+
+
+def pretrained_backbone(method, params, method_state):
+  """(module, host variables) where fine-tuning starts: `method.pretrained_backbone`."""
+  module, variables = method.pretrained_backbone(params, method_state)
+  return module, jax.device_get(dict(variables))
 
 
 class _Classifier(nn.Module):
-  """backbone features -> Dense(num_classes); params {'backbone', 'head'}."""
+  """backbone features [N, D] -> Dense(num_classes) logits [N, classes]; params {'backbone',
+  'head'}."""
   backbone: nn.Module
   num_classes: int
 
@@ -109,20 +112,19 @@ class _Classifier(nn.Module):
                     name="head")(feats.astype(jnp.float32))
 
 
-# Defaults measured on the embedded digits data (the quickstart's 3-block width-64 ViT after
-# configs/simclr_digits.py, 1,437 train / 360 held-out images; see tests/test_finetune.py). The
-# MAE paper's ImageNet recipe (ViT-B, 100 epochs, batch 1024, base lr 5e-4) is spelled out in the
-# module docstring; pass it explicitly for large runs.
-DEFAULT_STEPS = 500          # x 64 = 22 epochs of digits (13 epochs: top-1 0.944-0.969 over seeds)
+# Defaults chosen on the embedded digits data (the quickstart's 3-block width-64 ViT after
+# configs/simclr_digits.py, 1,437 train / 360 held-out images; the measurements are in
+# BENCHMARKS.md). The MAE paper's ImageNet recipe (ViT-B, 100 epochs, batch 1024, base lr 5e-4)
+# is spelled out in the module docstring; pass it explicitly for large runs.
+DEFAULT_STEPS = 500          # x 64 = 22 epochs of digits
 DEFAULT_BATCH_SIZE = 64
-DEFAULT_BASE_LR = 1.6e-2     # x 64 / 256 = peak 4e-3 (peak 1e-3: top-1 0.91-0.93 after 150 steps)
+DEFAULT_BASE_LR = 1.6e-2     # x 64 / 256 = peak 4e-3
 DEFAULT_WARMUP_STEPS = 50    # 10% of the steps (MAE: 5 of 100 epochs)
 DEFAULT_LAYER_DECAY = 0.75   # MAE / BEiT (0.65 for ViT-B, 0.75 for ViT-L)
 DEFAULT_WEIGHT_DECAY = 0.05  # MAE fine-tuning
 DEFAULT_LABEL_SMOOTHING = 0.1  # MAE fine-tuning (Inception-v3's label smoothing)
-# A mild crop: the pretraining crops (SimCLR digits: 0.3-1) cut digits apart and cost 6 points of
-# fine-tuned top-1 on digits (0.908 vs 0.975 after 300 steps); MAE's ImageNet (0.08, 1) is for
-# 100 epochs of 224 px images.
+# A mild crop: the pretraining crops (SimCLR digits: 0.3-1) cut digits apart (BENCHMARKS.md);
+# MAE's ImageNet (0.08, 1) is for 100 epochs of 224 px images.
 DEFAULT_CROP_SCALE = (0.7, 1.0)
 
 
@@ -150,14 +152,34 @@ def finetune_augment_config(augment: ml_collections.ConfigDict,
   return aug
 
 
-def finetune(config: ml_collections.ConfigDict, backbone: nn.Module, backbone_params: Any,
-             backbone_collections: Any, *, steps: int = DEFAULT_STEPS,
+def classifier_start(backbone: nn.Module, variables: Any, num_classes: int,
+                     image_shape: Sequence[int], seed: int = 0):
+  """(model, params, collections) where fine-tuning starts: the pretrained backbone
+  (`variables`, its BatchNorm statistics included) under a fresh Dense(num_classes) head.
+
+  `model.apply({'params': params, **collections}, images)` -> logits [N, num_classes] for
+  images [N, *image_shape].
+  """
+  model = _Classifier(backbone, num_classes)
+  x0 = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  head = model.init(jax.random.key(seed), x0)["params"]["head"]
+  params = {"backbone": variables["params"], "head": head}
+  collections = {k: {"backbone": v} for k, v in variables.items() if k != "params"}
+  return model, params, collections
+
+
+def finetune(config: ml_collections.ConfigDict, backbone: nn.Module, variables: Any, *,
+             steps: int = DEFAULT_STEPS,
              layer_decay: float = DEFAULT_LAYER_DECAY, base_lr: float = DEFAULT_BASE_LR,
              weight_decay: float = DEFAULT_WEIGHT_DECAY, batch_size: int = DEFAULT_BATCH_SIZE,
              warmup_steps: int = DEFAULT_WARMUP_STEPS,
              label_smoothing: float = DEFAULT_LABEL_SMOOTHING,
              crop_scale: Sequence[float] = DEFAULT_CROP_SCALE, seed: int = 0) -> dict:
   """Fine-tunes backbone + a linear head end-to-end; returns {'finetune_top1', ...} floats.
+
+  `backbone`, `variables`: the pretrained backbone (`load_pretrained_backbone`, i.e.
+  `Method.pretrained_backbone`): `backbone.apply(variables, images)` -> features [N, D]; its
+  other collections (BatchNorm statistics) start from the pretrained ones and keep updating.
 
   Training views: one random resized crop per image of the labelled train split (area
   fraction in `crop_scale`, (1, 1) = the whole image; aspect ratios and flip as in
@@ -195,11 +217,9 @@ def finetune(config: ml_collections.ConfigDict, backbone: nn.Module, backbone_pa
   train_src = sources.build_source(data, data.train_split)
   eval_src = sources.build_source(data, data.eval_split)
   num_classes = train_src.num_classes
-  model = _Classifier(backbone, num_classes)
-  x0 = jnp.zeros((1, data.image_size, data.image_size, _channels(train_src)), jnp.float32)
-  head = model.init(jax.random.key(seed), x0)["params"]["head"]
-  params = {"backbone": backbone_params, "head": head}
-  collections = {k: {"backbone": v} for k, v in (backbone_collections or {}).items()}
+  model, params, collections = classifier_start(
+      backbone, variables, num_classes, (data.image_size, data.image_size, _channels(train_src)),
+      seed)
   opt_state = tx.init(params)
 
   def loss_fn(params, collections, images, labels, rng):
@@ -269,11 +289,5 @@ def write_result(workdir: str, result: dict) -> dict:
 def run_protocol(run, **options) -> dict:
   """Entry point of `python -m ssljax.evaluate --protocol finetune`: fine-tunes the backbone of an
   opened `ssljax.evaluate.cli.PretrainedRun` (its restored step) with `finetune`'s defaults."""
-  params = run.params
-  if "backbone" not in params:
-    raise KeyError(f"method {run.config.method!r} has no params['backbone'] (has {list(params)})")
-  collections = {}
-  if isinstance(run.method_state, dict) and isinstance(run.method_state.get("backbone"), dict):
-    collections = run.method_state["backbone"]
-  return finetune(run.config, run.method.backbone, jax.device_get(params["backbone"]),
-                  jax.device_get(collections), **options)
+  module, variables = pretrained_backbone(run.method, run.params, run.method_state)
+  return finetune(run.config, module, variables, **options)

@@ -81,7 +81,8 @@ def dino_loss(
   return -total / (n * vt * (vs - 1))
 
 
-def update_center(center: jax.Array, teacher: jax.Array, momentum: float = 0.9) -> jax.Array:
+def update_center(center: jax.Array, teacher: jax.Array, momentum: float = 0.9,
+                  cpu_tuning: bool = False) -> jax.Array:
   """DINO's centering: EMA of the mean teacher output over views and the GLOBAL batch.
 
   From "Emerging Properties in Self-Supervised Vision Transformers". No gradient flows.
@@ -90,12 +91,13 @@ def update_center(center: jax.Array, teacher: jax.Array, momentum: float = 0.9) 
     center: [K] current center.
     teacher: [Vt, N, K] teacher head outputs (N = global batch).
     momentum: EMA momentum m.
+    cpu_tuning: the batch mean in its XLA:CPU form (`ssljax.reductions`, `ssljax.cpu.enabled`).
 
   Returns:
-    [K] float32: m * center + (1 - m) * mean_{v, n} teacher[v, n].
+    [K] float32: m * center + (1 - m) * mean_{v, n} teacher[v, n] (a float32 sum).
   """
   teacher = jax.lax.stop_gradient(teacher.astype(jnp.float32))
-  batch_center = reductions.leading_mean(teacher, 2)   # = mean over axes (0, 1), as a matvec
+  batch_center = reductions.leading_mean(teacher, 2, cpu_tuning)   # mean over axes (0, 1)
   return jax.lax.stop_gradient(center.astype(jnp.float32)) * momentum + batch_center * (1.0 - momentum)
 
 

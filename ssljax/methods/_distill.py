@@ -1,8 +1,10 @@
 """Self-distillation with an EMA teacher, shared by DINO, iBOT and DINOv2.
 
 One class, `SelfDistillation`, does the three methods; each method file picks its config block
-and two switches (`masked_patches`: iBOT's masked patch-token loss; `koleo`: DINOv2's KoLeo
-regulariser). The pieces, with the papers' reference conventions:
+and composes its loss from terms: `DinoTerm` ([CLS] distillation), `PatchTerm` (iBOT's masked
+patch-token distillation) and `KoLeoTerm` (DINOv2's regulariser); the forward pass computes the
+patch tokens and masks only when a term needs them. The pieces, with the papers' reference
+conventions:
 
 - "Emerging Properties in Self-Supervised Vision Transformers" (DINO, Caron et al., 2021):
   multi-crop (2 global crops seen by teacher and student, L local crops seen by the student
@@ -56,110 +58,33 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ssljax import losses
-from ssljax import reductions
-from ssljax import schedules
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
+from ssljax.methods._distill_terms import DinoTerm, KoLeoTerm, PatchTerm  # noqa: F401
 from ssljax.models.heads import DINOHead
 
-CENTERINGS = ("center", "sinkhorn_knopp")
-SECOND_MASKS = ("rot180", "same")
 EVAL_BACKBONES = ("teacher", "student")
 
 
-def dino_config() -> dict:
-  """DINO's keys with the defaults of the reference ViT-S/16 recipe (main_dino.py)."""
-  return dict(
-      out_dim=65536,                 # K prototypes of the DINO head
-      hidden_dim=2048,
-      bottleneck_dim=256,
-      head_layers=3,
-      norm_last_layer=True,          # weight-norm gain fixed to 1
-      use_bn_in_head=False,          # BatchNorm in the head's MLP (the reference's option)
-      student_temp=0.1,
-      teacher_temp=0.04,             # 0.07 for long ViT runs (with a 30-epoch warm-up)
-      warmup_teacher_temp=0.04,
-      warmup_teacher_temp_steps=0,
-      momentum=0.996,                # EMA teacher momentum, cosine to 1 over total_steps
-      center_momentum=0.9,
-      freeze_last_layer_steps=0,     # the reference: one epoch
-      global_crops_scale=(0.4, 1.0),
-      local_crops=8,
-      local_size=96,
-      local_crops_scale=(0.05, 0.4),
-      eval_backbone="teacher",       # DINO evaluates the teacher ('teacher' | 'student')
-  )
-
-
-def ibot_config() -> dict:
-  """DINO's keys plus iBOT's, with the defaults of iBOT's ViT-S/16 recipe."""
-  c = dino_config()
-  c.update(
-      out_dim=8192,
-      norm_last_layer=False,
-      teacher_temp=0.07,
-      warmup_teacher_temp_steps=0,
-      global_crops_scale=(0.25, 1.0),
-      local_crops=10,
-      local_crops_scale=(0.05, 0.25),
-      shared_head=True,              # one head for [CLS] and patches; False: separate patch_head
-      patch_out_dim=8192,            # Kp, used when shared_head is False
-      teacher_patch_temp=0.07,
-      warmup_teacher_patch_temp=0.04,
-      cls_weight=1.0,                # iBOT's lambda1
-      patch_weight=1.0,              # iBOT's lambda2
-      mask_ratio=0.3,                # fraction of patches masked in a masked crop
-      mask_probability=0.5,          # fraction of global crops that are masked
-      second_mask="rot180",          # how crop 1's mask derives from the record's mask
-  )
-  return c
-
-
-def dinov2_config() -> dict:
-  """iBOT's keys plus DINOv2's, with the defaults of DINOv2's ssl_default_config."""
-  c = ibot_config()
-  c.update(
-      out_dim=65536,
-      patch_out_dim=65536,
-      norm_last_layer=True,
-      teacher_temp=0.07,
-      teacher_patch_temp=0.07,
-      warmup_teacher_temp=0.04,
-      warmup_teacher_patch_temp=0.04,
-      momentum=0.992,
-      global_crops_scale=(0.32, 1.0),
-      local_crops=8,
-      local_crops_scale=(0.05, 0.32),
-      mask_ratio=0.3,                # the reference draws U(0.1, 0.5) per crop
-      koleo_weight=0.1,
-      centering="center",            # 'center' (EMA) | 'sinkhorn_knopp'
-      sinkhorn_iters=3,
-  )
-  return c
-
-
-def _probs_as_logits(q: jax.Array) -> jax.Array:
-  """Log of target probabilities, so that softmax(log q / 1) == q inside the shared losses."""
-  return jnp.log(jnp.maximum(q, jnp.finfo(jnp.float32).tiny))
-
-
-def _entropy(p: jax.Array) -> jax.Array:
-  """Entropy along the last axis, in nats."""
-  return -jnp.sum(p * jnp.log(jnp.maximum(p, 1e-12)), axis=-1)
+# ---------------------------------------------------------------------------------------------
+# The method.
+# ---------------------------------------------------------------------------------------------
 
 
 class SelfDistillation(base.Method):
-  """DINO-family student/teacher self-distillation (see the module docstring)."""
+  """DINO-family student/teacher self-distillation (see the module docstring).
 
-  masked_patches: bool = False   # iBOT patch loss on block-masked global crops
-  koleo: bool = False            # DINOv2 KoLeo regulariser
-  patch_center_masked_only: bool = False  # DINOv2 centres patches on masked tokens; iBOT on all
+  `terms`: the loss terms, summed (DINO: (DinoTerm(),)).
+  """
+
+  terms: tuple = (DinoTerm(),)
 
   def __init__(self, config):
     super().__init__(config)
     cfg = self.cfg
+    self.masked_patches = any(t.needs_patches for t in self.terms)
     self.backbone = common.backbone_from_config(config)
     self.head_bn = bool(cfg.get("use_bn_in_head", False))
     self.head = DINOHead(out_dim=cfg.out_dim, hidden_dim=cfg.hidden_dim,
@@ -167,9 +92,11 @@ class SelfDistillation(base.Method):
                          norm_last_layer=cfg.norm_last_layer, use_bn=self.head_bn)
     self.separate_patch_head = self.masked_patches and not cfg.shared_head
     if self.separate_patch_head:
-      self.patch_head = DINOHead(out_dim=cfg.patch_out_dim, hidden_dim=cfg.hidden_dim,
-                                 bottleneck_dim=cfg.bottleneck_dim, n_layers=cfg.head_layers,
-                                 norm_last_layer=cfg.norm_last_layer, use_bn=self.head_bn)
+      self.patch_head = self.head.clone(out_dim=cfg.patch_out_dim)
+    # The teacher: an EMA of all student params, momentum cosine from cfg.momentum to 1.
+    self.ema = common.EMATarget(common.cosine_momentum(cfg.momentum, config.total_steps),
+                                path=("teacher",))
+    self.teacher_momentum = self.ema.momentum
 
   @property
   def patch_dim(self) -> int:
@@ -178,7 +105,6 @@ class SelfDistillation(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError  # local: ssljax.config imports the methods package
     cfg = config[cls.name]
     if cfg.eval_backbone not in EVAL_BACKBONES:
       raise ConfigError(f"config.{cls.name}.eval_backbone={cfg.eval_backbone!r}; "
@@ -197,19 +123,8 @@ class SelfDistillation(base.Method):
                         (f"{cls.name}.local_size", cfg.local_size if cfg.local_crops else p)):
         if size % p:
           raise ConfigError(f"config.{key}={size} is not divisible by model.patch_size={p}")
-    if not cls.masked_patches:
-      return
-    if config.model.name != "vit":
-      raise ConfigError(f"config.model.name={config.model.name!r}; {cls.name} masks patch "
-                        "tokens and needs 'vit'")
-    if not 0.0 <= cfg.mask_probability <= 1.0 or not 0.0 < cfg.mask_ratio < 1.0:
-      raise ConfigError(f"config.{cls.name}.mask_probability={cfg.mask_probability}, mask_ratio="
-                        f"{cfg.mask_ratio}; expected a probability in [0, 1] and a ratio in (0, 1)")
-    if cfg.second_mask not in SECOND_MASKS:
-      raise ConfigError(f"config.{cls.name}.second_mask={cfg.second_mask!r}; expected one of "
-                        f"{SECOND_MASKS}")
-    if cfg.get("centering", "center") not in CENTERINGS:
-      raise ConfigError(f"config.{cls.name}.centering={cfg.centering!r}; expected one of {CENTERINGS}")
+    for term in cls.terms:
+      term.validate(cls.name, config)
 
   def view_spec(self) -> ViewSpec:
     cfg = self.cfg
@@ -222,7 +137,7 @@ class SelfDistillation(base.Method):
                     local_scale=tuple(cfg.local_crops_scale), **kwargs)
 
   # -------------------------------------------------------------------------------------------
-  # Init, schedules, EMA, gradient masking.
+  # Init, EMA, gradient masking.
   # -------------------------------------------------------------------------------------------
 
   def init(self, rng, batch):
@@ -235,37 +150,19 @@ class SelfDistillation(base.Method):
     if self.separate_patch_head:
       params["patch_head"], head_stats["patch_head"] = common.init_module(self.patch_head, p_rng,
                                                                           feats)
-    # The teacher starts as a copy of the student (an explicit copy: params are donated).
-    teacher = jax.tree_util.tree_map(jnp.copy, params)
-    state = {"teacher": teacher, "collections": {"student": b_coll, "teacher": b_coll},
-             "center": jnp.zeros((self.cfg.out_dim,), jnp.float32)}
+    state = {"teacher": self.ema.init(params),
+             "collections": {"student": b_coll, "teacher": b_coll}}
     if self.head_bn:
       # The heads' BatchNorm statistics; like the backbone's, the teacher keeps its own
       # (only parameters are averaged into the teacher, as in the reference).
       state["head_stats"] = {"student": head_stats,
                              "teacher": jax.tree_util.tree_map(jnp.copy, head_stats)}
-    if self.masked_patches:
-      state["patch_center"] = jnp.zeros((self.patch_dim,), jnp.float32)
+    for term in self.terms:
+      state.update(term.init_state(self))
     return params, state
 
-  def teacher_temps(self, step):
-    """(cls, patch) teacher temperatures at `step` (linear warm-up, then constant)."""
-    cfg = self.cfg
-    t = schedules.linear_warmup(step, cfg.warmup_teacher_temp_steps, cfg.warmup_teacher_temp,
-                                cfg.teacher_temp)
-    if not self.masked_patches:
-      return t, None
-    tp = schedules.linear_warmup(step, cfg.warmup_teacher_temp_steps, cfg.warmup_teacher_patch_temp,
-                                 cfg.teacher_patch_temp)
-    return t, tp
-
-  def teacher_momentum(self, step):
-    """EMA momentum at `step`: cosine from cfg.momentum to 1 over config.total_steps."""
-    return schedules.cosine_increase(step, self.config.total_steps, self.cfg.momentum, 1.0)
-
   def after_step(self, params, state, step):
-    m = self.teacher_momentum(step)
-    return dict(state, teacher=common.ema_update(state["teacher"], params, m))
+    return self.ema.after_step(params, state, step)
 
   def transform_grads(self, grads, state, step):
     """Zeroes the heads' `last_layer` gradients while step < freeze_last_layer_steps."""
@@ -337,28 +234,20 @@ class SelfDistillation(base.Method):
     """
     mask = batch["mask"].astype(bool)                           # [B, P]
     b, p = mask.shape
-    if self.cfg.second_mask == "rot180":
-      second = mask[:, ::-1]       # reversing row-major order = flipping rows and columns
-    else:
-      second = mask
+    # Reversing the row-major order flips rows and columns: a 180-degree rotation.
+    second = mask[:, ::-1] if self.cfg.second_mask == "rot180" else mask
     masks = jnp.stack([mask, second], axis=1).reshape(2 * b, p)
     n_masked = int(round(self.cfg.mask_probability * 2 * b))
     chosen = jnp.zeros((2 * b,), bool).at[jax.random.permutation(rng, 2 * b)[:n_masked]].set(True)
     return masks & chosen[:, None]
 
-  def num_masked_patches(self, batch_size: int, num_patches: int) -> int:
-    """Static count of masked patches in a batch of `batch_size` records (pipeline contract:
-    every block mask has exactly round(mask_ratio * P) patches)."""
-    n_crops = int(round(self.cfg.mask_probability * 2 * batch_size))
-    return n_crops * int(round(self.cfg.mask_ratio * num_patches))
-
   def forward(self, params, state, batch, rng):
     """Student and teacher outputs of one batch (no loss).
 
     Returns a dict: 'student_cls' [2 + L, B, K] (global crops first), 'teacher_cls' [2, B, K],
-    'student_feats' [2, B, D] (backbone [CLS] / pooled of the global crops), and when
-    masked_patches: 'mask' [2B, P], 'student_patches', 'teacher_patches' [2B, P, Kp];
-    plus 'collections', the updated backbone statistics (and 'head_stats', the heads', with
+    'student_feats' [2, B, D] (backbone [CLS] / pooled of the global crops), and with a patch
+    term: 'mask' [2B, P], 'student_patches', 'teacher_patches' [2B, P, Kp]; plus
+    'collections', the updated backbone statistics (and 'head_stats', the heads', with
     use_bn_in_head).
     """
     g = batch["global"]                                        # [B, 2, S, S, C]
@@ -405,97 +294,41 @@ class SelfDistillation(base.Method):
                  teacher_patches=jax.lax.stop_gradient(t_patch_logits))
     return out
 
-  # -------------------------------------------------------------------------------------------
-  # The loss.
-  # -------------------------------------------------------------------------------------------
-
-  def _sinkhorn(self) -> bool:
-    return self.cfg.get("centering", "center") == "sinkhorn_knopp"
-
   def loss(self, params, state, batch, rng, step):
-    cfg = self.cfg
+    """The sum of the terms on one `forward`; the state gets the new statistics and centres."""
     out = self.forward(params, state, batch, rng)
-    temp, patch_temp = self.teacher_temps(step)
-    t_cls = out["teacher_cls"]                                 # [2, B, K]
-    vt, b, k = t_cls.shape
     new_state = dict(state, collections=out["collections"])
     if self.head_bn:
       new_state["head_stats"] = out["head_stats"]
-
-    if self._sinkhorn():
-      q = losses.sinkhorn_knopp(t_cls.reshape(vt * b, k), epsilon=temp, n_iters=cfg.sinkhorn_iters)
-      t_probs = q.reshape(vt, b, k)
-      dino = losses.dino_loss(out["student_cls"], _probs_as_logits(t_probs),
-                              jnp.zeros((k,), jnp.float32), cfg.student_temp, 1.0)
-    else:
-      t_probs = jax.nn.softmax((t_cls - state["center"]) / temp, axis=-1)
-      dino = losses.dino_loss(out["student_cls"], t_cls, state["center"], cfg.student_temp, temp)
-      new_state["center"] = losses.update_center(state["center"], t_cls, cfg.center_momentum)
-
-    metrics = {"dino_loss": dino, "teacher_temp": temp,
-               "teacher_momentum": self.teacher_momentum(step),
-               "teacher_entropy": jnp.mean(_entropy(t_probs)),
-               "teacher_marginal_entropy": _entropy(reductions.leading_mean(t_probs, 2))}
-    total = dino
-    if self.masked_patches:
-      patch, new_state = self._patch_loss(out, state, new_state, patch_temp)
-      total = cfg.cls_weight * dino + cfg.patch_weight * patch
-      metrics.update(patch_loss=patch, teacher_patch_temp=patch_temp,
-                     mask_fraction=jnp.mean(out["mask"].astype(jnp.float32)))
-    if self.koleo:
-      feats = out["student_feats"]                             # [2, B, D]
-      kl = sum(losses.koleo(feats[v]) for v in range(feats.shape[0]))
-      total = total + cfg.koleo_weight * kl
-      metrics["koleo_loss"] = kl
+    total, metrics = 0.0, {}
+    for term in self.terms:
+      value, term_metrics, updates = term(self, out, state, step)
+      total = total + value
+      metrics.update(term_metrics)
+      new_state.update(updates)
     return total, (metrics, new_state)
-
-  def _patch_loss(self, out, state, new_state, patch_temp):
-    """iBOT's masked patch loss and the patch-centre update; returns (loss, new_state)."""
-    cfg = self.cfg
-    mask, s_p, t_p = out["mask"], out["student_patches"], out["teacher_patches"]
-    n, p, kp = t_p.shape
-    masked_rows = None
-    if self._sinkhorn() or self.patch_center_masked_only:
-      # The masked teacher tokens as a static-shape [M, Kp] array (M fixed by the pipeline).
-      masked_rows = jnp.nonzero(mask.reshape(n * p), size=self.num_masked_patches(n // 2, p))[0]
-      t_masked = t_p.reshape(n * p, kp)[masked_rows]
-    if self._sinkhorn():
-      q = losses.sinkhorn_knopp(t_masked, epsilon=patch_temp, n_iters=cfg.sinkhorn_iters)
-      t_logq = jnp.zeros((n * p, kp), jnp.float32).at[masked_rows].set(_probs_as_logits(q))
-      patch = losses.ibot_patch_loss(s_p, t_logq.reshape(n, p, kp), mask,
-                                     jnp.zeros((kp,), jnp.float32), cfg.student_temp, 1.0)
-      return patch, new_state
-    patch = losses.ibot_patch_loss(s_p, t_p, mask, state["patch_center"], cfg.student_temp,
-                                   patch_temp)
-    centre_input = t_masked[None] if self.patch_center_masked_only else t_p.reshape(1, n * p, kp)
-    new_state["patch_center"] = losses.update_center(state["patch_center"], centre_input,
-                                                     cfg.center_momentum)
-    return patch, new_state
 
   # -------------------------------------------------------------------------------------------
   # Evaluation.
   # -------------------------------------------------------------------------------------------
 
-  def _eval_params(self, params, state):
-    if self.cfg.eval_backbone == "teacher":
-      return state["teacher"], state["collections"]["teacher"]
-    return params, state["collections"]["student"]
+  def _evaluated(self, params, state):
+    """(params, 'teacher' | 'student') of the network that `eval_backbone` evaluates."""
+    who = self.cfg.eval_backbone
+    return (state["teacher"] if who == "teacher" else params), who
 
-  def features(self, params, state, images):
-    """Backbone features [N, D] (the teacher's by default, as DINO/iBOT/DINOv2 evaluate)."""
-    p, colls = self._eval_params(params, state)
-    feats, _, _ = self._encode(p["backbone"], colls, images, train=False)
-    return feats.astype(jnp.float32)
+  def pretrained_backbone(self, params, state):
+    """The EMA teacher's backbone by default (DINO, iBOT, DINOv2 evaluate it), with its
+    BatchNorm statistics; the student's with eval_backbone='student'."""
+    p, who = self._evaluated(params, state)
+    return base.Backbone(self.backbone, {"params": p["backbone"], **state["collections"][who]})
 
   def embeddings(self, params, state, images):
     """The DINO head's bottleneck [N, bottleneck_dim] (before its L2 normalisation) of the
     evaluated network: the last layer before the K prototypes, for collapse diagnostics
     (the K logits themselves can be 65536 wide)."""
-    p, _ = self._eval_params(params, state)
-    stats = {}
-    if self.head_bn:
-      who = "teacher" if self.cfg.eval_backbone == "teacher" else "student"
-      stats = state["head_stats"][who]["head"]
+    p, who = self._evaluated(params, state)
+    stats = state["head_stats"][who]["head"] if self.head_bn else {}
     feats = self.features(params, state, images)
     last = f"mlp{self.cfg.head_layers - 1}"
     _, inter = self.head.apply({"params": p["head"], **stats}, feats, mutable=["intermediates"],

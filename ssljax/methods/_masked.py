@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssljax.errors import ConfigError
 from ssljax.methods import common
 from ssljax.models import vit as vit_lib
 
@@ -20,7 +21,6 @@ from ssljax.models import vit as vit_lib
 def vit_backbone(config: ml_collections.ConfigDict, method: str) -> vit_lib.ViT:
   """The run's backbone, which must be a ViT (masked methods drop patches)."""
   if config.model.name != "vit":
-    from ssljax.config import ConfigError
     raise ConfigError(f"config.model.name={config.model.name!r}; method {method!r} needs 'vit' "
                       "(it encodes a subset of the patch tokens)")
   backbone = common.backbone_from_config(config)
@@ -165,17 +165,3 @@ class TransformerStack(nn.Module):
                                name=f"layer{i}")(x, train=train)
     return nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x)
 
-
-def patch_mean_features(vit: vit_lib.ViT, params: Any, images: jax.Array) -> jax.Array:
-  """Eval-mode features [N, D] float32: the mean of the final (normed) patch tokens."""
-  tokens = vit.apply({"params": params}, images, train=False, return_tokens=True)
-  return jnp.mean(tokens["patches"], axis=1)
-
-
-def backbone_features(vit: vit_lib.ViT, params: Any, images: jax.Array, pool: str) -> jax.Array:
-  """Eval-mode features [N, D]: pool 'backbone' (the ViT's own pooling) or 'patch_mean'."""
-  if pool == "patch_mean":
-    return patch_mean_features(vit, params, images)
-  if pool == "backbone":
-    return vit.apply({"params": params}, images, train=False).astype(jnp.float32)
-  raise ValueError(f"feature_pool={pool!r}; expected 'backbone' or 'patch_mean'")

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -46,43 +46,33 @@ class BarlowTwins(base.Method):
     self.backbone = common.backbone_from_config(config)
     self.projector = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
                              use_bn=True)
+    self.modules = {"backbone": self.backbone, "projector": self.projector}
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    return common.init_backbone_head(self.backbone, self.projector, "projector", rng, batch["global"][:, 0])
+    return common.init_chain(rng, batch["global"][:, 0], self.modules)
 
   def _project(self, params, state, images, rng, train):
     """images [N, H, W, C] -> (embeddings [N, proj_dim] float32, updated state)."""
-    return common.apply_backbone_head(self.backbone, self.projector, "projector", params, state, images, rng,
-                                      train)
+    return common.apply_chain(self.modules, params, state, images, train=train, rng=rng)
 
   def loss(self, params, state, batch, rng, step):
     """batch['global'] [B, 2, H, W, C] -> barlow_twins(z1 [B, D], z2 [B, D])."""
     del step
     # One forward pass per view, as in the reference (y1 and y2 through backbone and projector
     # separately): each view's BatchNorm layers normalise over that view's global batch.
-    zs = []
-    for v, v_rng in enumerate(jax.random.split(rng, 2)):
-      z, state = self._project(params, state, batch["global"][:, v], v_rng, train=True)
-      zs.append(z)
-    z1, z2 = zs
+    (z1, z2), state = common.map_views(lambda s, x, r: self._project(params, s, x, r, True), state,
+                                       batch["global"], jax.random.split(rng, 2))
     loss = losses.barlow_twins(z1, z2, self.cfg.lambd)
     zn = losses.l2_normalize(z1)
     metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0)),
                "positive_cosine": jnp.mean(jnp.sum(zn * losses.l2_normalize(z2), -1))}
     return loss, (metrics, state)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
-
-  def embeddings(self, params, state, images):
-    z, _ = self._project(params, state, images, jax.random.key(0), train=False)
-    return z
+  def embedding_head(self, params, state):
+    return base.Backbone(self.projector, {"params": params["projector"], **state["projector"]})
 
 
 METHOD = BarlowTwins

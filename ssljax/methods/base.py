@@ -13,20 +13,41 @@ Per step the trainer does, inside one jitted pure function:
 
 `params` are what the optimizer updates; `state` is everything else the method carries from step
 to step (BatchNorm statistics, an EMA teacher, a DINO center, a queue). Both are pytrees of arrays.
+
+Outside the step, `pretrained_backbone(params, state)` is the one definition of the backbone a
+method pretrains (for DINO-family methods the EMA teacher, with its BatchNorm statistics for a
+ResNet; for MAE the patch-token mean of the encoder). `features` (kNN, linear and few-shot
+probes), fine-tuning, export (`ssljax.load_backbone`) and the attention plots all use it.
+`visualize` is the optional hook for pictures of a run (MAE reconstructions).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
 
 Params = Any
 MethodState = Any
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+
+
+class Backbone(NamedTuple):
+  """A backbone ready to apply: `module.apply(variables, images, train=False)` maps normalised
+  images [N, H, W, C] to features [N, D].
+
+  Attributes:
+    module: an unbound Flax module: a ViT or ResNet, or `common.PatchMean` around a ViT.
+    variables: {'params': ..., other collections such as 'batch_stats'}.
+  """
+  module: nn.Module
+  variables: dict
 
 
 class Method:
@@ -50,7 +71,7 @@ class Method:
 
   @classmethod
   def validate_config(cls, config: ml_collections.ConfigDict) -> None:
-    """May: raise config.ConfigError for method-specific impossible values."""
+    """May: raise ssljax.errors.ConfigError for method-specific impossible values."""
 
   def view_spec(self) -> ViewSpec:
     """Must: the views the pipeline produces per image (global/local crops, masks)."""
@@ -76,10 +97,39 @@ class Method:
     del params, step
     return state
 
+  def pretrained_backbone(self, params: Params, state: MethodState) -> Backbone:
+    """May: the backbone this method pretrains, as kNN, probes, fine-tuning and export use it.
+
+    Default: `self.backbone` with params['backbone'] and its collections (BatchNorm statistics)
+    state['backbone']. Methods that keep it elsewhere (an EMA teacher, a frozen part in the
+    state) or pool it differently override this, and only this.
+    """
+    collections = state.get("backbone", {}) if isinstance(state, dict) else {}
+    return Backbone(self.backbone, {"params": params["backbone"], **collections})
+
   def features(self, params: Params, state: MethodState, images: jax.Array) -> jax.Array:
-    """Must: backbone features [N, D] of images [N, H, W, C] in eval mode (kNN, probes, export)."""
-    raise NotImplementedError
+    """Backbone features [N, D] float32 of images [N, H, W, C] in eval mode (kNN, probes, export):
+    `pretrained_backbone` applied. Not to be overridden: override `pretrained_backbone`."""
+    module, variables = self.pretrained_backbone(params, state)
+    return module.apply(variables, images, train=False).astype(jnp.float32)
+
+  def embedding_head(self, params: Params, state: MethodState) -> Optional[Backbone]:
+    """May: the head (module, variables) that maps `features` to what the loss sees (a
+    projector), for collapse diagnostics; None (the default): the features themselves."""
+    del params, state
+    return None
 
   def embeddings(self, params: Params, state: MethodState, images: jax.Array) -> jax.Array:
-    """May: the embedding the loss sees ([N, E]), for collapse diagnostics. Defaults to features."""
-    return self.features(params, state, images)
+    """The embedding the loss sees, [N, E] float32: `embedding_head` on `features`, eval mode."""
+    feats = self.features(params, state, images)
+    head = self.embedding_head(params, state)
+    if head is None:
+      return feats
+    return head.module.apply(head.variables, feats, train=False).astype(jnp.float32)
+
+  def visualize(self, params: Params, state: MethodState, images: jax.Array,
+                rng: jax.Array) -> dict[str, np.ndarray]:
+    """May: pictures of the method at work, {name: uint8 [H, W, 3]}, of a few held-out images
+    [N, H, W, C] (e.g. MAE reconstructions). Default: none."""
+    del params, state, images, rng
+    return {}

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax import schedules
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -54,7 +54,6 @@ class BYOL(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     tau = config.byol.tau_base
     if not 0.0 <= tau < 1.0:
       raise ConfigError(f"config.byol.tau_base={tau!r}; expected a momentum in [0, 1)")
@@ -66,35 +65,25 @@ class BYOL(base.Method):
                              use_bn=self.cfg.use_bn, last_bn=self.cfg.proj_last_bn)
     self.predictor = MLPHead(hidden_dims=tuple(self.cfg.pred_hidden_dims), out_dim=self.cfg.proj_dim,
                              use_bn=self.cfg.use_bn)
+    self.encoder = {"backbone": self.backbone, "projector": self.projector}
+    # The target: an EMA of the online backbone and projector, tau rising from tau_base to 1.
+    self.ema = common.EMATarget(common.cosine_momentum(self.cfg.tau_base, config.total_steps),
+                                path=("target", "params"), online=("backbone", "projector"))
+    self.momentum = self.ema.momentum   # tau at a step
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    b_rng, p_rng, q_rng = jax.random.split(rng, 3)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    p_params, p_state = common.init_module(self.projector, p_rng, feats)
-    z = self.projector.apply({"params": p_params, **p_state}, feats, train=False)
-    q_params, q_state = common.init_module(self.predictor, q_rng, z)
-    params = {"backbone": b_params, "projector": p_params, "predictor": q_params}
-    stats = {"backbone": b_state, "projector": p_state, "predictor": q_state}
-    # The target starts as a copy of the online backbone and projector (jnp.copy: no aliasing
-    # between donated buffers).
-    target = {"params": jax.tree_util.tree_map(jnp.copy, {"backbone": b_params, "projector": p_params}),
-              "stats": jax.tree_util.tree_map(jnp.copy, {"backbone": b_state, "projector": p_state})}
+    params, stats = common.init_chain(rng, batch["global"][:, 0],
+                                      {**self.encoder, "predictor": self.predictor})
+    # The target starts as a copy of the online backbone and projector.
+    target = {"params": self.ema.init(params), "stats": self.ema.init(stats)}
     return params, {"online": stats, "target": target}
 
   def _encode(self, params, stats, images, rng, train):
     """backbone -> projector. images [N, H, W, C] -> (z [N, E] float32, updated stats)."""
-    b_rng, p_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, params["backbone"], stats["backbone"], images,
-                                         train=train, rng=b_rng)
-    z, p_state = common.apply_module(self.projector, params["projector"], stats["projector"], feats,
-                                     train=train, rng=p_rng)
-    return z, {**stats, "backbone": b_state, "projector": p_state}
+    return common.apply_chain(self.encoder, params, stats, images, train=train, rng=rng)
 
   def _online(self, params, stats, images, rng, train):
     """Online prediction q [N, E] (float32) of images [N, H, W, C], and the updated stats."""
@@ -132,23 +121,17 @@ class BYOL(base.Method):
                "prediction_cosine": -nc / 2.0}
     return loss, (metrics, state)
 
-  def momentum(self, step):
-    """tau at `step`: tau_base rising to 1 at total_steps along a half cosine."""
-    return schedules.cosine_increase(step, self.config.total_steps, self.cfg.tau_base, 1.0)
-
   def after_step(self, params, state, step):
-    online = {"backbone": params["backbone"], "projector": params["projector"]}
-    target = common.ema_update(state["target"]["params"], online, self.momentum(step))
-    return {**state, "target": {**state["target"], "params": target}}
+    return self.ema.after_step(params, state, step)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["online"]["backbone"],
-                                   images, train=False)
-    return feats.astype(jnp.float32)
+  def pretrained_backbone(self, params, state):
+    """The online backbone (BYOL evaluates it) with its BatchNorm statistics."""
+    return base.Backbone(self.backbone, {"params": params["backbone"],
+                                         **state["online"]["backbone"]})
 
-  def embeddings(self, params, state, images):
-    z, _ = self._encode(params, state["online"], images, jax.random.key(0), train=False)
-    return z.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.projector, {"params": params["projector"],
+                                          **state["online"]["projector"]})
 
 
 METHOD = BYOL

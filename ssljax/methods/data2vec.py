@@ -9,8 +9,8 @@ and Language" (Baevski et al., 2023). Following its reference image recipe:
     blocks, averaged (ViT-B: top 10 of 12), then layer-normalised (`layer_norm_targets`); the
     output of a block is its feed-forward output before the residual addition
     (`target_source='ffn'`, data2vec's choice, kept by data2vec 2.0); 'block' takes the residual
-    stream instead, which carries the input patch and position embeddings into the targets (on
-    digits: kNN 0.722 with 'block' vs 0.806 with 'ffn', 300 steps);
+    stream instead, which carries the input patch and position embeddings into the targets
+    (learns less on digits: BENCHMARKS.md);
   * `num_masks` masked copies of every image (paper: "multi-mask", 16 for ViT-B at ratio 0.8)
     share the one teacher pass; the first mask comes from the pipeline (ViewSpec.mask='random'),
     the others are drawn in the graph from the step's key with the same static visible count;
@@ -38,7 +38,8 @@ import ml_collections
 
 from ssljax import losses
 from ssljax.data import masks as masks_lib
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import _masked
 from ssljax.methods import base
 from ssljax.methods import common
@@ -137,7 +138,6 @@ class Data2Vec(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     c = config.data2vec
     if config.model.name != "vit":
       raise ConfigError(f"config.model.name={config.model.name!r}; data2vec needs 'vit'")
@@ -169,6 +169,11 @@ class Data2Vec(base.Method):
                                self.backbone.dtype)
     steps = self.cfg.ema_anneal_steps
     self.ema_steps = config.total_steps if steps < 0 else steps
+    # The teacher: an EMA of the student encoder, momentum linear from ema_start to ema_end.
+    self.ema = common.EMATarget(
+        common.linear_momentum(self.cfg.ema_start, self.cfg.ema_end, self.ema_steps),
+        path=("teacher",), online="backbone")
+    self.momentum = self.ema.momentum
 
   def view_spec(self) -> ViewSpec:
     return ViewSpec(global_crops=1, global_size=self.config.data.image_size,
@@ -183,13 +188,7 @@ class Data2Vec(base.Method):
     d_params = self.decoder.init({"params": d_rng}, tokens)["params"]
     params = {"backbone": b_params, "decoder": d_params,
               "mask_embed": jnp.zeros((self.backbone.width,), jnp.float32)}
-    teacher = jax.tree_util.tree_map(jnp.copy, b_params)
-    return params, {"teacher": teacher}
-
-  def momentum(self, step):
-    """EMA momentum at `step`: linear from ema_start to ema_end over ema_anneal_steps."""
-    frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(self.ema_steps, 1), 0.0, 1.0)
-    return self.cfg.ema_start + (self.cfg.ema_end - self.cfg.ema_start) * frac
+    return params, {"teacher": self.ema.init(params)}
 
   def masks(self, batch, rng):
     """keep [B*M, K] and mask [B*M, P] of the M copies, copy-major within each image.
@@ -229,11 +228,13 @@ class Data2Vec(base.Method):
     return loss, (metrics, state)
 
   def after_step(self, params, state, step):
-    return {"teacher": common.ema_update(state["teacher"], params["backbone"], self.momentum(step))}
+    return self.ema.after_step(params, state, step)
 
-  def features(self, params, state, images):
+  def pretrained_backbone(self, params, state):
+    """The student (`feature_encoder`; or the EMA teacher), pooled as `feature_pool` says."""
     encoder = state["teacher"] if self.cfg.feature_encoder == "teacher" else params["backbone"]
-    return _masked.backbone_features(self.backbone, encoder, images, self.cfg.feature_pool)
+    return base.Backbone(*common.pooled_backbone(self.backbone, {"params": encoder},
+                                                 self.cfg.feature_pool))
 
 
 METHOD = Data2Vec

@@ -23,6 +23,30 @@ import ml_collections
 from ssljax.methods import _distill
 
 
+def dino_config() -> dict:
+  """DINO's keys with the defaults of the reference ViT-S/16 recipe (main_dino.py)."""
+  return dict(
+      out_dim=65536,                 # K prototypes of the DINO head
+      hidden_dim=2048,
+      bottleneck_dim=256,
+      head_layers=3,
+      norm_last_layer=True,          # weight-norm gain fixed to 1
+      use_bn_in_head=False,          # BatchNorm in the head's MLP (the reference's option)
+      student_temp=0.1,
+      teacher_temp=0.04,             # 0.07 for long ViT runs (with a 30-epoch warm-up)
+      warmup_teacher_temp=0.04,
+      warmup_teacher_temp_steps=0,
+      momentum=0.996,                # EMA teacher momentum, cosine to 1 over total_steps
+      center_momentum=0.9,
+      freeze_last_layer_steps=0,     # the reference: one epoch
+      global_crops_scale=(0.4, 1.0),
+      local_crops=8,
+      local_size=96,
+      local_crops_scale=(0.05, 0.4),
+      eval_backbone="teacher",       # DINO evaluates the teacher ('teacher' | 'student')
+  )
+
+
 class DINO(_distill.SelfDistillation):
   """DINO. Params: {'backbone', 'head'}; state: {'teacher', 'collections', 'center'}."""
 
@@ -30,8 +54,7 @@ class DINO(_distill.SelfDistillation):
 
   @staticmethod
   def default_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(_distill.dino_config())
+    return ml_collections.ConfigDict(dino_config())
 
 
 METHOD = DINO
-name = "dino"

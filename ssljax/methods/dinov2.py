@@ -27,20 +27,42 @@ from __future__ import annotations
 import ml_collections
 
 from ssljax.methods import _distill
+from ssljax.methods import ibot
+
+
+def dinov2_config() -> dict:
+  """iBOT's keys plus DINOv2's, with the defaults of DINOv2's ssl_default_config."""
+  c = ibot.ibot_config()
+  c.update(
+      out_dim=65536,
+      patch_out_dim=65536,
+      norm_last_layer=True,
+      teacher_temp=0.07,
+      teacher_patch_temp=0.07,
+      warmup_teacher_temp=0.04,
+      warmup_teacher_patch_temp=0.04,
+      momentum=0.992,
+      global_crops_scale=(0.32, 1.0),
+      local_crops=8,
+      local_crops_scale=(0.05, 0.32),
+      mask_ratio=0.3,                # the reference draws U(0.1, 0.5) per crop
+      koleo_weight=0.1,
+      centering="center",            # 'center' (EMA) | 'sinkhorn_knopp'
+      sinkhorn_iters=3,
+  )
+  return c
 
 
 class DINOv2(_distill.SelfDistillation):
   """DINOv2. Params: {'backbone', 'head'[, 'patch_head']}; state as iBOT's."""
 
   name = "dinov2"
-  masked_patches = True
-  koleo = True
-  patch_center_masked_only = True
+  # DINOv2 centres the patch logits over the masked tokens only (iBOT: over all of them).
+  terms = (_distill.DinoTerm(), _distill.PatchTerm(center_masked_only=True), _distill.KoLeoTerm())
 
   @staticmethod
   def default_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(_distill.dinov2_config())
+    return ml_collections.ConfigDict(dinov2_config())
 
 
 METHOD = DINOv2
-name = "dinov2"

@@ -25,18 +25,42 @@ from __future__ import annotations
 import ml_collections
 
 from ssljax.methods import _distill
+from ssljax.methods import dino
+
+
+def ibot_config() -> dict:
+  """DINO's keys plus iBOT's, with the defaults of iBOT's ViT-S/16 recipe."""
+  c = dino.dino_config()
+  c.update(
+      out_dim=8192,
+      norm_last_layer=False,
+      teacher_temp=0.07,
+      warmup_teacher_temp_steps=0,
+      global_crops_scale=(0.25, 1.0),
+      local_crops=10,
+      local_crops_scale=(0.05, 0.25),
+      shared_head=True,              # one head for [CLS] and patches; False: separate patch_head
+      patch_out_dim=8192,            # Kp, used when shared_head is False
+      teacher_patch_temp=0.07,
+      warmup_teacher_patch_temp=0.04,
+      cls_weight=1.0,                # iBOT's lambda1
+      patch_weight=1.0,              # iBOT's lambda2
+      mask_ratio=0.3,                # fraction of patches masked in a masked crop
+      mask_probability=0.5,          # fraction of global crops that are masked
+      second_mask="rot180",          # how crop 1's mask derives from the record's mask
+  )
+  return c
 
 
 class IBOT(_distill.SelfDistillation):
   """iBOT. Params: {'backbone', 'head'[, 'patch_head']}; state adds 'patch_center'."""
 
   name = "ibot"
-  masked_patches = True
+  terms = (_distill.DinoTerm(), _distill.PatchTerm())
 
   @staticmethod
   def default_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(_distill.ibot_config())
+    return ml_collections.ConfigDict(ibot_config())
 
 
 METHOD = IBOT
-name = "ibot"

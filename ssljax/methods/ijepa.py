@@ -41,7 +41,8 @@ import ml_collections
 
 from ssljax import losses
 from ssljax.data import masks as masks_lib
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import _masked
 from ssljax.methods import base
 from ssljax.methods import common
@@ -126,7 +127,6 @@ class IJEPA(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     c = config.ijepa
     if config.model.name != "vit":
       raise ConfigError(f"config.model.name={config.model.name!r}; ijepa needs 'vit'")
@@ -161,6 +161,11 @@ class IJEPA(base.Method):
                                self.cfg.predictor_heads, self.backbone.width, self.grid,
                                self.cfg.predictor_mlp_ratio, self.backbone.attention_impl,
                                self.backbone.dtype)
+    # The target encoder: an EMA of the context encoder, momentum linear over the run.
+    self.ema = common.EMATarget(
+        common.linear_momentum(self.cfg.ema_start, self.cfg.ema_end, config.total_steps),
+        path=("target",), online="backbone")
+    self.momentum = self.ema.momentum
 
   def view_spec(self) -> ViewSpec:
     """One crop; 'multiblock' masks (the paper's), or 'random': a random context of
@@ -186,13 +191,8 @@ class IJEPA(base.Method):
     b_params = self.backbone.init({"params": b_rng}, x, keep_indices=ctx)["params"]
     tokens = jnp.zeros(ctx.shape + (self.backbone.width,), jnp.float32)
     p_params = self.predictor.init({"params": p_rng}, tokens, ctx, tgt)["params"]
-    return {"backbone": b_params, "predictor": p_params}, {
-        "target": jax.tree_util.tree_map(jnp.copy, b_params)}
-
-  def momentum(self, step):
-    """EMA momentum: linear from ema_start to ema_end over config.total_steps."""
-    frac = jnp.clip(jnp.asarray(step, jnp.float32) / max(self.config.total_steps, 1), 0.0, 1.0)
-    return self.cfg.ema_start + (self.cfg.ema_end - self.cfg.ema_start) * frac
+    params = {"backbone": b_params, "predictor": p_params}
+    return params, {"target": self.ema.init(params)}
 
   def target_tokens(self, target_params, images):
     """[B, P, D] target-encoder targets for every patch of images [B, H, W, C].
@@ -246,11 +246,13 @@ class IJEPA(base.Method):
     return loss, (metrics, state)
 
   def after_step(self, params, state, step):
-    return {"target": common.ema_update(state["target"], params["backbone"], self.momentum(step))}
+    return self.ema.after_step(params, state, step)
 
-  def features(self, params, state, images):
+  def pretrained_backbone(self, params, state):
+    """The target encoder (`feature_encoder`; or the context encoder), pooled as `feature_pool`."""
     encoder = state["target"] if self.cfg.feature_encoder == "target" else params["backbone"]
-    return _masked.backbone_features(self.backbone, encoder, images, self.cfg.feature_pool)
+    return base.Backbone(*common.pooled_backbone(self.backbone, {"params": encoder},
+                                                 self.cfg.feature_pool))
 
 
 METHOD = IJEPA

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -49,7 +50,6 @@ class LeJEPA(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     c = config.lejepa
     if not 0.0 <= c.lamb <= 1.0:
       raise ConfigError(f"config.lejepa.lamb={c.lamb}; expected in [0, 1]")
@@ -72,12 +72,8 @@ class LeJEPA(base.Method):
                     local_size=c.local_size if c.local_crops else 0, local_scale=tuple(c.local_scale))
 
   def init(self, rng, batch):
-    b_rng, h_rng = jax.random.split(rng)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    h_params, h_state = common.init_module(self.projector, h_rng, feats)
-    return {"backbone": b_params, "projector": h_params}, {"backbone": b_state, "projector": h_state}
+    return common.init_chain(rng, batch["global"][:, 0],
+                             {"backbone": self.backbone, "projector": self.projector})
 
   def project(self, params, state, batch, rng, train=True):
     """(all_proj [V, B, E] float32, global views first, updated state)."""
@@ -114,15 +110,8 @@ class LeJEPA(base.Method):
                "invariance": jnp.mean(jnp.square(jnp.mean(all_proj[:g], 0)[None] - all_proj))}
     return loss, (metrics, state)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
-
-  def embeddings(self, params, state, images):
-    z, _ = common.apply_module(self.projector, params["projector"], state["projector"],
-                               self.features(params, state, images), train=False)
-    return z.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.projector, {"params": params["projector"], **state["projector"]})
 
 
 METHOD = LeJEPA

@@ -31,9 +31,11 @@ import numpy as np
 
 from ssljax import losses
 from ssljax.data import masks as masks_lib
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import _masked
 from ssljax.methods import base
+from ssljax.methods import common
 from ssljax.models import vit as vit_lib
 
 
@@ -101,7 +103,6 @@ class MAE(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     c = config.mae
     if not 0.0 < c.mask_ratio < 1.0:
       raise ConfigError(f"config.mae.mask_ratio={c.mask_ratio}; expected in (0, 1)")
@@ -164,9 +165,10 @@ class MAE(base.Method):
     metrics = {"visible_fraction": jnp.mean(1.0 - batch["mask"].astype(jnp.float32))}
     return loss, (metrics, state)
 
-  def features(self, params, state, images):
-    return _masked.backbone_features(self.backbone, params["backbone"], images,
-                                     self.cfg.feature_pool)
+  def pretrained_backbone(self, params, state):
+    """The encoder, pooled as `feature_pool` says (default: the mean of its patch tokens)."""
+    return base.Backbone(*common.pooled_backbone(self.backbone, {"params": params["backbone"]},
+                                                 self.cfg.feature_pool))
 
   def visualize(self, params, state, images, rng) -> dict[str, np.ndarray]:
     """{'mae_reconstruction': uint8 [H', W', 3]}: rows original / masked / reconstruction of a few

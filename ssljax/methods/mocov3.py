@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax import schedules
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -69,7 +69,6 @@ class MoCoV3(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     c = config.mocov3
     if not 0.0 <= c.momentum_base < 1.0:
       raise ConfigError(f"config.mocov3.momentum_base={c.momentum_base!r}; expected [0, 1)")
@@ -86,29 +85,24 @@ class MoCoV3(base.Method):
                              last_bn=True)
     self.predictor = MLPHead(hidden_dims=tuple(self.cfg.pred_hidden_dims), out_dim=self.cfg.proj_dim,
                              last_bn=self.cfg.pred_last_bn)
+    self.encoder = {"backbone": self.backbone, "projector": self.projector}
+    # The key encoder: an EMA of the query backbone and projector, m rising to 1.
+    self.ema = common.EMATarget(common.cosine_momentum(self.cfg.momentum_base, config.total_steps),
+                                path=("target", "params"), online=("backbone", "projector"))
+    self.momentum = self.ema.momentum   # m at a step
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    b_rng, p_rng, q_rng = jax.random.split(rng, 3)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    p_params, p_state = common.init_module(self.projector, p_rng, feats)
-    z = self.projector.apply({"params": p_params, **p_state}, feats, train=False)
-    q_params, q_state = common.init_module(self.predictor, q_rng, z)
+    params, stats = common.init_chain(rng, batch["global"][:, 0],
+                                      {**self.encoder, "predictor": self.predictor})
     frozen = {}
     if self.cfg.freeze_patch_embed:
-      b_params = dict(b_params)
-      frozen = {_PATCH: b_params.pop(_PATCH)}
-    params = {"backbone": b_params, "projector": p_params, "predictor": q_params}
-    copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # no aliasing between donated buffers
-    target = {"params": copy({"backbone": b_params, "projector": p_params}),
-              "stats": copy({"backbone": b_state, "projector": p_state})}
-    return params, {"online": {"backbone": b_state, "projector": p_state, "predictor": q_state},
-                    "target": target, "frozen": frozen}
+      params["backbone"] = dict(params["backbone"])
+      frozen = {_PATCH: params["backbone"].pop(_PATCH)}
+    target = {"params": self.ema.init(params), "stats": self.ema.init(stats)}
+    return params, {"online": stats, "target": target, "frozen": frozen}
 
   def backbone_params(self, params, state):
     """The full backbone params: `params['backbone']` plus the frozen patch projection, if any."""
@@ -116,12 +110,8 @@ class MoCoV3(base.Method):
 
   def _encode(self, params, frozen, stats, images, rng, train):
     """backbone -> projector. images [N, H, W, C] -> (z [N, E] float32, updated stats)."""
-    b_rng, p_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, {**params["backbone"], **frozen},
-                                         stats["backbone"], images, train=train, rng=b_rng)
-    z, p_state = common.apply_module(self.projector, params["projector"], stats["projector"], feats,
-                                     train=train, rng=p_rng)
-    return z, {**stats, "backbone": b_state, "projector": p_state}
+    params = {**params, "backbone": {**params["backbone"], **frozen}}
+    return common.apply_chain(self.encoder, params, stats, images, train=train, rng=rng)
 
   def forward(self, params, state, batch, rng):
     """Both views through both encoders (train mode).
@@ -159,24 +149,17 @@ class MoCoV3(base.Method):
                "positive_cosine": jnp.mean(jnp.sum(qn * losses.l2_normalize(k[1]), -1))}
     return loss, (metrics, state)
 
-  def momentum(self, step):
-    """m at `step`: momentum_base rising to 1 at total_steps along a half cosine."""
-    return schedules.cosine_increase(step, self.config.total_steps, self.cfg.momentum_base, 1.0)
-
   def after_step(self, params, state, step):
-    online = {"backbone": params["backbone"], "projector": params["projector"]}
-    target = common.ema_update(state["target"]["params"], online, self.momentum(step))
-    return {**state, "target": {**state["target"], "params": target}}
+    return self.ema.after_step(params, state, step)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, self.backbone_params(params, state),
-                                   state["online"]["backbone"], images, train=False)
-    return feats.astype(jnp.float32)
+  def pretrained_backbone(self, params, state):
+    """The query backbone, with the frozen patch projection and its BatchNorm statistics."""
+    return base.Backbone(self.backbone, {"params": self.backbone_params(params, state),
+                                         **state["online"]["backbone"]})
 
-  def embeddings(self, params, state, images):
-    z, _ = self._encode(params, state["frozen"], state["online"], images, jax.random.key(0),
-                        train=False)
-    return z.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.projector, {"params": params["projector"],
+                                          **state["online"]["projector"]})
 
 
 METHOD = MoCoV3

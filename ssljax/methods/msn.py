@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -84,7 +85,6 @@ class MSN(base.Method):
 
   @classmethod
   def validate_config(cls, config) -> None:
-    from ssljax.config import ConfigError  # local: ssljax.config imports the methods package
     c = config[cls.name]
     if config.model.name != "vit":
       raise ConfigError(f"config.model.name={config.model.name!r} with method 'msn'; expected 'vit' "
@@ -101,6 +101,13 @@ class MSN(base.Method):
     self.backbone = common.backbone_from_config(config)
     self.projector = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
                              use_bn=True, last_bn=self.cfg.proj_last_bn)
+    c = self.cfg
+    # The target encoder: an EMA of the online backbone and projector, momentum linear from
+    # ema_momentum to ema_momentum_end at ema_stretch * total_steps.
+    momentum = common.linear_momentum(c.ema_momentum, c.ema_momentum_end,
+                                      c.ema_stretch * config.total_steps)
+    self.ema = common.EMATarget(momentum, path=("target_params",), online=("backbone", "projector"))
+    self.momentum = self.ema.momentum
 
   def view_spec(self) -> ViewSpec:
     c = self.cfg
@@ -120,8 +127,7 @@ class MSN(base.Method):
     protos = jax.random.uniform(p_rng, (k * d,), jnp.float32, -bound, bound)
     params = {"backbone": b_params, "projector": h_params, "prototypes": protos}
     online_bn = {"backbone": b_state, "projector": h_state}
-    target = {"backbone": b_params, "projector": h_params}
-    state = {"online": online_bn, "target_params": jax.tree_util.tree_map(jnp.copy, target),
+    state = {"online": online_bn, "target_params": self.ema.init(params),
              "target": jax.tree_util.tree_map(jnp.copy, online_bn)}
     return params, state
 
@@ -184,31 +190,22 @@ class MSN(base.Method):
     return {"anchor_entropy": jnp.mean(ent(p_a)), "mean_anchor_entropy": ent(jnp.mean(p_a, axis=0)),
             "target_entropy": jnp.mean(ent(p_t))}
 
-  def momentum(self, step) -> jax.Array:
-    """Linear EMA schedule: ema_momentum at step 0, ema_momentum_end at ema_stretch * total_steps."""
-    c = self.cfg
-    frac = jnp.asarray(step, jnp.float32) / (c.ema_stretch * self.config.total_steps)
-    return c.ema_momentum + (c.ema_momentum_end - c.ema_momentum) * jnp.clip(frac, 0.0, 1.0)
-
   def after_step(self, params, state, step):
-    online = {"backbone": params["backbone"], "projector": params["projector"]}
-    target = common.ema_update(state["target_params"], online, self.momentum(step))
-    return dict(state, target_params=target)
+    return self.ema.after_step(params, state, step)
 
   def _eval_encoder(self, params, state):
     if self.cfg.eval_target:
       return state["target_params"], state["target"]
     return params, state["online"]
 
-  def features(self, params, state, images):
+  def pretrained_backbone(self, params, state):
+    """The target (EMA) backbone with its BatchNorm statistics (`eval_target`), else the online."""
     enc, bn = self._eval_encoder(params, state)
-    feats, _ = common.apply_module(self.backbone, enc["backbone"], bn["backbone"], images, train=False)
-    return feats.astype(jnp.float32)
+    return base.Backbone(self.backbone, {"params": enc["backbone"], **bn["backbone"]})
 
-  def embeddings(self, params, state, images):
+  def embedding_head(self, params, state):
     enc, bn = self._eval_encoder(params, state)
-    z, _ = self._encode(enc, bn, images, jax.random.key(0), train=False)
-    return z
+    return base.Backbone(self.projector, {"params": enc["projector"], **bn["projector"]})
 
 
 METHOD = MSN

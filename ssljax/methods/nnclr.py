@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -82,7 +83,6 @@ class NNCLR(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     c = config.nnclr
     if c.queue_size <= 0 or c.queue_size % config.batch_size:
       raise ConfigError(f"config.nnclr.queue_size={c.queue_size!r}; expected a positive multiple of "
@@ -96,33 +96,22 @@ class NNCLR(base.Method):
     self.projector = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
                              last_bn=True)
     self.predictor = MLPHead(hidden_dims=tuple(self.cfg.pred_hidden_dims), out_dim=self.cfg.proj_dim)
+    self.encoder = {"backbone": self.backbone, "projector": self.projector}
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    b_rng, p_rng, q_rng, queue_rng = jax.random.split(rng, 4)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    p_params, p_state = common.init_module(self.projector, p_rng, feats)
-    z = self.projector.apply({"params": p_params, **p_state}, feats, train=False)
-    q_params, q_state = common.init_module(self.predictor, q_rng, z)
+    net_rng, queue_rng = jax.random.split(rng)
+    params, stats = common.init_chain(net_rng, batch["global"][:, 0],
+                                      {**self.encoder, "predictor": self.predictor})
     queue = losses.l2_normalize(jax.random.normal(queue_rng, (self.cfg.queue_size, self.cfg.proj_dim),
                                                   jnp.float32))
-    return ({"backbone": b_params, "projector": p_params, "predictor": q_params},
-            {"stats": {"backbone": b_state, "projector": p_state, "predictor": q_state},
-             "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)})
+    return params, {"stats": stats, "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)}
 
   def _encode(self, params, stats, images, rng, train):
     """backbone -> projector: images [N, H, W, C] -> (z [N, E] float32, updated stats)."""
-    b_rng, p_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, params["backbone"], stats["backbone"], images,
-                                         train=train, rng=b_rng)
-    z, p_state = common.apply_module(self.projector, params["projector"], stats["projector"], feats,
-                                     train=train, rng=p_rng)
-    return z, {**stats, "backbone": b_state, "projector": p_state}
+    return common.apply_chain(self.encoder, params, stats, images, train=train, rng=rng)
 
   def forward(self, params, stats, batch, rng):
     """Both views, train mode (each view forwarded separately, as the reference does).
@@ -159,14 +148,13 @@ class NNCLR(base.Method):
                "nn_cosine": jnp.mean(jnp.sum(zn * nn1, -1))}
     return loss, (metrics, {"stats": stats, "queue": queue, "queue_ptr": ptr})
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["stats"]["backbone"],
-                                   images, train=False)
-    return feats.astype(jnp.float32)
+  def pretrained_backbone(self, params, state):
+    return base.Backbone(self.backbone, {"params": params["backbone"],
+                                         **state["stats"]["backbone"]})
 
-  def embeddings(self, params, state, images):
-    z, _ = self._encode(params, state["stats"], images, jax.random.key(0), train=False)
-    return z.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.projector, {"params": params["projector"],
+                                          **state["stats"]["projector"]})
 
 
 METHOD = NNCLR

@@ -6,12 +6,11 @@ the 3-layer head of SimCLRv2, "Big Self-Supervised Models are Strong Semi-Superv
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -37,17 +36,17 @@ class SimCLR(base.Method):
     self.backbone = common.backbone_from_config(config)
     self.head = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
                         use_bn=self.cfg.proj_use_bn)
+    self.modules = {"backbone": self.backbone, "head": self.head}
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    return common.init_backbone_head(self.backbone, self.head, "head", rng, batch["global"][:, 0])
+    return common.init_chain(rng, batch["global"][:, 0], self.modules)
 
   def _project(self, params, state, images, rng, train):
-    return common.apply_backbone_head(self.backbone, self.head, "head", params, state, images, rng,
-                                      train)
+    """images [N, H, W, C] -> (projections [N, E] float32, updated state)."""
+    return common.apply_chain(self.modules, params, state, images, train=train, rng=rng)
 
   def loss(self, params, state, batch, rng, step):
     del step
@@ -64,14 +63,8 @@ class SimCLR(base.Method):
     # The kernels path is opt-in until every contrastive loss takes `impl`.
     return {} if self.cfg.loss_impl == "reference" else {"impl": self.cfg.loss_impl}
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
-
-  def embeddings(self, params, state, images):
-    z, _ = self._project(params, state, images, jax.random.key(0), train=False)
-    return z.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.head, {"params": params["head"], **state["head"]})
 
 
 METHOD = SimCLR

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -49,30 +49,18 @@ class SimSiam(base.Method):
     self.projector = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
                              last_bn=self.cfg.proj_last_bn)
     self.predictor = MLPHead(hidden_dims=tuple(self.cfg.pred_hidden_dims), out_dim=self.cfg.proj_dim)
+    self.encoder = {"backbone": self.backbone, "projector": self.projector}
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    b_rng, p_rng, q_rng = jax.random.split(rng, 3)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    p_params, p_state = common.init_module(self.projector, p_rng, feats)
-    z = self.projector.apply({"params": p_params, **p_state}, feats, train=False)
-    q_params, q_state = common.init_module(self.predictor, q_rng, z)
-    return ({"backbone": b_params, "projector": p_params, "predictor": q_params},
-            {"backbone": b_state, "projector": p_state, "predictor": q_state})
+    return common.init_chain(rng, batch["global"][:, 0],
+                             {**self.encoder, "predictor": self.predictor})
 
   def _encode(self, params, state, images, rng, train):
     """f = backbone -> projector: images [N, H, W, C] -> (z [N, E] float32, updated state)."""
-    b_rng, p_rng = jax.random.split(rng)
-    feats, b_state = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                         train=train, rng=b_rng)
-    z, p_state = common.apply_module(self.projector, params["projector"], state["projector"], feats,
-                                     train=train, rng=p_rng)
-    return z, {**state, "backbone": b_state, "projector": p_state}
+    return common.apply_chain(self.encoder, params, state, images, train=train, rng=rng)
 
   def forward(self, params, state, batch, rng):
     """Both views, train mode: ((p [2, B, E], z [2, B, E]), updated state); z keeps its gradient."""
@@ -98,14 +86,8 @@ class SimSiam(base.Method):
     metrics = {"embedding_std": jnp.mean(jnp.std(zn, axis=0))}
     return loss, (metrics, state)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
-
-  def embeddings(self, params, state, images):
-    z, _ = self._encode(params, state, images, jax.random.key(0), train=False)
-    return z.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.projector, {"params": params["projector"], **state["projector"]})
 
 
 METHOD = SimSiam

@@ -13,12 +13,12 @@ base lr 0.3 x batch/256 (the paper's cosine schedule), 700 epochs; CIFAR: batch 
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -41,7 +41,6 @@ class SupCon(base.Method):
 
   @classmethod
   def validate_config(cls, config):
-    from ssljax.config import ConfigError
     if config.supcon.temperature <= 0:
       raise ConfigError(f"config.supcon.temperature={config.supcon.temperature!r}; expected > 0")
     from ssljax.kernels._common import IMPLS
@@ -53,18 +52,17 @@ class SupCon(base.Method):
     self.backbone = common.backbone_from_config(config)
     self.head = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
                         use_bn=self.cfg.proj_use_bn)
+    self.modules = {"backbone": self.backbone, "head": self.head}
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    return common.init_backbone_head(self.backbone, self.head, "head", rng, batch["global"][:, 0])
+    return common.init_chain(rng, batch["global"][:, 0], self.modules)
 
   def _project(self, params, state, images, rng, train):
     """images [N, H, W, C] -> (projections [N, E] float32, updated state)."""
-    return common.apply_backbone_head(self.backbone, self.head, "head", params, state, images, rng,
-                                      train)
+    return common.apply_chain(self.modules, params, state, images, train=train, rng=rng)
 
   def loss(self, params, state, batch, rng, step):
     del step
@@ -79,14 +77,8 @@ class SupCon(base.Method):
                "positive_cosine": jnp.mean(jnp.sum(zn * losses.l2_normalize(z[1]), -1))}
     return loss, (metrics, state)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
-
-  def embeddings(self, params, state, images):
-    z, _ = self._project(params, state, images, jax.random.key(0), train=False)
-    return z.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.head, {"params": params["head"], **state["head"]})
 
 
 METHOD = SupCon

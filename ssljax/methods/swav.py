@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -94,7 +95,6 @@ class SwAV(base.Method):
 
   @classmethod
   def validate_config(cls, config) -> None:
-    from ssljax.config import ConfigError  # local: ssljax.config imports the methods package
     c = config[cls.name]
     assign = tuple(c.assign_views)
     num_global = 2
@@ -124,15 +124,9 @@ class SwAV(base.Method):
                     local_scale=tuple(c.local_scale))
 
   def init(self, rng, batch):
-    b_rng, h_rng, p_rng = jax.random.split(rng, 3)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    h_params, h_state = common.init_module(self.head, h_rng, feats)
-    z = self.head.apply({"params": h_params, **h_state}, feats, train=False)
-    p_params, _ = common.init_module(self.prototypes, p_rng, z)
-    params = {"backbone": b_params, "head": h_params, "prototypes": p_params}
-    state = {"backbone": b_state, "head": h_state}
+    params, state = common.init_chain(rng, batch["global"][:, 0], {
+        "backbone": self.backbone, "head": self.head, "prototypes": self.prototypes})
+    del state["prototypes"]
     if self.cfg.queue_length:
       state["queue"] = jnp.zeros((self.cfg.queue_length, len(self.assign_views), self.cfg.proj_dim),
                                  jnp.float32)
@@ -220,14 +214,12 @@ class SwAV(base.Method):
                                     grads["prototypes"])
     return dict(grads, prototypes=protos)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
+  def embedding_head(self, params, state):
+    return base.Backbone(self.head, {"params": params["head"], **state["head"]})
 
   def embeddings(self, params, state, images):
-    z, _ = self.embed(params, state, {"global": images[:, None]}, jax.random.key(0), train=False)
-    return z[0]
+    """The L2-normalised head output [N, E] the prototypes score."""
+    return losses.l2_normalize(super().embeddings(params, state, images))
 
 
 METHOD = SwAV

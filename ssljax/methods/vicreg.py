@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -49,28 +49,24 @@ class VICReg(base.Method):
     self.backbone = common.backbone_from_config(config)
     self.expander = MLPHead(hidden_dims=tuple(self.cfg.expander_hidden_dims),
                             out_dim=self.cfg.expander_dim, use_bn=True)
+    self.modules = {"backbone": self.backbone, "expander": self.expander}
 
   def view_spec(self) -> ViewSpec:
-    return ViewSpec(global_crops=2, global_size=self.config.data.image_size,
-                    global_scale=tuple(self.config.data.augment.crop_scale))
+    return common.two_views(self.config)
 
   def init(self, rng, batch):
-    return common.init_backbone_head(self.backbone, self.expander, "expander", rng, batch["global"][:, 0])
+    return common.init_chain(rng, batch["global"][:, 0], self.modules)
 
   def _expand(self, params, state, images, rng, train):
     """images [N, H, W, C] -> (embeddings [N, expander_dim] float32, updated state)."""
-    return common.apply_backbone_head(self.backbone, self.expander, "expander", params, state, images, rng,
-                                      train)
+    return common.apply_chain(self.modules, params, state, images, train=train, rng=rng)
 
   def loss(self, params, state, batch, rng, step):
     """batch['global'] [B, 2, H, W, C] -> vicreg(z1 [B, D], z2 [B, D])."""
     del step
     # One forward pass per view, as in the reference: BatchNorm statistics per view.
-    zs = []
-    for v, v_rng in enumerate(jax.random.split(rng, 2)):
-      z, state = self._expand(params, state, batch["global"][:, v], v_rng, train=True)
-      zs.append(z)
-    z1, z2 = zs
+    (z1, z2), state = common.map_views(lambda s, x, r: self._expand(params, s, x, r, True), state,
+                                       batch["global"], jax.random.split(rng, 2))
     c = self.cfg
     loss = losses.vicreg(z1, z2, sim_coeff=c.sim_coeff, std_coeff=c.std_coeff, cov_coeff=c.cov_coeff)
     zn = losses.l2_normalize(z1)
@@ -79,14 +75,8 @@ class VICReg(base.Method):
                "invariance_mse": jnp.mean(jnp.square(z1 - z2))}
     return loss, (metrics, state)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
-
-  def embeddings(self, params, state, images):
-    z, _ = self._expand(params, state, images, jax.random.key(0), train=False)
-    return z
+  def embedding_head(self, params, state):
+    return base.Backbone(self.expander, {"params": params["expander"], **state["expander"]})
 
 
 METHOD = VICReg

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from ssljax import losses
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import ViewSpec
+from ssljax.errors import ConfigError
 from ssljax.methods import base
 from ssljax.methods import common
 from ssljax.models.heads import MLPHead
@@ -48,7 +49,6 @@ class WMSE(base.Method):
 
   @classmethod
   def validate_config(cls, config) -> None:
-    from ssljax.config import ConfigError  # local: ssljax.config imports the methods package
     c = config[cls.name]
     if c.num_views < 2:
       raise ConfigError(f"config.wmse.num_views={c.num_views}; expected >= 2")
@@ -73,12 +73,8 @@ class WMSE(base.Method):
                     global_scale=tuple(self.config.data.augment.crop_scale))
 
   def init(self, rng, batch):
-    b_rng, h_rng = jax.random.split(rng)
-    x = batch["global"][:, 0]
-    b_params, b_state = common.init_module(self.backbone, b_rng, x)
-    feats = self.backbone.apply({"params": b_params, **b_state}, x, train=False)
-    h_params, h_state = common.init_module(self.projector, h_rng, feats)
-    return {"backbone": b_params, "projector": h_params}, {"backbone": b_state, "projector": h_state}
+    return common.init_chain(rng, batch["global"][:, 0],
+                             {"backbone": self.backbone, "projector": self.projector})
 
   def embed_views(self, params, state, views, rng, train=True):
     """views [B, V, H, W, C] -> (embeddings [V, B, proj_dim] float32, updated state)."""
@@ -111,14 +107,8 @@ class WMSE(base.Method):
                "positive_cosine": jnp.mean(jnp.sum(zn * losses.l2_normalize(z[1]), -1))}
     return loss, (metrics, state)
 
-  def features(self, params, state, images):
-    feats, _ = common.apply_module(self.backbone, params["backbone"], state["backbone"], images,
-                                   train=False)
-    return feats.astype(jnp.float32)
-
-  def embeddings(self, params, state, images):
-    z, _ = self.embed_views(params, state, images[:, None], jax.random.key(0), train=False)
-    return z[0]
+  def embedding_head(self, params, state):
+    return base.Backbone(self.projector, {"params": params["projector"], **state["projector"]})
 
 
 METHOD = WMSE

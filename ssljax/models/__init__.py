@@ -6,7 +6,9 @@
     feats = model.apply(variables, images)          # [N, model.num_features] float32
 
 `dtype` is the compute dtype ('float32' | 'bfloat16'); params are always float32 and
-features are returned in float32.
+features are returned in float32. `cpu_tuning` ('auto' | 'on' | 'off', every backbone) decides
+once, here, whether the model gets ssljax.cpu's XLA:CPU ops ('auto': when JAX's default backend
+is CPU); off, the model is plain Flax on every platform.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import ml_collections
 
+from ssljax import cpu
+from ssljax.cpu import conv as cpu_conv
 from ssljax.models import resnet as resnet_lib
 from ssljax.models import vit as vit_lib
 from ssljax.models.heads import DINOHead, MLPHead, Prototypes, WeightNormDense
@@ -23,9 +27,10 @@ from ssljax.models.vit import ViT
 
 BACKBONES = ("vit", "resnet")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+CPU_TUNINGS = cpu.SETTINGS   # model config `cpu_tuning`: 'auto' | 'on' | 'off'
 
 __all__ = [
-    "BACKBONES", "DTYPES", "DINOHead", "MLPHead", "Prototypes", "ResNet", "ViT",
+    "BACKBONES", "CPU_TUNINGS", "DTYPES", "DINOHead", "MLPHead", "Prototypes", "ResNet", "ViT",
     "WeightNormDense", "build_backbone", "default_model_config", "parse_dtype",
 ]
 
@@ -33,10 +38,13 @@ __all__ = [
 def default_model_config(name: str) -> ml_collections.ConfigDict:
   """The full set of keys, with defaults, of backbone `name` ('vit' | 'resnet')."""
   if name == "vit":
-    return vit_lib.default_config()
-  if name == "resnet":
-    return resnet_lib.default_config()
-  raise ValueError(f"model name={name!r}; expected one of {BACKBONES}")
+    cfg = vit_lib.default_config()
+  elif name == "resnet":
+    cfg = resnet_lib.default_config()
+  else:
+    raise ValueError(f"model name={name!r}; expected one of {BACKBONES}")
+  cfg.cpu_tuning = "auto"   # 'auto' | 'on' | 'off': ssljax.cpu's XLA:CPU ops (see ssljax/cpu)
+  return cfg
 
 
 def parse_dtype(dtype: Any) -> Any:
@@ -73,10 +81,11 @@ def build_backbone(model_cfg: Mapping[str, Any]):
 
   Raises:
     ValueError: naming the bad value and the expected choices, for an unknown name,
-      key, variant, depth, norm, pool, posemb, attention_impl or dtype.
+      key, variant, depth, norm, pool, posemb, attention_impl, dtype or cpu_tuning.
   """
   cfg = _complete(model_cfg)
   dtype = parse_dtype(cfg["dtype"])
+  cpu.check_setting(cfg["cpu_tuning"])
   if cfg["name"] == "vit":
     width, depth, num_heads = vit_lib.resolve_variant(
         cfg["variant"], int(cfg["width"]), int(cfg["depth"]), int(cfg["num_heads"]))
@@ -85,5 +94,6 @@ def build_backbone(model_cfg: Mapping[str, Any]):
         mlp_ratio=float(cfg["mlp_ratio"]), num_registers=int(cfg["num_registers"]),
         pool=cfg["pool"], posemb=cfg["posemb"], image_size=int(cfg["image_size"]),
         attention_impl=cfg["attention_impl"], drop_path=float(cfg["drop_path"]), dtype=dtype)
+  ops = cpu_conv.resnet_ops() if cpu.enabled(cfg["cpu_tuning"]) else {}   # the ViT has none
   return ResNet(depth=int(cfg["depth"]), width_multiplier=float(cfg["width_multiplier"]),
-                cifar_stem=bool(cfg["cifar_stem"]), norm=cfg["norm"], dtype=dtype)
+                cifar_stem=bool(cfg["cifar_stem"]), norm=cfg["norm"], dtype=dtype, **ops)

@@ -97,6 +97,7 @@ class DINOHead(nn.Module):
     norm_last_layer: fix the weight-norm gain g to 1.
     use_bn: BatchNorm after each hidden Linear (train=True: batch statistics, updated).
     dtype: compute dtype.
+    cpu_tuning: the last layer's batch reductions in their XLA:CPU form (`WeightNormDense`).
   """
   out_dim: int
   hidden_dim: int = 2048
@@ -105,6 +106,7 @@ class DINOHead(nn.Module):
   norm_last_layer: bool = True
   use_bn: bool = False
   dtype: Any = jnp.float32
+  cpu_tuning: bool = False
 
   def __post_init__(self):
     if self.n_layers < 1:
@@ -126,7 +128,7 @@ class DINOHead(nn.Module):
     x = x.astype(jnp.float32)
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     return WeightNormDense(self.out_dim, learn_gain=not self.norm_last_layer, dtype=self.dtype,
-                           name="last_layer")(x)
+                           cpu_tuning=self.cpu_tuning, name="last_layer")(x)
 
 
 class WeightNormDense(nn.Module):
@@ -136,25 +138,26 @@ class WeightNormDense(nn.Module):
     features: output width K.
     learn_gain: create a learnable gain `g` [K] (init 1); otherwise g = 1.
     dtype: compute dtype.
+    cpu_tuning: the column norms and the gain's gradient as matvecs (`ssljax.reductions`'s
+      XLA:CPU form, `ssljax.cpu.enabled`); off: plain float32 sums.
   """
   features: int
   learn_gain: bool = True
   dtype: Any = jnp.float32
+  cpu_tuning: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """[N, D] -> [N, features] float32."""
     v = self.param("kernel", _trunc_init, (x.shape[-1], self.features), jnp.float32)  # [D, K]
     # x @ (V / ||V||_col) computed as (x @ V) * (1 / ||V||_col): the [D, K] normalised kernel is
-    # never formed, and the column norms are a matrix-vector product (ones @ V^2) rather than an
-    # axis-0 reduction, which XLA:CPU ran ~20x slower at DINO's [256, 65536] (a quarter of a
-    # ViT-Tiny DINO step; benchmarks/peer_throughput.py --profile).
-    sq = reductions.leading_sum(v * v)                                                  # [K]
+    # never formed. The column norms are a batch reduction over D (ssljax.reductions, float32).
+    sq = reductions.leading_sum(v * v, cpu_tuning=self.cpu_tuning)                     # [K]
     scale = 1.0 / jnp.maximum(jnp.sqrt(sq), 1e-12)
     if self.learn_gain:
       scale = scale * self.param("g", nn.initializers.ones, (self.features,), jnp.float32)
     y = jnp.dot(x.astype(self.dtype), v.astype(self.dtype)).astype(jnp.float32)
-    return reductions.scale_columns(y, scale)   # its gradient for `scale` is a matvec too
+    return reductions.scale_columns(y, scale, cpu_tuning=self.cpu_tuning)          # [N, K]
 
 
 class Prototypes(nn.Module):

@@ -1,23 +1,16 @@
 """Host memory for XLA:CPU: back large allocations with transparent huge pages.
 
 XLA:CPU runs a jitted program in one temporary buffer that it allocates at every call and frees
-at the end (ViT-Tiny/4 forward + backward at batch 128: 4.5 GB). glibc serves a request that large
-with a fresh `mmap` of 4 KiB pages and unmaps it on free, so every train step touches 4.5 GB of
-new pages. Measured on the 2-core machine ssljax is developed on (`getrusage`): 1.19 million page
-faults and about 2.5 s of kernel time per step, and every element-wise op writing into fresh
-pages ran at ~5 GB/s instead of ~40 GB/s (a [16640, 768] add: 20 ms instead of 2 ms).
+at the end (gigabytes for a ViT train step). glibc serves a request that large with a fresh
+`mmap` of 4 KiB pages and unmaps it on free, so every train step faults in the whole buffer again,
+page by page, and elementwise ops writing into fresh pages run far below memory speed.
 
 With glibc's tunable `glibc.malloc.hugetlb=1` (glibc >= 2.35), malloc asks the kernel for
-transparent huge pages (madvise(MADV_HUGEPAGE)) on the memory it maps: the same buffer then
-takes ~2,200 faults of 2 MiB instead of 1.2 million of 4 KiB. Measured, alternating runs:
-ViT-Tiny/4 forward + backward at batch 128, 6.6-7.1 s -> 5.2-5.3 s per step (1.27x, 8 steps,
-kernel time 2.5 -> 0.5 s); the DINO ViT-Tiny/4 step at batch 128, 11.3 -> 9.0 s in
-`benchmarks/peer_throughput.py` (its table before and after). Resident memory is unchanged
-(memory is still returned on free). Where the buffer is smaller the gain is too: the same DINO
-step at batch 32 (1.4 GB) stayed at 2.2-2.3 s per step after its first steps (the kernel then
-spends as long zeroing the huge pages as it did faulting the small ones). PyTorch's ViT-Tiny
-forward + backward was the same with and without the tunable (5.0-5.5 s), so the peer
-benchmarks leave torch at its defaults without handicapping it.
+transparent huge pages (madvise(MADV_HUGEPAGE)) on the memory it maps: the same buffer then takes
+a few thousand faults of 2 MiB instead of about a million of 4 KiB. Resident memory is unchanged
+(memory is still returned on free). PyTorch measured the same with and without the tunable, so the
+peer benchmarks leave torch at its defaults (BENCHMARKS.md, section "Train-step throughput vs
+lightly", runs ssljax with the tunable); tests/test_host_memory.py checks the page faults it saves.
 
 glibc reads tunables only when a process starts, so the command lines (`python -m ssljax.main`,
 `ssljax.finetune`, `ssljax.evaluate`, the benchmarks) call `reexec_with_host_defaults()` first:
@@ -28,12 +21,12 @@ GLIBC_TUNABLES. For your own script or notebook, start Python with it:
 
 Nothing is changed when SSLJAX_HOST_MALLOC=0, when GLIBC_TUNABLES already names the tunable (your
 value wins), when the C library is not glibc >= 2.35, when the kernel's transparent huge pages are
-off ("never"), or when an accelerator is visible (JAX_PLATFORMS names another platform first, or
-an NVIDIA or TPU device file exists): there the large buffers live in device memory.
+off ("never"), or when an accelerator is visible (`ssljax.cpu.accelerator_visible`): there the
+large buffers live in device memory.
 
-(Also tried: keeping freed memory in the process with mallopt (no mmap, no trim, one arena):
-5.15-5.4 s per step, but the heap fragmented, some steps faulted the whole buffer again, and
-resident memory grew to up to twice the temporary buffer.)
+(Also tried: keeping freed memory in the process with mallopt (no mmap, no trim, one arena): the
+heap fragmented, some steps faulted the whole buffer again, and resident memory grew to up to
+twice the temporary buffer.)
 """
 from __future__ import annotations
 
@@ -43,7 +36,7 @@ import os
 import sys
 from typing import Mapping, Optional
 
-from ssljax import xla_flags
+from ssljax import cpu
 
 ENV_OPT_OUT = "SSLJAX_HOST_MALLOC"
 TUNABLE = "glibc.malloc.hugetlb"
@@ -87,14 +80,6 @@ def thp_mode(path: str = THP_SYSFS) -> Optional[str]:
   return text[start + 1:end] if 0 <= start < end else None
 
 
-def accelerator_visible(environ: Mapping[str, str]) -> bool:
-  """True when JAX will likely compute on a GPU or TPU rather than on this host's CPU."""
-  platforms = environ.get("JAX_PLATFORMS", "").strip().lower()
-  if platforms:
-    return platforms.split(",")[0].strip() != "cpu"
-  return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/accel0", "/dev/vfio/0"))
-
-
 def tuned_environ(environ: Mapping[str, str], glibc: Optional[tuple[int, int]] = None,
                   thp: Optional[str] = None) -> Optional[dict[str, str]]:
   """`environ` with SETTING added to GLIBC_TUNABLES, or None when nothing should change.
@@ -103,10 +88,10 @@ def tuned_environ(environ: Mapping[str, str], glibc: Optional[tuple[int, int]] =
     environ: the environment the process was started with.
     glibc, thp: the C library version and THP mode (detected when None; given in tests).
   """
-  if xla_flags.switched_off(environ, ENV_OPT_OUT):
+  if cpu.switched_off(environ, ENV_OPT_OUT):
     return None
   current = environ.get("GLIBC_TUNABLES", "")
-  if ENV_ORIGINAL in environ or TUNABLE + "=" in current or accelerator_visible(environ):
+  if ENV_ORIGINAL in environ or TUNABLE + "=" in current or cpu.accelerator_visible(environ):
     return None
   glibc = glibc_version() if glibc is None else glibc
   thp = thp_mode() if thp is None else thp

@@ -8,14 +8,14 @@ direct form. Over a batch the products become (m+2)^2 independent matrix product
 multiply-adds than the direct convolution, paid for by the transforms, which are additions over
 arrays the size of the input, the output and the kernel.
 
-Why ssljax has it: XLA:CPU runs convolutions with Eigen, and on a 2-core AVX-512 machine its 3x3
-convolutions with 128 or more channels (a CIFAR ResNet-18's stages 2-4) ran at 0.87-0.94x torch's
-oneDNN ones (forward + both gradients, batch 32), while the batched matrix products of this form
-run through XLA's dot path near the machine's peak. At fewer channels (64: stage 1) the transforms
-cost more than they save, so `ssljax.models.resnet` uses this from `CPU_WINOGRAD_MIN_CHANNELS`
-channels on, F(4x4) below `CPU_WINOGRAD_F2_CHANNELS` and F(2x2) from there (where it measured as
-fast or faster and is more exact), and only on the CPU backend (benchmarks/resnet_cpu_workarounds.py
-measures it in the train step).
+Why ssljax has it: XLA:CPU runs convolutions with Eigen, and its 3x3 convolutions with 128 or
+more channels (a CIFAR ResNet-18's stages 2-4) ran slower than torch's oneDNN ones, while the
+batched matrix products of this form run through XLA's dot path near the machine's peak. At fewer
+channels (64: stage 1) the transforms cost more than they save, so `ssljax.cpu.conv.Conv` uses
+this from `winograd_min_channels` on, F(4x4) below `winograd_f2_channels` and F(2x2) from there
+(as fast or faster there, and more exact), and only in models built with the CPU tuning on
+(BENCHMARKS.md, sections "ResNet-18 convolutions alone vs torch" and "ResNet CPU workarounds (each
+off vs all on)").
 
 Numerics: F(2x2)'s coefficients are 0, +-1 and +-1/2, exact in binary floating point, and its
 float32 results differ from the direct convolution's by ~1e-6 of their largest magnitude (the size
