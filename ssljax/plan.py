@@ -170,10 +170,13 @@ def estimate(flops: float, bytes_accessed: float, optimal_seconds: float, chip: 
 
 
 def _for_plan(config):
-  """The config with a synthetic source of the same image size (plans read no data)."""
+  """The config for a TPU plan: a synthetic source of the same image size (plans read no data)
+  and no CPU tuning."""
   config = config.copy_and_resolve_references()
   config.data.source = "synthetic"
   config.data.synthetic_size = int(config.data.image_size)
+  if "cpu_tuning" in config.model:
+    config.model.cpu_tuning = "off"   # the step is for TPU: no XLA:CPU workarounds (ssljax/cpu)
   return config
 
 
@@ -183,7 +186,8 @@ def _overflow_message(needed: int, capacity: int, parts: dict[str, int], chip: C
   detail = ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in parts.items())
   fsdp = ("shard parameters and optimizer state with FSDP (--config.mesh.fsdp=N "
           "--config.param_sharding=fsdp)")
-  smaller = "lower the per-chip batch (--config.batch_size) or recompute activations (remat)"
+  smaller = ("lower the per-chip batch (--config.batch_size) or recompute activations "
+             "(--config.model.remat=True)")
   hint = f"{fsdp}, or {smaller}" if "argument" in worst else f"{smaller}, or {fsdp}"
   return (f"does not fit: {needed / GIB:.2f} GiB per chip ({detail}) exceeds the "
           f"{capacity / GIB:.2f} GiB HBM of a {chip.name} chip by {(needed - capacity) / GIB:.2f} "

@@ -261,3 +261,26 @@ def test_gelu_exact_is_the_erf_gelu(dtype):
     g = _jit(jax.vmap(jax.grad(vit_lib.gelu_exact)))(xs)
     g_ref = jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(xs)
     np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_remat_recomputes_blocks_with_the_same_values_and_gradients():
+  """model.remat wraps each block in jax.checkpoint: same loss and gradients, rematerialised."""
+  x = jax.random.normal(_key(0), (4, 8, 8, 3))
+  plain = vit_lib.ViT(patch_size=4, width=32, depth=2, num_heads=2, image_size=8)
+  remat = vit_lib.ViT(patch_size=4, width=32, depth=2, num_heads=2, image_size=8, remat=True)
+  params = plain.init(_key(1), x)
+  assert jax.tree.structure(params) == jax.tree.structure(remat.init(_key(1), x))
+
+  def loss(module):
+    return lambda p: jnp.sum(module.apply(p, x, train=True) ** 2)
+
+  want, g_want = jax.value_and_grad(loss(plain))(params)
+  got, g_got = jax.value_and_grad(loss(remat))(params)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g_want), jax.tree.leaves(g_got)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  jaxpr = str(jax.make_jaxpr(jax.grad(loss(remat)))(params))
+  assert "checkpoint" in jaxpr or "remat" in jaxpr
+  assert "checkpoint" not in str(jax.make_jaxpr(jax.grad(loss(plain)))(params))
+  cfg = models.default_model_config("vit")
+  assert cfg.remat is False

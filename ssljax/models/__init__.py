@@ -93,7 +93,8 @@ def build_backbone(model_cfg: Mapping[str, Any]):
         patch_size=int(cfg["patch_size"]), width=width, depth=depth, num_heads=num_heads,
         mlp_ratio=float(cfg["mlp_ratio"]), num_registers=int(cfg["num_registers"]),
         pool=cfg["pool"], posemb=cfg["posemb"], image_size=int(cfg["image_size"]),
-        attention_impl=cfg["attention_impl"], drop_path=float(cfg["drop_path"]), dtype=dtype)
+        attention_impl=cfg["attention_impl"], drop_path=float(cfg["drop_path"]),
+        remat=bool(cfg["remat"]), dtype=dtype)
   ops = cpu_conv.resnet_ops() if cpu.enabled(cfg["cpu_tuning"]) else {}   # the ViT has none
   return ResNet(depth=int(cfg["depth"]), width_multiplier=float(cfg["width_multiplier"]),
                 cifar_stem=bool(cfg["cifar_stem"]), norm=cfg["norm"], dtype=dtype, **ops)

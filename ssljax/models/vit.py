@@ -64,6 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
       "image_size": 224,        # reference resolution: learned posemb grid, sincos scale
       "attention_impl": "auto",  # 'auto' | 'pallas' | 'xla' | 'reference'
       "drop_path": 0.0,         # stochastic depth rate of the last block
+      "remat": False,           # recompute each block's activations in the backward pass
   })
 
 
@@ -295,6 +296,7 @@ class ViT(nn.Module):
   image_size: int = 224
   attention_impl: str = "auto"
   drop_path: float = 0.0
+  remat: bool = False
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -384,10 +386,12 @@ class ViT(nn.Module):
     x = jnp.concatenate(prefix + [x], axis=1)
 
     mlp_dim = int(round(self.width * self.mlp_ratio))
+    # remat: store only each block's input; its activations are recomputed in the backward pass.
+    block = nn.remat(EncoderBlock, static_argnums=(2,)) if self.remat else EncoderBlock
     for i in range(self.depth):
       rate = self.drop_path * i / max(self.depth - 1, 1)
-      x = EncoderBlock(self.num_heads, mlp_dim, rate, self.attention_impl, self.dtype,
-                       name=f"block{i}")(x, train=train)
+      x = block(self.num_heads, mlp_dim, rate, self.attention_impl, self.dtype,
+                name=f"block{i}")(x, train)
     x = nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x)
 
     patches = x[:, num_prefix:]
