@@ -1,0 +1,116 @@
+"""`python -m ssljax.plan` for the shipped ImageNet configs on TPU slices: the BENCHMARKS.md section
+"Compiled for TPU (XLA's cost model, not measured on hardware)".
+
+  python -m benchmarks.tpu_plans                       # every row below (hours on 2 CPU cores)
+  python -m benchmarks.tpu_plans --only dino_vit_s16_imagenet@v5e:2x4 --only ...
+
+Each plan runs in its own process (`python -m ssljax.plan ... --out DIR`, bounded by --timeout)
+and its plan.json becomes one row; a config that does not fit gets its one-line message instead.
+Rows already in the section are kept unless re-run, so the table can be filled in over several
+sittings. The numbers are XLA's compile-time analysis of the per-chip program and a roofline
+estimate from it (see ssljax/plan.py), not measurements.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+from benchmarks import report
+
+TITLE = "Compiled for TPU (XLA's cost model, not measured on hardware)"
+CONFIGS = ("dino_vit_s16_imagenet", "mae_vit_b16_imagenet", "simclr_resnet50_imagenet")
+TOPOLOGIES = ("v5e:2x4", "v5e:4x4", "v4:2x2x4")
+# A config that cannot fit: ViT-H/14 MAE at 4096 images per chip.
+OVERFLOW = ("mae_vit_b16_imagenet", "v5e:2x4",
+            ["--config.model.variant=h", "--config.model.patch_size=14",
+             "--config.batch_size=32768"])
+HEADER = ["config", "topology", "global batch", "HBM / chip (GiB)", "temporaries (GiB)",
+          "TFLOP / chip / step", "est. step (ms)", "est. img/s", "est. MFU", "Mosaic kernels",
+          "activation all-gather (MiB)", "compile (s)", "note"]
+
+
+def run_plan(name: str, topology: str, extra: list[str], timeout: float) -> list[str]:
+  """One table row for `name` on `topology` (a subprocess running ssljax.plan)."""
+  out = tempfile.mkdtemp(prefix="ssljax-plan-")
+  cmd = [sys.executable, "-m", "ssljax.plan", f"--config={report.ROOT}/configs/{name}.py",
+         f"--topology={topology}", f"--out={out}", *extra]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=report.ROOT, check=False)
+  except subprocess.TimeoutExpired:
+    return [name, topology] + [""] * 10 + [f"compile did not finish in {timeout:.0f} s"]
+  label = name + ("".join(f" {e.replace('--config.', '')}" for e in extra) if extra else "")
+  path = os.path.join(out, "plan.json")
+  if not os.path.exists(path):
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("ssljax.plan: ")]
+    note = lines[-1][len("ssljax.plan: "):] if lines else proc.stderr.strip()[-300:]
+    return [label, topology] + [""] * 10 + [note.replace("|", "/")]
+  with open(path) as f:
+    p = json.load(f)
+  gib = 2 ** 30
+  return [label, topology, p["global_batch"], f"{p['hbm_per_chip_bytes'] / gib:.2f}",
+          f"{p['temp_bytes'] / gib:.2f}", f"{p['flops_per_step'] / 1e12:.2f}",
+          f"{p['est_step_seconds'] * 1e3:.1f}", f"{p['est_images_per_sec']:.0f}",
+          f"{p['est_mfu'] * 100:.0f}%", p["mosaic_kernels"],
+          f"{p['activation_all_gather_bytes'] / 2 ** 20:.1f}", f"{p['compile_seconds']:.0f}",
+          p.get("does_not_fit", "").replace("|", "/")]
+
+
+def _existing_rows(path: str = report.DEFAULT_PATH) -> dict[tuple[str, str], list[str]]:
+  if not os.path.exists(path):
+    return {}
+  text = open(path).read()
+  m = re.search(rf"^## {re.escape(TITLE)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+  rows = {}
+  for line in (m.group(1).splitlines() if m else []):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) == len(HEADER) and cells[0] not in ("config",) and not cells[0].startswith("-"):
+      rows[(cells[0], cells[1])] = cells
+  return rows
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--only", action="append", default=[],
+                      help="CONFIG@TOPOLOGY to (re)run; default: every row")
+  parser.add_argument("--overflow", action="store_true", help="also the ViT-H overflow row")
+  parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per plan")
+  args = parser.parse_args(argv)
+  todo = [(c, t, []) for c in CONFIGS for t in TOPOLOGIES]
+  if args.only:
+    wanted = {tuple(o.split("@", 1)) for o in args.only}
+    todo = [x for x in todo if (x[0], x[1]) in wanted]
+  if args.overflow or not args.only:
+    todo.append(OVERFLOW)
+  rows = _existing_rows()
+  for name, topology, extra in todo:
+    print(f"[tpu_plans] {name} on {topology} {' '.join(extra)}", flush=True)
+    row = run_plan(name, topology, extra, args.timeout)
+    rows[(str(row[0]), str(row[1]))] = [str(c) for c in row]
+    print("  " + " | ".join(str(c) for c in row), flush=True)
+  table = report.markdown_table(HEADER, sorted(rows.values()))
+  notes = ("Per chip, from `python -m ssljax.plan` (libtpu's ahead-of-time compiler on this CPU "
+           "machine; no TPU was used). est. step = max(FLOPs / bf16 peak, bytes accessed / HBM "
+           "bandwidth, XLA's optimal_seconds when positive): a lower bound that ignores "
+           "collectives' latency and kernel efficiency; MFU follows from it. Peaks: v5e 197 "
+           "TFLOP/s bf16, 819 GB/s HBM, 16 GiB; v4 275 TFLOP/s, 1228 GB/s, 32 GiB.")
+  report.write_section(TITLE, table + "\n\n" + notes,
+                       {"command": "python -m benchmarks.tpu_plans", "libtpu": _libtpu()})
+
+
+def _libtpu() -> str:
+  try:
+    from importlib.metadata import version  # pylint: disable=import-outside-toplevel
+    return version("libtpu")
+  except Exception:  # pylint: disable=broad-except
+    return "not installed"
+
+
+if __name__ == "__main__":
+  main()
