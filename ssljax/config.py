@@ -216,6 +216,9 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
     _check_image_folder(config.data)
   if config.data.source == "tfds" and not config.data.tfds_name:
     raise ConfigError("config.data.tfds_name='' with data.source='tfds'; expected a TFDS name such as 'cifar10'")
+  block = config[config.method] if config.method in config else {}
+  if "loss_impl" in block:
+    _choice(f"{config.method}.loss_impl", block.loss_impl, ("auto", "reference", "xla", "pallas"))
   methods_lib.get(config.method).validate_config(config)
 
 

@@ -51,8 +51,9 @@ class Evaluator:
     dp = parallel.data_parallel_size(mesh)
     self.batch_size = -(-ev.batch_size // dp) * dp   # a multiple of the data-parallel size
     self.sharding = parallel.batch_sharding(mesh)
-    self._features = jax.jit(method.features)
-    self._embeddings = jax.jit(method.embeddings)
+    # Batches are sharded over the mesh (`extract`): traced under it, kernels run under shard_map.
+    self._features = jax.jit(parallel.traced_under(method.features, mesh))
+    self._embeddings = jax.jit(parallel.traced_under(method.embeddings, mesh))
 
   def _feats(self, params, state):
     bs, sh = self.batch_size, self.sharding

@@ -58,6 +58,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ssljax import cpu
 from ssljax.data.views import ViewSpec
 from ssljax.errors import ConfigError
 from ssljax.methods import base
@@ -87,9 +88,12 @@ class SelfDistillation(base.Method):
     self.masked_patches = any(t.needs_patches for t in self.terms)
     self.backbone = common.backbone_from_config(config)
     self.head_bn = bool(cfg.get("use_bn_in_head", False))
+    # The head's and the centre's batch reductions in their XLA:CPU form when on CPU (ssljax/cpu).
+    self.cpu_tuning = cpu.enabled(config.model.cpu_tuning)
     self.head = DINOHead(out_dim=cfg.out_dim, hidden_dim=cfg.hidden_dim,
                          bottleneck_dim=cfg.bottleneck_dim, n_layers=cfg.head_layers,
-                         norm_last_layer=cfg.norm_last_layer, use_bn=self.head_bn)
+                         norm_last_layer=cfg.norm_last_layer, use_bn=self.head_bn,
+                         cpu_tuning=self.cpu_tuning)
     self.separate_patch_head = self.masked_patches and not cfg.shared_head
     if self.separate_patch_head:
       self.patch_head = self.head.clone(out_dim=cfg.patch_out_dim)
@@ -197,8 +201,10 @@ class SelfDistillation(base.Method):
       return out["pooled"], out["patches"], collections
     return out, None, collections
 
-  def _heads(self, params, stats, cls_feats, patch_feats, *, train):
+  def _heads(self, params, stats, cls_feats, patch_feats, *, train, batch):
     """Head logits: cls_feats [N, D] -> [N, K]; patch_feats [M, P, D] -> [M, P, Kp] (or None).
+
+    Rows are image-major (`merge_views` order) over `batch` images: N and M are multiples of it.
 
     `stats`: the heads' BatchNorm statistics ({'head'[, 'patch_head']}, or None without BN).
     Returns (cls logits, patch logits, updated stats). A shared head runs once on the [CLS] and
@@ -221,9 +227,14 @@ class SelfDistillation(base.Method):
       cls_logits = run("head", self.head, cls_feats)
       patch_logits = run("patch_head", self.patch_head, flat)
     else:
-      both = run("head", self.head, jnp.concatenate([cls_feats, flat], axis=0))
+      # One head call over every image's [CLS] and patch tokens, kept image-major: each image's
+      # rows stay on the device that holds the image (a row concatenation would reshard the batch).
       n = cls_feats.shape[0]
-      cls_logits, patch_logits = both[:n], both[n:]
+      c = n // batch
+      tokens = jnp.concatenate([cls_feats.reshape(batch, c, d),
+                                patch_feats.reshape(batch, (m // batch) * p, d)], axis=1)
+      both = run("head", self.head, tokens.reshape(-1, d)).reshape(batch, tokens.shape[1], -1)
+      return both[:, :c].reshape(n, -1), both[:, c:].reshape(m, p, -1), new_stats
     return cls_logits, patch_logits.reshape(m, p, -1), new_stats
 
   def view_masks(self, batch, rng) -> jax.Array:
@@ -268,11 +279,15 @@ class SelfDistillation(base.Method):
                                          common.merge_views(batch["local"]), train=True, rng=l_rng)
       cls_in.append(l_pooled)
     head_stats = state.get("head_stats", {"student": None, "teacher": None})
+    # Global and local crops through the head together, image-major ([B, V] merged): each image's
+    # crops stay on its device; a concatenation along rows would reshard the batch.
+    n_views = n_global + n_local
+    cls_all = jnp.concatenate([x.reshape((b, -1) + x.shape[1:]) for x in cls_in], axis=1)
     s_cls, s_patch_logits, s_hstats = self._heads(
-        params, head_stats["student"], jnp.concatenate(cls_in, axis=0), s_patches, train=True)
-    s_cls_views = [common.split_views(s_cls[:b * n_global], n_global)]
-    if n_local:
-      s_cls_views.append(common.split_views(s_cls[b * n_global:], n_local))
+        params, head_stats["student"], common.merge_views(cls_all), s_patches, train=True,
+        batch=b)
+    s_cls = common.split_views(s_cls, n_views)                  # [V, B, K]
+    s_cls_views = [s_cls[:n_global]] + ([s_cls[n_global:]] if n_local else [])
 
     teacher = jax.lax.stop_gradient(state["teacher"])
     t_train = bool(jax.tree_util.tree_leaves(colls["teacher"]))  # BatchNorm: batch statistics
@@ -281,7 +296,7 @@ class SelfDistillation(base.Method):
     # With BN in the head the teacher head uses batch statistics too (the reference never calls
     # teacher.eval()).
     t_cls, t_patch_logits, t_hstats = self._heads(teacher, head_stats["teacher"], t_pooled,
-                                                  t_patches, train=True)
+                                                  t_patches, train=True, batch=b)
 
     out = {"student_cls": jnp.concatenate(s_cls_views, axis=0),
            "teacher_cls": jax.lax.stop_gradient(common.split_views(t_cls, n_global)),

@@ -64,11 +64,13 @@ class DinoTerm:
     else:
       t_probs = jax.nn.softmax((t_cls - state["center"]) / temp, axis=-1)
       dino = losses.dino_loss(out["student_cls"], t_cls, state["center"], cfg.student_temp, temp)
-      updates["center"] = losses.update_center(state["center"], t_cls, cfg.center_momentum)
+      updates["center"] = losses.update_center(state["center"], t_cls, cfg.center_momentum,
+                                               method.cpu_tuning)
     metrics = {"dino_loss": dino, "teacher_temp": temp,
                "teacher_momentum": method.teacher_momentum(step),
                "teacher_entropy": jnp.mean(_entropy(t_probs)),
-               "teacher_marginal_entropy": _entropy(reductions.leading_mean(t_probs, 2))}
+               "teacher_marginal_entropy": _entropy(reductions.leading_mean(t_probs, 2,
+                                                                    method.cpu_tuning))}
     return cfg.get("cls_weight", 1.0) * dino, metrics, updates
 
 
@@ -126,7 +128,7 @@ class PatchTerm:
       patch = losses.ibot_patch_loss(s_p, t_p, mask, state["patch_center"], cfg.student_temp, temp)
       centre_input = t_masked[None] if self.center_masked_only else t_p.reshape(1, n * p, kp)
       updates["patch_center"] = losses.update_center(state["patch_center"], centre_input,
-                                                     cfg.center_momentum)
+                                                     cfg.center_momentum, method.cpu_tuning)
     return cfg.patch_weight * patch, dict(metrics, patch_loss=patch), updates
 
 

@@ -64,7 +64,7 @@ class MoCoV3(base.Method):
         pred_hidden_dims=(4096,),
         pred_last_bn=True,          # ViT: True; ResNet-50: False
         freeze_patch_embed=False,   # ViT only: keep the random patch projection (the ViT recipe)
-        loss_impl="reference",      # 'reference' | 'xla' | 'pallas' | 'auto' (ssljax.kernels)
+        loss_impl="auto",      # auto | reference | xla | pallas (losses.contrastive)
     ))
 
   @classmethod
@@ -136,7 +136,7 @@ class MoCoV3(base.Method):
     return (jnp.stack(qs), jnp.stack(ks)), new_state
 
   def _impl_kwargs(self):
-    return {} if self.cfg.loss_impl == "reference" else {"impl": self.cfg.loss_impl}
+    return {"impl": self.cfg.loss_impl}
 
   def loss(self, params, state, batch, rng, step):
     del step

@@ -28,7 +28,7 @@ class SimCLR(base.Method):
         proj_hidden_dims=(2048,),  # SimCLR v1: one hidden layer; v2: (2048, 2048)
         proj_dim=128,
         proj_use_bn=True,
-        loss_impl="reference",    # 'reference' | 'xla' | 'pallas' | 'auto' (ssljax.kernels)
+        loss_impl="auto",    # auto | reference | xla | pallas (losses.contrastive)
     ))
 
   def __init__(self, config):
@@ -60,8 +60,7 @@ class SimCLR(base.Method):
     return loss, (metrics, state)
 
   def _impl_kwargs(self):
-    # The kernels path is opt-in until every contrastive loss takes `impl`.
-    return {} if self.cfg.loss_impl == "reference" else {"impl": self.cfg.loss_impl}
+    return {"impl": self.cfg.loss_impl}
 
   def embedding_head(self, params, state):
     return base.Backbone(self.head, {"params": params["head"], **state["head"]})

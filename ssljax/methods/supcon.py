@@ -36,7 +36,7 @@ class SupCon(base.Method):
         proj_hidden_dims=(2048,),
         proj_dim=128,
         proj_use_bn=True,
-        loss_impl="reference",      # 'reference' | 'xla' | 'pallas' | 'auto' (ssljax.kernels)
+        loss_impl="auto",      # auto | reference | xla | pallas (losses.contrastive)
     ))
 
   @classmethod
@@ -45,7 +45,8 @@ class SupCon(base.Method):
       raise ConfigError(f"config.supcon.temperature={config.supcon.temperature!r}; expected > 0")
     from ssljax.kernels._common import IMPLS
     if config.supcon.loss_impl not in IMPLS:
-      raise ConfigError(f"config.supcon.loss_impl={config.supcon.loss_impl!r}; expected one of {IMPLS}")
+      raise ConfigError(f"config.supcon.loss_impl={config.supcon.loss_impl!r}; "
+                        f"expected one of {IMPLS}")
 
   def __init__(self, config):
     super().__init__(config)
