@@ -2,7 +2,7 @@
 "Compiled for TPU (XLA's cost model, not measured on hardware)".
 
   python -m benchmarks.tpu_plans                       # every row below (hours on 2 CPU cores)
-  python -m benchmarks.tpu_plans --only dino_vit_s16_imagenet@v5e:2x4 --only ...
+  python -m benchmarks.tpu_plans --only dino_vit_s16_imagenet@v5e:2x4 --set batch_size=64
 
 Each plan runs in its own process (`python -m ssljax.plan ... --out DIR`, bounded by --timeout)
 and its plan.json becomes one row; a config that does not fit gets its one-line message instead.
@@ -81,8 +81,11 @@ def main(argv=None) -> None:
                       help="CONFIG@TOPOLOGY to (re)run; default: every row")
   parser.add_argument("--overflow", action="store_true", help="also the ViT-H overflow row")
   parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per plan")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config override for every row, e.g. --set batch_size=64")
   args = parser.parse_args(argv)
-  todo = [(c, t, []) for c in CONFIGS for t in TOPOLOGIES]
+  extra = [f"--config.{kv}" for kv in args.set]
+  todo = [(c, t, extra) for c in CONFIGS for t in TOPOLOGIES]
   if args.only:
     wanted = {tuple(o.split("@", 1)) for o in args.only}
     todo = [x for x in todo if (x[0], x[1]) in wanted]

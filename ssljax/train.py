@@ -301,12 +301,13 @@ class Trainer:
   def _visualize(self, state: TrainState, step: int, writer: MetricsWriter) -> list[str]:
     """The method's own pictures (e.g. MAE reconstructions) as plots/<name>_step<N>.png + TensorBoard.
 
-    A method opts in with `visualize(params, state, images, rng) -> {name: uint8 [H, W, 3]}`, given
-    a few held-out images in model-input form. With several processes the parameters are gathered
-    to every host first (every process computes, process 0 writes).
+    `Method.visualize(params, state, images, rng) -> {name: uint8 [H, W, 3]}` (declared by the
+    protocol, {} by default) is given a few held-out images in model-input form. With several
+    processes the parameters are gathered to every host first (every process computes, process 0
+    writes); methods that keep the default skip all of it.
     """
-    visualize = getattr(self.method, "visualize", None)
-    if visualize is None:
+    visualize = self.method.visualize
+    if getattr(visualize, "__func__", None) is methods_lib.Method.visualize:
       return []
     params, method_state = state.params, state.method_state
     if jax.process_count() > 1:
