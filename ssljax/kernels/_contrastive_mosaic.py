@@ -128,11 +128,6 @@ def _operands(a, b, block_a, block_b):
   return a, b
 
 
-def _scalars(scale, bias, off):
-  scal = jnp.stack([jnp.asarray(scale, jnp.float32), jnp.asarray(bias, jnp.float32)])
-  return scal, jnp.reshape(jnp.asarray(off, jnp.int32), (1,))
-
-
 def _params(cfg):
   if cfg.interpret:
     return dict(interpret=pltpu.InterpretParams())
@@ -196,22 +191,5 @@ def _grad_a(cfg, a, b, scal, off, lse_a, g_a, lse_b, g_b, use_a, use_b, block_a,
   return da[:n_a, :d0], jnp.sum(ds[:, 0]), jnp.sum(db[:, 0])
 
 
-def forward(cfg, q, k, scale, bias, off):
-  scal, off1 = _scalars(scale, bias, off)
-  row = _rowwise(cfg, q, k, scal, off1, cfg.block_q, cfg.block_k)
-  col = None
-  if cfg.mode == "softmax" and cfg.with_col:
-    col = _rowwise(cfg, k, q, scal, -off1, cfg.block_k, cfg.block_q)
-  return row, col
-
-
-def backward(cfg, q, k, scale, bias, off, row, col, g_row, g_col):
-  scal, off1 = _scalars(scale, bias, off)
-  two_sided = cfg.mode == "softmax" and cfg.with_col
-  zeros_m = jnp.zeros((k.shape[0],), jnp.float32)
-  col_lse, col_g = (col, g_col) if two_sided else (zeros_m, zeros_m)
-  dq, ds, db = _grad_a(cfg, q, k, scal, off1, row, g_row, col_lse, col_g, True, two_sided,
-                       cfg.block_q, cfg.block_k)
-  dk, _, _ = _grad_a(cfg, k, q, scal, -off1, col_lse, col_g, row, g_row, two_sided, True,
-                     cfg.block_k, cfg.block_q)
-  return dq, dk, ds, db
+forward = functools.partial(tiles.forward_with, _rowwise)
+backward = functools.partial(tiles.backward_with, _grad_a)

@@ -135,27 +135,5 @@ def _pallas_grad_a(cfg, a, b, scal, off, lse_a, g_a, lse_b, g_b, use_a, use_b, b
   return da[:n_a, :d], jnp.sum(ds), jnp.sum(db)
 
 
-def _pallas_scalars(scale, bias, off):
-  scal = jnp.stack([jnp.asarray(scale, jnp.float32), jnp.asarray(bias, jnp.float32)])
-  return scal, jnp.reshape(jnp.asarray(off, jnp.int32), (1,))
-
-
-def forward(cfg, q, k, scale, bias, off):
-  scal, off1 = _pallas_scalars(scale, bias, off)
-  row = _pallas_rowwise(cfg, q, k, scal, off1, cfg.block_q, cfg.block_k)
-  col = None
-  if cfg.mode == "softmax" and cfg.with_col:
-    col = _pallas_rowwise(cfg, k, q, scal, -off1, cfg.block_k, cfg.block_q)
-  return row, col
-
-
-def backward(cfg, q, k, scale, bias, off, row, col, g_row, g_col):
-  scal, off1 = _pallas_scalars(scale, bias, off)
-  two_sided = cfg.mode == "softmax" and cfg.with_col
-  zeros_m = jnp.zeros((k.shape[0],), jnp.float32)
-  col_lse, col_g = (col, g_col) if two_sided else (zeros_m, zeros_m)
-  dq, ds, db = _pallas_grad_a(cfg, q, k, scal, off1, row, g_row, col_lse, col_g, True, two_sided,
-                              cfg.block_q, cfg.block_k)
-  dk, _, _ = _pallas_grad_a(cfg, k, q, scal, -off1, col_lse, col_g, row, g_row, two_sided, True,
-                            cfg.block_k, cfg.block_q)
-  return dq, dk, ds, db
+forward = functools.partial(tiles.forward_with, _pallas_rowwise)
+backward = functools.partial(tiles.backward_with, _pallas_grad_a)

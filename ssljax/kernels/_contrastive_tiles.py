@@ -88,3 +88,37 @@ def tile_dlogits(mode, l, valid, diag, lse_a, g_a, lse_b, g_b, use_a, use_b):
     g = g + g_b[None, :]
   label = jnp.where(diag, 1.0, -1.0)
   return jnp.where(valid, g * label * sigmoid(-label * l), 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# The custom_vjp's forward and backward in terms of two kernels, shared by the Triton and Mosaic
+# paths: rowwise(cfg, a, b, scal, off, block_a, block_b) -> [Na] per-row statistic, and
+# grad_a(cfg, a, b, scal, off, lse_a, g_a, lse_b, g_b, use_a, use_b, block_a, block_b) ->
+# (da, dscale, dbias). The column direction and dk reuse them with the operands swapped (the
+# diagonal j == i + off becomes j == i - off).
+# ----------------------------------------------------------------------------------------------
+def kernel_scalars(scale, bias, off):
+  """([scale, bias] float32 [2], [off] int32 [1]): the kernels' scalar operands."""
+  scal = jnp.stack([jnp.asarray(scale, jnp.float32), jnp.asarray(bias, jnp.float32)])
+  return scal, jnp.reshape(jnp.asarray(off, jnp.int32), (1,))
+
+
+def forward_with(rowwise, cfg, q, k, scale, bias, off):
+  scal, off1 = kernel_scalars(scale, bias, off)
+  row = rowwise(cfg, q, k, scal, off1, cfg.block_q, cfg.block_k)
+  col = None
+  if cfg.mode == "softmax" and cfg.with_col:
+    col = rowwise(cfg, k, q, scal, -off1, cfg.block_k, cfg.block_q)
+  return row, col
+
+
+def backward_with(grad_a, cfg, q, k, scale, bias, off, row, col, g_row, g_col):
+  scal, off1 = kernel_scalars(scale, bias, off)
+  two_sided = cfg.mode == "softmax" and cfg.with_col
+  zeros_m = jnp.zeros((k.shape[0],), jnp.float32)
+  col_lse, col_g = (col, g_col) if two_sided else (zeros_m, zeros_m)
+  dq, ds, db = grad_a(cfg, q, k, scal, off1, row, g_row, col_lse, col_g, True, two_sided,
+                      cfg.block_q, cfg.block_k)
+  dk, _, _ = grad_a(cfg, k, q, scal, -off1, col_lse, col_g, row, g_row, two_sided, True,
+                    cfg.block_k, cfg.block_q)
+  return dq, dk, ds, db

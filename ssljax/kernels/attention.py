@@ -28,19 +28,17 @@ XLA's) and bf16 passes on TPU; `jax.lax.Precision.HIGHEST` asks for full float32
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.experimental import pallas as pl
 
+from ssljax.kernels import _attention_pallas as pallas_path
+from ssljax.kernels import _attention_tiles as tiles
 from ssljax.kernels import sharding
-from ssljax.kernels._common import (IMPLS, match_vma, next_pow2, out_struct, pad_axis,
-                                    pallas_compiler_params, resolve_impl, round_up,
-                                    target_platform)
+from ssljax.kernels._common import (IMPLS, match_vma, next_pow2, pad_axis, resolve_impl,
+                                    round_up, target_platform)
 
 __all__ = ["IMPLS", "KERNELS", "attention_reference", "choose_kernel", "dot_product_attention"]
 
@@ -70,45 +68,6 @@ def attention_reference(q, k, v, key_mask=None):
   return out.astype(q.dtype)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Config:
-  block_q: int
-  block_k: int
-  backend: str  # 'xla' or 'pallas'
-  interpret: bool = False
-  precision: Any = None   # lax.Precision of the dots (None = platform default)
-
-
-def _dot(a, b, contract, precision=None):
-  """Batched-free 2-D dot: contract dim contract[0] of a with contract[1] of b, f32 accumulate."""
-  return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
-                         precision=precision, preferred_element_type=jnp.float32)
-
-
-def _bdot(a, b, contract, precision=None):
-  """[B, H, x, y] tiles: batch over (B, H), contract one dim each, float32 accumulate."""
-  return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0, 1), (0, 1))),
-                         precision=precision, preferred_element_type=jnp.float32)
-
-
-def _online_step(acc, m_prev, l_prev, s, v_tile, pv):
-  """One online-softmax step: s [.., r, c] masked logits (-inf = absent), v_tile the values."""
-  m_new = jnp.maximum(m_prev, jnp.max(s, axis=-1))
-  m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)
-  alpha = jnp.exp(m_prev - m_safe)
-  p = jnp.exp(s - m_safe[..., None])
-  l_new = l_prev * alpha + jnp.sum(p, axis=-1)
-  acc = acc * alpha[..., None] + pv(p.astype(v_tile.dtype), v_tile)
-  return acc, m_new, l_new
-
-
-def _finish(acc, m, l):
-  ok = l > 0
-  out = acc / jnp.where(ok, l, 1.0)[..., None]
-  lse = jnp.where(ok, m + jnp.log(jnp.where(ok, l, 1.0)), -jnp.inf)
-  return out, lse
-
-
 # ----------------------------------------------------------------------------------------------
 # Blockwise XLA path. Internally [B, H, L, D]; masks are [B, Lk] int32 (1 = attend).
 # ----------------------------------------------------------------------------------------------
@@ -126,13 +85,13 @@ def _xla_forward(cfg, q, k, v, mask, scale):
       kb = lax.dynamic_slice_in_dim(k, j * bk, bk, axis=2)
       vb = lax.dynamic_slice_in_dim(v, j * bk, bk, axis=2)
       valid = lax.dynamic_slice_in_dim(mask, j * bk, bk, axis=1)[:, None, None, :] != 0
-      s = jnp.where(valid, _bdot(qb, kb, (3, 3), cfg.precision) * scale, -jnp.inf)
-      return _online_step(acc, m, l, s, vb, lambda p, t: _bdot(p, t, (3, 2), cfg.precision))
+      s = jnp.where(valid, tiles.bdot(qb, kb, (3, 3), cfg.precision) * scale, -jnp.inf)
+      return tiles.online_step(acc, m, l, s, vb, lambda p, t: tiles.bdot(p, t, (3, 2), cfg.precision))
 
     init = match_vma((jnp.zeros((b, h, bq, d), jnp.float32),
                       jnp.full((b, h, bq), -jnp.inf, jnp.float32),
                       jnp.zeros((b, h, bq), jnp.float32)), *refs)
-    out, lse = _finish(*lax.fori_loop(0, nkb, k_step, init))
+    out, lse = tiles.finish(*lax.fori_loop(0, nkb, k_step, init))
     return None, (out.astype(q.dtype), lse)
 
   _, (out, lse) = lax.scan(q_block, None, jnp.arange(nqb))
@@ -158,13 +117,13 @@ def _xla_backward(cfg, q, k, v, mask, scale, lse, delta, do):
       dk, dv, dq_acc = state
       sl = lambda x: lax.dynamic_slice_in_dim(x, i * bq, bq, axis=2)
       qb, dob, lse_b, delta_b = sl(q), sl(do), sl(lse), sl(delta)
-      s = _bdot(qb, kb, (3, 3), cfg.precision) * scale
+      s = tiles.bdot(qb, kb, (3, 3), cfg.precision) * scale
       p = jnp.where(valid, jnp.exp(s - lse_b[..., None]), 0.0)
-      dv = dv + _bdot(p.astype(dob.dtype), dob, (2, 2), cfg.precision)
-      dp = _bdot(dob, vb, (3, 3), cfg.precision)
+      dv = dv + tiles.bdot(p.astype(dob.dtype), dob, (2, 2), cfg.precision)
+      dp = tiles.bdot(dob, vb, (3, 3), cfg.precision)
       ds = p * (dp - delta_b[..., None])
-      dk = dk + _bdot(ds.astype(qb.dtype), qb, (2, 2), cfg.precision)
-      dq_i = sl(dq_acc) + _bdot(ds.astype(kb.dtype), kb, (3, 2), cfg.precision)
+      dk = dk + tiles.bdot(ds.astype(qb.dtype), qb, (2, 2), cfg.precision)
+      dq_i = sl(dq_acc) + tiles.bdot(ds.astype(kb.dtype), kb, (3, 2), cfg.precision)
       dq_acc = lax.dynamic_update_slice_in_dim(dq_acc, dq_i, i * bq, axis=2)
       return dk, dv, dq_acc
 
@@ -181,140 +140,6 @@ def _xla_backward(cfg, q, k, v, mask, scale, lse, delta, do):
 
 
 # ----------------------------------------------------------------------------------------------
-# Pallas path. Arrays stay [B, L, H, D]; the grid is (B, H, row blocks) and the BlockSpecs
-# squeeze the batch and head dims, so each program sees [block, D] tiles.
-# ----------------------------------------------------------------------------------------------
-def _fwd_kernel(q_ref, k_ref, v_ref, mask_ref, o_ref, lse_ref, *, scale, block_k, num_k_blocks,
-                precision):
-  q = q_ref[...]
-  bq, d = q.shape
-
-  def body(j, state):
-    acc, m, l = state
-    sl = pl.ds(j * block_k, block_k)
-    kt, vt = k_ref[sl, :], v_ref[sl, :]
-    valid = mask_ref[sl] != 0
-    s = jnp.where(valid[None, :], _dot(q, kt, (1, 1), precision) * scale, -jnp.inf)
-    return _online_step(acc, m, l, s, vt, lambda p, t: _dot(p, t, (1, 0), precision))
-
-  init = (jnp.zeros((bq, d), jnp.float32), jnp.full((bq,), -jnp.inf, jnp.float32),
-          jnp.zeros((bq,), jnp.float32))
-  out, lse = _finish(*lax.fori_loop(0, num_k_blocks, body, init))
-  o_ref[...] = out.astype(o_ref.dtype)
-  lse_ref[...] = lse
-
-
-def _dq_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dq_ref, *, scale,
-               block_k, num_k_blocks, precision):
-  q, do = q_ref[...], do_ref[...]
-  lse, delta = lse_ref[...], delta_ref[...]
-
-  def body(j, dq):
-    sl = pl.ds(j * block_k, block_k)
-    kt, vt = k_ref[sl, :], v_ref[sl, :]
-    valid = mask_ref[sl] != 0
-    s = _dot(q, kt, (1, 1), precision) * scale
-    p = jnp.where(valid[None, :], jnp.exp(s - lse[:, None]), 0.0)
-    ds = p * (_dot(do, vt, (1, 1), precision) - delta[:, None])
-    return dq + _dot(ds.astype(kt.dtype), kt, (1, 0), precision)
-
-  dq = lax.fori_loop(0, num_k_blocks, body, jnp.zeros(q.shape, jnp.float32))
-  dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
-
-
-def _dkv_kernel(q_ref, k_ref, v_ref, mask_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, *,
-                scale, block_q, num_q_blocks, precision):
-  kt, vt = k_ref[...], v_ref[...]
-  valid = mask_ref[...] != 0
-
-  def body(i, state):
-    dk, dv = state
-    sl = pl.ds(i * block_q, block_q)
-    q, do = q_ref[sl, :], do_ref[sl, :]
-    lse, delta = lse_ref[sl], delta_ref[sl]
-    s = _dot(q, kt, (1, 1), precision) * scale
-    p = jnp.where(valid[None, :], jnp.exp(s - lse[:, None]), 0.0)
-    dv = dv + _dot(p.astype(do.dtype), do, (0, 0), precision)
-    ds = p * (_dot(do, vt, (1, 1), precision) - delta[:, None])
-    dk = dk + _dot(ds.astype(q.dtype), q, (0, 0), precision)
-    return dk, dv
-
-  zeros = jnp.zeros(kt.shape, jnp.float32)
-  dk, dv = lax.fori_loop(0, num_q_blocks, body, (zeros, zeros))
-  dk_ref[...] = (dk * scale).astype(dk_ref.dtype)
-  dv_ref[...] = dv.astype(dv_ref.dtype)
-
-
-def _specs(block, d):
-  """BlockSpecs for [B, L, H, D] tensors tiled along L, for [B, H, L] vectors, [B, L] masks."""
-  tile = pl.BlockSpec((None, block, None, d), lambda b, h, i: (b, i, h, 0))
-  vec = pl.BlockSpec((None, None, block), lambda b, h, i: (b, h, i))
-  mask = pl.BlockSpec((None, block), lambda b, h, i: (b, i))
-  return tile, vec, mask
-
-
-def _whole_specs(length, d):
-  tile = pl.BlockSpec((None, length, None, d), lambda b, h, i: (b, 0, h, 0))
-  vec = pl.BlockSpec((None, None, length), lambda b, h, i: (b, h, 0))
-  mask = pl.BlockSpec((None, length), lambda b, h, i: (b, 0))
-  return tile, vec, mask
-
-
-def _pallas_forward(cfg, q, k, v, mask, scale):
-  b, lq, h, d = q.shape
-  lk = k.shape[1]
-  bq, bk = cfg.block_q, cfg.block_k
-  q, k, v, mask = match_vma((q, k, v, mask), q, k, v, mask)
-  tile_q, vec_q, _ = _specs(bq, d)
-  tile_k, _, mask_k = _whole_specs(lk, d)
-  kernel = functools.partial(_fwd_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk,
-                             precision=cfg.precision)
-  return pl.pallas_call(
-      kernel,
-      out_shape=(out_struct(q.shape, q.dtype, q), out_struct((b, h, lq), jnp.float32, q)),
-      grid=(b, h, lq // bq),
-      in_specs=[tile_q, tile_k, tile_k, mask_k],
-      out_specs=(tile_q, vec_q),
-      interpret=cfg.interpret,
-      compiler_params=pallas_compiler_params(cfg.interpret),
-      name="ssljax_flash_attention_fwd",
-  )(q, k, v, mask)
-
-
-def _pallas_backward(cfg, q, k, v, mask, scale, lse, delta, do):
-  b, lq, h, d = q.shape
-  lk = k.shape[1]
-  bq, bk = cfg.block_q, cfg.block_k
-  lse = jnp.where(jnp.isfinite(lse), lse, jnp.inf)
-  q, k, v, mask, lse, delta, do = match_vma((q, k, v, mask, lse, delta, do),
-                                            q, k, v, mask, lse, delta, do)
-  params = pallas_compiler_params(cfg.interpret)
-  tile_q, vec_q, _ = _specs(bq, d)
-  whole_k, _, whole_mask = _whole_specs(lk, d)
-  dq = pl.pallas_call(
-      functools.partial(_dq_kernel, scale=scale, block_k=bk, num_k_blocks=lk // bk,
-                        precision=cfg.precision),
-      out_shape=out_struct(q.shape, q.dtype, q),
-      grid=(b, h, lq // bq),
-      in_specs=[tile_q, whole_k, whole_k, whole_mask, tile_q, vec_q, vec_q],
-      out_specs=tile_q,
-      interpret=cfg.interpret, compiler_params=params, name="ssljax_flash_attention_dq",
-  )(q, k, v, mask, do, lse, delta)
-  tile_k, _, mask_k = _specs(bk, d)
-  whole_q, whole_vec, _ = _whole_specs(lq, d)
-  dk, dv = pl.pallas_call(
-      functools.partial(_dkv_kernel, scale=scale, block_q=bq, num_q_blocks=lq // bq,
-                        precision=cfg.precision),
-      out_shape=(out_struct(k.shape, k.dtype, k), out_struct(v.shape, v.dtype, v)),
-      grid=(b, h, lk // bk),
-      in_specs=[whole_q, tile_k, tile_k, mask_k, whole_q, whole_vec, whole_vec],
-      out_specs=(tile_k, tile_k),
-      interpret=cfg.interpret, compiler_params=params, name="ssljax_flash_attention_dkv",
-  )(q, k, v, mask, do, lse, delta)
-  return dq, dk, dv
-
-
-# ----------------------------------------------------------------------------------------------
 # custom_vjp on padded operands. XLA works in [B, H, L, D], Pallas in [B, L, H, D].
 # ----------------------------------------------------------------------------------------------
 def _run_forward(cfg, q, k, v, mask, scale):
@@ -322,7 +147,7 @@ def _run_forward(cfg, q, k, v, mask, scale):
     t = lambda x: jnp.swapaxes(x, 1, 2)
     out, lse = _xla_forward(cfg, t(q), t(k), t(v), mask, scale)
     return t(out), lse
-  return _pallas_forward(cfg, q, k, v, mask, scale)
+  return pallas_path.forward(cfg, q, k, v, mask, scale)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 5))
@@ -345,7 +170,7 @@ def _flash_bwd(cfg, scale, res, do):
     dq, dk, dv = _xla_backward(cfg, t(q), t(k), t(v), mask, scale, lse, delta, t(do))
     dq, dk, dv = t(dq), t(dk), t(dv)
   else:
-    dq, dk, dv = _pallas_backward(cfg, q, k, v, mask, scale, lse, delta, do)
+    dq, dk, dv = pallas_path.backward(cfg, q, k, v, mask, scale, lse, delta, do)
   return dq, dk, dv, None
 
 
@@ -413,9 +238,9 @@ def _ssljax_flash(kernel, q, k, v, key_mask, block_q, block_k, precision):
   if impl == "pallas":
     d_p = max(16, next_pow2(d))
     q_p, k_p, v_p = (pad_axis(x, 3, d_p) for x in (q_p, k_p, v_p))
-    cfg = _Config(bq, bk, "pallas", kernel == "interpret", precision)
+    cfg = tiles.Config(bq, bk, "pallas", kernel == "interpret", precision)
   else:
-    cfg = _Config(bq, bk, "xla", precision=precision)
+    cfg = tiles.Config(bq, bk, "xla", precision=precision)
   out = _flash(cfg, q_p, k_p, v_p, mask, float(d) ** -0.5)
   return out[:, :lq, :, :d]
 
