@@ -12,7 +12,6 @@ import dataclasses
 import errno
 import json
 import os
-import signal
 import time
 from typing import Any
 
@@ -28,7 +27,9 @@ from ssljax import config as config_lib
 from ssljax import methods as methods_lib
 from ssljax import optim
 from ssljax import parallel
+from ssljax import guards
 from ssljax import plots
+from ssljax import workdir as workdir_lib
 from ssljax.data import pipeline
 from ssljax.data import sources
 from ssljax.evaluate import online
@@ -183,7 +184,7 @@ class Trainer:
     built = build(config, devices, self.train_source[0], jax.process_count())
     self.config, self.workdir = config, os.path.abspath(workdir)
     self.is_main = jax.process_index() == 0
-    _prepare_workdir(self.workdir, config, self.is_main)
+    workdir_lib.prepare(self.workdir, config, self.is_main)
 
     self.mesh, self.method, self.spec = built.mesh, built.method, built.spec
     self.batch_sharding = built.batch_sharding
@@ -238,8 +239,8 @@ class Trainer:
     else:
       self._evaluate_random_init(state, writer)
 
-    stopper = _StopOnSignal()
-    guard = _Guard(c, self.is_main)
+    stopper = guards.StopOnSignal()
+    guard = guards.Guard(c, self.is_main)
     bar = _progress(c, start, self.is_main)
     t_last, n_last = time.perf_counter(), start
     step = start
@@ -292,7 +293,7 @@ class Trainer:
     result = self._final_eval(state)
     writer.write(step, {k: v for k, v in result.items() if k != "step"})
     if self.is_main:
-      _merge_json(os.path.join(self.workdir, "eval.json"), result)
+      workdir_lib.merge_json(os.path.join(self.workdir, "eval.json"), result)
       writer.write_images(step, plots.plot_run(self.workdir))
     writer.close()
     self.checkpointer.close()
@@ -377,107 +378,6 @@ class Trainer:
       with open(self._random_init_path()) as f:
         result.update(json.load(f))
     return result
-
-
-def _merge_json(path: str, values: dict[str, Any]) -> None:
-  """Updates the JSON object in `path` with `values`, keeping other keys (e.g. the evaluate CLI's rows).
-
-  Written to a temporary file and renamed, so a crash never leaves a torn eval.json.
-  """
-  data = {}
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        data = json.load(f)
-    except (OSError, json.JSONDecodeError):
-      data = {}
-  data.update(values)
-  with open(path + ".tmp", "w") as f:
-    json.dump(data, f, indent=2)
-  os.replace(path + ".tmp", path)
-
-
-def _prepare_workdir(workdir: str, config, is_main: bool) -> None:
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    # One probe file per process: hosts sharing the workdir must not remove each other's.
-    probe = os.path.join(workdir, f".write_test.{jax.process_index()}.{os.getpid()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise config_lib.ConfigError(f"workdir {workdir!r} is not writable: {e.strerror}") from e
-  if is_main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-
-
-class _Guard:
-  """Guard rails: the non-finite policy, loss-spike and collapse warnings.
-
-  config.nonfinite = 'skip': a step with a non-finite loss or gradient leaves the state as it was
-  (the train step does that) and is counted; more than config.max_skipped_steps of them stop the
-  run. 'stop': the first one stops the run, after saving the last good parameters.
-  """
-
-  def __init__(self, config, enabled: bool):
-    self.policy, self.max_skipped = config.nonfinite, config.max_skipped_steps
-    self.enabled, self._loss_avg = enabled, None
-
-  def check_step(self, step: int, metrics, state) -> str:
-    """'' to go on, else the reason to stop (a host sync per step only under the 'stop' policy)."""
-    if self.policy == "stop":
-      if int(metrics["nonfinite"]):
-        return (f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
-                f"grad_norm={float(metrics['grad_norm'])}); stopped with the last good parameters "
-                f"saved (config.nonfinite='stop')")
-    return ""
-
-  def check_log(self, step: int, metrics, bar) -> None:
-    if self.policy == "skip" and int(metrics.get("nonfinite", 0)):
-      self._warn(bar, f"step {step}: non-finite loss or gradient; update skipped")
-    loss = float(metrics["loss"])
-    if self._loss_avg is not None and np.isfinite(loss) and loss > 2.0 * abs(self._loss_avg) + 1.0:
-      self._warn(bar, f"step {step}: loss spike {loss:.4f} (recent average {self._loss_avg:.4f})")
-    if np.isfinite(loss):
-      self._loss_avg = loss if self._loss_avg is None else 0.9 * self._loss_avg + 0.1 * loss
-
-  def check_eval(self, step: int, row, bar) -> None:
-    if row.get("collapsed"):
-      self._warn(bar, f"step {step}: the embedding looks collapsed (per-dim std "
-                      f"{row['embedding_std']:.2e}, rankme {row['rankme']:.2f})")
-
-  def check_skipped(self, step: int, skipped: int) -> str:
-    if self.policy == "skip" and skipped > self.max_skipped:
-      return (f"{skipped} steps with non-finite loss or gradient by step {step}, more than "
-              f"config.max_skipped_steps={self.max_skipped}; stopped with the last good parameters saved")
-    return ""
-
-  def _warn(self, bar, message: str) -> None:
-    if self.enabled:
-      bar.write("warning: " + message)
-
-
-class _StopOnSignal:
-  """Turns SIGTERM / SIGINT into a flag read at the next step boundary (checkpoint, then exit)."""
-
-  def __init__(self):
-    self.stop, self.signal_name, self._previous = False, "", {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: leave signals alone
-        pass
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.stop:  # a second signal: stop now
-      raise KeyboardInterrupt
-    self.stop, self.signal_name = True, signal.Signals(signum).name
-
-  def restore(self):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def _progress(config, start: int, enabled: bool):
