@@ -20,7 +20,9 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks import report
+os.environ.setdefault("JAX_PLATFORMS", "cpu")   # this process only writes the table (no TPU probe)
+
+from benchmarks import report  # noqa: E402  pylint: disable=wrong-import-position
 
 TITLE = "Compiled for TPU (XLA's cost model, not measured on hardware)"
 CONFIGS = ("dino_vit_s16_imagenet", "mae_vit_b16_imagenet", "simclr_resnet50_imagenet")
@@ -51,8 +53,14 @@ def run_plan(name: str, topology: str, extra: list[str], timeout: float) -> list
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("ssljax.plan: ")]
     note = lines[-1][len("ssljax.plan: "):] if lines else proc.stderr.strip()[-300:]
     return [label, topology] + [""] * 10 + [note.replace("|", "/")]
+  return row_from_json(path, label)
+
+
+def row_from_json(path: str, label: str) -> list:
+  """One table row from a plan.json that `python -m ssljax.plan --out` wrote."""
   with open(path) as f:
     p = json.load(f)
+  topology = p["topology"]
   gib = 2 ** 30
   return [label, topology, p["global_batch"], f"{p['hbm_per_chip_bytes'] / gib:.2f}",
           f"{p['temp_bytes'] / gib:.2f}", f"{p['flops_per_step'] / 1e12:.2f}",
@@ -81,6 +89,8 @@ def main(argv=None) -> None:
                       help="CONFIG@TOPOLOGY to (re)run; default: every row")
   parser.add_argument("--overflow", action="store_true", help="also the ViT-H overflow row")
   parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per plan")
+  parser.add_argument("--from-json", action="append", default=[], metavar="LABEL=PLAN_JSON",
+                      help="add a row from a plan.json written by `ssljax.plan --out` (no compile)")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config override for every row, e.g. --set batch_size=64")
   args = parser.parse_args(argv)
@@ -89,9 +99,15 @@ def main(argv=None) -> None:
   if args.only:
     wanted = {tuple(o.split("@", 1)) for o in args.only}
     todo = [x for x in todo if (x[0], x[1]) in wanted]
-  if args.overflow or not args.only:
+  if args.overflow or not (args.only or args.from_json):
     todo.append(OVERFLOW)
+  if args.from_json and not args.only:
+    todo = [x for x in todo if x is OVERFLOW and args.overflow]
   rows = _existing_rows()
+  for item in args.from_json:
+    label, path = item.split("=", 1)
+    row = row_from_json(path, label)
+    rows[(str(row[0]), str(row[1]))] = [str(c) for c in row]
   for name, topology, extra in todo:
     print(f"[tpu_plans] {name} on {topology} {' '.join(extra)}", flush=True)
     row = run_plan(name, topology, extra, args.timeout)
