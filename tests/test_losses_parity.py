@@ -284,6 +284,14 @@ def test_sigreg_value_explicit_directions(n, d, s, knots, t_max):
   np.testing.assert_allclose(got, np_sigreg(x, a, knots, t_max), rtol=1e-4)
 
 
+def test_sigreg_normalises_the_directions_it_is_given():
+  """Directions of any length give the unit-direction statistic (raw Gaussian ones would not)."""
+  x = _rng(38, 16, 5).normal(size=(16, 5))
+  a = unit_directions(5, 6, 39)
+  scaled = a * np.array([0.3, 1.0, 2.0, 5.0, 0.7, 1.5])
+  np.testing.assert_allclose(jval(L.sigreg, x, scaled), np_sigreg(x, a), rtol=1e-4)
+
+
 def test_sigreg_value_random_directions_from_key():
   x = _rng(37).normal(size=(16, 4))
   key = jax.random.PRNGKey(3)

@@ -47,9 +47,10 @@ def sigreg(
 
   Args:
     x: [N, D] embeddings, or [..., N, D] (one statistic per leading index, all averaged).
-    directions: [D, S] projection directions with unit-norm columns. If None, S =
-      num_slices directions are drawn from `key` (Gaussian, normalised): use the same key on
-      every device and a new one every step.
+    directions: [D, S] projection directions; each column is normalised to unit norm here (the
+      statistic is defined for unit directions). If None, S = num_slices directions are drawn
+      from `key` (Gaussian, normalised): use the same key on every device and a new one every
+      step.
     key: PRNG key, used only when `directions` is None.
     knots: number of integration knots on [0, t_max].
     t_max: upper end of the integration range.
@@ -67,7 +68,9 @@ def sigreg(
     directions = a / jnp.linalg.norm(a, axis=0, keepdims=True)
   elif directions.ndim != 2 or directions.shape[0] != d:
     raise ValueError(f"sigreg: expected directions [{d}, S], got shape {directions.shape}")
-  directions = jax.lax.stop_gradient(directions.astype(jnp.float32))
+  directions = directions.astype(jnp.float32)
+  directions = directions / jnp.maximum(jnp.linalg.norm(directions, axis=0, keepdims=True), 1e-12)
+  directions = jax.lax.stop_gradient(directions)
   t, phi, weights = _epps_pulley_grid(knots, t_max)
   n = x.shape[-2]
   xt = (x @ directions)[..., None] * t  # [..., N, S, knots]
