@@ -2,7 +2,7 @@
 differences, and the float64 NumPy reference of every loss, written from its formula.
 
 The NumPy references use explicit loops and sums, on purpose: each should be readable against
-METHODS.md (and the papers' reference code) without trusting any vectorisation.
+docs/losses.md (and the papers' reference code) without trusting any vectorisation.
 """
 import functools
 import math

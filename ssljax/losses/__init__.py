@@ -1,4 +1,4 @@
-"""Pure loss functions, named and shaped as in METHODS.md."""
+"""Pure loss functions; their names, shapes and conventions are in docs/losses.md."""
 from ssljax.losses.clustering import msn_loss
 from ssljax.losses.clustering import sinkhorn_knopp
 from ssljax.losses.clustering import swav_loss
