@@ -18,8 +18,9 @@ Conventions:
 Three implementations, picked with `impl=` ('auto' | 'pallas' | 'xla' | 'reference'):
   'reference'  plain jnp over the full matrix: the spec.
   'xla'        the tiled algorithm with lax.scan / fori_loop over tiles; the fast path on CPU.
-  'pallas'     the same algorithm as Pallas kernels (Triton on GPU, interpret=True on CPU).
-  'auto'       'pallas' on GPU, 'xla' elsewhere.
+  'pallas'     the same algorithm as Pallas kernels (Triton on GPU, Mosaic on TPU,
+               interpreted on CPU).
+  'auto'       'pallas' on GPU and TPU, 'xla' on CPU.
 The per-tile math both tiled paths share is in _contrastive_tiles.py, the Pallas kernels in
 _contrastive_pallas.py; this module holds the reference, the XLA path and the custom_vjp.
 
