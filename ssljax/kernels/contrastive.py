@@ -255,6 +255,14 @@ def _same_vma(*args):
   return match_vma(args, *args)
 
 
+def _sharded_rows(impl, q, k):
+  """(mesh, data-like axes) to split the rows of q and k over, or (mesh, ()) to run unsharded."""
+  mesh = sharding.kernel_mesh()
+  if mesh is None or impl == "reference":
+    return mesh, ()
+  return mesh, sharding.batch_axes(mesh, [q.shape[0], k.shape[0]])
+
+
 def _scalar(x):
   return jnp.asarray(x, jnp.float32).reshape(())
 
@@ -291,9 +299,7 @@ def similarity_lse(q, k, scale=1.0, *, diag_offset=0, exclude_diagonal=False, wi
   """
   impl = resolve_impl(impl, PALLAS_ON)
   tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret, precision=precision)
-  mesh = sharding.kernel_mesh()
-  bax = () if mesh is None or impl == "reference" else sharding.batch_axes(
-      mesh, [q.shape[0], k.shape[0]])
+  mesh, bax = _sharded_rows(impl, q, k)
   if bax:
     from ssljax.kernels import distributed  # pylint: disable=import-outside-toplevel
 
@@ -342,9 +348,7 @@ def sigmoid_pair_sums(q, k, scale, bias, *, diag_offset=0, impl="auto", block_q=
   """
   impl = resolve_impl(impl, PALLAS_ON)
   tile_kw = dict(block_q=block_q, block_k=block_k, interpret=interpret, precision=precision)
-  mesh = sharding.kernel_mesh()
-  bax = () if mesh is None or impl == "reference" else sharding.batch_axes(
-      mesh, [q.shape[0], k.shape[0]])
+  mesh, bax = _sharded_rows(impl, q, k)
   if bax:
     from ssljax.kernels import distributed  # pylint: disable=import-outside-toplevel
 
