@@ -13,6 +13,7 @@ estimate from it (see ssljax/plan.py), not measurements.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -25,12 +26,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")   # this process only writes the t
 from benchmarks import report  # noqa: E402  pylint: disable=wrong-import-position
 
 TITLE = "Compiled for TPU (XLA's cost model, not measured on hardware)"
-CONFIGS = ("dino_vit_s16_imagenet", "mae_vit_b16_imagenet", "simclr_resnet50_imagenet")
+# Every shipped ImageNet config (configs/*_imagenet.py).
+CONFIGS = tuple(sorted(os.path.basename(p)[:-len(".py")]
+                       for p in glob.glob(os.path.join(report.ROOT, "configs", "*_imagenet.py"))))
 TOPOLOGIES = ("v5e:2x4", "v5e:4x4", "v4:2x2x4")
-# A config that cannot fit: ViT-H/14 MAE at 4096 images per chip.
-OVERFLOW = ("mae_vit_b16_imagenet", "v5e:2x4",
-            ["--config.model.variant=h", "--config.model.patch_size=14",
-             "--config.batch_size=32768"])
+# A config that cannot fit: DINO ViT-H/16 at 4096 images per chip on v5e-8 (its arguments alone
+# are over 16 GiB, so ssljax.plan says so before compiling).
+OVERFLOW = ("dino_vit_s16_imagenet", "v5e:2x4",
+            ["--config.model.variant=h", "--config.batch_size=32768"])
 HEADER = ["config", "topology", "global batch", "HBM / chip (GiB)", "temporaries (GiB)",
           "TFLOP / chip / step", "est. step (ms)", "est. img/s", "est. MFU", "Mosaic kernels",
           "activation all-gather (MiB)", "compile (s)", "note"]
@@ -87,7 +90,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--only", action="append", default=[],
                       help="CONFIG@TOPOLOGY to (re)run; default: every row")
-  parser.add_argument("--overflow", action="store_true", help="also the ViT-H overflow row")
+  parser.add_argument("--overflow", action="store_true", help="the ViT-H overflow row")
   parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per plan")
   parser.add_argument("--from-json", action="append", default=[], metavar="LABEL=PLAN_JSON",
                       help="add a row from a plan.json written by `ssljax.plan --out` (no compile)")
@@ -96,13 +99,11 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   extra = [f"--config.{kv}" for kv in args.set]
   todo = [(c, t, extra) for c in CONFIGS for t in TOPOLOGIES]
-  if args.only:
+  if args.only or args.overflow or args.from_json:   # just what was asked for
     wanted = {tuple(o.split("@", 1)) for o in args.only}
-    todo = [x for x in todo if (x[0], x[1]) in wanted]
-  if args.overflow or not (args.only or args.from_json):
+    todo = [x for x in todo if (x[0], x[1]) in wanted] + ([OVERFLOW] if args.overflow else [])
+  else:
     todo.append(OVERFLOW)
-  if args.from_json and not args.only:
-    todo = [x for x in todo if x is OVERFLOW and args.overflow]
   rows = _existing_rows()
   for item in args.from_json:
     label, path = item.split("=", 1)
@@ -118,7 +119,10 @@ def main(argv=None) -> None:
            "machine; no TPU was used). est. step = max(FLOPs / bf16 peak, bytes accessed / HBM "
            "bandwidth, XLA's optimal_seconds when positive): a lower bound that ignores "
            "collectives' latency and kernel efficiency; MFU follows from it. Peaks: v5e 197 "
-           "TFLOP/s bf16, 819 GB/s HBM, 16 GiB; v4 275 TFLOP/s, 1228 GB/s, 32 GiB.")
+           "TFLOP/s bf16, 819 GB/s HBM, 16 GiB; v4 275 TFLOP/s, 1228 GB/s, 32 GiB. The "
+           "model.variant=h row is `python -m ssljax.plan --config configs/"
+           f"{OVERFLOW[0]}.py --topology {OVERFLOW[1]} {' '.join(OVERFLOW[2])}`: it exits 2 with "
+           "the note's one line, from the arguments' shardings, before compiling.")
   report.write_section(TITLE, table + "\n\n" + notes,
                        {"command": "python -m benchmarks.tpu_plans", "libtpu": _libtpu()})
 

@@ -22,7 +22,14 @@ compiled HLO as `OUT/compiled.hlo.txt`):
                            gather of the embeddings (an all_gather inside their shard_map).
 
 No data is read: the batch shapes come from one synthetic record of the config's image size.
-A config that does not fit in HBM ends with one line saying by how much and what to change.
+A config that does not fit in HBM ends with one line saying by how much and what to change: before
+compiling when the step's arguments alone (parameters, optimizer and method state, batch: each
+array's shard under its sharding) exceed the chip's HBM, e.g. DINO ViT-H at 4096 images per chip
+
+  python -m ssljax.plan --config configs/dino_vit_s16_imagenet.py --topology v5e:2x4 \
+      --config.model.variant=h --config.batch_size=32768
+
+and otherwise from the compiled program's memory analysis (or XLA's out-of-memory error).
 """
 from __future__ import annotations
 
@@ -194,6 +201,51 @@ def _overflow_message(needed: int, capacity: int, parts: dict[str, int], chip: C
           f"GiB, mostly {worst}; {hint}")
 
 
+def per_chip_bytes(tree) -> int:
+  """Bytes one chip holds of a pytree of ShapeDtypeStructs / arrays: each leaf's shard shape under
+  its sharding (the whole leaf where it has none), times its item size, summed."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  total = 0
+  for leaf in jax.tree.leaves(tree):
+    sharding = getattr(leaf, "sharding", None)
+    shape = sharding.shard_shape(leaf.shape) if sharding is not None else leaf.shape
+    total += int(np.prod(shape, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize
+  return total
+
+
+def argument_bytes(abstract_state, abstract_batch) -> dict[str, int]:
+  """Per-chip bytes of the train step's arguments by class, from their shardings (no compile):
+  {'parameters', 'optimizer state', 'method state', 'batch'} (step, rng and counters are bytes)."""
+  return {"parameters": per_chip_bytes(abstract_state.params),
+          "optimizer state": per_chip_bytes(abstract_state.opt_state),
+          "method state": per_chip_bytes(abstract_state.method_state),
+          "batch": per_chip_bytes(abstract_batch)}
+
+
+def _arguments_overflow(parts: dict[str, int], chip: Chip, config,
+                        images_per_chip: int) -> str | None:
+  """The one-line message when the step's arguments alone exceed a chip's HBM, else None."""
+  needed = sum(parts.values())
+  if needed <= chip.hbm_bytes:
+    return None
+  worst = max(parts, key=parts.get)
+  detail = ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in parts.items())
+  fsdp = ("FSDP already shards them: use a slice with more chips" if
+          "fsdp" in str(config.get("param_sharding", "")) else
+          "shard parameters and optimizer state with FSDP (--config.param_sharding=fsdp "
+          "--config.mesh.fsdp=N)")
+  smaller = (f"lower the per-chip batch ({images_per_chip} images per chip now; "
+             f"--config.batch_size={config.batch_size} is global)")
+  remat = "then recompute activations (--config.model.remat=True) for the temporaries"
+  hint = (f"{smaller}, or {fsdp}; {remat}" if worst == "batch" else
+          f"{fsdp}, or {smaller}; {remat}")
+  return (f"does not fit: the step's arguments alone are {needed / GIB:.2f} GiB per chip "
+          f"({detail}), over the {chip.hbm_bytes / GIB:.2f} GiB HBM of a {chip.name} chip by "
+          f"{(needed - chip.hbm_bytes) / GIB:.2f} GiB before any activation, mostly {worst} "
+          f"(not compiled); {hint}")
+
+
 def _oom_from_compiler(e: Exception, chip: Chip) -> str | None:
   """The one-line overflow message for XLA's 'ran out of memory' compile error, else None."""
   text = str(e)
@@ -221,6 +273,13 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
   processes = len({getattr(d, "process_index", 0) for d in devices})
   record = sources.build_source(config.data, config.data.train_split)[0]
   built = train.build(config, devices, record, process_count=processes)
+  # Arguments that cannot fit need no compile to say so (a ViT-H step takes long to compile).
+  batch = built.abstract_batch()
+  images_per_chip = built.batch_sharding.shard_shape(next(iter(batch.values())).shape)[0]
+  message = _arguments_overflow(argument_bytes(built.abstract_state, batch), chip, config,
+                                images_per_chip)
+  if message:
+    raise PlanError(message)
   t0 = time.perf_counter()
   lowered = built.train_step.trace(built.abstract_state, built.abstract_batch()).lower()
   try:

@@ -68,6 +68,39 @@ def test_plan_reports_an_overflow_in_one_line():
   assert "TPU v5e" in message and "--config.batch_size" in message and "by " in message
 
 
+def test_plan_reports_arguments_that_cannot_fit_before_compiling(monkeypatch):
+  """Arguments alone over 16 GiB per chip: one line from their shardings, nothing is compiled."""
+  def no_compile(*args, **kwargs):
+    raise AssertionError("compiled a step whose arguments alone cannot fit")
+  monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
+  monkeypatch.setattr(jax.stages.Traced, "lower", no_compile)
+  config = load_config("mae_digits")
+  config.batch_size = 8 * 2 ** 24     # 2^24 images per chip: the batch alone is over 16 GiB
+  with pytest.raises(plan_lib.PlanError) as e:
+    _tpu_plan(config)
+  message = str(e.value)
+  assert "\n" not in message and message.startswith("does not fit: the step's arguments alone")
+  assert "mostly batch" in message and f"{2 ** 24} images per chip" in message
+  assert "--config.batch_size" in message and "TPU v5e" in message
+
+
+def test_arguments_overflow_names_the_class_and_the_change():
+  config = load_config("dino_digits")
+  config.param_sharding = "replicated"
+  chip = plan_lib.CHIPS["v5e"]
+  gib = plan_lib.GIB
+  parts = {"parameters": 5 * gib, "optimizer state": 10 * gib, "method state": 5 * gib,
+           "batch": gib}
+  message = plan_lib._arguments_overflow(parts, chip, config, images_per_chip=8)
+  assert "21.00 GiB per chip" in message and "by 5.00 GiB" in message
+  assert "mostly optimizer state" in message and "--config.param_sharding=fsdp" in message
+  assert "--config.model.remat=True" in message
+  assert plan_lib._arguments_overflow({"batch": gib}, chip, config, images_per_chip=8) is None
+  b = {"params": jax.ShapeDtypeStruct((64, 8), jnp.float32),
+       "x": jax.ShapeDtypeStruct((3,), jnp.bfloat16)}
+  assert plan_lib.per_chip_bytes(b) == 64 * 8 * 4 + 3 * 2
+
+
 def test_plan_rejects_unknown_chips():
   with pytest.raises(plan_lib.PlanError, match=r"--topology='v9x:2x4': unknown chip 'v9x'"):
     plan_lib.chip_for("v9x:2x4")
