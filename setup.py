@@ -1,11 +1,17 @@
 """ssljax: accelerator-native self-supervised pretraining in JAX/Flax."""
 import setuptools
 
+PREPARE_TF = "tensorflow-cpu==2.20.0"
+
 setuptools.setup(
     name="ssljax",
     version="0.1.0",
     description="Self-supervised pretraining in JAX/Flax: one trainer, many methods, any mesh.",
-    packages=setuptools.find_packages(include=["ssljax", "ssljax.*"]),
+    # The shipped configs travel with the package as `ssljax.configs` (so that `--config simclr_digits`
+    # works after a plain `pip install .` or `pip install git+URL`), while the files stay in the
+    # repository's configs/ folder, where the docs and tests name them by path.
+    packages=setuptools.find_packages(include=["ssljax", "ssljax.*"]) + ["ssljax.configs"],
+    package_dir={"ssljax.configs": "configs"},
     python_requires=">=3.11",   # jax 0.10.2 and numpy 2.4 need 3.11
     install_requires=[
         "jax==0.10.2",
@@ -30,8 +36,13 @@ setuptools.setup(
         # libtpu's ahead-of-time compiler: `python -m ssljax.plan` compiles for a TPU slice on
         # any machine (the version jax[tpu]==0.10.2 pins).
         "tpu-aot": ["libtpu==0.0.42.1"],
+        # One per platform (README "Install"): NVIDIA GPUs with CUDA 12 (the CUDA libraries come as
+        # pip wheels), Cloud TPU VMs.
         "cuda12": ["jax[cuda12]==0.10.2"],
-        "tpu": ["jax[tpu]==0.10.2"],
+        "tpu": ["jax[tpu]==0.10.2", "libtpu==0.0.42.1"],
+        # TFDS needs TensorFlow to *prepare* a dataset (download_and_prepare); reading the prepared
+        # ArrayRecord files does not.
+        "prepare": [PREPARE_TF],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
                  "nbformat>=5.10", "libtpu==0.0.42.1"],
     },

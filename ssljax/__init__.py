@@ -2,7 +2,9 @@
 
 from ssljax import _platforms
 
-_platforms.quiet_tpu_probe()   # before anything imports JAX (see ssljax/_platforms.py)
+# Before anything imports JAX: one line if an accelerator is present that this JAX cannot use, and
+# JAX_PLATFORMS where libtpu is installed but no TPU is attached (see ssljax/_platforms.py).
+_platforms.check()
 
 __version__ = "0.1.0"
 
