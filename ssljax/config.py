@@ -14,12 +14,12 @@ from typing import Any
 import ml_collections
 
 from ssljax.data import augment
+from ssljax.data import sources
 from ssljax import methods as methods_lib
 from ssljax import models as models_lib
 from ssljax.errors import ConfigError  # noqa: F401  (re-exported)
 
 
-DATA_SOURCES = ("digits", "image_folder", "tfds", "synthetic")
 DTYPES = ("float32", "bfloat16")
 OPTIMIZERS = ("lars", "adamw", "sgd")
 PARAM_SHARDINGS = ("replicated", "fsdp", "tp", "fsdp_tp")
@@ -190,7 +190,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   _check_tree(config, base_config(config.method, config.model.name), "")
 
   _choice("dtype", config.dtype, DTYPES)
-  _choice("data.source", config.data.source, DATA_SOURCES)
+  _choice("data.source", config.data.source, sources.available())
   _choice("optimizer.name", config.optimizer.name, OPTIMIZERS)
   _choice("param_sharding", config.param_sharding, PARAM_SHARDINGS)
   _choice("nonfinite", config.nonfinite, ("skip", "stop"))

@@ -32,6 +32,7 @@ from ssljax import plots
 from ssljax import workdir as workdir_lib
 from ssljax.data import pipeline
 from ssljax.data import sources
+from ssljax.data import views as views_lib
 from ssljax.evaluate import online
 from ssljax.metrics_writer import MetricsWriter
 
@@ -120,7 +121,7 @@ class Built:
   config: ml_collections.ConfigDict
   mesh: Any
   method: Any
-  spec: Any                 # the method's ViewSpec
+  spec: Any                 # the method's view spec (ssljax.data.views.Views)
   tx: optax.GradientTransformation
   lr_fn: Any
   example: dict[str, jax.ShapeDtypeStruct]   # the global batch's shapes and dtypes
@@ -153,6 +154,7 @@ def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[st
   spec = method.view_spec()
   tx, lr_fn = optim.build(config)
   views = pipeline.MakeViews(spec, config.data.augment)(record, np.random.default_rng(0))
+  views_lib.check_example(spec.fields(), views, where=f"method {config.method!r}'s view spec")
   example = {k: jax.ShapeDtypeStruct((config.batch_size,) + np.shape(v), np.asarray(v).dtype)
              for k, v in views.items()}
   init_fn = make_init_fn(method, tx, example, config.seed)
@@ -314,7 +316,7 @@ class Trainer:
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       params, method_state = multihost_utils.process_allgather((params, method_state), tiled=True)
-    pictures = visualize(params, method_state, self.evaluator.eval_x[:8],
+    pictures = visualize(params, method_state, self.evaluator.eval_bank.local_inputs(8),
                          jax.random.fold_in(jax.random.PRNGKey(self.config.seed), step))
     if not self.is_main:
       return []

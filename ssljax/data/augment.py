@@ -320,7 +320,7 @@ def center_view(image: np.ndarray, size: int, cfg: Any) -> np.ndarray:
     cfg: mapping with at least `mean` and `std`.
 
   Returns:
-    float32 [S, S, C].
+    float32 [S, S, C]; equal, bit for bit, to `normalize_uint8(center_crop_uint8(image, size))`.
   """
   image = _as_hwc_uint8(image)
   h, w, _ = image.shape
@@ -328,6 +328,32 @@ def center_view(image: np.ndarray, size: int, cfg: Any) -> np.ndarray:
   top, left = (h - side) // 2, (w - side) // 2
   x = _crop_resize(image, (left, top, left + side, top + side), size)
   return _to_hwc_normalized(x, tuple(cfg["mean"]), tuple(cfg["std"]))
+
+
+def center_crop_uint8(image: np.ndarray, size: int) -> np.ndarray:
+  """`center_view` before normalisation: uint8 [S, S, C] (a quarter of the float32 bytes)."""
+  image = _as_hwc_uint8(image)
+  h, w, c = image.shape
+  side = min(h, w)
+  top, left = (h - side) // 2, (w - side) // 2
+  mode = "L" if c == 1 else "RGB"
+  pil = Image.frombuffer(mode, (w, h), np.ascontiguousarray(image).tobytes(), "raw", mode, 0, 1)
+  out = pil.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+  return np.frombuffer(out.tobytes(), np.uint8).reshape(size, size, c).copy()
+
+
+def normalize_uint8(images: np.ndarray, cfg: Any) -> np.ndarray:
+  """uint8 [..., C] -> float32 (x / 255 - mean) / std per channel, with `center_view`'s float32
+  arithmetic (so the two agree bit for bit)."""
+  images = np.asarray(images)
+  c = images.shape[-1]
+  mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+  if len(mean) not in (1, c) or len(std) not in (1, c):
+    raise ValueError(f"mean {mean} / std {std} must have 1 or {c} entries for C={c}")
+  inv = np.float32(1.0) / np.asarray(std, np.float32)
+  shift = np.asarray(mean, np.float32) * inv
+  x = images.astype(np.float32) * np.float32(1.0 / 255.0)
+  return x * inv - shift
 
 
 def multicrop_views(image: np.ndarray, rng: np.random.Generator, spec: ViewSpec, cfg: Any,

@@ -13,25 +13,27 @@ import grain
 import numpy as np
 
 from ssljax.data import augment
-from ssljax.data import masks
-from ssljax.data.augment import ViewSpec
+from ssljax.data.views import Views
 
 
 @dataclasses.dataclass(frozen=True)
 class MakeViews:
-  """grain random-map transform: record -> {'global': [G,S,S,C], 'local'?: [L,s,s,C], 'label'}."""
+  """grain random-map transform: record -> the spec's fields (`Views.make`) + 'label' int32.
 
-  spec: ViewSpec
+  `spec` is any `ssljax.data.views.Views` (image crops and masks, sequence crops, joint specs):
+  the pipeline does not look at what the fields hold. A record without a 'label' gets -1.
+  """
+
+  spec: Views
   aug_cfg: Any
 
   def __call__(self, record: dict[str, Any], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    out = augment.multicrop_views(record["image"], rng, self.spec, self.aug_cfg)
-    out["label"] = np.int32(record["label"])
-    out.update(masks.masks_for_spec(rng, self.spec))
+    out = dict(self.spec.make(record, rng, self.aug_cfg))
+    out["label"] = np.int32(record.get("label", -1))
     return out
 
 
-def train_dataset(source, spec: ViewSpec, aug_cfg, *, seed: int, local_batch_size: int,
+def train_dataset(source, spec: Views, aug_cfg, *, seed: int, local_batch_size: int,
                   process_index: int = 0, process_count: int = 1, worker_count: int = 0,
                   prefetch: int = 2) -> grain.IterDataset:
   """An endless iterable of local batches: dict of numpy arrays with leading dim local_batch_size.
@@ -63,12 +65,55 @@ def train_dataset(source, spec: ViewSpec, aug_cfg, *, seed: int, local_batch_siz
 
 
 def eval_arrays(source, image_size: int, aug_cfg, max_examples: int) -> tuple[np.ndarray, np.ndarray]:
-  """Deterministic eval views of (at most max_examples, evenly spaced) records.
+  """Deterministic eval views of (at most max_examples, evenly spaced) images, all in memory.
 
+  For image-only tools (fine-tuning, the benchmarks); the trainer's evaluator uses `eval_bank`.
   Returns images float32 [N, image_size, image_size, C] and labels int32 [N].
   """
-  n = len(source)
-  idx = np.arange(n) if n <= max_examples else np.linspace(0, n - 1, max_examples).astype(np.int64)
+  idx = bank_indices(len(source), max_examples)
   images = np.stack([augment.center_view(source[int(i)]["image"], image_size, aug_cfg) for i in idx])
   labels = np.asarray([source[int(i)]["label"] for i in idx], np.int32)
   return images, labels
+
+
+def bank_indices(num_records: int, max_examples: int) -> np.ndarray:
+  """The records of an evaluation bank: all, or `max_examples` evenly spaced (int64 [N])."""
+  if num_records <= max_examples:
+    return np.arange(num_records)
+  return np.linspace(0, num_records - 1, max_examples).astype(np.int64)
+
+
+def eval_bank(source, spec: Views, aug_cfg, max_examples: int, *, chunk: int,
+              process_index: int = 0, process_count: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+  """This process's part of an evaluation bank, in the spec's stored form (uint8 for images).
+
+  The bank is `bank_indices(len(source), max_examples)` cut into global chunks of `chunk` rows
+  (the last one padded); process p keeps rows [p * chunk / P, (p + 1) * chunk / P) of every chunk
+  (the rows its devices hold when a chunk is sharded over the batch), so each process decodes and
+  stores only 1 / P of the bank.
+
+  Returns:
+    (inputs [chunks * chunk / P, ...] stored eval inputs, labels int32 [same], n) where n is the
+    bank's true size: global row i of the concatenated chunks is a real record iff i < n.
+  """
+  if chunk % process_count:
+    raise ValueError(f"eval chunk {chunk} is not divisible by the process count {process_count}")
+  idx = bank_indices(len(source), max_examples)
+  n, per = len(idx), chunk // process_count
+  chunks = -(-n // chunk)
+  rows = (np.arange(chunks)[:, None] * chunk + process_index * per + np.arange(per)[None]).ravel()
+  inputs, labels, example = [], [], None
+  for row in rows:
+    if row < n:
+      record = source[int(idx[row])]
+      example = spec.eval_input(record, aug_cfg)
+      inputs.append(example)
+      labels.append(int(record.get("label", -1)))
+    else:
+      inputs.append(None)
+      labels.append(-1)
+  if example is None:  # this process holds only padding
+    example = spec.eval_input(source[int(idx[0])], aug_cfg)
+  pad = np.zeros_like(example)
+  return (np.stack([pad if x is None else x for x in inputs]),
+          np.asarray(labels, np.int32), n)

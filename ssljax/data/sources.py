@@ -1,7 +1,9 @@
-"""Random-access data sources. Each returns records {'image': uint8 [H, W, C], 'label': int}.
+"""Random-access data sources, by name (`data.source`); `register` adds one.
 
-Every source has `__len__`, `__getitem__`, `num_classes` and `channels`, which is all grain's
-`MapDataset.source` and the evaluation code need.
+The image sources here return records {'image': uint8 [H, W, C], 'label': int} and have
+`__len__`, `__getitem__`, `num_classes` and `channels`, which is all grain's `MapDataset.source`
+and the evaluation code need. Sources of other modalities return other keys (the method's view
+spec reads them, see ssljax.data.views).
 """
 from __future__ import annotations
 
@@ -195,16 +197,54 @@ class TFDSSource:
     return {"image": image, "label": int(rec.get("label", -1))}
 
 
+def _digits_source(data_cfg, split: str):
+  return digits("train" if split == data_cfg.train_split else "val")
+
+
+def _synthetic_source(data_cfg, split: str):
+  train = split == data_cfg.train_split
+  n = data_cfg.synthetic_examples if train else max(data_cfg.synthetic_examples // 4, 10)
+  return synthetic(n, data_cfg.synthetic_size, seed=0 if train else 1)
+
+
+def _image_folder_source(data_cfg, split: str):
+  return ImageFolderSource(os.path.join(data_cfg.path, split), on_bad_image=data_cfg.on_bad_image)
+
+
+def _tfds_source(data_cfg, split: str):
+  return TFDSSource(data_cfg.tfds_name, split, data_cfg.path)
+
+
+# name -> builder(data_cfg, split) -> source (len, getitem -> record dict, num_classes)
+_SOURCES: dict[str, Any] = {
+    "digits": _digits_source,
+    "image_folder": _image_folder_source,
+    "tfds": _tfds_source,
+    "synthetic": _synthetic_source,
+}
+
+
+def register(name: str, builder) -> None:
+  """Makes `data.source=name` build `builder(data_cfg, split)`: a new data source (of any
+  modality: records are dicts whose keys the method's view spec reads) without editing ssljax.
+
+  The builder returns an object with `__len__`, `__getitem__(i) -> dict` and `num_classes` (0
+  when unlabelled). Registering a taken name with another builder raises ValueError.
+  """
+  if not name or not isinstance(name, str):
+    raise ValueError(f"source name {name!r}; expected a non-empty string")
+  if _SOURCES.get(name, builder) is not builder:
+    raise ValueError(f"data source {name!r} is already registered")
+  _SOURCES[name] = builder
+
+
+def available() -> tuple[str, ...]:
+  """The registered data source names."""
+  return tuple(_SOURCES)
+
+
 def build_source(data_cfg, split: str):
   """The source named by `data_cfg.source` for `split` ('train' or the eval split name)."""
-  if data_cfg.source == "digits":
-    return digits("train" if split == data_cfg.train_split else "val")
-  if data_cfg.source == "synthetic":
-    n = data_cfg.synthetic_examples if split == data_cfg.train_split else max(data_cfg.synthetic_examples // 4, 10)
-    seed = 0 if split == data_cfg.train_split else 1
-    return synthetic(n, data_cfg.synthetic_size, seed=seed)
-  if data_cfg.source == "image_folder":
-    return ImageFolderSource(os.path.join(data_cfg.path, split), on_bad_image=data_cfg.on_bad_image)
-  if data_cfg.source == "tfds":
-    return TFDSSource(data_cfg.tfds_name, split, data_cfg.path)
-  raise ValueError(f"data.source={data_cfg.source!r}; expected 'digits', 'image_folder', 'tfds' or 'synthetic'")
+  if data_cfg.source not in _SOURCES:
+    raise ValueError(f"data.source={data_cfg.source!r}; expected one of {available()}")
+  return _SOURCES[data_cfg.source](data_cfg, split)

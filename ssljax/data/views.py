@@ -1,19 +1,135 @@
-"""What the pipeline produces per image for a method: global / local crops and masks.
+"""What the pipeline makes of one record for a method: the batch fields, their kinds, and how.
 
-A leaf module (it imports nothing from ssljax at import time), so that methods, the pipeline and
-the config can all import `ViewSpec` without import cycles. `ssljax.data.augment.ViewSpec` is the
-same class (re-exported from its old home).
+A method's `view_spec()` returns a `Views`: it declares the batch fields it makes (`fields()`:
+name -> `Field(kind, views)`), makes them from one record (`make`), and gives the deterministic
+input that evaluation feeds to `Method.features` (`eval_input`, stored compactly, and `prepare`,
+which turns the stored form into the model's input). The pipeline and the trainer carry any
+fields of any kind, so a new modality adds a `Views` (and a source and a method), not edits.
+
+Kinds and their per-example shapes (a field with `views=V` has a leading view axis [V, ...]; the
+batch adds the leading batch axis [B, ...]):
+
+  image        [H, W, C]       float32 normalised (uint8 where a spec says so)
+  clip         [T, H, W, C]    video frames
+  spectrogram  [F, T]          frequency bins x time frames
+  waveform     [S]             audio samples
+  tokens       [L]             int32 token ids (with a 'mask' field for padding)
+  mask         [P]             bool or 0/1, per patch / token
+  indices      [K]             int32 positions into a patch / token sequence
+  label        []              int32 class id (-1 where a record has none)
+
+`ViewSpec` (image crops and patch masks) is the spec of the 18 image methods; `SequenceViews`
+crops any sequence kind along its last axis; `Joint` makes several specs' fields from one record
+(e.g. image crops + caption tokens).
+
+A leaf module: it imports nothing from ssljax at import time, so that methods, the pipeline and
+the config can all import it without cycles. `ssljax.data.augment.ViewSpec` is the same class.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
 
 MASK_KINDS = ("", "random", "block", "multiblock")
 
+# kind -> (rank of one example without a view axis, shape in words)
+KINDS: dict[str, tuple[int, str]] = {
+    "image": (3, "[H, W, C]"),
+    "clip": (4, "[T, H, W, C]"),
+    "spectrogram": (2, "[F, T]"),
+    "waveform": (1, "[S]"),
+    "tokens": (1, "[L]"),
+    "mask": (1, "[P]"),
+    "indices": (1, "[K]"),
+    "label": (0, "[]"),
+}
+
 
 @dataclasses.dataclass(frozen=True)
-class ViewSpec:
-  """Which views the pipeline makes per image (per method).
+class Field:
+  """One batch field: its kind (a key of KINDS) and its number of stacked views (0: none)."""
+  kind: str
+  views: int = 0
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"Field kind={self.kind!r}; expected one of {tuple(KINDS)}")
+    if self.views < 0:
+      raise ValueError(f"Field views={self.views}; expected >= 0")
+
+  @property
+  def rank(self) -> int:
+    """Rank of one example of this field (the batch adds one leading axis)."""
+    return KINDS[self.kind][0] + (1 if self.views else 0)
+
+  def describe(self) -> str:
+    shape = KINDS[self.kind][1]
+    return f"{self.kind} [V={self.views}, {shape[1:]}" if self.views else f"{self.kind} {shape}"
+
+
+LABEL = Field("label")
+
+
+def check_example(fields: Mapping[str, Field], example: Mapping[str, Any], where: str = "") -> None:
+  """Raises ValueError (one line) unless `example` (one record's views) has exactly the declared
+  fields (plus 'label'), each of its kind's rank and, for fields with views, that many views."""
+  declared = dict(fields, label=LABEL)
+  where = f"{where}: " if where else ""
+  missing = sorted(set(declared) - set(example))
+  extra = sorted(set(example) - set(declared))
+  if missing or extra:
+    raise ValueError(f"{where}the views made {sorted(example)} but the spec declares "
+                     f"{sorted(declared)} (missing {missing}, undeclared {extra})")
+  for name, field in declared.items():
+    shape = np.shape(example[name])
+    if len(shape) != field.rank or (field.views and shape[0] != field.views):
+      raise ValueError(f"{where}field {name!r} has shape {shape}; expected {field.describe()} "
+                       f"(rank {field.rank})")
+
+
+class Views:
+  """The protocol of a method's view specification (see the module docstring).
+
+  Subclasses are frozen dataclasses (hashable, picklable into grain workers) that implement
+  `fields`, `make`, `eval_kind`, `eval_input` and, where the stored form is not the model's
+  input, `prepare`.
+  """
+
+  def fields(self) -> dict[str, Field]:
+    """The batch fields `make` returns (without 'label', which the pipeline adds)."""
+    raise NotImplementedError
+
+  def make(self, record: Mapping[str, Any], rng: np.random.Generator,
+           aug_cfg: Any) -> dict[str, np.ndarray]:
+    """One record -> {field: array} (random views drawn from `rng` only)."""
+    raise NotImplementedError
+
+  @property
+  def eval_kind(self) -> str:
+    """The kind of `eval_input` (what `Method.features` takes, one example)."""
+    raise NotImplementedError
+
+  def eval_input(self, record: Mapping[str, Any], aug_cfg: Any) -> np.ndarray:
+    """The deterministic evaluation input of one record, in its compact stored form."""
+    raise NotImplementedError
+
+  def prepare(self, stored: np.ndarray, aug_cfg: Any) -> np.ndarray:
+    """A batch of stored eval inputs [N, ...] -> the model's input [N, ...]. Default: as is."""
+    del aug_cfg
+    return stored
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewSpec(Views):
+  """Image views per record: global / local crops (multi-crop) and patch masks.
+
+  Fields: 'global' image [G, S, S, C]; 'local' image [L, s, s, C] when local_crops > 0; and the
+  masks of `mask` (ssljax.data.masks.masks_for_spec): 'random': 'mask' [P], 'keep_indices' [K],
+  'masked_indices' [P-K]; 'block': 'mask' [P]; 'multiblock': 'context_keep' [Kc],
+  'target_indices' [num_targets, Kt]. Records are {'image': uint8 [H, W, C], 'label': int}.
+  Evaluation: the centre crop at global_size, stored as uint8 and normalised by `prepare`.
 
   Attributes:
     global_crops: number G of global crops (2 for the two-view methods).
@@ -71,3 +187,138 @@ class ViewSpec:
     g = self.global_size // self.patch_size
     return (g, g)
 
+  def fields(self) -> dict[str, Field]:
+    out = {"global": Field("image", self.global_crops)}
+    if self.local_crops:
+      out["local"] = Field("image", self.local_crops)
+    if self.mask == "random":
+      out.update(mask=Field("mask"), keep_indices=Field("indices"), masked_indices=Field("indices"))
+    elif self.mask == "block":
+      out["mask"] = Field("mask")
+    elif self.mask == "multiblock":
+      out.update(context_keep=Field("indices"), target_indices=Field("indices", self.num_targets))
+    return out
+
+  def make(self, record, rng, aug_cfg):
+    from ssljax.data import augment, masks  # pylint: disable=g-import-not-at-top
+    out = augment.multicrop_views(record["image"], rng, self, aug_cfg)
+    out.update(masks.masks_for_spec(rng, self))
+    return out
+
+  @property
+  def eval_kind(self) -> str:
+    return "image"
+
+  def eval_input(self, record, aug_cfg):
+    """uint8 [S, S, C]: the centre square crop resized to global_size (not normalised)."""
+    from ssljax.data import augment  # pylint: disable=g-import-not-at-top
+    del aug_cfg
+    return augment.center_crop_uint8(record["image"], self.global_size)
+
+  def prepare(self, stored, aug_cfg):
+    """uint8 [N, S, S, C] -> float32 normalised, bitwise `augment.center_view`'s output."""
+    from ssljax.data import augment  # pylint: disable=g-import-not-at-top
+    return augment.normalize_uint8(stored, aug_cfg)
+
+
+_SEQUENCE_KINDS = ("spectrogram", "waveform", "tokens", "clip")
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceViews(Views):
+  """`num_views` random crops of `length` steps along the time axis of record[`key`].
+
+  The time axis is the last one for 'spectrogram' [F, T], 'waveform' [S] and 'tokens' [L], the
+  first for 'clip' [T, H, W, C]. Field `name`: [V, ..., length, ...] (float32; int32 for tokens).
+  Evaluation: the centre crop. Records shorter than `length` raise one line naming the record.
+  """
+  kind: str = "spectrogram"
+  length: int = 32
+  num_views: int = 2
+  key: str = "spectrogram"
+  name: str = "views"
+
+  def __post_init__(self):
+    if self.kind not in _SEQUENCE_KINDS:
+      raise ValueError(f"SequenceViews: kind={self.kind!r}; expected one of {_SEQUENCE_KINDS}")
+    if self.length < 1 or self.num_views < 1:
+      raise ValueError(f"SequenceViews: length={self.length} and num_views={self.num_views} "
+                       f"must be >= 1")
+
+  @property
+  def _axis(self) -> int:
+    return 0 if self.kind == "clip" else -1
+
+  def _crop(self, x: np.ndarray, start: int) -> np.ndarray:
+    x = np.take(x, np.arange(start, start + self.length), axis=self._axis)
+    return x.astype(np.int32 if self.kind == "tokens" else np.float32)
+
+  def _steps(self, record) -> np.ndarray:
+    x = np.asarray(record[self.key])
+    if x.ndim != KINDS[self.kind][0]:
+      raise ValueError(f"record[{self.key!r}] has shape {x.shape}; expected {self.kind} "
+                       f"{KINDS[self.kind][1]}")
+    if x.shape[self._axis] < self.length:
+      raise ValueError(f"record[{self.key!r}] has {x.shape[self._axis]} steps; SequenceViews "
+                       f"needs at least length={self.length}")
+    return x
+
+  def fields(self) -> dict[str, Field]:
+    return {self.name: Field(self.kind, self.num_views)}
+
+  def make(self, record, rng, aug_cfg):
+    del aug_cfg
+    x = self._steps(record)
+    starts = rng.integers(0, x.shape[self._axis] - self.length + 1, size=self.num_views)
+    return {self.name: np.stack([self._crop(x, int(s)) for s in starts])}
+
+  @property
+  def eval_kind(self) -> str:
+    return self.kind
+
+  def eval_input(self, record, aug_cfg):
+    del aug_cfg
+    x = self._steps(record)
+    return self._crop(x, (x.shape[self._axis] - self.length) // 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Joint(Views):
+  """Several specs' fields from one record (e.g. image crops + caption tokens), drawn in order
+  from the record's one Generator; evaluation uses `parts[eval_part]`."""
+  parts: tuple[Views, ...]
+  eval_part: int = 0
+
+  def __post_init__(self):
+    if not self.parts:
+      raise ValueError("Joint: needs at least one part")
+    seen: dict[str, int] = {}
+    for i, part in enumerate(self.parts):
+      for name in part.fields():
+        if name in seen:
+          raise ValueError(f"Joint: field {name!r} is made by parts {seen[name]} and {i}")
+        seen[name] = i
+    if not 0 <= self.eval_part < len(self.parts):
+      raise ValueError(f"Joint: eval_part={self.eval_part}; expected 0..{len(self.parts) - 1}")
+
+  def fields(self) -> dict[str, Field]:
+    out = {}
+    for part in self.parts:
+      out.update(part.fields())
+    return out
+
+  def make(self, record, rng, aug_cfg):
+    out = {}
+    for part in self.parts:
+      out.update(part.make(record, rng, aug_cfg))
+    return out
+
+  @property
+  def eval_kind(self) -> str:
+    return self.parts[self.eval_part].eval_kind
+
+  def eval_input(self, record, aug_cfg):
+    return self.parts[self.eval_part].eval_input(record, aug_cfg)
+
+  def prepare(self, stored, aug_cfg):
+    return self.parts[self.eval_part].prepare(stored, aug_cfg)
