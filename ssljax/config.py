@@ -74,26 +74,13 @@ def _eval_config() -> ml_collections.ConfigDict:
 def import_sibling(config_file: str, name: str = "common"):
   """The module `<name>.py` in the folder of `config_file`, loaded by path once per process.
 
-  Config files are loaded by path (`--config configs/x.py`), not as a package, so they reach their
-  shared recipe blocks this way, from any working directory and without touching sys.path:
+  Config files are loaded by path (`--config configs/x.py`) or by shipped name (`--config x`,
+  `ssljax.config_files`), not imported as a package, so they reach their shared recipe blocks
+  this way, from any working directory and without touching sys.path:
   `common = config.import_sibling(__file__)` loads configs/common.py.
   """
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
-  key = f"ssljax_config_sibling:{path}"
-  if key not in sys.modules:
-    if not os.path.isfile(path):
-      raise ConfigError(f"{config_file!r} imports {name!r}, but {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location(key, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[key] = module
-    try:
-      spec.loader.exec_module(module)
-    except BaseException:
-      del sys.modules[key]
-      raise
-  return sys.modules[key]
+  from ssljax import config_files  # pylint: disable=g-import-not-at-top
+  return config_files.import_sibling(config_file, name)
 
 
 def base_config(method: str = "simclr", model: str = "resnet") -> ml_collections.ConfigDict:

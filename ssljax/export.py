@@ -18,7 +18,6 @@ An export directory holds:
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -177,13 +176,12 @@ def export_backbone(workdir: str, out_dir: str, step: int | None = None) -> dict
 
   Returns the model card (also written as out_dir/model_card.json).
   """
-  from ssljax.evaluate.cli import PretrainedRun
-  with PretrainedRun(workdir, step=step, max_examples=8) as run:
-    captured = run.backbone()
-    config, step = run.config, run.step
-    image_shape = list(run.eval_x.shape[1:])
-  return save_backbone(out_dir, captured, config, step, image_shape, _eval_numbers(workdir),
-                       source_workdir=os.path.abspath(workdir))
+  from ssljax import workdir as workdir_lib
+  from ssljax.evaluate.backbone import backbone_of
+  run = workdir_lib.open_run(workdir, step=step)
+  captured = backbone_of(run.method, run.params, run.method_state)
+  return save_backbone(out_dir, captured, run.config, run.step, list(run.input_shape()),
+                       _eval_numbers(workdir), source_workdir=run.workdir)
 
 
 def save_backbone(out_dir: str, captured, config, step: int, image_shape: Sequence[int],
@@ -263,21 +261,53 @@ def load_backbone(path: str, weights: str = "msgpack"):
   return feature_module(module, dict(variables), card["feature_pool"])
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-  p = argparse.ArgumentParser(prog="python -m ssljax.export",
-                              description="Export a pretrained backbone (msgpack, safetensors, model card).")
-  p.add_argument("--workdir", required=True, help="a pretraining workdir (holds config.json)")
-  p.add_argument("--out", required=True, help="the export directory to write")
-  p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
-  args = p.parse_args(argv)
+PROG = "ssljax.export"
+
+
+def define_flags(flag_values) -> None:
+  from absl import flags
+  fv = flag_values
+  flags.DEFINE_string("workdir", None, "A pretraining workdir (holds config.json).", flag_values=fv)
+  flags.DEFINE_string("out", None, "The export directory to write.", flag_values=fv)
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).", flag_values=fv)
+
+
+def _main(fv) -> dict[str, Any]:
+  """The command on parsed flags; SystemExit with one line for a bad input."""
+  from ssljax import commandline
+  if not fv.workdir or not fv.out:
+    raise SystemExit(f"{PROG}: error: --workdir and --out are required, e.g. python -m "
+                     f"ssljax.export --workdir workdirs/simclr_digits --out exports/simclr_digits")
   try:
-    card = export_backbone(args.workdir, args.out, step=args.step)
-  except (FileNotFoundError, ValueError) as e:
-    raise SystemExit(f"error: {e}") from None
+    card = export_backbone(fv.workdir, fv.out, step=fv.step)
+  except (FileNotFoundError, ValueError) as e:   # ConfigError, IncompatibleCheckpointError too
+    raise SystemExit(f"{PROG}: error: {commandline.one_line(e)}") from None
+  except OSError as e:   # an --out that cannot be written
+    raise SystemExit(f"{PROG}: error: cannot write {e.filename or fv.out!r}: {e.strerror}") from None
   print(f"exported {card['method']} backbone ({card['backbone']['class']}, "
-        f"{card['num_parameters']:,} parameters) at step {card['step']} to {os.path.abspath(args.out)}")
+        f"{card['num_parameters']:,} parameters) at step {card['step']} to {os.path.abspath(fv.out)}")
   return card
 
 
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """The CLI from Python: `argv` without the program name (default sys.argv[1:]); returns the
+  model card. A bad flag or input raises SystemExit (one line)."""
+  import sys
+  from ssljax import commandline
+  return _main(commandline.parse(PROG, define_flags, sys.argv[1:] if argv is None else argv))
+
+
+def run() -> None:
+  """`python -m ssljax.export`."""
+  from ssljax import commandline
+
+  def command(fv, _):
+    commandline.quiet_logging(fv)
+    _main(fv)
+    return 0
+
+  commandline.run(PROG, define_flags, command)
+
+
 if __name__ == "__main__":
-  main()
+  run()

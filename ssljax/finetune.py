@@ -3,7 +3,7 @@
   python -m ssljax.finetune --workdir DIR [--steps 500 --layer_decay 0.75 --lr 1.6e-2
                                    --crop_scale 0.7,1 ...]
 
-Loads DIR/config.json and the latest checkpoint in DIR/checkpoints, fine-tunes the method's
+Opens DIR at its latest (or --step) checkpoint (`ssljax.workdir.open_run`), fine-tunes the method's
 pretrained backbone (`Method.pretrained_backbone`: the one kNN and export use) + a linear head
 on the labelled train split (see ssljax.evaluate.finetune), and merges {'finetune_top1', ...}
 into DIR/eval.json, keeping its other keys.
@@ -11,54 +11,70 @@ into DIR/eval.json, keeping its other keys.
 from __future__ import annotations
 
 import json
-import sys
+import os
 
-from absl import app
 from absl import flags
-from absl import logging
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A pretraining workdir (config.json + checkpoints/).")
-# None = the default of ssljax.evaluate.finetune.finetune (DEFAULT_*, measured on the digits data).
-_STEPS = flags.DEFINE_integer("steps", None, "Fine-tuning steps (default 500).")
-_LAYER_DECAY = flags.DEFINE_float("layer_decay", None,
-                                  "Layer-wise lr decay, 1.0 = off (default 0.75).")
-_LR = flags.DEFINE_float("lr", None, "Base learning rate at batch 256 (default 1.6e-2).")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", None, "AdamW weight decay (default 0.05).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", None, "Fine-tuning batch size (default 64).")
-_WARMUP = flags.DEFINE_integer("warmup_steps", None, "Linear warm-up steps (default 50).")
-_SMOOTHING = flags.DEFINE_float("label_smoothing", None, "Label smoothing (default 0.1).")
-_CROP_SCALE = flags.DEFINE_list("crop_scale", None, "Random resized crop area range 'lo,hi' of "
-                                "the training views; '1,1' = no crop (default 0.7,1).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the head init, data order and augmentations.")
+from ssljax import commandline
 
-_OPTIONS = {"steps": _STEPS, "layer_decay": _LAYER_DECAY, "base_lr": _LR,
-            "weight_decay": _WEIGHT_DECAY, "batch_size": _BATCH_SIZE, "warmup_steps": _WARMUP,
-            "label_smoothing": _SMOOTHING}
+PROG = "ssljax.finetune"
+# Flag name -> keyword of ssljax.evaluate.finetune.finetune. A flag left unset (None) keeps that
+# function's default (DEFAULT_*, measured on the digits data).
+_OPTIONS = {"steps": "steps", "layer_decay": "layer_decay", "lr": "base_lr",
+            "weight_decay": "weight_decay", "batch_size": "batch_size",
+            "warmup_steps": "warmup_steps", "label_smoothing": "label_smoothing"}
 
 
-def main(argv) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}; expected only --flags")
-  if _WORKDIR.value is None:
-    raise app.UsageError("--workdir is required, e.g. python -m ssljax.finetune --workdir /tmp/run")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+def define_flags(flag_values: flags.FlagValues) -> None:
+  fv = flag_values
+  flags.DEFINE_string("workdir", None, "A pretraining workdir (config.json + checkpoints/).",
+                      flag_values=fv)
+  flags.DEFINE_integer("step", None, "Checkpoint step to start from (default: the latest).",
+                       flag_values=fv)
+  flags.DEFINE_integer("steps", None, "Fine-tuning steps (default 500).", flag_values=fv)
+  flags.DEFINE_float("layer_decay", None, "Layer-wise lr decay, 1.0 = off (default 0.75).",
+                     flag_values=fv)
+  flags.DEFINE_float("lr", None, "Base learning rate at batch 256 (default 1.6e-2).",
+                     flag_values=fv)
+  flags.DEFINE_float("weight_decay", None, "AdamW weight decay (default 0.05).", flag_values=fv)
+  flags.DEFINE_integer("batch_size", None, "Fine-tuning batch size (default 64).", flag_values=fv)
+  flags.DEFINE_integer("warmup_steps", None, "Linear warm-up steps (default 50).", flag_values=fv)
+  flags.DEFINE_float("label_smoothing", None, "Label smoothing (default 0.1).", flag_values=fv)
+  flags.DEFINE_list("crop_scale", None, "Random resized crop area range 'lo,hi' of the training "
+                    "views; '1,1' = no crop (default 0.7,1).", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "Seed of the head init, data order and augmentations.",
+                       flag_values=fv)
+
+
+def _crop_scale(values: list[str]) -> tuple[float, float]:
+  """(lo, hi) of `--crop_scale=lo,hi` (checked before any checkpoint is read)."""
+  try:
+    lo, hi = (float(v) for v in values)
+  except ValueError:
+    raise ValueError(f"--crop_scale={','.join(values)}; expected two numbers lo,hi") from None
+  if not 0.0 < lo <= hi <= 1.0:
+    raise ValueError(f"--crop_scale={','.join(values)}; expected 0 < lo <= hi <= 1")
+  return lo, hi
+
+
+def main(fv: flags.FlagValues, _=None) -> int:
+  if fv.workdir is None:
+    commandline.fail(PROG, "--workdir is required, e.g. python -m ssljax.finetune --workdir /tmp/run")
+  commandline.quiet_logging(fv)
   from ssljax.cpu import xla_flags
   xla_flags.apply_cpu_defaults()   # before JAX starts; only for a CPU run (ssljax/cpu/xla_flags.py)
+  from ssljax import workdir as workdir_lib
   from ssljax.evaluate import finetune as ft
   try:
-    config = ft.load_workdir_config(_WORKDIR.value)
-    backbone, variables = ft.load_pretrained_backbone(config, _WORKDIR.value)
-    options = {name: flag.value for name, flag in _OPTIONS.items() if flag.value is not None}
-    if _CROP_SCALE.value is not None:
-      if len(_CROP_SCALE.value) != 2:
-        raise ValueError(f"--crop_scale={','.join(_CROP_SCALE.value)}; expected two numbers lo,hi")
-      options["crop_scale"] = tuple(float(v) for v in _CROP_SCALE.value)
-    result = ft.finetune(config, backbone, variables, seed=_SEED.value, **options)
-  except (FileNotFoundError, KeyError, ValueError) as e:
-    print(f"ssljax.finetune: {e}", file=sys.stderr)
-    return 2
-  merged = ft.write_result(_WORKDIR.value, result)
+    options = {kw: fv[name].value for name, kw in _OPTIONS.items() if fv[name].value is not None}
+    if fv.crop_scale is not None:
+      options["crop_scale"] = _crop_scale(fv.crop_scale)
+    run = workdir_lib.open_run(fv.workdir, step=fv.step)
+    backbone, variables = ft.pretrained_backbone(run.method, run.params, run.method_state)
+    result = ft.finetune(run.config, backbone, variables, seed=fv.seed, **options)
+  except (FileNotFoundError, ValueError) as e:   # ConfigError, IncompatibleCheckpointError too
+    commandline.fail(PROG, e)
+  merged = workdir_lib.merge_json(os.path.join(run.workdir, "eval.json"), result)
   print(json.dumps(merged, indent=2))
   return 0
 
@@ -66,7 +82,7 @@ def main(argv) -> int:
 def run() -> None:
   from ssljax.cpu import host_memory
   host_memory.reexec_with_host_defaults()   # huge pages for XLA:CPU (ssljax/cpu/host_memory.py)
-  app.run(main)
+  commandline.run(PROG, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -1,73 +1,112 @@
-"""Command line: `python -m ssljax.main --config configs/<name>.py --workdir DIR [--config.key=value ...]`.
+"""Command line: `python -m ssljax.main --config <file or name> --workdir DIR [--config.key=value ...]`.
 
-Flags follow big_vision/scenic: the config file's `get_config()` builds an ml_collections
-ConfigDict, and any key can be overridden, e.g. `--config.batch_size=64 --config.total_steps=200`.
+`--config` takes a config file (`configs/simclr_digits.py`) or the name of a shipped config
+(`simclr_digits`); its `get_config()` builds an ml_collections ConfigDict, and any key can be
+overridden, big_vision/scenic style: `--config.batch_size=64 --config.total_steps=200`.
 Running the same command again with the same workdir resumes from the latest checkpoint.
 Multi-host: pass --distributed (or SSLJAX_DISTRIBUTED=1), plus --coordinator_address,
 --num_processes and --process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID)
 unless on Cloud TPU / SLURM, where jax.distributed finds them itself (see ssljax/distributed.py).
+
+A bad input (config, override, data, workdir, checkpoint) ends the run with one line on stderr
+and a non-zero exit code; README.md "Errors" lists them.
 """
 from __future__ import annotations
 
 import json
 import os
-import sys
 
-from absl import app
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, plots, eval.json.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", os.environ.get("SSLJAX_DISTRIBUTED") == "1",
-                                 "Call jax.distributed.initialize() (multi-host runs).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 (else $JAX_COORDINATOR_ADDRESS / detected).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
-                                      "Number of processes (else $JAX_NUM_PROCESSES / detected).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None,
-                                   "This process's id (else $JAX_PROCESS_ID / detected).")
+from ssljax import commandline
+
+PROG = "ssljax"
 
 
-def main(argv) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}; expected only --flags")
-  if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError("--config and --workdir are required, e.g. "
-                         "python -m ssljax.main --config configs/simclr_digits.py --workdir /tmp/run")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax/absl INFO lines would drown the progress bar
+def define_flags(flag_values: flags.FlagValues) -> None:
+  fv = flag_values
+  flags.DEFINE_string("config", None, "A config file (configs/<name>.py[:arg]) or the name of a "
+                      "shipped config (simclr_digits); keys are overridden with "
+                      "--config.<key>=<value>.", flag_values=fv)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, plots, eval.json.",
+                      flag_values=fv)
+  flags.DEFINE_bool("distributed", os.environ.get("SSLJAX_DISTRIBUTED") == "1",
+                    "Call jax.distributed.initialize() (multi-host runs).", flag_values=fv)
+  flags.DEFINE_string("coordinator_address", None,
+                      "host:port of process 0 (else $JAX_COORDINATOR_ADDRESS / detected).",
+                      flag_values=fv)
+  flags.DEFINE_integer("num_processes", None,
+                       "Number of processes (else $JAX_NUM_PROCESSES / detected).", flag_values=fv)
+  flags.DEFINE_integer("process_id", None, "This process's id (else $JAX_PROCESS_ID / detected).",
+                       flag_values=fv)
+
+
+def main(fv: flags.FlagValues, overrides: list[tuple[str, str | None]]) -> int:
+  if fv.config is None or fv.workdir is None:
+    commandline.fail(PROG, "--config and --workdir are required, e.g. python -m ssljax.main "
+                           "--config simclr_digits --workdir /tmp/run")
+  commandline.quiet_logging(fv)   # orbax/absl INFO lines would drown the progress bar
+  config = commandline.load_config(PROG, fv.config, overrides)
   from ssljax import cpu
   from ssljax.cpu import xla_flags
-  setting = _CONFIG.value.get("model", {}).get("cpu_tuning", "auto")   # bad: ConfigError below
+  setting = config.get("model", {}).get("cpu_tuning", "auto")   # bad: ConfigError below
   if setting in cpu.SETTINGS:   # before JAX starts its backend; only for a CPU run
     xla_flags.apply_cpu_defaults(setting=setting)   # (ssljax/cpu/xla_flags.py)
   import jax
   _enable_compilation_cache(jax)
   from ssljax import distributed
-  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                         enable=_DISTRIBUTED.value)
-  from ssljax import checkpoint as ckpt_lib
-  from ssljax import config as config_lib
+  distributed.initialize(fv.coordinator_address, fv.num_processes, fv.process_id,
+                         enable=fv.distributed)
   from ssljax import train
   try:
-    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except config_lib.ConfigError as e:
-    print(f"ssljax: config error: {e}", file=sys.stderr)
-    return 2
-  except ckpt_lib.WorkdirWriteError as e:
-    print(f"ssljax: error: {e}", file=sys.stderr)
-    return 1
+    trainer = train.Trainer(config, fv.workdir)
+  except (ValueError, OSError, ImportError) as e:   # set-up only checks inputs: config, data, workdir
+    _fail(e)
+  try:
+    result = trainer.run()
+  except (ValueError, OSError, RuntimeError) as e:
+    _fail(e, during_run=True)
   if jax.process_index() == 0:
     print(json.dumps(result, indent=2))
     if "knn_top1" in result:
       base = result.get("knn_top1_random_init")
       base = f" (random-init backbone: {base:.4f})" if base is not None else ""
       print(f"final held-out kNN top-1: {result['knn_top1']:.4f}{base}; "
-            f"logs, plots and checkpoints in {os.path.abspath(_WORKDIR.value)}")
+            f"logs, plots and checkpoints in {os.path.abspath(fv.workdir)}")
   return 0
+
+
+def _image_error(e: BaseException):
+  """The data source's ImageReadError in `e` or its causes (grain may wrap it), else None."""
+  from ssljax.data import sources
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, sources.ImageReadError):
+      return e
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def _fail(e: BaseException, during_run: bool = False) -> None:
+  """One line for a bad input; re-raises what is not one (a bug keeps its traceback)."""
+  from ssljax import checkpoint as ckpt_lib
+  from ssljax.errors import ConfigError
+  if isinstance(e, ConfigError):
+    commandline.fail(PROG, e, 2, "config error")
+  image = _image_error(e)
+  if image is not None:
+    commandline.fail(PROG, f"{image}; with data.on_bad_image='fail' (the default) an unreadable "
+                           f"image stops the run: fix or remove the file, or pass "
+                           f"--config.data.on_bad_image=skip to skip such files (reported)", 1)
+  if isinstance(e, ckpt_lib.IncompatibleCheckpointError):
+    commandline.fail(PROG, e, 2)
+  if isinstance(e, ckpt_lib.WorkdirWriteError):
+    commandline.fail(PROG, e, 1)
+  if not during_run:
+    commandline.fail(PROG, e if isinstance(e, (ValueError, OSError)) and str(e) else
+                     f"{type(e).__name__}: {e}", 1)
+  raise e
 
 
 def _enable_compilation_cache(jax) -> None:
@@ -86,7 +125,7 @@ def run() -> None:
   """Console-script entry point (`ssljax --config ... --workdir ...`)."""
   from ssljax.cpu import host_memory
   host_memory.reexec_with_host_defaults()   # huge pages for XLA:CPU (ssljax/cpu/host_memory.py)
-  app.run(main)
+  commandline.run(PROG, define_flags, main, config_overrides=True)
 
 
 if __name__ == "__main__":

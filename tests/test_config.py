@@ -98,7 +98,8 @@ def test_errors_are_one_line(tiny_config):
 
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
-SHIPPED = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and f != "common.py")
+SHIPPED = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
+                 if f.endswith(".py") and f != "common.py" and not f.startswith("_"))
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +182,116 @@ def test_configs_load_by_path_from_any_directory(tmp_path, monkeypatch):
   assert sys.path == path_before
   with pytest.raises(ConfigError, match=r"imports 'nope'"):
     config_lib.import_sibling(os.path.join(CONFIG_DIR, "byol_digits.py"), "nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading config files (ssljax.config_files): paths, shipped names, overrides.
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_takes_a_path_or_a_shipped_name(tmp_path, monkeypatch):
+  from conftest import load_config
+  from ssljax import config_files
+  by_name = config_files.load("simclr_digits")
+  by_path = config_files.load(os.path.join(CONFIG_DIR, "simclr_digits.py"))
+  assert by_name.to_dict() == by_path.to_dict() == load_config("simclr_digits").to_dict()
+  path, arg = config_files.resolve("simclr_digits")
+  assert os.path.samefile(path, os.path.join(CONFIG_DIR, "simclr_digits.py")) and arg is None
+  assert config_files.shipped_names() == SHIPPED
+  monkeypatch.chdir(tmp_path)   # a name works from any directory; a relative path from its own
+  assert config_files.load("byol_digits").method == "byol"
+  with pytest.raises(ConfigError, match=r"config file 'configs/simclr_digits.py' does not exist"):
+    config_files.load("configs/simclr_digits.py")
+
+
+def test_unknown_config_name_lists_the_nearest_shipped_names():
+  from ssljax import config_files
+  with pytest.raises(ConfigError, match=r"^--config='simclr_digit' is neither a file nor a shipped "
+                                        r"config \(nearest: simclr_digits, "):
+    config_files.load("simclr_digit")
+  with pytest.raises(ConfigError, match=r"config file 'simclr_digit.py' does not exist"):
+    config_files.load("simclr_digit.py")
+
+
+def test_installed_ssljax_configs_package_comes_first(tmp_path, monkeypatch):
+  """With the configs installed as the package `ssljax.configs`, names resolve there."""
+  import importlib.machinery
+  import sys
+  import types
+  from ssljax import config_files
+  (tmp_path / "mine.py").write_text(
+      "from ssljax.config import base_config\n"
+      "def get_config(arg='4'):\n  c = base_config('simclr', 'vit')\n  c.batch_size = int(arg)\n"
+      "  return c\n")
+  package = types.ModuleType("ssljax.configs")
+  package.__path__ = [str(tmp_path)]
+  package.__spec__ = importlib.machinery.ModuleSpec("ssljax.configs", None, is_package=True)
+  package.__spec__.submodule_search_locations = [str(tmp_path)]
+  monkeypatch.setitem(sys.modules, "ssljax.configs", package)
+  assert config_files.shipped_dir() == str(tmp_path) and config_files.shipped_names() == ["mine"]
+  assert config_files.load("mine").batch_size == 4
+  assert config_files.load("mine:32").batch_size == 32       # 'name:arg' -> get_config('32')
+  with pytest.raises(ConfigError, match=r"nearest: mine;"):
+    config_files.load("mien")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x = 1\n", r"does not define get_config\(\); expected a function returning an "
+                r"ml_collections.ConfigDict"),
+    ("def get_config(:\n", r"has a syntax error at line 1"),
+    ("import no_such_module\n", r"failed to load \(line 1\): ModuleNotFoundError: No module named"),
+    ("def get_config():\n  return {'batch_size': 1}\n", r"returned a dict; expected an "
+                                                         r"ml_collections.ConfigDict"),
+    ("def get_config():\n  raise KeyError('x')\n", r"get_config\(\) of .* failed \(line 2\): "
+                                                   r"KeyError"),
+])
+def test_bad_config_files_are_one_line_errors(tmp_path, text, message):
+  from ssljax import config_files
+  path = tmp_path / "bad.py"
+  path.write_text(text)
+  with pytest.raises(ConfigError, match=message) as e:
+    config_files.load(str(path))
+  assert "\n" not in str(e.value) and "bad.py" in str(e.value)
+
+
+def test_overrides_are_read_as_the_type_of_the_key(tiny_config):
+  from ssljax import config_files
+  c = tiny_config()
+  rest, overrides = config_files.split_overrides([
+      "--workdir", "/w", "--config.batch_size=64", "--config.optimizer.base_lr", "2",
+      "--config.progress_bar", "--config.eval.random_init=True", "--noconfig.model.remat",
+      "--config.simclr.proj_hidden_dims=(32,)", "--config.data.augment.crop_scale=0.3,1",
+      "--config.data.source", "digits", "--config.model.patch_size=0x2", "--other=1"])
+  assert rest == ["--workdir", "/w", "--other=1"]
+  config_files.override(c, overrides)
+  assert c.batch_size == 64 and c.optimizer.base_lr == 2.0 and isinstance(c.optimizer.base_lr, float)
+  assert c.progress_bar is True and c.eval.random_init is True and c.model.remat is False
+  assert c.simclr.proj_hidden_dims == (32,) and c.data.augment.crop_scale == (0.3, 1.0)
+  assert isinstance(c.data.augment.crop_scale[1], float) and c.model.patch_size == 2
+  # A repeated tuple key adds items, as ml_collections' flags did.
+  config_files.override(c, [("simclr.proj_hidden_dims", "64"), ("simclr.proj_hidden_dims", "32")])
+  assert c.simclr.proj_hidden_dims == (64, 32)
+
+
+@pytest.mark.parametrize("override, message", [
+    (("batch_sise", "64"), r"unknown config key 'batch_sise' in --config.batch_sise=64; did you "
+                           r"mean 'batch_size'\?"),
+    (("optimizer.base_lrr", "1"), r"unknown config key 'optimizer.base_lrr' .*did you mean "
+                                  r"'optimizer.base_lr'\?"),
+    (("optimiser.base_lr", "1"), r"unknown config key 'optimiser' .*did you mean 'optimizer'\?"),
+    (("batch_size", "1.5"), r"--config.batch_size=1.5 is a float; expected an integer"),
+    (("batch_size", "abc"), r"--config.batch_size='abc' is not a number; expected an integer"),
+    (("optimizer.base_lr", "fast"), r"--config.optimizer.base_lr='fast' is not a number"),
+    (("progress_bar", "maybe"), r"--config.progress_bar='maybe': expected true or false"),
+    (("simclr.proj_hidden_dims", "(32,"), r"'\(32,' is not a Python literal; expected a tuple"),
+    (("data.augment.crop_scale", "('a', 1)"), r"holds 'a' \(str\); expected float items"),
+    (("optimizer", "adam"), r"--config.optimizer is a block of keys \(.*\); set them one by one"),
+    (("batch_size.x", "1"), r"config.batch_size is a value \(16\), not a block"),
+    (("batch_size", None), r"--config.batch_size needs a value"),
+])
+def test_bad_overrides_are_one_line_errors(tiny_config, override, message):
+  from ssljax import config_files
+  c = tiny_config()
+  with pytest.raises(ConfigError, match=message) as e:
+    config_files.override(c, [override])
+  assert "\n" not in str(e.value)

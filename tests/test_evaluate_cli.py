@@ -88,13 +88,18 @@ def test_features_are_computed_once(short_run):
 def test_diagnostics_flags_a_collapsed_embedding_and_writes_plots(short_run, tmp_path):
   # An artificially collapsed checkpoint: the projection head's kernels zeroed, so every image
   # maps to the same embedding; saved as step 7 next to the healthy step 6 (in a copy of the run).
+  from ssljax import checkpoint as ckpt_lib
   short_run = shutil.copytree(short_run, str(tmp_path / "run"))
   with cli.PretrainedRun(short_run, max_examples=64) as run:
     head = jax.tree_util.tree_map_with_path(
         lambda p, x: x * 0 if "kernel" in jax.tree_util.keystr(p) else x, run.params["head"])
     state = run.state.replace(params=dict(run.params, head=head))
-    run.trainer.checkpointer.save(7, state, run.trainer.data, force=True)
-    run.trainer.checkpointer.wait()
+    checkpointer = ckpt_lib.Checkpointer(os.path.join(short_run, "checkpoints"), keep=3)
+    c = run.config
+    checkpointer.save(7, state, ckpt_lib.data_position(7, 7 * c.batch_size, c.seed, c.batch_size),
+                      force=True)
+    checkpointer.wait()
+    checkpointer.close()
   healthy = cli.main(["--workdir", short_run, "--protocol", "diagnostics", "--step", "6",
                       "--no-tsne", "--max-examples", "64"])[0]
   collapsed = cli.main(["--workdir", short_run, "--protocol", "diagnostics", "--step", "7",
@@ -112,12 +117,40 @@ def test_diagnostics_flags_a_collapsed_embedding_and_writes_plots(short_run, tmp
 
 
 def test_errors_name_the_problem(short_run, tmp_path):
-  with pytest.raises(SystemExit, match=r"--step 4: no checkpoint .*available steps: \[3, 6\]"):
+  before = sorted(os.listdir(short_run))
+  with pytest.raises(SystemExit, match=r"no checkpoint at step 4 .*available steps: \[3, 6\]"):
     cli.main(["--workdir", short_run, "--step", "4"])
   with pytest.raises(SystemExit, match="config.json does not exist"):
     cli.main(["--workdir", str(tmp_path)])
-  with pytest.raises(SystemExit):
+  with pytest.raises(SystemExit, match=r"--protocol 'bogus'; expected one of"):
     cli.main(["--workdir", short_run, "--protocol", "knn,bogus"])
+  with pytest.raises(SystemExit, match=r"Unknown command line flag 'bogus'"):
+    cli.main(["--workdir", short_run, "--bogus"])
+  with pytest.raises(SystemExit, match=r"--shots=1,x: expected comma-separated integers"):
+    cli.main(["--workdir", short_run, "--shots", "1,x"])
+  with pytest.raises(SystemExit, match=r"random_init with step=3"):
+    cli.main(["--workdir", short_run, "--random-init", "--step", "3"])
+  assert sorted(os.listdir(short_run)) == before   # opening a run writes nothing
+
+
+def test_opening_a_run_leaves_its_files_alone(short_run):
+  """`PretrainedRun` restores through `ssljax.workdir.open_run` (no Trainer): config.json and
+  the checkpoints are byte-for-byte as the run left them, and the state is the checkpoint's."""
+  def snapshot():
+    out = {}
+    for root, _, files in os.walk(short_run):
+      for name in files:
+        path = os.path.join(root, name)
+        with open(path, "rb") as f:
+          out[os.path.relpath(path, short_run)] = f.read()
+    return out
+  before = snapshot()
+  with cli.PretrainedRun(short_run, step=3, max_examples=64) as run:
+    assert run.step == 3 and int(run.state.step) == 3 and not run.random_init
+  with cli.PretrainedRun(short_run, random_init=True, max_examples=64) as init:
+    assert init.step == 0 and int(init.state.step) == 0
+  after = snapshot()
+  assert after == before
 
 
 def test_python_dash_m_entry_point(short_run):

@@ -109,5 +109,10 @@ def test_backbone_of_follows_the_method_features(method_name):
 def test_export_errors(tmp_path):
   with pytest.raises(SystemExit, match="config.json does not exist"):
     export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "o")])
+  with pytest.raises(SystemExit, match="--workdir and --out are required"):
+    export.main(["--workdir", str(tmp_path)])
+  with pytest.raises(SystemExit, match="flag --step=x: invalid literal"):
+    export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "o"), "--step", "x"])
+  assert not os.path.exists(tmp_path / "o")
   with pytest.raises(FileNotFoundError, match="model_card.json"):
     ssljax.load_backbone(str(tmp_path))

@@ -12,23 +12,39 @@ from ssljax import optim
 from ssljax.evaluate import finetune as ft
 
 
-def test_write_result_merges(tmp_path):
-  with open(tmp_path / "eval.json", "w") as f:
+def test_merge_json_keeps_other_keys_and_leaves_no_temporary(tmp_path):
+  from ssljax import workdir
+  path = str(tmp_path / "eval.json")
+  with open(path, "w") as f:
     json.dump({"knn_top1": 0.5, "finetune_top1": 0.1}, f)
-  merged = ft.write_result(str(tmp_path), {"finetune_top1": 0.9})
+  merged = workdir.merge_json(path, {"finetune_top1": 0.9})
   assert merged == {"knn_top1": 0.5, "finetune_top1": 0.9}
-  assert json.load(open(tmp_path / "eval.json")) == merged
+  assert json.load(open(path)) == merged
+  assert os.listdir(tmp_path) == ["eval.json"]
+  with pytest.raises(TypeError):   # an unserialisable value: the old file stays whole
+    workdir.merge_json(path, {"bad": object()})
+  assert json.load(open(path)) == merged and os.listdir(tmp_path) == ["eval.json"]
 
 
-def test_load_workdir_config_fills_new_keys(tmp_path, tiny_config):
+def test_load_run_config_fills_new_keys(tmp_path, tiny_config):
+  from ssljax import config_files
+  from ssljax.config import ConfigError
   cfg = tiny_config("mae")
   saved = json.loads(cfg.to_json_best_effort())
   saved["model"].pop("drop_path")        # a key the schema gained after the run
   with open(tmp_path / "config.json", "w") as f:
     json.dump(saved, f)
-  loaded = ft.load_workdir_config(str(tmp_path))
+  loaded = config_files.load_run(str(tmp_path))
   assert loaded.model.drop_path == 0.0 and loaded.method == "mae"
   assert isinstance(loaded.data.augment.crop_scale, tuple)
+  saved["model"]["no_such_key"] = 1      # a key the schema does not know
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+  with pytest.raises(ConfigError, match=r"key model.'no_such_key' is not in the current config"):
+    config_files.load_run(str(tmp_path))
+  (tmp_path / "config.json").write_text("{not json")
+  with pytest.raises(ConfigError, match=r"config.json cannot be read as JSON"):
+    config_files.load_run(str(tmp_path))
 
 
 def test_layer_decay_scales_of_classifier_params():
@@ -85,10 +101,13 @@ def test_finetune_tiny_run_end_to_end(tmp_path, tiny_config):
   from ssljax import train
   cfg = tiny_config("simclr")
   cfg.total_steps = 3
+  from ssljax import workdir
   train.Trainer(cfg, str(tmp_path)).run()
   config_json = (tmp_path / "config.json").read_bytes()
-  config = ft.load_workdir_config(str(tmp_path))
-  backbone, variables = ft.load_pretrained_backbone(config, str(tmp_path))
+  run = workdir.open_run(str(tmp_path))
+  assert run.step == 3 and run.config.total_steps == 3
+  config = run.config
+  backbone, variables = ft.pretrained_backbone(run.method, run.params, run.method_state)
   assert (tmp_path / "config.json").read_bytes() == config_json
   result = ft.finetune(config, backbone, variables, steps=4, batch_size=16,
                        warmup_steps=1)

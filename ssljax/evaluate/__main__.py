@@ -6,4 +6,4 @@ if __name__ == "__main__":
   host_memory.reexec_with_host_defaults()   # huge pages for XLA:CPU (ssljax/cpu/host_memory.py)
   xla_flags.apply_cpu_defaults()   # before JAX starts; only for a CPU run (ssljax/cpu/xla_flags.py)
   from ssljax.evaluate import cli
-  cli.main()
+  cli.run()

@@ -11,9 +11,9 @@ implemented here). The defaults of `finetune` (DEFAULT_*) are instead measured o
 digits data with the quickstart's tiny ViT: 500 steps of 64 (22 epochs), peak lr 4e-3, layer
 decay 0.75, the MAE weight decay and label smoothing.
 
-    config = load_workdir_config(workdir)
-    module, variables = load_pretrained_backbone(config, workdir)
-    result = finetune(config, module, variables, steps=500, layer_decay=0.75)
+    run = ssljax.workdir.open_run(workdir)      # config.json + the latest checkpoint
+    module, variables = pretrained_backbone(run.method, run.params, run.method_state)
+    result = finetune(run.config, module, variables, steps=500, layer_decay=0.75)
 
 The pretrained backbone is the method's `pretrained_backbone(params, state)` at the latest
 checkpoint: the one kNN, probes and export use (DINO's EMA teacher, MoCo v3's query encoder
@@ -22,8 +22,6 @@ with its frozen patch projection, BatchNorm statistics of a ResNet, MAE's patch-
 from __future__ import annotations
 
 import copy
-import json
-import os
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -38,59 +36,6 @@ from ssljax.data import pipeline
 from ssljax.data import sources
 from ssljax.data.views import ViewSpec
 from ssljax.methods import common
-
-
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run config saved in workdir/config.json, over the current schema's defaults.
-
-  Keys the schema gained since the run take their defaults; JSON lists become tuples.
-  """
-  from ssljax.config import base_config
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} does not exist; expected a workdir written by ssljax.main")
-  with open(path) as f:
-    saved = json.load(f)
-  config = base_config(saved["method"], saved["model"]["name"])
-
-  def merge(node, values, prefix):
-    for key, value in values.items():
-      if key not in node:
-        raise ValueError(f"{path}: key {prefix}{key!r} is not in the current config schema")
-      if isinstance(value, dict):
-        merge(node[key], value, f"{prefix}{key}.")
-      else:
-        node[key] = tuple(value) if isinstance(value, list) else value
-
-  merge(config, saved, "")
-  return config
-
-
-def load_pretrained_backbone(config: ml_collections.ConfigDict, workdir: str):
-  """(module, variables): `Method.pretrained_backbone` at the latest checkpoint of workdir.
-
-  `module.apply(variables, images)` maps images [N, H, W, C] to the method's features [N, D].
-
-  Raises:
-    FileNotFoundError: when workdir has no checkpoint.
-  """
-  from ssljax import train
-  from ssljax.evaluate.cli import _file_kept
-  config = copy.deepcopy(config)
-  config.eval.random_init = False
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{config_path} does not exist; expected a workdir written by "
-                            "ssljax.main")
-  # The trainer rewrites workdir/config.json with the config it is given: keep the run's own.
-  with _file_kept(config_path):
-    trainer = train.Trainer(config, workdir)
-  if trainer.checkpointer.latest_step() is None:
-    trainer.checkpointer.close()
-    raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; pretrain first")
-  state, _ = trainer.initial_state()
-  trainer.checkpointer.close()
-  return pretrained_backbone(trainer.method, state.params, state.method_state)
 
 
 def pretrained_backbone(method, params, method_state):
@@ -177,7 +122,7 @@ def finetune(config: ml_collections.ConfigDict, backbone: nn.Module, variables: 
              crop_scale: Sequence[float] = DEFAULT_CROP_SCALE, seed: int = 0) -> dict:
   """Fine-tunes backbone + a linear head end-to-end; returns {'finetune_top1', ...} floats.
 
-  `backbone`, `variables`: the pretrained backbone (`load_pretrained_backbone`, i.e.
+  `backbone`, `variables`: the pretrained backbone (`pretrained_backbone`, i.e.
   `Method.pretrained_backbone`): `backbone.apply(variables, images)` -> features [N, D]; its
   other collections (BatchNorm statistics) start from the pretrained ones and keep updating.
 
@@ -272,22 +217,8 @@ def _channels(source) -> int:
   return 1 if image.ndim == 2 else image.shape[-1]
 
 
-def write_result(workdir: str, result: dict) -> dict:
-  """Merges `result` into workdir/eval.json (other keys kept); returns the merged dict."""
-  path = os.path.join(workdir, "eval.json")
-  merged = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      merged = json.load(f)
-  merged.update(result)
-  with open(path + ".tmp", "w") as f:
-    json.dump(merged, f, indent=2)
-  os.replace(path + ".tmp", path)
-  return merged
-
-
 def run_protocol(run, **options) -> dict:
   """Entry point of `python -m ssljax.evaluate --protocol finetune`: fine-tunes the backbone of an
-  opened `ssljax.evaluate.cli.PretrainedRun` (its restored step) with `finetune`'s defaults."""
+  opened `ssljax.evaluate.pretrained.PretrainedRun` (its restored step) with `finetune`'s defaults."""
   module, variables = pretrained_backbone(run.method, run.params, run.method_state)
   return finetune(run.config, module, variables, **options)
