@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssljax.data.views import ViewSpec
+from ssljax.data.views import Views
 
 Params = Any
 MethodState = Any
@@ -39,8 +39,9 @@ Metrics = dict[str, jax.Array]
 
 
 class Backbone(NamedTuple):
-  """A backbone ready to apply: `module.apply(variables, images, train=False)` maps normalised
-  images [N, H, W, C] to features [N, D].
+  """A backbone ready to apply: `module.apply(variables, x, train=False)` maps a batch of the
+  view spec's evaluation inputs (normalised images [N, H, W, C] for the image methods) to
+  features [N, D].
 
   Attributes:
     module: an unbound Flax module: a ViT or ResNet, or `common.PatchMean` around a ViT.
@@ -73,8 +74,10 @@ class Method:
   def validate_config(cls, config: ml_collections.ConfigDict) -> None:
     """May: raise ssljax.errors.ConfigError for method-specific impossible values."""
 
-  def view_spec(self) -> ViewSpec:
-    """Must: the views the pipeline produces per image (global/local crops, masks)."""
+  def view_spec(self) -> Views:
+    """Must: what the pipeline makes of each record (`ssljax.data.views.Views`): the batch fields
+    by kind (image crops and masks with `ViewSpec`; sequence crops with `SequenceViews`; several
+    with `Joint`) and the evaluation input that `features` takes."""
     raise NotImplementedError
 
   def init(self, rng: jax.Array, batch: Batch) -> tuple[Params, MethodState]:
