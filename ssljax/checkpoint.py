@@ -1,20 +1,26 @@
-"""Checkpoints: the train state and the grain iterator state, saved together by orbax.
+"""Checkpoints: the train state and the data position, saved together by orbax.
 
 One orbax `CheckpointManager` under `workdir/checkpoints/` with two items per step: 'state' (the
-train-state pytree, sharded arrays restored with their shardings) and 'data' (the grain iterator
-position of every process). Orbax writes each step to a temporary directory and renames it when
-complete, so an interrupted save is never read as a valid checkpoint.
+train-state pytree; restored into whatever shardings the resuming run asks for, so a checkpoint
+written on P processes x D devices resumes on any other mesh) and 'position' (a small JSON
+object that says where the data stream is, independently of the process count: the step, the
+stream records consumed, the seed and batch size; see `data_position`). Orbax writes each step to
+a temporary directory and renames it when complete, so an interrupted save is never read as a
+valid checkpoint. Checkpoints of earlier versions (a grain iterator state per process under
+'data/') are read too: their position is derived from the step.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
-from typing import Any
+from typing import Any, Mapping
 
-import grain
 import jax
 import orbax.checkpoint as ocp
+
+from ssljax.errors import ConfigError
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -23,6 +29,29 @@ class IncompatibleCheckpointError(ValueError):
 
 class WorkdirWriteError(RuntimeError):
   """Writing to the workdir failed mid-run (disk full, quota, storage gone); one-line message."""
+
+
+class ResumeError(ConfigError):
+  """A workdir's checkpoints cannot be resumed and nothing was restarted; one-line message that
+  names the step, the reason and the option that overrides it."""
+
+
+class DamagedCheckpointError(RuntimeError):
+  """A checkpoint step whose files are unreadable or truncated (it was moved aside)."""
+
+
+def data_position(step: int, records: int, seed: int, batch_size: int,
+                  devices: int | None = None) -> dict[str, int]:
+  """Where the data stream of a run stands after `step` steps, whatever the process count.
+
+  `records` is the number of stream records consumed (step * batch_size when the batch size never
+  changed); `ssljax.data.pipeline.train_dataset(start=records)` rebuilds every process's iterator
+  from it. Also stored: the seed and batch size that define the stream, and the topology that wrote
+  it (`processes`, and `devices` in the mesh, default all; for the resume message only).
+  """
+  return {"step": int(step), "records": int(records), "seed": int(seed),
+          "batch_size": int(batch_size), "processes": jax.process_count(),
+          "devices": int(jax.device_count() if devices is None else devices)}
 
 
 class Checkpointer:
@@ -35,7 +64,11 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={"state": ocp.StandardCheckpointHandler(),
-                       "data": grain.checkpoint.CheckpointHandler()})
+                       "position": ocp.JsonCheckpointHandler()})
+
+  def reload(self) -> None:
+    """Re-reads the steps on disk (after another process or `resume.set_aside` changed them)."""
+    self._manager.reload()
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -43,33 +76,59 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, data_iterator: Any, force: bool = False) -> bool:
-    """Starts an (asynchronous) save of step `step`; returns whether a save was started."""
-    return self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator)), force=force)
+  def save(self, step: int, state: Any, position: dict[str, Any] | None = None,
+           force: bool = False) -> bool:
+    """Starts an (asynchronous) save of step `step`; returns whether a save was started.
 
-  def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> Any:
-    """The train state of `step` (placed like `abstract_state`); `data_iterator` is rewound in place.
+    `position`: the data position after `step` (`data_position(...)`), or None for a state saved
+    outside a run's data stream (a resume then derives the position from the step).
+    """
+    items = dict(state=ocp.args.StandardSave(state))
+    if isinstance(position, Mapping):   # (callers of the former API passed a grain iterator)
+      items["position"] = ocp.args.JsonSave(dict(position))
+    return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-    `abstract_state` is a pytree of jax.ShapeDtypeStruct with shardings, e.g. from jax.eval_shape.
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any] | None]:
+    """(train state of `step` placed like `abstract_state`, its data position or None).
+
+    `abstract_state` is a pytree of jax.ShapeDtypeStruct with the shardings of the resuming run
+    (any mesh: orbax reads each device's part of every array). The position is None for a
+    checkpoint written before positions were stored (the caller derives it from the step).
+
     Raises IncompatibleCheckpointError (naming the first differing parameter) when the checkpoint
-    holds another model; a damaged checkpoint raises whatever orbax raises, after it is moved aside
-    to `checkpoints_damaged/` so that the run can fall back to an older step and save anew.
+    holds another model, and DamagedCheckpointError when its files are unreadable or truncated;
+    only then is the step moved aside to `checkpoints_damaged/` (by process 0, all processes
+    agreeing), so that the run can fall back to an older step and save anew. Any other failure
+    (out of memory, a storage outage, an interrupt) is raised as it is, and nothing is moved.
     """
     self._check_compatible(step, abstract_state)
+    has_position = os.path.isdir(os.path.join(self.directory, str(step), "position"))
+    items = dict(state=ocp.args.StandardRestore(abstract_state))
+    if has_position:
+      items["position"] = ocp.args.JsonRestore()
+    error = None
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state),
-          data=grain.checkpoint.CheckpointRestore(data_iterator)))
-    except Exception as e:
-      if "not compatible with the stored shape" in str(e):
-        raise IncompatibleCheckpointError(
-            f"checkpoint at step {step} in {self.directory} was written by a different model: "
-            f"{str(e).split('. ')[0]}; use a new --workdir or the original config") from e
+      restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # pylint: disable=broad-except
+      error = e
+    if error is not None and "not compatible with the stored shape" in str(error):
+      raise IncompatibleCheckpointError(
+          f"checkpoint at step {step} in {self.directory} was written by a different model: "
+          f"{str(error).split('. ')[0]}; use a new --workdir or the original config") from error
+    # Every process reads its own part of the arrays: all agree before anything is moved aside.
+    outcome = _max_over_processes(0 if error is None else 2 if is_damage(error) else 1)
+    if outcome == 2:
+      reason = (f"{type(error).__name__}: {_one_line(error)}" if error is not None else
+                "another process could not read its part")
       self._move_aside(step)
-      raise
-    return restored["state"]
+      raise DamagedCheckpointError(reason) from error
+    if error is not None:
+      raise error
+    if outcome:
+      raise RuntimeError(f"checkpoint at step {step} in {self.directory}: another process failed "
+                         f"to restore it (see that process's output)")
+    position = restored["position"] if has_position else None
+    return restored["state"], (dict(position) if position is not None else None)
 
   def _check_compatible(self, step: int, abstract_state: Any) -> None:
     try:
@@ -96,13 +155,24 @@ class Checkpointer:
             f"{where} was written by a different model: {key!r} has shape {have[key]} in the "
             f"checkpoint but {shape} in this config; use a new --workdir or the original config")
 
+  @property
+  def damaged_directory(self) -> str:
+    return self.directory.rstrip("/") + "_damaged"
+
   def _move_aside(self, step: int) -> None:
+    """Moves step `step` to `checkpoints_damaged/` (process 0; the others wait for it)."""
     src = os.path.join(self.directory, str(step))
-    if os.path.isdir(src):
-      dst_dir = self.directory.rstrip("/") + "_damaged"
+    if jax.process_index() == 0 and os.path.isdir(src):
+      dst_dir = self.damaged_directory
       os.makedirs(dst_dir, exist_ok=True)
-      os.replace(src, os.path.join(dst_dir, str(step)))
-      self._manager.reload()
+      dst = os.path.join(dst_dir, str(step))
+      if os.path.exists(dst):   # damaged twice at the same step: keep both
+        dst = f"{dst}.{len(os.listdir(dst_dir))}"
+      os.replace(src, dst)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"ssljax_checkpoint_moved_aside_{step}")
+    self._manager.reload()
 
   def discard_partial(self) -> list[str]:
     """Removes the temporary directories of saves that never completed (frees their space).
@@ -132,6 +202,47 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+# What a damaged (unreadable, truncated, partly deleted) checkpoint makes orbax / tensorstore raise.
+_DAMAGE_TYPES = (FileNotFoundError, json.JSONDecodeError, EOFError, UnicodeDecodeError)
+_DAMAGE_WORDS = ("DATA_LOSS", "NOT_FOUND", "not found", "No such file", "does not exist",
+                 "Error reading", "Error decoding", "Failed to decode", "corrupt", "truncated",
+                 "Unexpected end", "unexpected end", "Expecting value", "invalid", "Invalid",
+                 "Not a directory", "checksum", "Checksum", "magic", "unexpected EOF")
+
+
+def is_damage(error: BaseException) -> bool:
+  """Whether `error`, raised while restoring, says the checkpoint's files are damaged.
+
+  Errors that say something else went wrong (out of memory, a lost connection, an interrupt) are
+  not damage: the checkpoint may be fine, and it must not be moved aside for them.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, _DAMAGE_TYPES):
+      return True
+    text = str(error)
+    if "RESOURCE_EXHAUSTED" in text or isinstance(error, (MemoryError, KeyboardInterrupt)):
+      return False
+    if any(w in text for w in _DAMAGE_WORDS):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+  return " ".join(str(error).split())[:limit]
+
+
+def _max_over_processes(value: int) -> int:
+  """The largest `value` over processes (a collective when there are several; all must call)."""
+  if jax.process_count() == 1:
+    return int(value)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(np.asarray(multihost_utils.process_allgather(np.int32(value))).max())
 
 
 def _path(path) -> str:

@@ -100,6 +100,8 @@ def base_config(method: str = "simclr", model: str = "resnet") -> ml_collections
   c.progress_bar = True
   c.nonfinite = "skip"          # non-finite loss/grads: 'skip' the update (counted) or 'stop' the run
   c.max_skipped_steps = 20      # 'skip': stop once more steps than this were skipped
+  c.restart_from_scratch = False  # a workdir with checkpoints: move its run to previous/, train from 0
+  c.allow_config_change = False   # resume although keys outside resume.SAFE_KEYS changed
   c.model = models_lib.default_model_config(model)
   c.data = _data_config()
   c.optimizer = _optimizer_config()

@@ -1,5 +1,5 @@
 """The training loop's guard rails: the non-finite policy, loss-spike and collapse warnings, and
-stopping cleanly on SIGTERM / SIGINT (a checkpoint at the next step boundary)."""
+stopping cleanly on SIGTERM / SIGUSR1 / SIGINT (all processes save the same step, then exit 0)."""
 from __future__ import annotations
 
 import signal
@@ -54,11 +54,24 @@ class Guard:
 
 
 class StopOnSignal:
-  """Turns SIGTERM / SIGINT into a flag read at the next step boundary (checkpoint, then exit)."""
+  """Turns SIGTERM / SIGUSR1 / SIGINT into a stop at a step boundary all processes agree on.
 
-  def __init__(self):
+  SIGTERM is what a scheduler or a TPU maintenance event sends before it kills a job; SIGUSR1 is
+  what SLURM sends with `--signal=USR1@120`. One process receiving it is enough: `should_stop(step)`,
+  called by every process at every step boundary, returns True at the same step on all of them,
+  and they all save that step. With one process it is the local flag, read at once. With several,
+  each boundary dispatches a tiny max-reduction of the processes' flags over all devices
+  (asynchronous, like the train step), and reads the one dispatched `lag` boundaries earlier: all
+  processes read the same value at the same step, without waiting for the current step.
+  A second signal stops at once (KeyboardInterrupt).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+  def __init__(self, lag: int = 1):
     self.stop, self.signal_name, self._previous = False, "", {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    self.lag, self._pending, self._reduce = lag, [], None
+    for sig in self.SIGNALS:
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # not the main thread: leave signals alone
@@ -70,6 +83,43 @@ class StopOnSignal:
       raise KeyboardInterrupt
     self.stop, self.signal_name = True, signal.Signals(signum).name
 
+  def should_stop(self, step: int) -> bool:
+    """Whether to save and stop after `step`; every process must call this at every step."""
+    del step  # the boundaries are counted, not named: all processes call in the same order
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.process_count() == 1:
+      return self.stop
+    if self._reduce is None:
+      self._reduce = _flag_reduction()
+    self._pending.append(self._reduce(self.stop))
+    if len(self._pending) <= self.lag:
+      return False
+    return bool(int(self._pending.pop(0)))
+
+  def reason(self, step: int) -> str:
+    who = (f"received {self.signal_name}" if self.stop else
+           "another process received a stop signal (SIGTERM / SIGUSR1 / SIGINT)")
+    import jax  # pylint: disable=g-import-not-at-top
+    where = f"all {jax.process_count()} processes saved" if jax.process_count() > 1 else "saved"
+    return f"{who}: {where} step {step}; run the same command to resume"
+
   def restore(self):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+def _flag_reduction():
+  """flag (bool, this process's) -> int32 scalar array: the max over all processes' flags."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  mesh = Mesh(np.asarray(jax.devices()), ("processes",))
+  sharding = NamedSharding(mesh, P("processes"))
+  reduce = jax.jit(jnp.max, out_shardings=NamedSharding(mesh, P()))
+  local = jax.local_device_count()
+
+  def flags_max(flag: bool):
+    x = jax.make_array_from_process_local_data(sharding, np.full((local,), int(flag), np.int32))
+    return reduce(x)
+
+  return flags_max

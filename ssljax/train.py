@@ -29,6 +29,7 @@ from ssljax import optim
 from ssljax import parallel
 from ssljax import guards
 from ssljax import plots
+from ssljax import resume as resume_lib
 from ssljax import workdir as workdir_lib
 from ssljax.data import pipeline
 from ssljax.data import sources
@@ -186,6 +187,10 @@ class Trainer:
     built = build(config, devices, self.train_source[0], jax.process_count())
     self.config, self.workdir = config, os.path.abspath(workdir)
     self.is_main = jax.process_index() == 0
+    # Before config.json is rewritten: what changed since the run this workdir holds (if any).
+    self.config_changes = (resume_lib.check_config(self.workdir, config)
+                           if resume_lib.has_run(self.workdir) and not config.restart_from_scratch
+                           else [])
     workdir_lib.prepare(self.workdir, config, self.is_main)
 
     self.mesh, self.method, self.spec = built.mesh, built.method, built.spec
@@ -198,27 +203,118 @@ class Trainer:
                                               keep=config.keep_checkpoints)
     self.evaluator = online.Evaluator(self.method, config, self.mesh)
 
-  def _data_iterator(self):
+  def _data_iterator(self, records: int = 0):
+    """This process's batches from stream position `records` (step * batch_size; any process count)."""
     c = self.config
     return iter(pipeline.train_dataset(
         self.train_source, self.spec, c.data.augment, seed=c.seed,
         local_batch_size=c.batch_size // jax.process_count(), process_index=jax.process_index(),
-        process_count=jax.process_count(), worker_count=c.data.worker_count, prefetch=c.data.prefetch))
+        process_count=jax.process_count(), worker_count=c.data.worker_count,
+        prefetch=c.data.prefetch, start=records))
+
+  def _set_data_position(self, step: int, records: int) -> None:
+    """Replaces `self.data` with an iterator at stream position `records` (after `step` steps)."""
+    close = getattr(getattr(self, "data", None), "close", None)
+    if close is not None:
+      close()   # grain worker processes and prefetch threads of the previous iterator
+    self.data = self._data_iterator(records)
+    self._data_step, self._data_records = step, records
+
+  def _data_position(self, step: int) -> dict[str, int]:
+    """The checkpoint's description of the data stream after `step` (process-count independent)."""
+    records = self._data_records + (step - self._data_step) * self.config.batch_size
+    return ckpt_lib.data_position(step, records, self.config.seed, self.config.batch_size,
+                                  devices=self.mesh.size)
 
   def initial_state(self) -> tuple[TrainState, int | None]:
-    """(state, restored step): the latest checkpoint if there is one, else a fresh init."""
-    steps = sorted(self.checkpointer.all_steps(), reverse=True)
+    """(state, restored step): the latest restorable checkpoint, else a fresh init; data positioned.
+
+    The state is restored into this run's shardings and the data stream continues from the
+    checkpoint's position, whatever mesh and process count wrote it. A damaged checkpoint (files
+    unreadable or truncated) is moved to checkpoints_damaged/ and the one before is tried; a
+    workdir whose checkpoints (intact or damaged) cannot be restored stops with a ResumeError
+    naming the step and the reason, unless config.restart_from_scratch moves the old run aside
+    (to previous/<time>/) to train from step 0.
+    """
+    c, ckpt = self.config, self.checkpointer
+    history = resume_lib.has_run(self.workdir)
+    if history and c.restart_from_scratch and not getattr(self, "_restarted", False):
+      moved = resume_lib.set_aside(self.workdir) if self.is_main else None
+      if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("ssljax_restart_from_scratch")
+      ckpt.reload()
+      _log(self.is_main, f"restart_from_scratch=True: the previous run in {self.workdir} "
+                         f"(checkpoints at steps {_steps(history)}) was moved to {moved}; "
+                         f"training from step 0")
+      history = []
+    self._restarted = True   # once per Trainer: a later run() continues this run
+    steps = sorted(ckpt.all_steps(), reverse=True)
+    damaged = []
     for i, step in enumerate(steps):
       try:
-        return self.checkpointer.restore(step, self.abstract_state, self.data), step
+        state, position = ckpt.restore(step, self.abstract_state)
+      except ckpt_lib.DamagedCheckpointError as e:
+        damaged.append(f"step {step} ({e})")
+        older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "no older checkpoint"
+        _log(self.is_main, f"warning: checkpoint at step {step} in {ckpt.directory} is damaged "
+                           f"({e}); moved to {ckpt.damaged_directory}; {older}")
+        continue
       except ckpt_lib.IncompatibleCheckpointError:
         raise
-      except Exception as e:  # a damaged checkpoint: report it and fall back to the one before
-        older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "starting from scratch"
-        _log(self.is_main, f"warning: checkpoint at step {step} in {self.checkpointer.directory} "
-                           f"cannot be read ({type(e).__name__}: {str(e)[:200]}); {older}")
-        self.data = self._data_iterator()
+      except Exception as e:  # not damage (memory, storage, ...): stop, and move nothing
+        raise ckpt_lib.ResumeError(
+            f"checkpoint at step {step} in {ckpt.directory} cannot be restored "
+            f"({type(e).__name__}: {ckpt_lib._one_line(e)}); nothing was moved or changed: fix "
+            f"the cause and run the same command, or set --config.restart_from_scratch=True to "
+            f"train from step 0") from e
+      if position is None:   # a checkpoint from before positions were stored
+        position = ckpt_lib.data_position(step, step * c.batch_size, c.seed, c.batch_size)
+      self._set_data_position(step, int(position["records"]))
+      self.restored_from = position
+      return state, step
+    if history:
+      what = "; ".join(damaged) if damaged else f"steps {_steps(history)} in {ckpt.damaged_directory}"
+      raise ckpt_lib.ResumeError(
+          f"no checkpoint in {ckpt.directory} can be restored: {what}, damaged; set "
+          f"--config.restart_from_scratch=True to move the old run to previous/ and train from "
+          f"step 0")
+    self._set_data_position(0, 0)
+    self.restored_from = None
     return self._init(), None
+
+  def _resume_message(self, step: int) -> str:
+    """One line: the step, the topology change, and the config changes applied."""
+    pos = self.restored_from or {}
+    was = (f"{pos['processes']} process(es) x {pos['devices'] // max(1, pos['processes'])} devices"
+           if "processes" in pos else "")
+    now = f"{jax.process_count()} process(es) x {self.mesh.size // jax.process_count()} devices"
+    line = f"resumed from checkpoint at step {step} in {self.workdir}"
+    if was and was != now:
+      line += f" (written on {was}, now {now})"
+    if self.config_changes:
+      line += "; config changes applied: " + ", ".join(self.config_changes)
+    return line
+
+  def _metrics_log_for(self, restored: int | None) -> None:
+    """Never drops logged history silently: says what the metrics writer will drop, or keeps it.
+
+    On resume the rows after the restored step are logged again (so each step is logged once);
+    a fresh start in a workdir that holds a log but no checkpoint moves the log to previous/.
+    """
+    path = os.path.join(self.workdir, "metrics.jsonl")
+    if not self.is_main or not os.path.exists(path):
+      return
+    from ssljax.metrics_writer import read_jsonl
+    if restored is None:
+      moved = resume_lib.set_aside(self.workdir, ("metrics.jsonl",))
+      _log(True, f"no checkpoint in {self.workdir}: training from step 0; the previous "
+                 f"metrics.jsonl was moved to {moved}")
+      return
+    later = [r for r in read_jsonl(path) if r.get("step", 0) > restored]
+    if later:
+      _log(True, f"metrics.jsonl: {len(later)} row(s) logged after step {restored} (up to step "
+                 f"{max(r.get('step', 0) for r in later)}) are dropped and logged again")
 
   # -------------------------------------------------------------------------------------------
   # 4. The loop.
@@ -235,9 +331,10 @@ class Trainer:
     last = c.total_steps if until_step is None else min(until_step, c.total_steps)
     state, restored = self.initial_state()
     start = int(restored or 0)
+    self._metrics_log_for(restored)
     writer = MetricsWriter(self.workdir, enabled=self.is_main, resume_step=restored)
     if restored is not None:
-      _log(self.is_main, f"resumed from checkpoint at step {start} in {self.workdir}")
+      _log(self.is_main, self._resume_message(start))
     else:
       self._evaluate_random_init(state, writer)
 
@@ -271,11 +368,10 @@ class Trainer:
                       f"embedding std {row['embedding_std']:.4f}")
           self._visualize(state, step, writer)
           t_last = time.perf_counter()  # do not count eval time as training throughput
-        if stopper.stop and not stop_reason:
-          stop_reason = (f"received {stopper.signal_name}: saved step {step}; "
-                         f"run the same command to resume")
+        if stopper.should_stop(step) and not stop_reason:   # the same step on every process
+          stop_reason = stopper.reason(step)
         if step % c.checkpoint_every == 0 or step == last or stop_reason:
-          self.checkpointer.save(step, state, self.data, force=True)
+          self.checkpointer.save(step, state, self._data_position(step), force=True)
         bar.update(1)
         if stop_reason and step < last:
           break
@@ -386,6 +482,10 @@ def _progress(config, start: int, enabled: bool):
   from tqdm import tqdm
   return tqdm(total=config.total_steps, initial=start, desc=f"{config.method}", unit="step",
               disable=not (enabled and config.progress_bar), dynamic_ncols=True, mininterval=0.5)
+
+
+def _steps(steps: list[int]) -> str:
+  return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, ..., {steps[-1]}"
 
 
 def _log(enabled: bool, message: str) -> None:

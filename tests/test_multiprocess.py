@@ -5,7 +5,11 @@ over the global batch), the 2-process run trains a tiny config to step 3 with th
 the JAX_* environment), stops, and is resumed to step 6 in fresh processes by `python -m ssljax.main`
 (distributed set up from its flags). The reference is a plain run of one process on 4 devices: the
 pipeline gives every process count the same global batches. Same losses, one metrics log
-(process 0's), a grain state file per process in each checkpoint.
+(process 0's), and a data position in each checkpoint that does not depend on the process count.
+
+Elastic resume: 2 processes x 2 devices train to step 10 and stop; 1 process x 4 devices resumes
+the same workdir at step 10 (never 0) and its steps 11-20 match an uninterrupted 1 x 4 run.
+Agreed preemption: SIGTERM to one of 2 processes makes both save the same step and exit 0.
 
 This file is also the worker script: `python tests/test_multiprocess.py <mode> <config.py> <workdir>`.
 """
@@ -45,16 +49,34 @@ def _load_config(path):
   return module.get_config()
 
 
+ELASTIC_CONFIG_FILE = """
+import sys
+sys.path.insert(0, {HERE!r})
+from conftest import make_tiny_config
+
+
+def get_config():
+  c = make_tiny_config("simclr")   # batch 16, log every step
+  c.total_steps = 20
+  c.checkpoint_every = 10
+  c.eval.max_examples = 32
+  c.eval.batch_size = 16
+  c.eval.linear_epochs = 1
+  return c
+"""
+
+
 def _worker(mode: str, config_path: str, workdir: str) -> None:
   config = _load_config(config_path)
-  if mode == "trainer_until_3":
+  if mode.startswith("trainer_until_"):
+    until = int(mode[len("trainer_until_"):])
     from ssljax import distributed
     assert distributed.initialize(), "expected the JAX_* environment to ask for a multi-host run"
     from ssljax import train
     import jax
     assert jax.process_count() == 2 and len(jax.devices()) == 4, (jax.process_count(), jax.devices())
-    out = train.Trainer(config, workdir).run(until_step=3)
-    assert out["stopped_at"] == 3, out
+    out = train.Trainer(config, workdir).run(until_step=until)
+    assert out["stopped_at"] == until, out
   elif mode == "reference":
     import jax
     from ssljax import train
@@ -98,9 +120,11 @@ def _run_all(commands_envs, timeout=400):
   return outs
 
 
-def _grain_states(step_dir):
-  """The per-process grain iterator files of one checkpoint step."""
-  return sorted(f for f in os.listdir(os.path.join(step_dir, "data")) if f.startswith("process_"))
+def _position(step_dir):
+  """The data position of one checkpoint step (one file, whatever the process count)."""
+  assert not os.path.exists(os.path.join(step_dir, "data"))   # no per-process iterator states
+  with open(os.path.join(step_dir, "position", "metadata")) as f:
+    return json.load(f)
 
 
 def _losses(workdir):
@@ -143,7 +167,8 @@ def test_two_processes_match_one_process_and_resume(tmp_path, method):
              _env(2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
             for i in range(2)])
   ckpt3 = os.path.join(multi, "checkpoints", "3")
-  assert _grain_states(ckpt3) == ["process_0-of-2.json", "process_1-of-2.json"]
+  assert _position(ckpt3) == {"step": 3, "records": 48, "seed": 0, "batch_size": 16,
+                              "processes": 2, "devices": 4}
   assert not os.path.exists(os.path.join(multi, "eval.json"))
 
   # Phase 2: fresh processes resume at 3 and finish at 6 through the CLI, distributed from flags.
@@ -168,8 +193,74 @@ def test_two_processes_match_one_process_and_resume(tmp_path, method):
   assert got["step"] == want["step"] == 6
   assert got["knn_top1"] == pytest.approx(want["knn_top1"], abs=1e-6)
   assert os.path.exists(os.path.join(multi, "plots", "loss.png"))
-  assert _grain_states(os.path.join(multi, "checkpoints", "6")) == [
-      "process_0-of-2.json", "process_1-of-2.json"]
+  assert _position(os.path.join(multi, "checkpoints", "6"))["records"] == 6 * 16
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_by_two_checkpoint_resumes_on_one_by_four(tmp_path):
+  """The issue's check: 2 processes x 2 devices to step 10 (checkpoint at 10), then the same
+  workdir on 1 process x 4 devices to step 20 resumes at 10 and matches an uninterrupted run."""
+  config_path = tmp_path / "elastic.py"
+  config_path.write_text(ELASTIC_CONFIG_FILE.format(HERE=HERE))
+  work, ref = str(tmp_path / "work"), str(tmp_path / "ref")
+  me = os.path.abspath(__file__)
+  address = f"localhost:{_free_port()}"
+  _run_all([([sys.executable, me, "trainer_until_10", str(config_path), work],
+             _env(2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+            for i in range(2)])
+  assert sorted(os.listdir(os.path.join(work, "checkpoints"))) == ["10"]
+  (out,) = _run_all([([sys.executable, "-m", "ssljax.main", "--config", str(config_path),
+                       "--workdir", work], _env(4))])
+  assert "resumed from checkpoint at step 10" in out, out[-3000:]
+  assert "written on 2 process(es) x 2 devices, now 1 process(es) x 4 devices" in out
+  assert "starting from scratch" not in out and not os.path.exists(
+      os.path.join(work, "checkpoints_damaged"))
+  _run_all([([sys.executable, me, "reference", str(config_path), ref], _env(4))])
+  steps, losses = _losses(work)
+  ref_steps, ref_losses = _losses(ref)
+  assert steps == ref_steps == list(range(1, 21))   # every step logged once
+  assert losses[10:] == pytest.approx(ref_losses[10:], rel=1e-4)
+  assert len(set(round(x, 6) for x in losses[10:])) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_sigterm_to_one_of_two_processes_saves_the_same_step_on_both(tmp_path):
+  import signal
+  import time
+  config_path = tmp_path / "long.py"
+  config_path.write_text(ELASTIC_CONFIG_FILE.format(HERE=HERE))
+  work = str(tmp_path / "work")
+  address = f"localhost:{_free_port()}"
+  cmds = [[sys.executable, "-m", "ssljax.main", "--config", str(config_path), "--workdir", work,
+           "--coordinator_address", address, "--num_processes", "2", "--process_id", str(i),
+           "--config.total_steps=100000", "--config.checkpoint_every=100000",
+           "--config.eval_every=100000"] for i in range(2)]
+  procs = [subprocess.Popen(cmd, env=_env(2), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for cmd in cmds]
+  try:
+    from ssljax.metrics_writer import read_jsonl
+    path, t0 = os.path.join(work, "metrics.jsonl"), time.time()
+    while not (os.path.exists(path) and any(r.get("step", 0) >= 3 for r in read_jsonl(path))):
+      assert time.time() - t0 < 300 and all(p.poll() is None for p in procs), "no step 3"
+      time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)   # the process that does not log
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  steps = [int(s) for s in os.listdir(os.path.join(work, "checkpoints")) if s.isdigit()]
+  assert len(steps) == 1 and 3 <= steps[0] < 100000, steps
+  assert f"another process received a stop signal (SIGTERM / SIGUSR1 / SIGINT): all 2 processes " \
+         f"saved step {steps[0]}" in outs[0]
+  assert _position(os.path.join(work, "checkpoints", str(steps[0])))["step"] == steps[0]
+  logged = [r["step"] for r in read_jsonl(path) if "loss" in r]
+  assert logged == list(range(1, steps[0] + 1))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def test_policy_stop_saves_last_good_state_and_names_the_step(tiny_config, tmp_p
   assert "non-finite loss or gradient at step 4" in capsys.readouterr().out
   ckpt = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), keep=2)
   assert ckpt.latest_step() == 4
-  restored = ckpt.restore(4, trainer.abstract_state, trainer._data_iterator())
+  restored, position = ckpt.restore(4, trainer.abstract_state)
+  assert position["step"] == 4 and position["records"] == 4 * cfg.batch_size
   assert all(np.isfinite(x).all() for x in _leaves(restored.params))
 
 
@@ -77,6 +78,11 @@ def test_checkpoint_of_another_model_gives_a_clear_message(tiny_config, tmp_path
   train.Trainer(tiny_config(), str(tmp_path)).run(until_step=3)
   other = tiny_config()
   other.model.width = 48
+  from ssljax.config import ConfigError
+  with pytest.raises(ConfigError, match=r"in 1 key\(s\) that change the training: model.width 32 "
+                                        r"-> 48; set --config.allow_config_change=True"):
+    train.Trainer(other, str(tmp_path))
+  other.allow_config_change = True   # accepted: the checkpoint itself still does not fit
   with pytest.raises(ckpt_lib.IncompatibleCheckpointError,
                      match=r"checkpoint at step 3 .* different model: 'params/.*' has shape \(.*\) in the checkpoint but \(.*\) in this config"):
     train.Trainer(other, str(tmp_path)).run()

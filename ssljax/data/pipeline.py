@@ -35,7 +35,7 @@ class MakeViews:
 
 def train_dataset(source, spec: Views, aug_cfg, *, seed: int, local_batch_size: int,
                   process_index: int = 0, process_count: int = 1, worker_count: int = 0,
-                  prefetch: int = 2) -> grain.IterDataset:
+                  prefetch: int = 2, start: int = 0) -> grain.IterDataset:
   """An endless iterable of local batches: dict of numpy arrays with leading dim local_batch_size.
 
   The record stream (shuffled per epoch from `seed`, each record's views seeded by its position in
@@ -44,13 +44,19 @@ def train_dataset(source, spec: Views, aug_cfg, *, seed: int, local_batch_size: 
   [k * B, (k + 1) * B) whatever P is, and a run on P hosts sees the same data, in the same rows
   of `make_array_from_process_local_data`, as a run on one host. Each process reads and augments
   only its own records (grain's map datasets are lazy).
+
+  `start` is the number of stream records already consumed (step k of a run at global batch B:
+  k * B): the iterator begins at stream position `start`, so a resumed run on any number of
+  processes continues the exact global sequence from a description that does not depend on P.
   """
   global_batch = local_batch_size * process_count
   if len(source) < global_batch:
     raise ValueError(f"the train split has {len(source)} examples, fewer than the global batch "
                      f"size {global_batch}")
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-  ds = ds.random_map(MakeViews(spec, aug_cfg), seed=seed)
+  ds = ds.random_map(MakeViews(spec, aug_cfg), seed=seed)   # seeds follow the stream position
+  if start:
+    ds = ds[start:]
   ds = ds.batch(local_batch_size, drop_remainder=True)
   if process_count > 1:
     ds = ds[process_index::process_count]
