@@ -106,10 +106,12 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
 def has_run(workdir: str) -> list[int]:
   """The checkpoint steps (intact or damaged) in `workdir`: a run that must not be restarted silently."""
   steps = []
-  for name in ("checkpoints", "checkpoints_damaged"):
-    path = os.path.join(workdir, name)
-    if os.path.isdir(path):
-      steps += [int(n.split(".")[0]) for n in os.listdir(path) if n.split(".")[0].isdigit()]
+  path = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(path):   # complete steps only: 'N.orbax-checkpoint-tmp-*' is a save cut short
+    steps += [int(n) for n in os.listdir(path) if n.isdigit()]
+  path = os.path.join(workdir, "checkpoints_damaged")
+  if os.path.isdir(path):   # 'N' or, damaged twice, 'N.k'
+    steps += [int(n.split(".")[0]) for n in os.listdir(path) if n.split(".")[0].isdigit()]
   return sorted(set(steps))
 
 

@@ -278,3 +278,19 @@ def test_disk_full_during_save_keeps_previous_checkpoint_and_resumes(tmp_path):
   assert "last complete checkpoint (step 2) is intact" in msg and "run the same command" in msg
   assert out["after_failure"] == ["2"]  # no partial 4.orbax-checkpoint-tmp left behind
   assert out["final_step"] == 6 and out["final"][-1] == "6"
+
+
+def test_sigusr1_is_a_stop_signal_like_sigterm():
+  """SLURM's `--signal=USR1@120`: the next step boundary saves and stops (one process: no collective)."""
+  from ssljax import guards
+  before = signal.getsignal(signal.SIGUSR1)
+  stopper = guards.StopOnSignal()
+  try:
+    assert not stopper.should_stop(1)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    time.sleep(0.1)   # the handler runs between bytecodes of the main thread
+    assert stopper.should_stop(2)
+    assert stopper.reason(2) == "received SIGUSR1: saved step 2; run the same command to resume"
+  finally:
+    stopper.restore()
+  assert signal.getsignal(signal.SIGUSR1) == before   # the caller's handler is back

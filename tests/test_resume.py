@@ -193,3 +193,26 @@ def test_data_position_is_the_step_and_records(tiny_config, tmp_path):
   a, b = next(trainer.data), next(fresh)
   for key in a:
     np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_resume_with_grain_workers_is_bit_exact(tiny_config, tmp_path):
+  """worker_count > 0 (mp_prefetch): the resumed stream is the uninterrupted one, bit for bit;
+  the worker count is a safe change (0 -> 2 here)."""
+  cfg = tiny_config()
+  cfg.data.worker_count = 1
+  train.Trainer(cfg, str(tmp_path / "workers")).run(until_step=3)
+  cfg.data.worker_count = 2
+  resumed = train.Trainer(cfg, str(tmp_path / "workers"))
+  resumed.run()
+  assert resumed.config_changes == ["data.worker_count 1 -> 2"]
+  train.Trainer(tiny_config(), str(tmp_path / "ref")).run()
+  got, want = _losses(tmp_path / "workers"), _losses(tmp_path / "ref")
+  assert [got[s] for s in range(1, 7)] == [want[s] for s in range(1, 7)]
+
+
+def test_a_save_cut_short_is_not_a_run(tiny_config, tmp_path):
+  """Killed during the first save: only a temporary directory; the next start trains from 0."""
+  os.makedirs(tmp_path / "checkpoints" / "3.orbax-checkpoint-tmp-1733")
+  assert resume.has_run(str(tmp_path)) == []
+  os.makedirs(tmp_path / "checkpoints_damaged" / "5.1")
+  assert resume.has_run(str(tmp_path)) == [5]
