@@ -95,12 +95,19 @@ def accelerator_hint(environ=os.environ, devices: Devices | None = None, has=_ha
           f"pip install '{jax_req}' (in a checkout: pip install -e '.[{extra}]')")
 
 
+def _worker_process() -> bool:
+  """Whether this is a multiprocessing child (a grain data worker): its parent said it already."""
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  return multiprocessing.parent_process() is not None
+
+
 def check(environ=os.environ, stream=None, devices: Devices | None = None, has=_has,
-          jax_version=_jax_version) -> str | None:
-  """What `import ssljax` runs: prints the accelerator hint (if any), then quiets the TPU probe."""
+          jax_version=_jax_version, worker_process=_worker_process) -> str | None:
+  """What `import ssljax` runs: prints the accelerator hint (if any, once: not in the data worker
+  processes), then quiets the TPU probe. Returns the hint."""
   devices = devices or probe()
   hint = accelerator_hint(environ, devices, has, jax_version)
-  if hint:
+  if hint and not worker_process():
     print(hint, file=stream or sys.stderr)
   quiet_tpu_probe(environ, devices, has)
   return hint

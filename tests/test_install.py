@@ -140,6 +140,16 @@ def test_check_prints_one_line_then_quiets(capsys):
   assert environ["JAX_PLATFORMS"] == "cpu"
   assert _platforms.check({}, devices=NONE, has=_has("libtpu")) is None
   assert capsys.readouterr().err == ""
+  # A data worker process (multiprocessing child) stays quiet: its parent printed the line.
+  assert _platforms.check({}, devices=GPU, has=_has(), worker_process=lambda: True) is not None
+  assert capsys.readouterr().err == ""
+
+
+def test_worker_process_is_false_here_and_true_in_a_multiprocessing_child():
+  import multiprocessing
+  assert not _platforms._worker_process()
+  with multiprocessing.get_context("spawn").Pool(1) as pool:
+    assert pool.apply(_platforms._worker_process)
 
 
 def test_probe_reads_the_globs(tmp_path):
