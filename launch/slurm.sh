@@ -25,7 +25,7 @@ source "$(dirname "$0")/_run.sh"
 
 NODES=1 GPUS=8 CPUS="" PARTITION="" ACCOUNT="" TIME="24:00:00" NAME="ssljax" INSTALL=1 DRY=0
 PYTHON="${PYTHON:-python}"
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }  # the header
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) NODES="$2"; shift 2 ;;

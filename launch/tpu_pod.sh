@@ -35,7 +35,7 @@ case "${1:-}" in run|logs|status|stop) CMD="$1"; shift ;; esac
 TPU="" ZONE="" PROJECT="" CREATE=0 ACCEL="v4-32" VERSION="tpu-ubuntu2204-base" INSTALL=1 DRY=0
 PY_VERSION="3.11" WORKER=0 LINES=100 FOLLOW=0
 REMOTE_DIR="ssljax"
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }  # the header
 while [ $# -gt 0 ]; do
   case "$1" in
     --tpu) TPU="$2"; shift 2 ;;

@@ -300,3 +300,12 @@ def test_imagenet_config_validates_for_a_v4_32():
   assert parallel.mesh_shape(c.mesh, 16) == {"data": 16, "fsdp": 1, "model": 1}
   with pytest.raises(config_lib.ConfigError, match="batch_size=4096"):
     config_lib.validate(c, device_count=16, process_count=3)
+
+
+@pytest.mark.parametrize("script", ["tpu_pod.sh", "slurm.sh"])
+def test_help_is_the_whole_header(script):
+  out = _launch(script, "--help")
+  assert out.returncode == 0
+  with open(os.path.join(ROOT, "launch", script)) as f:
+    header = [l for l in f.read().split("\nset -euo pipefail")[0].splitlines()[1:]]
+  assert out.stdout.splitlines() == [l[2:] if l.startswith("# ") else l[1:] for l in header]
