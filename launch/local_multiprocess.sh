@@ -14,7 +14,7 @@ source "$(dirname "$0")/_run.sh"
 
 N=2 PORT=12355 CPU_DEVICES=0 DRY=0
 PYTHON="${PYTHON:-python}"
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }  # the header
 while [ $# -gt 0 ]; do
   case "$1" in
     --num-processes) N="$2"; shift 2 ;;

@@ -302,7 +302,7 @@ def test_imagenet_config_validates_for_a_v4_32():
     config_lib.validate(c, device_count=16, process_count=3)
 
 
-@pytest.mark.parametrize("script", ["tpu_pod.sh", "slurm.sh"])
+@pytest.mark.parametrize("script", ["tpu_pod.sh", "slurm.sh", "local_multiprocess.sh"])
 def test_help_is_the_whole_header(script):
   out = _launch(script, "--help")
   assert out.returncode == 0
