@@ -22,9 +22,11 @@ from ssljax import config_files
 from ssljax.errors import ConfigError
 
 
-def one_line(message: Any) -> str:
-  """`message` as one line (newlines and runs of spaces become one space)."""
-  return " ".join(str(message).split())
+def one_line(message: Any, limit: int = 1000) -> str:
+  """`message` as one line (newlines and runs of spaces become one space), cut at `limit`
+  characters (some libraries list every choice they know)."""
+  text = " ".join(str(message).split())
+  return text if len(text) <= limit else text[:limit - 5] + " ..."
 
 
 def fail(prog: str, message: Any, code: int = 2, kind: str = "error") -> NoReturn:

@@ -47,6 +47,11 @@ def main(fv: flags.FlagValues, overrides: list[tuple[str, str | None]]) -> int:
                            "--config simclr_digits --workdir /tmp/run")
   commandline.quiet_logging(fv)   # orbax/absl INFO lines would drown the progress bar
   config = commandline.load_config(PROG, fv.config, overrides)
+  from ssljax import config as config_lib
+  try:   # what needs no device: before JAX starts (the Trainer checks the mesh too)
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    commandline.fail(PROG, e, 2, "config error")
   from ssljax import cpu
   from ssljax.cpu import xla_flags
   setting = config.get("model", {}).get("cpu_tuning", "auto")   # bad: ConfigError below
