@@ -7,8 +7,10 @@ A config file starts from one of the builders below and then sets only what its 
   config = common.cifar10("simclr")           # CIFAR-stem ResNet-18 on TFDS cifar10
 
 and the block functions (`crop_only`, `byol_jitter`, `simclr_jitter`, `distill_digits`) set one
-named group of keys on a config. Config files are loaded by path (`--config configs/x.py`), so
-each one puts this folder on `sys.path` before `import common`.
+named group of keys on a config. Config files are loaded by path (`--config configs/x.py`) or by
+shipped name (`--config x`, see ssljax/config_files.py), not imported as a package, so each one
+loads this file with `common = config_lib.import_sibling(__file__)`, which finds it beside the
+config file whatever the working directory, and leaves sys.path alone.
 """
 from ssljax.config import base_config
 
