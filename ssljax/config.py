@@ -39,6 +39,7 @@ def _data_config() -> ml_collections.ConfigDict:
       worker_count=0,           # grain worker processes (0 = in the main process)
       prefetch=2,               # batches prefetched by grain threads
       augment=augment.default_augment_config(),
+      augment_on="auto",        # photometric augmentation: 'host' | 'device' (in the step) | 'auto'
   ))
 
 
@@ -184,6 +185,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   _choice("param_sharding", config.param_sharding, PARAM_SHARDINGS)
   _choice("nonfinite", config.nonfinite, ("skip", "stop"))
   _choice("data.on_bad_image", config.data.on_bad_image, ("fail", "skip"))
+  _choice("data.augment_on", config.data.augment_on, ("auto", "host", "device"))
   _choice("model.cpu_tuning", config.model.get("cpu_tuning", "auto"), models_lib.CPU_TUNINGS)
   if config.optimizer.weight_decay < 0:
     raise ConfigError(f"config.optimizer.weight_decay={config.optimizer.weight_decay}; expected >= 0")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import os
 import time
@@ -54,8 +55,11 @@ class TrainState:
   skipped: jax.Array       # int32 scalar: steps whose update was skipped (non-finite loss/grads)
 
 
-def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
+def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_batch=None):
   """`train_step(state, batch) -> (state, metrics)`, a pure function of its inputs.
+
+  `prepare_batch` (jnp, batch -> batch) runs first: the view spec's device-side work
+  (`Views.on_device`, e.g. photometric augmentation of uint8 crops).
 
   A step whose loss or gradients are not finite changes nothing but `step` and `skipped`
   (params, optimizer and method state keep their last good values) and reports `nonfinite=1`;
@@ -64,6 +68,8 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(state.rng, state.step)
+    if prepare_batch is not None:
+      batch = prepare_batch(batch)
 
     def loss_fn(params):
       return method.loss(params, state.method_state, batch, rng, state.step)
@@ -96,7 +102,7 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn):
 # ---------------------------------------------------------------------------------------------
 
 
-def make_init_fn(method, tx, example, seed: int):
+def make_init_fn(method, tx, example, seed: int, prepare_batch=None):
   """() -> a fresh TrainState for batches shaped like `example` (arrays or ShapeDtypeStructs).
 
   Parameters depend only on the shapes (the method is initialised on zeros) and on `seed`; jit it
@@ -105,6 +111,8 @@ def make_init_fn(method, tx, example, seed: int):
   def init():
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
     batch = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), example)
+    if prepare_batch is not None:
+      batch = prepare_batch(batch)
     params, method_state = method.init(init_rng, batch)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       method_state=method_state, rng=train_rng, skipped=jnp.zeros((), jnp.int32))
@@ -138,6 +146,21 @@ class Built:
             for k, v in self.example.items()}
 
 
+# Where `data.augment_on='auto'` runs the photometric augmentation, per platform: on the
+# accelerator for GPU and TPU; on CPU the faster of the two in BENCHMARKS.md ("Augmentation:
+# host vs device", benchmarks/augment_placement.py).
+AUTO_AUGMENT_ON = {"cpu": "host", "gpu": "device", "cuda": "device", "rocm": "device",
+                   "tpu": "device"}
+
+
+def augment_on(config: ml_collections.ConfigDict, devices: list[Any]) -> str:
+  """'host' or 'device': config.data.augment_on, with 'auto' resolved for the devices' platform."""
+  where = config.data.get("augment_on", "auto")
+  if where != "auto":
+    return where
+  return AUTO_AUGMENT_ON.get(getattr(devices[0], "platform", "cpu"), "device")
+
+
 def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[str, Any],
           process_count: int = 1) -> Built:
   """Validates `config` and builds mesh, method, state shapes and the jitted steps; no side effects.
@@ -152,20 +175,22 @@ def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[st
   config_lib.validate(config, device_count=len(devices), process_count=process_count)
   mesh = parallel.make_mesh(config.mesh, devices)
   method = methods_lib.get(config.method)(config)
-  spec = method.view_spec()
+  spec = method.view_spec().with_augment_on(augment_on(config, devices))
+  prepare_batch = functools.partial(spec.on_device, aug_cfg=config.data.augment,
+                                    dtype=jnp.dtype(config.dtype))
   tx, lr_fn = optim.build(config)
   views = pipeline.MakeViews(spec, config.data.augment)(record, np.random.default_rng(0))
   views_lib.check_example(spec.fields(), views, where=f"method {config.method!r}'s view spec")
   example = {k: jax.ShapeDtypeStruct((config.batch_size,) + np.shape(v), np.asarray(v).dtype)
              for k, v in views.items()}
-  init_fn = make_init_fn(method, tx, example, config.seed)
+  init_fn = make_init_fn(method, tx, example, config.seed, prepare_batch)
   abstract = jax.eval_shape(init_fn)
   state_shardings = parallel.tree_shardings(abstract, mesh, config.param_sharding)
   batch_sharding = parallel.batch_sharding(mesh)
   # Traced under the mesh, so that every kernel in the step runs under shard_map over it.
   init = jax.jit(parallel.traced_under(init_fn, mesh), out_shardings=state_shardings)
   train_step = jax.jit(
-      parallel.traced_under(make_train_step(method, tx, lr_fn), mesh),
+      parallel.traced_under(make_train_step(method, tx, lr_fn, prepare_batch), mesh),
       in_shardings=(state_shardings, batch_sharding),
       out_shardings=(state_shardings, parallel.replicated(mesh)),
       donate_argnums=(0,))

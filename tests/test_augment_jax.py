@@ -11,6 +11,7 @@ import pytest
 
 from ssljax import train
 from ssljax.data import augment
+from ssljax.data import crops
 from ssljax.data import augment_jax
 from ssljax.data import views
 
@@ -42,7 +43,7 @@ def _cfg(**overrides):
 
 def _both(image, cfg, spec, seed):
   host = augment.multicrop_views(image, np.random.default_rng(seed), spec, cfg)
-  dev = augment.multicrop_uint8(image, np.random.default_rng(seed), spec, cfg)
+  dev = crops.multicrop_uint8(image, np.random.default_rng(seed), spec, cfg)
   return host, dev
 
 

@@ -15,6 +15,7 @@ from ssljax import losses
 from ssljax import methods
 from ssljax import train
 from ssljax.data import augment
+from ssljax.data import crops
 from ssljax.data import pipeline
 from ssljax.data import sources
 from ssljax.data import views
@@ -230,7 +231,7 @@ def test_normalize_uint8_is_center_view_bit_for_bit():
   for shape in [(8, 8, 3), (13, 9, 3)]:
     image = rng.integers(0, 256, size=shape, dtype=np.uint8)
     want = augment.center_view(image, 16, cfg)
-    got = augment.normalize_uint8(augment.center_crop_uint8(image, 16)[None], cfg)[0]
+    got = crops.normalize_uint8(crops.center_crop_uint8(image, 16)[None], cfg)[0]
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
 

@@ -24,13 +24,6 @@ The SimCLR view ("A Simple Framework for Contrastive Learning of Visual Represen
 Random draws per view: one `rng.random(22)` for the crop and one `rng.random(14)` for everything
 else, always, whatever the probabilities, so that the stream position after a view does not depend
 on which augmentations fired (multi-crop draws its views in order: globals, then locals).
-
-Speed (measured once with timeit, CPU time, best of 60 x 200 views, on one core of
-the 2-core development VM while other jobs ran; numpy 2.4, Pillow 13), per view, default config /
-jitter + blur + solarise always on:
-  8x8 digit (C=1) -> 16x16: 0.09 / 0.12 ms;  -> 32x32: 0.11 / 0.14 ms;
-  8x8 RGB (C=3)   -> 16x16: 0.19 / 0.24 ms;  -> 32x32: 0.24 / 0.28 ms;
-  256x256 RGB -> 224x224: 5.4 ms;  DINO multi-crop (2 x 224 + 6 x 96): 17 ms.
 """
 from __future__ import annotations
 
@@ -121,12 +114,17 @@ def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int) -
   the nearest pixel centres when enlarging and stretches the triangle filter by the scale when
   shrinking (antialiased), exactly what torchvision's RandomResizedCrop does on PIL images.
   """
+  x = _crop_resize_uint8(image, box, size)
+  return x.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def _crop_resize_uint8(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+  """uint8 [H, W, C] -> uint8 [size, size, C]: Pillow's bilinear resize of box (l, t, r, b)."""
   h, w, c = image.shape
   mode = "L" if c == 1 else "RGB"
   pil = Image.frombuffer(mode, (w, h), np.ascontiguousarray(image).tobytes(), "raw", mode, 0, 1)
   out = pil.resize((size, size), Image.Resampling.BILINEAR, box=box)
-  x = np.frombuffer(out.tobytes(), np.uint8).reshape(size, size, c)
-  return x.transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)
+  return np.frombuffer(out.tobytes(), np.uint8).reshape(size, size, c)
 
 
 def _crop_box(h: int, w: int, u: Sequence[float], scale: Sequence[float],
@@ -320,7 +318,7 @@ def center_view(image: np.ndarray, size: int, cfg: Any) -> np.ndarray:
     cfg: mapping with at least `mean` and `std`.
 
   Returns:
-    float32 [S, S, C]; equal, bit for bit, to `normalize_uint8(center_crop_uint8(image, size))`.
+    float32 [S, S, C]; equal, bit for bit, to `crops.normalize_uint8(crops.center_crop_uint8(...))`.
   """
   image = _as_hwc_uint8(image)
   h, w, _ = image.shape
@@ -328,32 +326,6 @@ def center_view(image: np.ndarray, size: int, cfg: Any) -> np.ndarray:
   top, left = (h - side) // 2, (w - side) // 2
   x = _crop_resize(image, (left, top, left + side, top + side), size)
   return _to_hwc_normalized(x, tuple(cfg["mean"]), tuple(cfg["std"]))
-
-
-def center_crop_uint8(image: np.ndarray, size: int) -> np.ndarray:
-  """`center_view` before normalisation: uint8 [S, S, C] (a quarter of the float32 bytes)."""
-  image = _as_hwc_uint8(image)
-  h, w, c = image.shape
-  side = min(h, w)
-  top, left = (h - side) // 2, (w - side) // 2
-  mode = "L" if c == 1 else "RGB"
-  pil = Image.frombuffer(mode, (w, h), np.ascontiguousarray(image).tobytes(), "raw", mode, 0, 1)
-  out = pil.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
-  return np.frombuffer(out.tobytes(), np.uint8).reshape(size, size, c).copy()
-
-
-def normalize_uint8(images: np.ndarray, cfg: Any) -> np.ndarray:
-  """uint8 [..., C] -> float32 (x / 255 - mean) / std per channel, with `center_view`'s float32
-  arithmetic (so the two agree bit for bit)."""
-  images = np.asarray(images)
-  c = images.shape[-1]
-  mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
-  if len(mean) not in (1, c) or len(std) not in (1, c):
-    raise ValueError(f"mean {mean} / std {std} must have 1 or {c} entries for C={c}")
-  inv = np.float32(1.0) / np.asarray(std, np.float32)
-  shift = np.asarray(mean, np.float32) * inv
-  x = images.astype(np.float32) * np.float32(1.0 / 255.0)
-  return x * inv - shift
 
 
 def multicrop_views(image: np.ndarray, rng: np.random.Generator, spec: ViewSpec, cfg: Any,

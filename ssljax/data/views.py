@@ -17,6 +17,7 @@ batch adds the leading batch axis [B, ...]):
   mask         [P]             bool or 0/1, per patch / token
   indices      [K]             int32 positions into a patch / token sequence
   label        []              int32 class id (-1 where a record has none)
+  params       [P]             per-example parameters (e.g. a view's photometric draws)
 
 `ViewSpec` (image crops and patch masks) is the spec of the 18 image methods; `SequenceViews`
 crops any sequence kind along its last axis; `Joint` makes several specs' fields from one record
@@ -44,6 +45,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "mask": (1, "[P]"),
     "indices": (1, "[K]"),
     "label": (0, "[]"),
+    "params": (1, "[P]"),
 }
 
 
@@ -120,6 +122,18 @@ class Views:
     del aug_cfg
     return stored
 
+  def with_augment_on(self, where: str) -> "Views":
+    """This spec with its augmentation split 'host' (all in the pipeline) or 'device' (the
+    pipeline crops, `on_device` does the rest in the train step). Default: host only."""
+    del where
+    return self
+
+  def on_device(self, batch: dict, aug_cfg: Any, dtype: Any) -> dict:
+    """Inside the jitted step, before the method sees it: the batch's device-side work (jnp).
+    Default: none."""
+    del aug_cfg, dtype
+    return batch
+
 
 @dataclasses.dataclass(frozen=True)
 class ViewSpec(Views):
@@ -144,6 +158,9 @@ class ViewSpec(Views):
     patch_size: ViT patch size; the mask grid is global_size // patch_size on each side.
     num_targets, target_scale, context_scale: 'multiblock' only: number of target blocks and
       the area fraction ranges of a target block and of the context block (I-JEPA's defaults).
+    augment_on: 'host' (crops and photometric augmentation in the pipeline) or 'device' (the
+      pipeline makes uint8 crops and their photometric draws, 'global_aug' / 'local_aug'
+      params [V, 14]; `on_device` applies ssljax.data.augment_jax in the train step).
   """
   global_crops: int = 2
   global_size: int = 224
@@ -157,8 +174,11 @@ class ViewSpec(Views):
   num_targets: int = 4
   target_scale: tuple[float, float] = (0.15, 0.2)
   context_scale: tuple[float, float] = (0.85, 1.0)
+  augment_on: str = "host"
 
   def __post_init__(self):
+    if self.augment_on not in ("host", "device"):
+      raise ValueError(f"ViewSpec: augment_on={self.augment_on!r}; expected 'host' or 'device'")
     if self.global_crops < 1 or self.global_size < 1:
       raise ValueError(f"ViewSpec: global_crops={self.global_crops} and global_size="
                        f"{self.global_size} must be >= 1")
@@ -191,6 +211,8 @@ class ViewSpec(Views):
     out = {"global": Field("image", self.global_crops)}
     if self.local_crops:
       out["local"] = Field("image", self.local_crops)
+    if self.augment_on == "device":
+      out.update({f"{name}_aug": Field("params", out[name].views) for name in list(out)})
     if self.mask == "random":
       out.update(mask=Field("mask"), keep_indices=Field("indices"), masked_indices=Field("indices"))
     elif self.mask == "block":
@@ -200,10 +222,26 @@ class ViewSpec(Views):
     return out
 
   def make(self, record, rng, aug_cfg):
-    from ssljax.data import augment, masks  # pylint: disable=g-import-not-at-top
-    out = augment.multicrop_views(record["image"], rng, self, aug_cfg)
+    from ssljax.data import augment, crops, masks  # pylint: disable=g-import-not-at-top
+    make = crops.multicrop_uint8 if self.augment_on == "device" else augment.multicrop_views
+    out = make(record["image"], rng, self, aug_cfg)
     out.update(masks.masks_for_spec(rng, self))
     return out
+
+  def with_augment_on(self, where: str) -> "ViewSpec":
+    return dataclasses.replace(self, augment_on=where)
+
+  def on_device(self, batch, aug_cfg, dtype):
+    """'device': the photometric half of each view (ssljax.data.augment_jax) on the crops."""
+    if self.augment_on != "device":
+      return batch
+    from ssljax.data import augment_jax  # pylint: disable=g-import-not-at-top
+    batch = dict(batch)
+    for name in ("global", "local"):
+      if name in batch:
+        batch[name] = augment_jax.photometric_views(batch[name], batch.pop(f"{name}_aug"),
+                                                    aug_cfg, dtype)
+    return batch
 
   @property
   def eval_kind(self) -> str:
@@ -211,14 +249,14 @@ class ViewSpec(Views):
 
   def eval_input(self, record, aug_cfg):
     """uint8 [S, S, C]: the centre square crop resized to global_size (not normalised)."""
-    from ssljax.data import augment  # pylint: disable=g-import-not-at-top
+    from ssljax.data import crops  # pylint: disable=g-import-not-at-top
     del aug_cfg
-    return augment.center_crop_uint8(record["image"], self.global_size)
+    return crops.center_crop_uint8(record["image"], self.global_size)
 
   def prepare(self, stored, aug_cfg):
     """uint8 [N, S, S, C] -> float32 normalised, bitwise `augment.center_view`'s output."""
-    from ssljax.data import augment  # pylint: disable=g-import-not-at-top
-    return augment.normalize_uint8(stored, aug_cfg)
+    from ssljax.data import crops  # pylint: disable=g-import-not-at-top
+    return crops.normalize_uint8(stored, aug_cfg)
 
 
 _SEQUENCE_KINDS = ("spectrogram", "waveform", "tokens", "clip")
@@ -322,3 +360,11 @@ class Joint(Views):
 
   def prepare(self, stored, aug_cfg):
     return self.parts[self.eval_part].prepare(stored, aug_cfg)
+
+  def with_augment_on(self, where: str) -> "Joint":
+    return dataclasses.replace(self, parts=tuple(p.with_augment_on(where) for p in self.parts))
+
+  def on_device(self, batch, aug_cfg, dtype):
+    for part in self.parts:
+      batch = part.on_device(batch, aug_cfg, dtype)
+    return batch
