@@ -43,12 +43,12 @@ import sys
 import time
 from typing import Any
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
-                                          lock_config=False)
+from ssljax import commandline
+
+_CONFIG = flags.DEFINE_string("config", None, "A config file (configs/*.py) or a shipped config "
+                              "name; keys are overridden with --config.<key>=<value>.")
 _TOPOLOGY = flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v4:2x2x4.")
 _OUT = flags.DEFINE_string("out", None, "Directory for plan.json and compiled.hlo.txt.")
 
@@ -347,15 +347,15 @@ def format_plan(plan: dict[str, Any]) -> str:
   return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
-def main(argv) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments {argv[1:]}; expected only --flags")
+def main(_, overrides) -> int:
+  """The command on parsed flags and `--config.<key>` overrides (`ssljax.commandline.run`)."""
   if _CONFIG.value is None:
-    raise app.UsageError("--config is required, e.g. python -m ssljax.plan --config "
-                         "configs/dino_vit_s16_imagenet.py --topology v5e:2x4 --out /tmp/plan")
+    commandline.fail("ssljax.plan", "--config is required, e.g. python -m ssljax.plan --config "
+                     "configs/dino_vit_s16_imagenet.py --topology v5e:2x4 --out /tmp/plan")
+  config = commandline.load_config("ssljax.plan", _CONFIG.value, overrides)
   from ssljax import config as config_lib  # pylint: disable=import-outside-toplevel
   try:
-    plan, hlo = make_plan(_CONFIG.value, _TOPOLOGY.value)
+    plan, hlo = make_plan(config, _TOPOLOGY.value)
   except (PlanError, config_lib.ConfigError) as e:
     print(f"ssljax.plan: {e}", file=sys.stderr)
     return 2
@@ -376,7 +376,7 @@ def main(argv) -> int:
 def run() -> None:
   # Plans compile for TPU devices that libtpu describes; this process itself computes on CPU.
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
-  app.run(main)
+  commandline.run("ssljax.plan", lambda flag_values: None, main, config_overrides=True)
 
 
 if __name__ == "__main__":
