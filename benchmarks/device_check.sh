@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
-# One call on a machine with an accelerator (e.g. the device tool's GPU): the kernels' parity with
-# their references and their times (benchmarks/device_kernels.py), written to BENCHMARKS.md with
-# the device named. Needs only jax with the accelerator plugin (the machine's own install).
-#   bash benchmarks/device_check.sh            # full shapes
-#   bash benchmarks/device_check.sh --small    # smoke run, any machine
-set -euo pipefail
+# The one-call GPU check (benchmarks/device_check.py): kernel correctness, attention TFLOP/s,
+# contrastive losses at large N, train-step images/s and MFU, and the quickstart, written to
+# BENCHMARKS.md ("Device check" sections naming the device), in at most 8 minutes.
+#
+#   bash benchmarks/device_check.sh                       # the GPU machine: all sections
+#   bash benchmarks/device_check.sh --smoke               # any machine, toy shapes, a temp file
+#   bash benchmarks/device_check.sh --sections train --budget 200
+#
+# The GPU machine needs no network. Its Python must hold jax (with the GPU plugin), flax, optax,
+# orbax-checkpoint and chex; grain, ml-collections and the rest come from wheels in .whl/
+# (git-ignored), filled beforehand where the package registry is reachable, for the GPU
+# machine's Python version (3.11, 3.12, ...), then carried with the checkout:
+#   PYVER=3.12 bash benchmarks/device_check.sh --download-wheels
+# which runs `python -m pip download --dest .whl --python-version 3.12 --only-binary=:all:
+# --platform manylinux_2_28_x86_64 ... grain==0.2.18 ml-collections==1.1.0 ...` (with their
+# dependencies), then scikit-learn alone (for the digits CSV it ships), and drops numpy (jax's own
+# dependency): about 40 MB. The pinned list: NEEDED / NO_DEPS in benchmarks/device_check.py.
+# Without the wheels the kernel sections still run (they need only jax); train and quickstart
+# then report what is missing.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-"$PY" -c "import jax; print('[device_check]', jax.devices())"
-PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m benchmarks.device_kernels "$@"
+if [[ "${1:-}" == "--download-wheels" ]]; then
+  exec "$PY" benchmarks/device_check.py --download-wheels "${PYVER:-$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')}"
+fi
+# Offline install of what is missing (stdlib only: runs before grain / ml-collections exist).
+"$PY" benchmarks/device_check.py --install-wheels || echo "[device_check] continuing without them"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+exec "$PY" -m benchmarks.device_check "$@"

@@ -1,12 +1,20 @@
-"""The kernels on whatever accelerator this process has: parity with the references and time,
-side by side in one run (BENCHMARKS.md section "Kernels on an accelerator").
+"""The kernels on whatever accelerator this process has: correctness against the references, attention
+TFLOP/s, and the contrastive losses at large N. Three sections of the device check
+(benchmarks/device_check.py runs each in its own process, within a time budget):
 
-  python -m benchmarks.device_kernels            # what benchmarks/device_check.sh runs
-  python -m benchmarks.device_kernels --small    # seconds, any machine (a smoke run on CPU)
+  correctness(ctx)   attention (ssljax Triton, ssljax blockwise XLA, cuDNN) and the contrastive
+                     kernels (Pallas, XLA) against the float32 references, forward and backward,
+                     float32 and bfloat16 inputs
+  attention(ctx)     TFLOP/s at ViT-B/16 and ViT-L/14 shapes, fwd and fwd+bwd: ssljax's Pallas
+                     kernel vs cuDNN vs XLA (`jax.nn.dot_product_attention`)
+  contrastive(ctx)   CLIP / NT-Xent / SigLIP value+grad time and memory at N = 16k, 65k, 262k,
+                     D = 256, against the naive full-matrix loss where it fits
 
-Needs only jax (no grain / TFDS): ssljax.kernels imports nothing else. For each case: the
-largest error of the output and of the q / k gradients against the float32 reference, and the
-forward + backward time of every implementation the platform has, as a ratio to 'xla'.
+  python -m benchmarks.device_check --sections correctness attention contrastive   # usual way
+  python -m benchmarks.device_kernels --smoke --no-write                          # this file alone
+
+Needs only jax: ssljax.kernels imports nothing else. On CPU the Pallas path runs in the
+interpreter (shapes are then tiny: --smoke), and cuDNN rows say n/a.
 """
 from __future__ import annotations
 
@@ -17,95 +25,276 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import report
 from ssljax.kernels import attention as A
 from ssljax.kernels import contrastive as C
 
-TITLE = "Kernels on an accelerator"
+# Relative error allowed against the float32 reference (largest |got - want| / largest |want|).
+# float32 dots run in TF32 on NVIDIA GPUs by default (10-bit mantissa); bf16 inputs and outputs
+# round to 8 bits.
+TOLERANCE = {"float32": 1e-2, "bfloat16": 5e-2}
+# ViT attention shapes [B, L, H, Dh] for the TFLOP/s table (a training batch's worth of images).
+VIT_SHAPES = {"ViT-B/16": (256, 197, 12, 64), "ViT-L/14": (128, 257, 16, 64)}
+CONTRASTIVE_N = (16_384, 65_536, 262_144)
+CONTRASTIVE_D = 256
+
+LOSSES = {
+    # CLIP: symmetric InfoNCE over N x N; NT-Xent: SimCLR's 2N x 2N without self; SigLIP: sigmoid.
+    "CLIP": lambda q, k, impl: C.info_nce_loss(q, k, 10.0, bidirectional=True, impl=impl),
+    "NT-Xent": lambda q, k, impl: C.nt_xent_loss(q, k, 10.0, impl=impl),
+    "SigLIP": lambda q, k, impl: C.sigmoid_loss(q, k, 10.0, -10.0, impl=impl),
+}
 
 
-def _time(fn, *args, repeats: int = 5) -> float:
+def on_gpu() -> bool:
+  return jax.default_backend() == "gpu"
+
+
+def bench(fn, *args, iters: int = 10, repeats: int = 3) -> float:
+  """Seconds per call of a jitted `fn`: best of `repeats` runs of `iters` back-to-back calls
+  (dispatch overlaps the device work, so short kernels are not timed as Python overhead)."""
   jax.block_until_ready(fn(*args))
   best = float("inf")
   for _ in range(repeats):
     t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    best = min(best, time.perf_counter() - t)
+    for _ in range(iters):
+      out = fn(*args)
+    jax.block_until_ready(out)
+    best = min(best, (time.perf_counter() - t) / iters)
   return best
 
 
-def _max_err(a, b) -> float:
-  return max(float(jnp.max(jnp.abs(x.astype(jnp.float32) - y.astype(jnp.float32))))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+def rel_err(want, got) -> float:
+  """Largest |got - want| over all leaves, relative to the largest |want| (float32)."""
+  num = max(float(jnp.max(jnp.abs(g.astype(jnp.float32) - w.astype(jnp.float32))))
+            for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+  den = max(float(jnp.max(jnp.abs(w.astype(jnp.float32)))) for w in jax.tree.leaves(want))
+  return num / max(den, 1e-30)
 
 
-def attention_rows(b, l, h, d, dtype):
+def _err_cell(err: float, dtype: str) -> str:
+  return f"{err:.1e} {'ok' if err <= TOLERANCE[dtype] else 'FAIL'}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Attention implementations: name -> (fn(q, k, v, mask) or None, why not).
+# ----------------------------------------------------------------------------------------------
+def attention_impls(dtype, masked: bool):
+  """{name: f(q, k, v, key_mask) -> out} of what this platform runs, or a string saying why not."""
+  impls = {
+      "ssljax pallas": lambda q, k, v, m: A.dot_product_attention(q, k, v, m, impl="pallas"),
+      "ssljax xla": lambda q, k, v, m: A.dot_product_attention(q, k, v, m, impl="xla"),
+  }
+  if not on_gpu():
+    impls["cuDNN"] = "n/a: no GPU"
+  elif masked or jnp.dtype(dtype) == jnp.float32:
+    impls["cuDNN"] = "n/a: cuDNN fused attention takes bf16/fp16 without a key mask"
+  else:
+    impls["cuDNN"] = lambda q, k, v, m: jax.nn.dot_product_attention(q, k, v,
+                                                                     implementation="cudnn")
+  return impls
+
+
+def _kernel_name(name, q, masked):
+  if name == "cuDNN":
+    return "cudnn"
+  impl = "pallas" if name == "ssljax pallas" else "xla"
+  mask = jnp.ones(q.shape[:2], bool) if masked else None
+  return A.choose_kernel(impl, q, mask)
+
+
+def correctness(ctx) -> None:
+  """Attention and contrastive kernels against the float32 references: value and gradients."""
+  sec = ctx.section("Device check: kernel correctness",
+                    ["case", "dtype", "implementation", "runs", "forward rel. error",
+                     "backward rel. error"])
+  att = [(4, 197, 12, 64, False), (4, 197, 12, 64, True), (2, 257, 16, 64, False)]
+  losses = {dtype: list(LOSSES) for dtype in TOLERANCE}
+  if ctx.smoke:  # toy shapes, and fewer cases: seconds on a CPU (the Pallas interpreter is slow)
+    att = [(2, 17, 2, 32, False), (2, 17, 2, 32, True)]
+    losses["bfloat16"] = ["SigLIP"]
+  con_n, con_d = (48, 16) if ctx.smoke else (4096, 256)
   rng = np.random.default_rng(0)
-  q, k, v = (jnp.asarray(rng.normal(size=(b, l, h, d)), dtype) for _ in range(3))
+  for dtype in ("float32", "bfloat16"):
+    for b, l, h, d, masked in att:
+      if ctx.smoke and masked != (dtype == "bfloat16"):
+        continue
+      if ctx.out_of_time():
+        break
+      q, k, v = (jnp.asarray(rng.normal(size=(b, l, h, d)), dtype) for _ in range(3))
+      w = jnp.asarray(rng.normal(size=(b, l, h, d)), jnp.float32)
+      mask = jnp.asarray(rng.random((b, l)) > 0.1) if masked else None
 
-  def grad_fn(impl):
-    loss = lambda q, k, v: jnp.sum(A.dot_product_attention(q, k, v, impl=impl)  # noqa: E731
-                                   .astype(jnp.float32) ** 2)
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+      def value_and_grads(attend, mask=mask, w=w):
+        return jax.jit(jax.value_and_grad(
+            lambda q, k, v: jnp.sum(attend(q, k, v, mask).astype(jnp.float32) * w),
+            argnums=(0, 1, 2)))
 
-  want = grad_fn("reference")(q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32))
-  base = _time(grad_fn("xla"), q, k, v)
-  rows = []
-  for impl in ("xla", "pallas", "auto"):
-    fn = grad_fn(impl)
-    got = fn(q, k, v)
-    t = _time(fn, q, k, v)
-    rows.append([f"attention B{b} L{l} H{h} D{d} {jnp.dtype(dtype).name}", impl,
-                 A.choose_kernel(impl, q), f"{_max_err(want, got):.2e}", f"{t * 1e3:.2f}",
-                 f"{base / t:.2f}x"])
-  return rows
-
-
-def contrastive_rows(n, d):
-  rng = np.random.default_rng(0)
+      ref = lambda q, k, v, m: A.attention_reference(q, k, v, m)  # noqa: E731
+      f32 = [x.astype(jnp.float32) for x in (q, k, v)]
+      want_out = jax.jit(ref)(*f32, mask)
+      want_grads = value_and_grads(ref)(*f32)[1]
+      case = f"attention B{b} L{l} H{h} D{d}" + (" key mask" if masked else "")
+      for name, attend in attention_impls(dtype, masked).items():
+        if isinstance(attend, str):
+          sec.add([case, dtype, name, "-", attend, ""])
+          continue
+        ctx.guard(sec, [case, dtype, name], lambda attend=attend, name=name: [
+            _kernel_name(name, q, masked),
+            _err_cell(rel_err(want_out, jax.jit(attend)(q, k, v, mask)), dtype),
+            _err_cell(rel_err(want_grads, value_and_grads(attend)(q, k, v)[1]), dtype)])
   unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-  z1 = jnp.asarray(unit(rng.normal(size=(n, d))), jnp.float32)
-  z2 = jnp.asarray(unit(rng.normal(size=(n, d))), jnp.float32)
+  for dtype in ("float32", "bfloat16"):
+    z1 = jnp.asarray(unit(rng.normal(size=(con_n, con_d))), dtype)
+    z2 = jnp.asarray(unit(rng.normal(size=(con_n, con_d))), dtype)
+    for loss_name in losses[dtype]:
+      loss = LOSSES[loss_name]
+      if ctx.out_of_time():
+        break
+      grad = lambda impl, loss=loss: jax.jit(jax.value_and_grad(  # noqa: E731
+          lambda a, b: loss(a, b, impl), argnums=(0, 1)))
+      want_v, want_g = grad("reference")(z1.astype(jnp.float32), z2.astype(jnp.float32))
+      for impl in ("pallas", "xla"):
+        def row(impl=impl, grad=grad):
+          got_v, got_g = grad(impl)(z1, z2)
+          runs = C.resolve_impl(impl)
+          if runs == "pallas":
+            runs = {"gpu": "triton", "tpu": "mosaic"}.get(jax.default_backend(), "interpret")
+          return [runs, _err_cell(rel_err(want_v, got_v), dtype),
+                  _err_cell(rel_err(want_g, got_g), dtype)]
+        ctx.guard(sec, [f"{loss_name} N{con_n} D{con_d}", dtype, f"ssljax {impl}"], row)
+  sec.finish(
+      "Relative error = largest |got - reference| / largest |reference| over the output "
+      "(forward) or over all input gradients of sum(out * w) (backward); the reference is the "
+      "pure-jnp spec in float32 on the same (rounded) inputs. 'ok' means within "
+      f"{TOLERANCE['float32']:g} (float32: TF32 dots on NVIDIA GPUs) or "
+      f"{TOLERANCE['bfloat16']:g} (bfloat16). 'runs' is the kernel that executed "
+      "(`choose_kernel`): triton / cudnn on a GPU, interpret (Pallas interpreter) on CPU.")
 
-  def grad_fn(impl):
-    return jax.jit(jax.value_and_grad(lambda a, b: C.nt_xent_loss(a, b, 10.0, impl=impl),
-                                      argnums=(0, 1)))
 
-  want = grad_fn("reference")(z1, z2)
-  base = _time(grad_fn("xla"), z1, z2)
-  rows = []
-  for impl in ("xla", "pallas"):
-    fn = grad_fn(impl)
-    got = fn(z1, z2)
-    t = _time(fn, z1, z2)
-    rows.append([f"NT-Xent N{n} D{d}", impl, C.resolve_impl(impl, C.PALLAS_ON),
-                 f"{_max_err(want, got):.2e}", f"{t * 1e3:.2f}", f"{base / t:.2f}x"])
-  return rows
+def attention_flops(b, l, h, d, backward: bool) -> float:
+  """q k^T and p v: 4 B H L^2 Dh; forward + backward counts 3.5x the forward (FlashAttention-2)."""
+  fwd = 4.0 * b * h * l * l * d
+  return 3.5 * fwd if backward else fwd
+
+
+def attention(ctx) -> None:
+  """Attention TFLOP/s, bf16, fwd and fwd+bwd: ssljax Pallas vs cuDNN vs XLA."""
+  sec = ctx.section("Device check: attention TFLOP/s",
+                    ["shape [B, L, H, Dh]", "pass", "implementation", "time (ms)", "TFLOP/s",
+                     "vs cuDNN"])
+  shapes = {"toy": (2, 17, 2, 32)} if ctx.smoke else VIT_SHAPES
+  dtype = jnp.bfloat16
+  impls = {
+      "ssljax pallas": lambda q, k, v: A.dot_product_attention(q, k, v, impl="pallas"),
+      "cuDNN": (lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="cudnn"))
+               if on_gpu() else None,
+      "XLA": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla"),
+  }
+  iters, repeats = (1, 1) if ctx.smoke else (10, 3)
+  for label, shape in shapes.items():
+    key = jax.random.split(jax.random.PRNGKey(0), 4)
+    q, k, v = (jax.random.normal(kk, shape, dtype) for kk in key[:3])
+    w = jax.random.normal(key[3], shape, dtype)
+    for backward in (False, True):
+      if ctx.out_of_time():
+        break
+      mode = "fwd+bwd" if backward else "fwd"
+      times = {}
+      for name, attend in impls.items():
+        cells = [f"{label} {list(shape)}", mode, name]
+        if attend is None:
+          sec.add(cells + ["-", "n/a: no GPU", ""])
+          continue
+        if backward:
+          fn = jax.jit(jax.grad(lambda q, k, v, attend=attend: jnp.sum(
+              attend(q, k, v).astype(jnp.float32) * w), argnums=(0, 1, 2)))
+        else:
+          fn = jax.jit(attend)
+
+        def row(fn=fn, name=name):
+          t = bench(fn, q, k, v, iters=iters, repeats=repeats)
+          times[name] = t
+          ratio = f"{times['cuDNN'] / t:.2f}x" if "cuDNN" in times else ""
+          return [f"{t * 1e3:.3f}", f"{attention_flops(*shape, backward) / t / 1e12:.1f}", ratio]
+        ctx.guard(sec, cells, row)
+  sec.finish(
+      "bfloat16 q, k, v, no mask; fwd+bwd is the gradient of sum(out * w) w.r.t. q, k, v. "
+      "FLOPs: 4 B H L^2 Dh forward, 3.5x that forward + backward. 'ssljax pallas' is "
+      "`dot_product_attention(impl='pallas')` (ssljax's Triton kernels on a GPU); cuDNN and XLA "
+      "are `jax.nn.dot_product_attention(implementation=...)`. 'vs cuDNN' = cuDNN's time / this "
+      "one's (goal for ssljax fwd+bwd at ViT-B/16: >= 0.9x). Time: best of 3 runs of 10 calls.")
+
+
+def _memory(compiled) -> tuple[int, int]:
+  """(temp bytes, peak bytes = arguments + outputs + temp - aliased) of a compiled program."""
+  m = compiled.memory_analysis()
+  temp = int(m.temp_size_in_bytes)
+  peak = getattr(m, "peak_memory_in_bytes", 0) or 0
+  if not peak:
+    peak = (int(m.argument_size_in_bytes) + int(m.output_size_in_bytes) + temp
+            - int(getattr(m, "alias_size_in_bytes", 0)))
+  return temp, int(peak)
+
+
+def memory_limit() -> int:
+  """Bytes one program may use here: 80% of the device's memory (1 GiB on CPU)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  return int(0.8 * stats["bytes_limit"]) if "bytes_limit" in stats else 2 ** 30
+
+
+def contrastive(ctx) -> None:
+  """CLIP / NT-Xent / SigLIP value+grad at large N: ssljax's tiled kernel vs the naive loss."""
+  sec = ctx.section("Device check: contrastive loss at large N",
+                    ["loss", "N", "implementation", "value+grad (ms)", "peak memory (MiB)",
+                     "temp memory (MiB)"])
+  sizes = (64, 256) if ctx.smoke else CONTRASTIVE_N
+  d = 32 if ctx.smoke else CONTRASTIVE_D
+  limit = memory_limit()
+  ours = "auto"
+  for loss_name, loss in LOSSES.items():
+    for n in sizes:
+      if ctx.out_of_time():
+        break
+      k1, k2 = jax.random.split(jax.random.PRNGKey(n))
+      z1 = jax.random.normal(k1, (n, d))
+      z2 = jax.random.normal(k2, (n, d))
+      z1 = z1 / jnp.linalg.norm(z1, axis=1, keepdims=True)
+      z2 = z2 / jnp.linalg.norm(z2, axis=1, keepdims=True)
+      for impl in (ours, "reference"):
+        name = (f"ssljax {impl} ({C.resolve_impl(impl)})" if impl == ours
+                else "naive (full matrix)")
+
+        def row(impl=impl, loss=loss, z1=z1, z2=z2):
+          fn = jax.jit(jax.value_and_grad(lambda a, b: loss(a, b, impl), argnums=(0, 1)))
+          compiled = fn.lower(z1, z2).compile()
+          temp, peak = _memory(compiled)
+          if peak > limit:
+            return ["does not fit", f"{peak / 2**20:,.0f}", f"{temp / 2**20:,.0f}"]
+          reps = 1 if (ctx.smoke or n >= 65_536) else 3
+          t = bench(compiled, z1, z2, iters=1 if n >= 65_536 else 3, repeats=reps)
+          return [f"{t * 1e3:,.1f}", f"{peak / 2**20:,.1f}", f"{temp / 2**20:,.1f}"]
+        ctx.guard(sec, [loss_name, n, name], row)
+  sec.finish(
+      f"value_and_grad w.r.t. both L2-normalised [N, {d}] float32 inputs; CLIP = symmetric "
+      "InfoNCE (N x N), NT-Xent = SimCLR on two views (2N x 2N, self excluded), SigLIP = sigmoid "
+      "loss over all N x N pairs. Memory is XLA's compiled `memory_analysis()` of the program "
+      "(peak = arguments + outputs + temporaries); 'does not fit' = the naive loss would need "
+      f"more than {limit / 2**30:.0f} GiB (80% of the device), so it was compiled, not run. "
+      "Goal: SigLIP at N = 262k under 2 GiB peak.")
+
+
+SECTIONS = {"correctness": correctness, "attention": attention, "contrastive": contrastive}
 
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--small", action="store_true", help="tiny shapes (a smoke run)")
+  parser.add_argument("--smoke", action="store_true", help="tiny shapes (a smoke run, any machine)")
   parser.add_argument("--no-write", action="store_true", help="print only")
   args = parser.parse_args(argv)
-  if args.small:
-    att = [(2, 32, 2, 32, jnp.float32)]
-    con = [(64, 32)]
-  else:
-    att = [(64, 197, 6, 64, jnp.bfloat16), (64, 197, 6, 64, jnp.float32),
-           (32, 577, 12, 64, jnp.bfloat16)]
-    con = [(4096, 128), (32768, 128)]
-  rows = []
-  for shape in att:
-    rows += attention_rows(*shape)
-  for shape in con:
-    rows += contrastive_rows(*shape)
-  table = report.markdown_table(["case", "impl", "runs", "max error vs reference",
-                                 "fwd + bwd (ms)", "speed vs xla"], rows)
-  print(table)
-  if not args.no_write:
-    report.write_section(TITLE, table, {"command": "python -m benchmarks.device_kernels",
-                                        "device": str(jax.devices()[0].device_kind)})
+  from benchmarks import device_check  # pylint: disable=import-outside-toplevel
+  extra = ["--smoke"] if args.smoke else []
+  extra += ["--out", "-"] if args.no_write else []
+  device_check.main(["--sections", *SECTIONS, *extra])
 
 
 if __name__ == "__main__":

@@ -155,3 +155,20 @@ def test_cli_refuses_a_folder_of_class_folders_without_as_split(folder, tmp_path
   info = prepare.prepare_image_folder(os.path.join(src, "val"), str(tmp_path), as_split="test",
                                       log=lambda _: None)
   assert list(info["splits"]) == ["test"] and info["splits"]["test"]["num_examples"] == 9
+
+
+def test_trainer_runs_two_steps_on_a_prepared_dataset(folder, tmp_path, tiny_config):
+  from ssljax import train
+  from ssljax.data import sources
+  src, _ = folder
+  data = tmp_path / "data"
+  prepare.prepare_image_folder(src, str(data), examples_per_shard=10, log=lambda _: None)
+  assert "array_record" in sources.available()
+  config = tiny_config("simclr", "vit")
+  config.data.update(source="array_record", path=str(data), worker_count=0)
+  config.update(batch_size=8, total_steps=2, checkpoint_every=2)
+  config.eval.update(max_examples=9, batch_size=9, linear_epochs=1)
+  trainer = train.Trainer(config, str(tmp_path / "work"))
+  assert len(trainer.train_source) == 25 and trainer.train_source.num_classes == 3
+  result = trainer.run()
+  assert result["step"] == 2 and 0.0 <= result["knn_top1"] <= 1.0, result

@@ -1,8 +1,10 @@
 """Image datasets as ArrayRecord shards, read without TensorFlow: the record format and the source.
 
 `python -m ssljax.data.prepare --from image_folder SRC --to DIR` writes them (ssljax/data/prepare.py);
-`ArrayRecordSource(DIR, split)` reads them with random access (what grain's `MapDataset.source`
-needs; grain shards by process in the pipeline, so the source only has `__len__`/`__getitem__`).
+`ArrayRecordSource(DIR, split)` reads them with random access (all grain's `MapDataset.source` needs:
+grain shards by process in the pipeline, so multi-host runs need nothing more of the source).
+Importing this module registers it as `data.source='array_record'`, with `data.path=DIR` and
+`data.train_split` / `data.eval_split` naming split sub-folders of DIR.
 
 Layout of DIR (one sub-folder per split, like an image folder's `train/` and `val/`):
   DIR/ssljax_dataset.json                          classes, format, per split: shards, counts
@@ -21,6 +23,8 @@ import struct
 from typing import Any
 
 import numpy as np
+
+from ssljax.data import sources
 
 INFO_FILE = "ssljax_dataset.json"
 ENCODINGS = ("jpeg", "png", "raw")
@@ -114,8 +118,15 @@ class ArrayRecordSource:
 
 
 def build(data_cfg, split: str) -> ArrayRecordSource:
-  """The source for `data.source='array_record'`: split `split` of the dataset at `data.path`."""
+  """The source for `data.source='array_record'`: split `split` (a sub-folder named in the
+  dataset's JSON, e.g. 'train' / 'val') of the dataset at `data.path`."""
   if not data_cfg.path:
     raise ValueError("data.source='array_record' needs data.path: the folder written by "
                      "`python -m ssljax.data.prepare --from image_folder SRC --to DIR`")
   return ArrayRecordSource(data_cfg.path, split)
+
+
+# `data.source='array_record'` (a registry entry that lazily imports this module registers the
+# same builder or its own; either way the name stays taken once).
+if "array_record" not in sources.available():
+  sources.register("array_record", build)
