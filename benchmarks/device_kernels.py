@@ -38,10 +38,12 @@ CONTRASTIVE_N = (16_384, 65_536, 262_144)
 CONTRASTIVE_D = 256
 
 LOSSES = {
-    # CLIP: symmetric InfoNCE over N x N; NT-Xent: SimCLR's 2N x 2N without self; SigLIP: sigmoid.
+    # SigLIP: sigmoid over all N x N pairs (first: its memory at 262k is the issue's goal, and a
+    # section short of time drops its last cases); CLIP: symmetric InfoNCE over N x N; NT-Xent:
+    # SimCLR's 2N x 2N without self.
+    "SigLIP": lambda q, k, impl: C.sigmoid_loss(q, k, 10.0, -10.0, impl=impl),
     "CLIP": lambda q, k, impl: C.info_nce_loss(q, k, 10.0, bidirectional=True, impl=impl),
     "NT-Xent": lambda q, k, impl: C.nt_xent_loss(q, k, 10.0, impl=impl),
-    "SigLIP": lambda q, k, impl: C.sigmoid_loss(q, k, 10.0, -10.0, impl=impl),
 }
 
 
@@ -228,6 +230,8 @@ def attention(ctx) -> None:
 def _memory(compiled) -> tuple[int, int]:
   """(temp bytes, peak bytes = arguments + outputs + temp - aliased) of a compiled program."""
   m = compiled.memory_analysis()
+  if m is None:
+    raise RuntimeError("this backend gives no memory_analysis() of a compiled program")
   temp = int(m.temp_size_in_bytes)
   peak = getattr(m, "peak_memory_in_bytes", 0) or 0
   if not peak:
