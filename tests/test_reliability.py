@@ -139,8 +139,9 @@ def test_workdir_that_is_a_file_is_a_one_line_config_error(tiny_config, tmp_path
   assert "\n" not in str(e.value)
 
 
-def _cli(workdir, *overrides):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONUNBUFFERED="1")
+def _cli(workdir, *overrides, devices=1):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             PYTHONUNBUFFERED="1")
   cmd = [sys.executable, "-m", "ssljax.main", "--config", os.path.join(REPO, "configs", "simclr_digits.py"),
          "--workdir", str(workdir), "--config.batch_size=16", "--config.model.depth=1",
          "--config.model.width=32", "--config.model.num_heads=2", "--config.data.image_size=8",
