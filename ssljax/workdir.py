@@ -118,11 +118,11 @@ class OpenedRun:
     return self.state.method_state
 
   def input_shape(self) -> tuple[int, ...]:
-    """[H, W, C] of one model input image (the centre views `features` is applied to)."""
-    image = self.record["image"]
-    channels = 1 if len(image.shape) == 2 else int(image.shape[-1])
-    size = int(self.config.data.image_size)
-    return (size, size, channels)
+    """Shape of one model input that `features` is applied to (the view spec's evaluation input,
+    e.g. [H, W, C] of an image's centre view), without the batch axis."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    return tuple(int(d) for d in np.shape(self.built.spec.eval_input(self.record,
+                                                                     self.config.data.augment)))
 
 
 def _fit_devices(config: ml_collections.ConfigDict, devices: list[Any]) -> list[Any]:
