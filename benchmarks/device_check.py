@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import gc
 import os
 import re
 import signal
@@ -41,10 +43,10 @@ SUMMARY_TITLE = "Device check"
 # Section name -> (share of the budget, least seconds worth starting it with) on an accelerator,
 # then the same with --smoke (on CPU compiling dominates: the train step and the quickstart).
 SECTIONS = {
-    "correctness": ((60, 20), (15, 5)),
-    "attention": ((50, 20), (8, 4)),
-    "contrastive": ((80, 25), (10, 4)),
-    "train": ((180, 60), (45, 15)),
+    "correctness": ((60, 20), (20, 8)),
+    "attention": ((50, 20), (14, 8)),
+    "contrastive": ((80, 25), (14, 8)),
+    "train": ((180, 60), (40, 15)),
     "quickstart": ((60, 30), (30, 10)),
 }
 DEFAULT_BUDGET_S = 440       # the sections' total; device_check.sh's installs and start-up fit in 8 min
@@ -229,7 +231,7 @@ def train_config(name: str, smoke: bool, workers: int):
   c = report.load_config(os.path.join(ROOT, "configs", f"{file}.py"))
   c.batch_size = 256
   c.dtype = "bfloat16"
-  c.data.update(source="synthetic", synthetic_size=256, synthetic_examples=1024,
+  c.data.update(source="synthetic", synthetic_size=256, synthetic_examples=2 * c.batch_size,
                 worker_count=workers, prefetch=4)
   c.progress_bar = False
   for k, v in overrides.items():
@@ -267,6 +269,10 @@ def flops_per_step(config, compiled, devices, record) -> float | None:
   c.model.attention_impl = "reference"
   ref = train_lib.build(c, devices, record)
   return _flops(ref.train_step.lower(ref.abstract_state, ref.abstract_batch()).cost_analysis())
+
+
+def _reraise(e: Exception):
+  raise e
 
 
 def train(ctx: Context) -> None:
@@ -334,7 +340,7 @@ def train(ctx: Context) -> None:
       compile_case()
       print(f"[train] {name}: compiled in {state['compile_s']:.1f} s", flush=True)
     except Exception as e:  # pylint: disable=broad-except
-      ctx.guard(sec, [label, "-"], lambda e=e: (_ for _ in ()).throw(e))
+      ctx.guard(sec, [label, "build and compile"], functools.partial(_reraise, e))
       continue
     ctx.guard(sec, [label, "device-resident batch"], lambda: measure(False))
     if ctx.out_of_time(reserve=10 if not ctx.smoke else 2):
@@ -348,13 +354,15 @@ def train(ctx: Context) -> None:
       return [f"{config.batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
     ctx.guard(sec, [label, f"grain alone ({workers} workers)"], pipeline_alone)
     ctx.guard(sec, [label, f"grain ({workers} workers) + step"], lambda: measure(True))
-    state.clear()
+    state.clear()   # frees the device buffers and stops the grain workers before the next case
+    gc.collect()
   peak_note = (f"MFU = FLOPs per step / step time / {peak / 1e12:.0f} TFLOP/s (dense bf16 peak of "
                f"{devices[0].device_kind})" if peak else
                f"MFU: n/a (no bf16 peak known for {devices[0].device_kind!r})")
   sec.finish(
-      "Each step is built by `ssljax.train.build` from the shipped config (configs/"
-      f"{', '.join(f for f, _ in TRAIN_CASES.values())}.py) at batch 256, 224 px, bfloat16; "
+      "Each step is built by `ssljax.train.build` from the shipped config ("
+      f"{', '.join(f'configs/{f}.py' for f, _ in TRAIN_CASES.values())}) at batch 256, 224 px, "
+      "bfloat16 (with --smoke: toy sizes); "
       "DINO with 2 global 224 px crops and 10 local 96 px crops. Images are synthetic, 256 px, "
       "held in memory (no JPEG decoding). 'device-resident batch' repeats one batch on the "
       "device; 'grain alone' is the pipeline's own rate (augmentations and batching on the "
