@@ -172,3 +172,17 @@ def test_trained_beats_random_init_on_knn_and_linear(tmp_path):
   assert trained[0]["knn_top1"] > random[0]["knn_top1"] + 0.05, (trained, random)
   assert trained[1]["linear_top1"] > random[1]["linear_top1"] + 0.03, (trained, random)
   assert random[0]["knn_top1"] > 0.3 and random[0]["step"] == 0
+
+
+def test_open_run_refits_the_mesh_to_the_devices_at_hand(short_run):
+  """A run trained on 8 devices opens on 3: the mesh becomes data parallel over the most devices
+  that divide its batch (2 of 16), and the restored parameters are the 8-device run's."""
+  from ssljax import workdir
+  full = workdir.open_run(short_run)
+  small = workdir.open_run(short_run, devices=jax.devices()[:3])
+  assert full.mesh.devices.size == 8 and small.mesh.devices.size == 2
+  assert dict(small.mesh.shape) == {"data": 2, "fsdp": 1, "model": 1}
+  assert small.step == full.step == 6
+  for a, b in zip(jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(small.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert small.input_shape() == (8, 8, 1)
