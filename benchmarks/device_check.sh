@@ -20,7 +20,14 @@
 # then report what is missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
+# $PYTHON, else the first of python3 / .venv/bin/python that has jax.
+PY="${PYTHON:-}"
+if [[ -z "$PY" ]]; then
+  for candidate in python3 .venv/bin/python; do
+    if "$candidate" -c "import jax" >/dev/null 2>&1; then PY="$candidate"; break; fi
+  done
+  PY="${PY:-python3}"
+fi
 if [[ "${1:-}" == "--download-wheels" ]]; then
   exec "$PY" benchmarks/device_check.py --download-wheels "${PYVER:-$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')}"
 fi

@@ -172,3 +172,26 @@ def test_trainer_runs_two_steps_on_a_prepared_dataset(folder, tmp_path, tiny_con
   assert len(trainer.train_source) == 25 and trainer.train_source.num_classes == 3
   result = trainer.run()
   assert result["step"] == 2 and 0.0 <= result["knn_top1"] <= 1.0, result
+
+
+def test_grain_pipeline_shards_the_source_by_process(folder, tmp_path, tiny_config):
+  """Two processes' local batches of the ArrayRecord source are the halves of one process's global
+  batch: the source needs only len/getitem for multi-host runs."""
+  from ssljax import methods
+  from ssljax.data import pipeline
+  src, _ = folder
+  prepare.prepare_image_folder(src, str(tmp_path), encoding="png", log=lambda _: None)
+  source = ar.ArrayRecordSource(str(tmp_path), "train")
+  config = tiny_config("simclr", "vit")
+  spec = methods.get("simclr")(config).view_spec()
+
+  def first_batch(local, index, count):
+    ds = pipeline.train_dataset(source, spec, config.data.augment, seed=3, local_batch_size=local,
+                                process_index=index, process_count=count)
+    return next(iter(ds))
+
+  whole = first_batch(8, 0, 1)
+  halves = [first_batch(4, p, 2) for p in range(2)]
+  for key in whole:
+    np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key], err_msg=key)
+  assert len(set(whole["label"].tolist())) > 1
