@@ -367,7 +367,7 @@ class Trainer:
     guard = guards.Guard(c, self.is_main)
     bar = _progress(c, start, self.is_main)
     t_last, n_last = time.perf_counter(), start
-    step = start
+    step, stop_reason = start, ""   # (a resume at or past `last` runs no step)
     try:
       while step < last:
         batch = parallel.global_batch(next(self.data), self.batch_sharding)

@@ -216,3 +216,24 @@ def test_a_save_cut_short_is_not_a_run(tiny_config, tmp_path):
   assert resume.has_run(str(tmp_path)) == []
   os.makedirs(tmp_path / "checkpoints_damaged" / "5.1")
   assert resume.has_run(str(tmp_path)) == [5]
+
+
+def test_cli_config_change_on_resume_one_line_or_applied(tmp_path):
+  """Through `python -m ssljax.main`: a changed base_lr exits 2 with one line and no traceback;
+  a changed total_steps resumes and says so."""
+  from tests.test_reliability import _cli
+  base = ("--config.checkpoint_every=2", "--config.eval_every=1000", "--config.eval.linear_epochs=1")
+  proc = _cli(tmp_path, "--config.total_steps=2", *base)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out[-2000:]
+  proc = _cli(tmp_path, "--config.total_steps=2", "--config.optimizer.base_lr=0.005", *base)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 2 and "Traceback" not in out, out[-3000:]
+  last = out.strip().splitlines()[-1]
+  assert last.startswith("ssljax") and "optimizer.base_lr 0.002 -> 0.005" in last
+  assert "--config.allow_config_change=True" in last
+  proc = _cli(tmp_path, "--config.total_steps=4", *base)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out[-3000:]
+  assert "resumed from checkpoint at step 2" in out
+  assert "config changes applied: total_steps 2 -> 4" in out
