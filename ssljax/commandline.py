@@ -64,9 +64,10 @@ def run(prog: str, define: Callable[[flags.FlagValues], None],
   define(flags.FLAGS)
 
   def parser(argv: list[str]) -> list[tuple[str, str | None]]:
-    rest, overrides = (config_files.split_overrides(argv[1:]) if config_overrides
-                       else (list(argv[1:]), []))
-    try:
+    try:   # --flagfile=FILE: its lines join the command line (overrides included)
+      argv = flags.FLAGS.read_flags_from_files(argv, force_gnu=False)
+      rest, overrides = (config_files.split_overrides(argv[1:]) if config_overrides
+                         else (list(argv[1:]), []))
       positional = flags.FLAGS([argv[0]] + rest)
     except flags.Error as e:
       fail(prog, e)

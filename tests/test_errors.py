@@ -42,6 +42,9 @@ CASES = {
                              r"unknown config key 'batch_sise'.*did you mean 'batch_size'\?", 2),
     "unknown_nested_key": (MAIN + ("--config.optimizer.base_lrr=0.1",),
                            r"unknown config key 'optimizer.base_lrr'.*'optimizer.base_lr'", 2),
+    "override_in_a_flagfile": (MAIN + ("--flagfile={tmp}/flags.txt",),
+                               r"unknown config key 'batch_sise'.*did you mean 'batch_size'\?", 2),
+    "missing_flagfile": (MAIN + ("--flagfile={tmp}/nope.txt",), r"nope.txt", 2),
     "override_wrong_type": (MAIN + ("--config.total_steps=1.5",),
                             r"--config.total_steps=1.5 is a float; expected an integer", 2),
     "override_malformed": (MAIN + ("--config.simclr.proj_hidden_dims=(32,",),
@@ -143,6 +146,8 @@ def _fixtures(tmp: str) -> None:
     f.write("from ssljax.config import base_config\nCONFIG = base_config('simclr', 'vit')\n")
   with open(f"{tmp}/syntax.py", "w") as f:
     f.write("def get_config():\n  return base_config(\n")
+  with open(f"{tmp}/flags.txt", "w") as f:
+    f.write("--config.total_steps=5\n--config.batch_sise=64\n")
   with open(f"{tmp}/tiny.py", "w") as f:
     f.write(TINY_CONFIG)
 
@@ -150,7 +155,7 @@ def _fixtures(tmp: str) -> None:
 def _run(args, paths):
   args = [a.format(**paths) for a in args]
   proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                        cwd=paths["tmp"], timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                        cwd=paths["tmp"], timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1", SSLJAX_HOST_MALLOC="0"))
   return proc.returncode, proc.stdout, proc.stderr
 
 
