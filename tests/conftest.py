@@ -52,13 +52,9 @@ def tiny_config():
 
 
 def load_config(name: str):
-  """`get_config()` of configs/<name>.py."""
-  import importlib.util
-  path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"configs.{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """`get_config()` of configs/<name>.py, through the library's loader (ssljax.config_files)."""
+  from ssljax import config_files
+  return config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py"))
 
 
 def learn_on_digits(config, workdir, margin: float):
