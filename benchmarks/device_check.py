@@ -43,10 +43,10 @@ SUMMARY_TITLE = "Device check"
 # Section name -> (share of the budget, least seconds worth starting it with) on an accelerator,
 # then the same with --smoke (on CPU compiling dominates: the train step and the quickstart).
 SECTIONS = {
-    "correctness": ((60, 20), (20, 8)),
-    "attention": ((50, 20), (14, 8)),
-    "contrastive": ((80, 25), (14, 8)),
-    "train": ((180, 60), (40, 15)),
+    "correctness": ((70, 20), (20, 8)),
+    "attention": ((40, 20), (14, 8)),
+    "contrastive": ((70, 25), (14, 8)),
+    "train": ((200, 60), (40, 15)),
     "quickstart": ((60, 30), (30, 10)),
 }
 DEFAULT_BUDGET_S = 440       # the sections' total; device_check.sh's installs and start-up fit in 8 min
