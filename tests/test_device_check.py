@@ -96,3 +96,23 @@ def test_download_commands_pin_what_the_check_imports():
     assert req in with_deps, req
   assert "--no-deps" in alone and "scikit-learn==1.9.1" in alone and "--no-deps" not in with_deps
   assert not any(r.startswith(("jax", "flax", "optax", "orbax", "chex")) for r in with_deps[4:])
+
+
+def test_kernel_sections_import_without_the_wheel_packages():
+  """Without .whl/ on the GPU machine the kernel sections still run: they need only jax."""
+  code = (
+      "import sys\n"
+      "class Block:\n"
+      "  def find_spec(self, name, path=None, target=None):\n"
+      "    if name.split('.')[0] in {m for m, _ in NEEDED + NO_DEPS} | {'tensorflow_datasets'}:\n"
+      "      raise ImportError('blocked ' + name)\n"
+      "from benchmarks.device_check import NEEDED, NO_DEPS\n"
+      "sys.meta_path.insert(0, Block())\n"
+      "import ssljax\n"
+      "from benchmarks import device_kernels\n"
+      "print(sorted(device_kernels.SECTIONS))\n")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert "['attention', 'contrastive', 'correctness']" in run.stdout
