@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import shutil
+import time
 from typing import Any, Mapping
 
 import jax
@@ -181,9 +182,16 @@ class Checkpointer:
     are never read as checkpoints; removing them after a failed save gives the space back at once.
     """
     removed = []
-    for path in glob.glob(os.path.join(self.directory, "*.orbax-checkpoint-tmp*")):
-      shutil.rmtree(path, ignore_errors=True)
-      removed.append(path)
+    # A failed save can leave writes in flight (tensorstore's threads outlive the Python error)
+    # that re-create the directory just removed: remove until it stays away (at most ~2 s).
+    for _ in range(20):
+      paths = glob.glob(os.path.join(self.directory, "*.orbax-checkpoint-tmp*"))
+      if not paths:
+        break
+      for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+      removed += [p for p in paths if p not in removed]
+      time.sleep(0.1)
     try:
       self._manager.reload()
     except Exception:  # the manager may be unusable after a failed save; the disk is what counts
