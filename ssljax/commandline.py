@@ -61,7 +61,10 @@ def run(prog: str, define: Callable[[flags.FlagValues], None],
   With `config_overrides`, `--config.<key>=<value>` arguments are taken out of the command line
   first (`ssljax.config_files.split_overrides`) and handed to `body`; a bad flag is one line.
   """
+  before = set(flags.FLAGS)
   define(flags.FLAGS)
+  for name in sorted(set(flags.FLAGS) - before):   # listed by --help whatever module defines them
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
   def parser(argv: list[str]) -> list[tuple[str, str | None]]:
     try:   # --flagfile=FILE: its lines join the command line (overrides included)
