@@ -105,7 +105,9 @@ class StopOnSignal:
 
   def restore(self):
     for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+      # None: the previous handler was installed outside Python (e.g. jax's preemption notifier
+      # for SIGTERM); Python cannot reinstall it, so the default action comes back.
+      signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _flag_reduction():
