@@ -1,7 +1,7 @@
 """Config files: find one, load it, override its keys from the command line, reload a run's.
 
     config = config_files.load("simclr_digits")              # a shipped config, by name
-    config = config_files.load("configs/simclr_digits.py")   # a path; 'x.py:arg' calls get_config('arg')
+    config = config_files.load("configs/simclr_digits.py")   # a path ('x.py:arg': get_config('arg'))
     config_files.override(config, [("batch_size", "64")])    # what `--config.batch_size=64` does
     config = config_files.load_run(workdir)                   # the config a run saved (config.json)
 
@@ -265,7 +265,7 @@ def _like_items(flag: str, value: tuple, current: tuple) -> tuple:
   for v in value:
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
       v = float(v)
-    if kind in (int, float, str, bool) and not (type(v) is kind):   # pylint: disable=unidiomatic-typecheck
+    if kind in (int, float, str, bool) and type(v) is not kind:  # pylint: disable=unidiomatic-typecheck
       raise ConfigError(f"{flag}={value!r} holds {v!r} ({type(v).__name__}); expected "
                         f"{kind.__name__} items like {current!r}")
     out.append(v)

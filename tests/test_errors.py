@@ -2,8 +2,9 @@
 problem, a non-zero exit code and no traceback (README.md "Errors" lists the same cases).
 
 Each case runs the real command (`python -m ssljax.main`, `ssljax.evaluate`, `ssljax.export`,
-`ssljax.finetune`) in a subprocess. All of them run in one module fixture, three at a time, while
-a 3-step tiny run trains the workdir the checkpoint cases need; each case is then its own test.
+`ssljax.finetune`, `ssljax.plan`) in a subprocess. All of them run in one module fixture, three at
+a time, while a 3-step tiny run trains the workdir the checkpoint cases need; each case is then its
+own test.
 Almost every case fails before JAX compiles anything.
 """
 import concurrent.futures
@@ -118,6 +119,11 @@ CASES = {
                              r"checkpoint at step 3 .* was written by a different model", 1),
     "export_no_checkpoint": (("ssljax.export", "--workdir", "{fresh}", "--out", "{tmp}/o"),
                              r"no checkpoint in .*fresh/checkpoints; train first", 1),
+    "export_unwritable_out": (("ssljax.export", "--workdir", "{run}", "--out", "{tmp}/afile/o"),
+                              r"cannot write '.*afile/o': Not a directory", 1),
+    "plan_unknown_override_key": (("ssljax.plan", "--config", "simclr_digits",
+                                   "--config.batch_sise=64"),
+                                  r"unknown config key 'batch_sise'.*did you mean 'batch_size'", 2),
     "export_missing_out": (("ssljax.export", "--workdir", "{run}"),
                            r"--workdir and --out are required", 1),
     "finetune_not_a_workdir": (("ssljax.finetune", "--workdir", "{tmp}"),
@@ -155,7 +161,8 @@ def _fixtures(tmp: str) -> None:
 def _run(args, paths):
   args = [a.format(**paths) for a in args]
   proc = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                        cwd=paths["tmp"], timeout=300, env=dict(os.environ, PYTHONUNBUFFERED="1", SSLJAX_HOST_MALLOC="0"))
+                        cwd=paths["tmp"], timeout=300,
+                        env=dict(os.environ, PYTHONUNBUFFERED="1", SSLJAX_HOST_MALLOC="0"))
   return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -168,7 +175,8 @@ def results(tmp_path_factory):
   train = subprocess.Popen([sys.executable, "-m", "ssljax.main", "--config", f"{tmp}/tiny.py",
                             "--workdir", paths["run"]], cwd=tmp, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-  independent = [k for k, (args, _, _) in CASES.items() if not any(n in a for a in args for n in NEEDS_RUN)]
+  independent = [k for k, (args, _, _) in CASES.items()
+                 if not any(n in a for a in args for n in NEEDS_RUN)]
   out = {}
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
     futures = {name: pool.submit(_run, CASES[name][0], paths) for name in independent}
@@ -208,7 +216,7 @@ def test_bad_input_is_one_line(results, case):
   assert "Traceback" not in stderr + stdout
   assert re.search(pattern, lines[0]), lines[0]
   assert lines[0].startswith(("ssljax: ", "ssljax.evaluate: ", "ssljax.export: ",
-                              "ssljax.finetune: ")), lines[0]
+                              "ssljax.finetune: ", "ssljax.plan: ")), lines[0]
 
 
 def test_readme_errors_table_lists_the_cases():

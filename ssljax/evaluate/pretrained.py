@@ -72,8 +72,9 @@ class PretrainedRun:
   def features(self) -> tuple[np.ndarray, np.ndarray]:
     """(train [N, D], held-out [M, D]) frozen backbone features, computed once."""
     ev = self.evaluator
+    fn = ev._features  # pylint: disable=protected-access  (the evaluator's jitted features)
     return self._cached("features", lambda: tuple(
-        bank.features(ev._features, self.params, self.method_state, ev.sharding)  # pylint: disable=protected-access
+        bank.features(fn, self.params, self.method_state, ev.sharding)
         for bank in (ev.train_bank, ev.eval_bank)))
 
   def embeddings(self) -> np.ndarray:
@@ -93,8 +94,9 @@ class PretrainedRun:
       rng = np.random.default_rng(seed)
       views = [np.stack([augment.augment_view(src[int(i)]["image"], rng, cfg.image_size, cfg.augment)
                          for i in idx]) for _ in range(2)]
-      return tuple(online.extract(ev._embeddings, self.params, self.method_state,  # pylint: disable=protected-access
-                                  v.astype(np.float32), ev.batch_size, ev.sharding) for v in views)
+      fn = ev._embeddings  # pylint: disable=protected-access
+      return tuple(online.extract(fn, self.params, self.method_state, v.astype(np.float32),
+                                  ev.batch_size, ev.sharding) for v in views)
     return self._cached(("pairs", num, seed), build)
 
   def backbone(self):
