@@ -161,18 +161,6 @@ def augment_on(config: ml_collections.ConfigDict, devices: list[Any]) -> str:
   return AUTO_AUGMENT_ON.get(getattr(devices[0], "platform", "cpu"), "device")
 
 
-def view_overrides(data: ml_collections.ConfigDict) -> tuple[tuple, tuple]:
-  """(per-global-crop, local-crop) augmentation overrides from data.global_view_blur_prob /
-  global_view_solarize_prob (one value per global crop, cycled) and data.local_view_blur_prob."""
-  per_view = {"blur_prob": tuple(data.get("global_view_blur_prob", ())),
-              "solarize_prob": tuple(data.get("global_view_solarize_prob", ()))}
-  n = max(len(v) for v in per_view.values())
-  views = tuple(tuple((k, float(v[i % len(v)])) for k, v in per_view.items() if v)
-                for i in range(n))
-  local = data.get("local_view_blur_prob", -1.0)
-  return views, ((("blur_prob", float(local)),) if local >= 0 else ())
-
-
 def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[str, Any],
           process_count: int = 1) -> Built:
   """Validates `config` and builds mesh, method, state shapes and the jitted steps; no side effects.
@@ -187,8 +175,7 @@ def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[st
   config_lib.validate(config, device_count=len(devices), process_count=process_count)
   mesh = parallel.make_mesh(config.mesh, devices)
   method = methods_lib.get(config.method)(config)
-  spec = (method.view_spec().with_augment_on(augment_on(config, devices))
-          .with_view_overrides(*view_overrides(config.data)))
+  spec = method.view_spec().with_augment_on(augment_on(config, devices))
   prepare_batch = functools.partial(spec.on_device, aug_cfg=config.data.augment,
                                     dtype=jnp.dtype(config.dtype))
   tx, lr_fn = optim.build(config)
