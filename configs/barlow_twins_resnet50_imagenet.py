@@ -12,9 +12,9 @@ its reference code): projector 8192-8192-8192, lambda 0.0051, batch 2048, LARS w
 batch/256 for weights (biases and BatchNorm are excluded from weight decay and the trust ratio, as
 there), weight decay 1.5e-6, 10 warm-up epochs, 1000 epochs (625,000 steps). The paper reports 73.2%
 linear-probe top-1. ssljax has NOT run this config yet: neither its time nor its accuracy is
-measured. Differences ssljax cannot express yet: one learning rate for weights and biases (the
-reference uses 0.0048 x batch/256 for biases and BatchNorm) and the same augmentation for both
-views (the reference's blur and solarisation differ between the two views).
+measured. The views are the reference's asymmetric ones (BYOL's blur / solarisation,
+`data.global_view_*_prob`). Difference ssljax cannot express yet: one learning rate for weights
+and biases (the reference uses 0.0048 x batch/256 for biases and BatchNorm).
 """
 from ssljax import config as config_lib
 

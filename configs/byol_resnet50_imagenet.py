@@ -8,9 +8,9 @@ Run (DATA_DIR holds train/<class>/*.JPEG and val/<class>/*.JPEG):
 1.5e-6 (biases and BN excluded from decay and from the trust ratio, as in the paper), 10 warm-up
 epochs, tau 0.996 -> 1 along a cosine, projector and predictor MLPHead([4096], 256).
 "Bootstrap your own latent" reports 72.5% linear top-1 after 300 epochs (74.3% after 1000);
-ssljax has NOT measured this config yet (no time or figure is claimed for it). Difference from the
-paper that ssljax cannot express yet: both views get the same augmentation distribution (the paper
-blurs view 1 always and view 2 with p=0.1, and solarises only view 2 with p=0.2).
+ssljax has NOT measured this config yet (no time or figure is claimed for it). The views are the
+paper's asymmetric ones: view 1 always blurred, view 2 blurred with p=0.1 and solarised with
+p=0.2 (`data.global_view_blur_prob`, `data.global_view_solarize_prob`).
 """
 from ssljax import config as config_lib
 

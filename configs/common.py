@@ -119,12 +119,15 @@ def masked_vit_imagenet(method: str, variant: str, batch_size: int, total_steps:
   return config
 
 
-def byol_jitter(config, blur_prob: float = 0.55):
-  """BYOL's colour distortion (Grill et al. 2020, table 6): jitter 0.4 / 0.4 / 0.2 / 0.1 with
-  p = 0.8, grayscale 0.2. Its blur (1.0 and 0.1) and solarisation (0.0 and 0.2) differ between
-  the two views; here both views get the mean: blur `blur_prob`, solarisation 0.1."""
+def byol_jitter(config, blur_prob: float = 0.55, local_blur_prob: float = -1.0):
+  """BYOL's augmentation (Grill et al. 2020, table 6): jitter 0.4 / 0.4 / 0.2 / 0.1 with p = 0.8,
+  grayscale 0.2, and asymmetric views: blur 1.0 on view 1 and 0.1 on view 2, solarisation 0.0
+  and 0.2 (`data.global_view_*_prob`). `blur_prob` is what other crops get (DINO's local crops:
+  `local_blur_prob=0.5`, their reference's value)."""
   config.data.augment.update(color_jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2,
-                             hue=0.1, grayscale_prob=0.2, blur_prob=blur_prob, solarize_prob=0.1)
+                             hue=0.1, grayscale_prob=0.2, blur_prob=blur_prob, solarize_prob=0.0)
+  config.data.update(global_view_blur_prob=(1.0, 0.1), global_view_solarize_prob=(0.0, 0.2),
+                     local_view_blur_prob=local_blur_prob)
   return config
 
 

@@ -13,8 +13,9 @@ lr 4e-3 x sqrt(batch / 1024) (= base_lr 1e-3 x batch / 256 at batch 1024), layer
 0.9, weight decay along a cosine from 0.04 to 0.2 (`optimizer.weight_decay_end`), clip 3.0, last
 layer frozen for the first epoch, 4 registers. The paper's headline figures are for models trained
 on LVD-142M (and ViT-S distilled from ViT-g), not this setting; ssljax has NOT measured this config
-(no time or accuracy is claimed). Not expressible yet: a per-crop mask ratio drawn from
-U(0.1, 0.5) (here a fixed 0.3) and crop-specific blur/solarisation.
+(no time or accuracy is claimed). Crop-specific blur / solarisation as the reference
+(`data.*_view_*_prob`). Not expressible yet: a per-crop mask ratio drawn from U(0.1, 0.5) (here a
+fixed 0.3).
 """
 from ssljax import config as config_lib
 
@@ -23,7 +24,7 @@ common = config_lib.import_sibling(__file__)   # configs/common.py
 
 def get_config():
   config = common.imagenet("dinov2", "vit", batch_size=1024, epochs=100)
-  common.byol_jitter(config, blur_prob=0.5)
+  common.byol_jitter(config, blur_prob=0.5, local_blur_prob=0.5)
   steps_per_epoch = common.imagenet_steps(config.batch_size)   # 1251
   config.model.update(variant="s", patch_size=14, num_registers=4,
                       drop_path=0.1)   # student only: the teacher has no drop path

@@ -11,8 +11,8 @@ shared head of 8192 prototypes without a fixed weight-norm gain, [CLS] and patch
 temperatures 0.04 -> 0.07 over 30 epochs, 10 local crops of 96 px (scale 0.05-0.25), global scale
 0.25-1, block masks on half of the global crops, momentum 0.996 -> 1, AdamW lr 5e-4 x batch/256,
 weight decay along a cosine from 0.04 to 0.4 (`optimizer.weight_decay_end`), clip 3.0, drop path
-0.1. Not expressible yet: a per-crop mask ratio drawn from U(0.1, 0.5) (here a fixed 0.3) and
-crop-specific blur/solarisation.
+0.1, crop-specific blur / solarisation as the reference (`data.*_view_*_prob`). Not expressible
+yet: a per-crop mask ratio drawn from U(0.1, 0.5) (here a fixed 0.3).
 """
 from ssljax import config as config_lib
 
@@ -21,7 +21,7 @@ common = config_lib.import_sibling(__file__)   # configs/common.py
 
 def get_config():
   config = common.imagenet("ibot", "vit", batch_size=1024, epochs=100)
-  common.byol_jitter(config, blur_prob=0.5)
+  common.byol_jitter(config, blur_prob=0.5, local_blur_prob=0.5)
   steps_per_epoch = common.imagenet_steps(config.batch_size)   # 1251
   config.model.update(variant="s", drop_path=0.1)   # student only: the teacher has no drop path
   config.optimizer.update(name="adamw", base_lr=5e-4,   # x batch/256

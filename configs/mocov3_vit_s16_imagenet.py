@@ -9,9 +9,8 @@ batch/256, weight decay 0.1, T = 0.2, momentum 0.99 -> 1 along a cosine, 3-layer
 2-layer predictor of width 4096 with output BN, frozen random patch projection.
 "An Empirical Study of Training Self-Supervised Vision Transformers" reports 73.2% linear top-1
 for ViT-S/16 with this recipe; ssljax has NOT measured this config yet (no time or figure is
-claimed for it). Difference from the reference that ssljax cannot express yet: both views get the
-same augmentation distribution (the reference blurs view 1 always and view 2 with p=0.1, and
-solarises only view 2 with p=0.2).
+claimed for it). The views are the reference's asymmetric ones: view 1 always blurred, view 2
+blurred with p=0.1 and solarised with p=0.2 (`data.global_view_*_prob`).
 """
 from ssljax import config as config_lib
 

@@ -8,9 +8,8 @@ Run (DATA_DIR holds train/<class>/*.JPEG and val/<class>/*.JPEG):
 10 warm-up epochs, T = 0.1, a support queue of 98,304 projections (24 batches), projector 3 layers
 2048 -> 256 with BN, predictor 4096 -> 256. "With a Little Help from My Friends: Nearest-Neighbor
 Contrastive Learning of Visual Representations" reports 75.4% linear top-1 with this recipe; ssljax
-has NOT measured this config yet (no time or figure is claimed for it). Difference from the paper
-that ssljax cannot express yet: both views get the same augmentation distribution (the paper uses
-BYOL's asymmetric blur / solarisation).
+has NOT measured this config yet (no time or figure is claimed for it). The views have BYOL's
+asymmetric blur / solarisation, as in the paper (`data.global_view_*_prob`).
 """
 from ssljax import config as config_lib
 

@@ -11,8 +11,8 @@ Recipe ("VICReg: Variance-Invariance-Covariance Regularization for Self-Supervis
 Bardes et al. 2022, and its reference code): expander 8192-8192-8192, coefficients 25 / 25 / 1,
 batch 2048, LARS with base lr 0.2 x batch/256, weight decay 1e-6, 10 warm-up epochs, cosine to
 0.002 of the peak, 1000 epochs (625,000 steps). The paper reports 73.2% linear-probe top-1. ssljax
-has NOT run this config yet: neither its time nor its accuracy is measured. The two views share one
-augmentation config here (the reference's blur and solarisation differ between the views).
+has NOT run this config yet: neither its time nor its accuracy is measured. The views are the
+reference's asymmetric ones (BYOL's blur / solarisation, `data.global_view_*_prob`).
 """
 from ssljax import config as config_lib
 

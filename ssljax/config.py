@@ -40,6 +40,9 @@ def _data_config() -> ml_collections.ConfigDict:
       prefetch=2,               # batches prefetched by grain threads
       augment=augment.default_augment_config(),
       augment_on="auto",        # photometric augmentation: 'host' | 'device' (in the step) | 'auto'
+      global_view_blur_prob=(),      # per global crop (cycled), e.g. BYOL (1.0, 0.1); () = augment's
+      global_view_solarize_prob=(),  # per global crop (cycled), e.g. BYOL (0.0, 0.2); () = augment's
+      local_view_blur_prob=-1.0,     # local crops (DINO 0.5); < 0 = augment.blur_prob
   ))
 
 
@@ -186,6 +189,14 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   _choice("nonfinite", config.nonfinite, ("skip", "stop"))
   _choice("data.on_bad_image", config.data.on_bad_image, ("fail", "skip"))
   _choice("data.augment_on", config.data.augment_on, ("auto", "host", "device"))
+  for key in ("global_view_blur_prob", "global_view_solarize_prob"):
+    bad = [p for p in config.data[key] if not 0.0 <= p <= 1.0]
+    if bad:
+      raise ConfigError(f"config.data.{key}={tuple(config.data[key])}; expected probabilities "
+                        f"in [0, 1], one per global crop")
+  if config.data.local_view_blur_prob > 1.0:
+    raise ConfigError(f"config.data.local_view_blur_prob={config.data.local_view_blur_prob}; "
+                      f"expected a probability in [0, 1] (or < 0 for augment.blur_prob)")
   _choice("model.cpu_tuning", config.model.get("cpu_tuning", "auto"), models_lib.CPU_TUNINGS)
   if config.optimizer.weight_decay < 0:
     raise ConfigError(f"config.optimizer.weight_decay={config.optimizer.weight_decay}; expected >= 0")

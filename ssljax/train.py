@@ -161,6 +161,18 @@ def augment_on(config: ml_collections.ConfigDict, devices: list[Any]) -> str:
   return AUTO_AUGMENT_ON.get(getattr(devices[0], "platform", "cpu"), "device")
 
 
+def view_overrides(data: ml_collections.ConfigDict) -> tuple[tuple, tuple]:
+  """(per-global-crop, local-crop) augmentation overrides from data.global_view_blur_prob /
+  global_view_solarize_prob (one value per global crop, cycled) and data.local_view_blur_prob."""
+  per_view = {"blur_prob": tuple(data.get("global_view_blur_prob", ())),
+              "solarize_prob": tuple(data.get("global_view_solarize_prob", ()))}
+  n = max(len(v) for v in per_view.values())
+  views = tuple(tuple((k, float(v[i % len(v)])) for k, v in per_view.items() if v)
+                for i in range(n))
+  local = data.get("local_view_blur_prob", -1.0)
+  return views, ((("blur_prob", float(local)),) if local >= 0 else ())
+
+
 def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[str, Any],
           process_count: int = 1) -> Built:
   """Validates `config` and builds mesh, method, state shapes and the jitted steps; no side effects.
@@ -175,7 +187,8 @@ def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[st
   config_lib.validate(config, device_count=len(devices), process_count=process_count)
   mesh = parallel.make_mesh(config.mesh, devices)
   method = methods_lib.get(config.method)(config)
-  spec = method.view_spec().with_augment_on(augment_on(config, devices))
+  spec = (method.view_spec().with_augment_on(augment_on(config, devices))
+          .with_view_overrides(*view_overrides(config.data)))
   prepare_batch = functools.partial(spec.on_device, aug_cfg=config.data.augment,
                                     dtype=jnp.dtype(config.dtype))
   tx, lr_fn = optim.build(config)
@@ -213,9 +226,9 @@ class Trainer:
     self.config, self.workdir = config, os.path.abspath(workdir)
     self.is_main = jax.process_index() == 0
     # Before config.json is rewritten: what changed since the run this workdir holds (if any).
+    restart = config.get("restart_from_scratch", False)
     self.config_changes = (resume_lib.check_config(self.workdir, config)
-                           if resume_lib.has_run(self.workdir) and not config.restart_from_scratch
-                           else [])
+                           if resume_lib.has_run(self.workdir) and not restart else [])
     workdir_lib.prepare(self.workdir, config, self.is_main)
 
     self.mesh, self.method, self.spec = built.mesh, built.method, built.spec
@@ -229,7 +242,7 @@ class Trainer:
     self.evaluator = online.Evaluator(self.method, config, self.mesh)
 
   def _data_iterator(self, records: int = 0):
-    """This process's batches from stream position `records` (step * batch_size; any process count)."""
+    """This process's batches from stream position `records` (step * batch_size), for any P."""
     c = self.config
     return iter(pipeline.train_dataset(
         self.train_source, self.spec, c.data.augment, seed=c.seed,
@@ -263,7 +276,7 @@ class Trainer:
     """
     c, ckpt = self.config, self.checkpointer
     history = resume_lib.has_run(self.workdir)
-    if history and c.restart_from_scratch and not getattr(self, "_restarted", False):
+    if history and c.get("restart_from_scratch", False) and not getattr(self, "_restarted", False):
       from jax.experimental import multihost_utils
       if jax.process_count() > 1:   # every process has looked at the workdir before it changes
         multihost_utils.sync_global_devices("ssljax_restart_from_scratch_begin")
@@ -301,7 +314,8 @@ class Trainer:
       self.restored_from = position
       return state, step
     if history:
-      what = "; ".join(damaged) if damaged else f"steps {_steps(history)} in {ckpt.damaged_directory}"
+      what = ("; ".join(damaged) if damaged else
+              f"steps {_steps(history)} in {ckpt.damaged_directory}")
       raise ckpt_lib.ResumeError(
           f"no checkpoint in {ckpt.directory} can be restored: {what}, damaged; set "
           f"--config.restart_from_scratch=True to move the old run to previous/ and train from "

@@ -176,3 +176,37 @@ def test_digits_learning_with_device_augmentation(tmp_path, name, seed):
   c.data.augment_on = "device"
   c.seed = seed
   learn_on_digits(c, tmp_path, margin=0.05)
+
+
+def test_per_view_overrides_apply_on_host_and_device_alike():
+  """BYOL's asymmetric views: crop 0 always blurred, crop 1 never blurred but always solarised
+  (probabilities 1 / 0 to make it visible); local crops blurred always."""
+  from ssljax import config as config_lib
+  c = make_tiny_config("byol", "vit")
+  c.data.global_view_blur_prob = (1.0, 0.0)
+  c.data.global_view_solarize_prob = (0.0, 1.0)
+  c.data.local_view_blur_prob = 1.0
+  config_lib.validate(c)
+  overrides, local = train.view_overrides(c.data)
+  assert overrides == ((("blur_prob", 1.0), ("solarize_prob", 0.0)),
+                       (("blur_prob", 0.0), ("solarize_prob", 1.0)))
+  assert local == (("blur_prob", 1.0),)
+  cfg = _cfg(mean=(0.0,), std=(1.0,))
+  spec = views.ViewSpec(global_crops=2, global_size=16, local_crops=2, local_size=8,
+                        view_overrides=overrides, local_overrides=local)
+  image = np.random.default_rng(0).integers(0, 256, size=(20, 20, 3), dtype=np.uint8)
+  host = augment.multicrop_views(image, np.random.default_rng(1), spec, cfg)
+  dev = crops.multicrop_uint8(image, np.random.default_rng(1), spec, cfg)
+  on_dev = spec.with_augment_on("device").on_device(
+      {k: jnp.asarray(v)[None] for k, v in dev.items()}, cfg, jnp.float32)
+  for name in ("global", "local"):
+    np.testing.assert_allclose(np.asarray(on_dev[name][0]), host[name], atol=2e-5)
+  unit = dev["global"].astype(np.float32) / 255
+  assert np.abs(host["global"][1] - unit[1]).max() > 0.1            # solarised
+  # Blurred crops are smoother than their crops; the unblurred solarised one is not blurred.
+  rough = lambda x: np.abs(np.diff(x, axis=0)).mean()
+  assert rough(host["global"][0]) < 0.8 * rough(unit[0])
+  assert rough(host["local"][0]) < 0.8 * rough(dev["local"][0].astype(np.float32) / 255)
+  c.data.global_view_blur_prob = (1.5,)
+  with pytest.raises(config_lib.ConfigError, match="global_view_blur_prob=\\(1.5,\\)"):
+    config_lib.validate(c)

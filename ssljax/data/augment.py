@@ -345,6 +345,8 @@ def multicrop_views(image: np.ndarray, rng: np.random.Generator, spec: ViewSpec,
     global_cfgs: optional per-global-crop configs for asymmetric recipes (BYOL/DINO: blur 1.0 on
       view 0, blur 0.1 + solarise 0.2 on view 1); cycled when shorter than G. Defaults to `cfg`.
     local_cfg: optional config for the local crops; defaults to `cfg`.
+    `spec.view_overrides` / `spec.local_overrides` (pairs (key, value)) change single settings
+    of global crop i (cycled) / of the local crops on top of these.
 
   Returns:
     {'global': float32 [G, gs, gs, C], 'local': float32 [L, ls, ls, C]}; 'local' is absent when
@@ -353,11 +355,16 @@ def multicrop_views(image: np.ndarray, rng: np.random.Generator, spec: ViewSpec,
   image = _as_hwc_uint8(image)
   gcfgs = list(global_cfgs) if global_cfgs else [cfg]
   gparams = [_params(g, spec.global_scale) for g in gcfgs]
+  if spec.view_overrides:
+    over = spec.view_overrides
+    gparams = [gparams[i % len(gparams)]._replace(**dict(over[i % len(over)]))
+               for i in range(spec.global_crops)]
   out = {"global": np.stack([
       _augment(image, rng, spec.global_size, gparams[i % len(gparams)])
       for i in range(spec.global_crops)])}
   if spec.local_crops > 0:
     lp = _params(local_cfg if local_cfg is not None else cfg, spec.local_scale)
+    lp = lp._replace(**dict(spec.local_overrides))
     out["local"] = np.stack([_augment(image, rng, spec.local_size, lp)
                              for _ in range(spec.local_crops)])
   return out

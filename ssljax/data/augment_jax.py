@@ -156,7 +156,7 @@ def normalize(x: jax.Array, mean, std) -> jax.Array:
 
 
 def photometric(images: jax.Array, uniforms: jax.Array, cfg: Any,
-                dtype: Any = jnp.float32) -> jax.Array:
+                dtype: Any = jnp.float32, overrides: Any = ()) -> jax.Array:
   """The photometric half of the SimCLR view on a batch, on the device.
 
   Args:
@@ -164,6 +164,7 @@ def photometric(images: jax.Array, uniforms: jax.Array, cfg: Any,
     uniforms: float32 [B, 14] per-view parameters (module docstring; `random_uniforms`).
     cfg: the augmentation config (keys of `augment.default_augment_config()`).
     dtype: output dtype (the run's compute dtype).
+    overrides: (key, value) pairs that replace single settings of `cfg` (e.g. a view's blur_prob).
 
   Returns:
     [B, S, S, C] normalised views in `dtype`.
@@ -174,14 +175,19 @@ def photometric(images: jax.Array, uniforms: jax.Array, cfg: Any,
   if uniforms.shape != (images.shape[0], NUM_UNIFORMS):
     raise ValueError(f"uniforms have shape {uniforms.shape}; expected "
                      f"({images.shape[0]}, {NUM_UNIFORMS})")
-  p = augment._params(cfg)  # pylint: disable=protected-access
+  p = augment._params(cfg)._replace(**dict(overrides))  # pylint: disable=protected-access
   fn = functools.partial(_photometric_one, p=p)
   return jax.vmap(fn)(to_unit(images), uniforms.astype(jnp.float32)).astype(dtype)
 
 
 def photometric_views(views: jax.Array, uniforms: jax.Array, cfg: Any,
-                      dtype: Any = jnp.float32) -> jax.Array:
-  """`photometric` on stacked views [B, V, S, S, C] with parameters [B, V, 14]."""
+                      dtype: Any = jnp.float32, view_overrides: Any = ()) -> jax.Array:
+  """`photometric` on stacked views [B, V, S, S, C] with parameters [B, V, 14]; view v takes
+  `view_overrides[v % len]` (pairs (key, value)) when given."""
+  if view_overrides:
+    n = len(view_overrides)
+    return jnp.stack([photometric(views[:, v], uniforms[:, v], cfg, dtype, view_overrides[v % n])
+                      for v in range(views.shape[1])], axis=1)
   b, v = views.shape[:2]
   out = photometric(views.reshape((b * v,) + views.shape[2:]),
                     uniforms.reshape(b * v, NUM_UNIFORMS), cfg, dtype)

@@ -68,7 +68,7 @@ def multicrop_uint8(image: np.ndarray, rng: np.random.Generator, spec: Any,
   out = {}
   for name, n, size, scale in (("global", spec.global_crops, spec.global_size, spec.global_scale),
                                ("local", spec.local_crops, spec.local_size, spec.local_scale)):
-    if n:
+    if n:   # (view_overrides change photometric settings only: the crops do not depend on them)
       p = augment._params(cfg, scale)
       crops, us = zip(*[_crop_uint8(image, rng, size, p) for _ in range(n)])
       out[name], out[f"{name}_aug"] = np.stack(crops), np.stack(us)

@@ -128,6 +128,11 @@ class Views:
     del where
     return self
 
+  def with_view_overrides(self, view_overrides, local_overrides) -> "Views":
+    """This spec with per-view augmentation settings (see `ViewSpec`). Default: unchanged."""
+    del view_overrides, local_overrides
+    return self
+
   def on_device(self, batch: dict, aug_cfg: Any, dtype: Any) -> dict:
     """Inside the jitted step, before the method sees it: the batch's device-side work (jnp).
     Default: none."""
@@ -161,6 +166,10 @@ class ViewSpec(Views):
     augment_on: 'host' (crops and photometric augmentation in the pipeline) or 'device' (the
       pipeline makes uint8 crops and their photometric draws, 'global_aug' / 'local_aug'
       params [V, 14]; `on_device` applies ssljax.data.augment_jax in the train step).
+    view_overrides: per global crop i (cycled), (key, value) pairs replacing single settings of
+      the augmentation config, e.g. BYOL's ((('blur_prob', 1.0),), (('blur_prob', 0.1),
+      ('solarize_prob', 0.2))); () = the config for every crop.
+    local_overrides: the same for every local crop (DINO: (('blur_prob', 0.5),)).
   """
   global_crops: int = 2
   global_size: int = 224
@@ -175,6 +184,8 @@ class ViewSpec(Views):
   target_scale: tuple[float, float] = (0.15, 0.2)
   context_scale: tuple[float, float] = (0.85, 1.0)
   augment_on: str = "host"
+  view_overrides: tuple[tuple[tuple[str, float], ...], ...] = ()
+  local_overrides: tuple[tuple[str, float], ...] = ()
 
   def __post_init__(self):
     if self.augment_on not in ("host", "device"):
@@ -231,6 +242,10 @@ class ViewSpec(Views):
   def with_augment_on(self, where: str) -> "ViewSpec":
     return dataclasses.replace(self, augment_on=where)
 
+  def with_view_overrides(self, view_overrides, local_overrides) -> "ViewSpec":
+    return dataclasses.replace(self, view_overrides=tuple(view_overrides),
+                               local_overrides=tuple(local_overrides))
+
   def on_device(self, batch, aug_cfg, dtype):
     """'device': the photometric half of each view (ssljax.data.augment_jax) on the crops."""
     if self.augment_on != "device":
@@ -239,8 +254,10 @@ class ViewSpec(Views):
     batch = dict(batch)
     for name in ("global", "local"):
       if name in batch:
+        overrides = (self.view_overrides if name == "global" else
+                     ((self.local_overrides,) if self.local_overrides else ()))
         batch[name] = augment_jax.photometric_views(batch[name], batch.pop(f"{name}_aug"),
-                                                    aug_cfg, dtype)
+                                                    aug_cfg, dtype, overrides)
     return batch
 
   @property
@@ -363,6 +380,10 @@ class Joint(Views):
 
   def with_augment_on(self, where: str) -> "Joint":
     return dataclasses.replace(self, parts=tuple(p.with_augment_on(where) for p in self.parts))
+
+  def with_view_overrides(self, view_overrides, local_overrides) -> "Joint":
+    return dataclasses.replace(self, parts=tuple(
+        p.with_view_overrides(view_overrides, local_overrides) for p in self.parts))
 
   def on_device(self, batch, aug_cfg, dtype):
     for part in self.parts:
