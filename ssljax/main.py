@@ -50,11 +50,11 @@ def main(fv: flags.FlagValues, overrides: list[tuple[str, str | None]]) -> int:
   from ssljax import config as config_lib
   try:   # what needs no device: before JAX starts (the Trainer checks the mesh too)
     config_lib.validate(config)
-  except config_lib.ConfigError as e:
-    commandline.fail(PROG, e, 2, "config error")
+  except (ValueError, OSError) as e:   # ConfigError is a ValueError
+    _fail(e)
   from ssljax import cpu
   from ssljax.cpu import xla_flags
-  setting = config.get("model", {}).get("cpu_tuning", "auto")   # bad: ConfigError below
+  setting = config.model.get("cpu_tuning", "auto")   # validated above
   if setting in cpu.SETTINGS:   # before JAX starts its backend; only for a CPU run
     xla_flags.apply_cpu_defaults(setting=setting)   # (ssljax/cpu/xla_flags.py)
   import jax
