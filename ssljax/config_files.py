@@ -192,14 +192,20 @@ def _paths(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 
 
 def _unknown(config, key: str, part: str, node, flag: str) -> ConfigError:
+  """The nearest key in the same block, else a key of that name (or close) in another block
+  (`knn_k` -> `eval.knn_k`), else the block's keys."""
   close = difflib.get_close_matches(part, list(node.keys()), n=1)
   prefix = key[:len(key) - len(part)]
   if close:
-    hint = f"; did you mean {prefix + close[0]!r}?"
-  else:
-    near = difflib.get_close_matches(key, _paths(config), n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-  return ConfigError(f"unknown config key {key!r} in {flag}{hint}")
+    return ConfigError(f"unknown config key {key!r} in {flag}; did you mean {prefix + close[0]!r}?")
+  leaves = {path: path.rsplit(".", 1)[-1] for path in _paths(config)}
+  near = difflib.get_close_matches(part, sorted(set(leaves.values())), n=1, cutoff=0.8)
+  if near:
+    where = sorted(path for path, leaf in leaves.items() if leaf == near[0])[0]
+    return ConfigError(f"unknown config key {key!r} in {flag}; did you mean {where!r}?")
+  block = f"config.{prefix[:-1]}" if prefix else "config"
+  return ConfigError(f"unknown config key {key!r} in {flag}; {block} has the keys "
+                     f"{', '.join(sorted(node.keys()))}")
 
 
 def _literal(text: str):

@@ -279,6 +279,10 @@ def test_overrides_are_read_as_the_type_of_the_key(tiny_config):
     (("optimizer.base_lrr", "1"), r"unknown config key 'optimizer.base_lrr' .*did you mean "
                                   r"'optimizer.base_lr'\?"),
     (("optimiser.base_lr", "1"), r"unknown config key 'optimiser' .*did you mean 'optimizer'\?"),
+    (("knn_k", "5"), r"unknown config key 'knn_k' in --config.knn_k=5; did you mean 'eval.knn_k'\?"),
+    (("optimizer.learning_rate", "1"), r"unknown config key 'optimizer.learning_rate' in "
+                                       r"--config.optimizer.learning_rate=1; config.optimizer has "
+                                       r"the keys b1, b2, base_lr, "),
     (("batch_size", "1.5"), r"--config.batch_size=1.5 is a float; expected an integer"),
     (("batch_size", "abc"), r"--config.batch_size='abc' is not a number; expected an integer"),
     (("optimizer.base_lr", "fast"), r"--config.optimizer.base_lr='fast' is not a number"),
