@@ -67,9 +67,11 @@ def resolve(value: str) -> tuple[str, str | None]:
     return path, (arg if sep else None)
   if os.path.isdir(path):
     raise ConfigError(f"--config={path!r} is a directory; expected a config file (.py) in it")
-  if "/" in path or os.sep in path or path.endswith(".py"):
-    raise ConfigError(f"config file {path!r} does not exist")
   names = shipped_names()
+  if "/" in path or os.sep in path or path.endswith(".py"):
+    name = os.path.basename(path)[:-3] if path.endswith(".py") else ""
+    hint = f"; the shipped config of that name is --config {name}" if name in names else ""
+    raise ConfigError(f"config file {path!r} does not exist{hint}")
   if path in names:
     return os.path.join(shipped_dir(), f"{path}.py"), (arg if sep else None)
   close = difflib.get_close_matches(path, names, n=3, cutoff=0.5)

@@ -200,7 +200,8 @@ def test_config_takes_a_path_or_a_shipped_name(tmp_path, monkeypatch):
   assert config_files.shipped_names() == SHIPPED
   monkeypatch.chdir(tmp_path)   # a name works from any directory; a relative path from its own
   assert config_files.load("byol_digits").method == "byol"
-  with pytest.raises(ConfigError, match=r"config file 'configs/simclr_digits.py' does not exist"):
+  with pytest.raises(ConfigError, match=r"config file 'configs/simclr_digits.py' does not exist; "
+                                        r"the shipped config of that name is --config simclr_digits"):
     config_files.load("configs/simclr_digits.py")
 
 
