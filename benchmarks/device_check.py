@@ -22,11 +22,13 @@ This file imports only the standard library at the top: the wheel installer
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import functools
 import gc
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,22 +225,42 @@ def _set(config, dotted: str, value) -> None:
   node[last] = value
 
 
-def train_config(name: str, smoke: bool, workers: int):
-  """The shipped config of TRAIN_CASES[name] at batch 256, 224 px, bf16, on synthetic images held
-  in memory (256 px, cropped by the method's own views); toy sizes with `smoke`."""
+def make_jpeg_dataset(directory: str, count: int, size: int, workers: int) -> str:
+  """`count` smooth random RGB JPEGs (size x size, quality 90, 10 classes) prepared as an
+  ArrayRecord dataset (ssljax.data.prepare) in directory/ds; returns that path."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from ssljax.data import prepare  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  src = os.path.join(directory, "jpeg")
+  for i in range(count):
+    cls = os.path.join(src, f"class{i % 10}")
+    os.makedirs(cls, exist_ok=True)
+    small = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((size, size), Image.BICUBIC).save(
+        os.path.join(cls, f"{i:05d}.jpg"), quality=90)
+  out = os.path.join(directory, "ds")
+  prepare.prepare_image_folder(src, out, as_split="train", examples_per_shard=max(count // 8, 1),
+                               workers=workers, log=lambda _: None)
+  return out
+
+
+def train_config(name: str, smoke: bool, workers: int, data_path: str):
+  """The shipped config of TRAIN_CASES[name] at batch 256, 224 px, bf16, reading the JPEG
+  ArrayRecord dataset at `data_path` (make_jpeg_dataset); toy sizes with `smoke`."""
   from benchmarks import report  # pylint: disable=import-outside-toplevel
+  from ssljax.data import array_record  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import  (registers the source)
   file, overrides = TRAIN_CASES[name]
   c = report.load_config(os.path.join(ROOT, "configs", f"{file}.py"))
   c.batch_size = 256
   c.dtype = "bfloat16"
-  c.data.update(source="synthetic", synthetic_size=256, synthetic_examples=2 * c.batch_size,
-                worker_count=workers, prefetch=4)
+  c.data.update(source="array_record", path=data_path, worker_count=workers, prefetch=4)
   c.progress_bar = False
   for k, v in overrides.items():
     _set(c, k, v)
   if smoke:
     c.batch_size = 8
-    c.data.update(image_size=32, synthetic_size=40, synthetic_examples=32, worker_count=0)
+    c.data.update(image_size=32, worker_count=0)
     if c.model.name == "resnet":
       c.model.update(depth=18, width_multiplier=0.125)
     else:
@@ -287,12 +309,20 @@ def train(ctx: Context) -> None:
   peak = peak_flops(devices[0].device_kind)
   workers = 0 if ctx.smoke else min(16, os.cpu_count() or 1)
   steps = 1 if ctx.smoke else 10
+  # Real JPEG decoding in the data path: two batches of 384 px JPEGs as ArrayRecord shards.
+  data_dir = tempfile.mkdtemp(prefix="ssljax-device-check-data-")
+  atexit.register(shutil.rmtree, data_dir, True)
+  t = time.perf_counter()
+  count, size = (32, 40) if ctx.smoke else (512, 384)
+  data_path = make_jpeg_dataset(data_dir, count, size, workers=1 if ctx.smoke else min(8, workers))
+  print(f"[train] {count} JPEGs of {size} px prepared in {time.perf_counter() - t:.1f} s",
+        flush=True)
   # A smoke run compiles one case (XLA:CPU takes ~15 s per train step even at toy sizes): DINO,
   # which has the most parts (multi-crop views, ViT, teacher).
   for name in (SMOKE_TRAIN_CASES if ctx.smoke else TRAIN_CASES):
     if ctx.out_of_time(reserve=30 if not ctx.smoke else 3):
       break
-    config = train_config(name, ctx.smoke, workers)
+    config = train_config(name, ctx.smoke, workers, data_path)
     label = f"{name} ({config.batch_size})"
     state = {}
 
@@ -347,10 +377,12 @@ def train(ctx: Context) -> None:
       continue
 
     def pipeline_alone(state=state, config=config):
+      # Batches buffered while the steps ran come out at once: read well past the buffer.
+      n = steps + 2 * config.data.prefetch
       t = time.perf_counter()
-      for _ in range(steps):
+      for _ in range(n):
         next(state["iter"])
-      dt = (time.perf_counter() - t) / steps
+      dt = (time.perf_counter() - t) / n
       return [f"{config.batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
     ctx.guard(sec, [label, f"grain alone ({workers} workers)"], pipeline_alone)
     ctx.guard(sec, [label, f"grain ({workers} workers) + step"], lambda: measure(True))
@@ -363,12 +395,15 @@ def train(ctx: Context) -> None:
       "Each step is built by `ssljax.train.build` from the shipped config ("
       f"{', '.join(f'configs/{f}.py' for f, _ in TRAIN_CASES.values())}) at batch 256, 224 px, "
       "bfloat16 (with --smoke: toy sizes); "
-      "DINO with 2 global 224 px crops and 10 local 96 px crops. Images are synthetic, 256 px, "
-      "held in memory (no JPEG decoding). 'device-resident batch' repeats one batch on the "
+      "DINO with 2 global 224 px crops and 10 local 96 px crops. Data: 512 smooth random 384 px "
+      "JPEGs (quality 90) prepared as ArrayRecord shards (`ssljax.data.prepare`, "
+      "`data.source='array_record'`), so the pipeline decodes JPEGs as it would ImageNet's "
+      "(ImageNet's average image is ~400 x 350). 'device-resident batch' repeats one batch on the "
       "device; 'grain alone' is the pipeline's own rate (augmentations and batching on the "
       "host's CPUs); 'grain + step' feeds each step from the pipeline, so if it is below the "
-      "device-resident rate, data loading is the bottleneck. FLOPs per step: XLA's HLO cost "
-      f"analysis of the same step with attention and losses as plain einsums. {peak_note}. "
+      "device-resident rate, data loading is the bottleneck. FLOPs per step: XLA's cost analysis "
+      "of the compiled step (ViTs: of the same step with attention as plain einsums, lowered: "
+      f"cuDNN and Triton calls count no FLOPs). {peak_note}. "
       "Goal: MAE ViT-B/16 >= 40% MFU on one H200.")
 
 
