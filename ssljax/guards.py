@@ -57,9 +57,9 @@ class StopOnSignal:
   """Turns SIGTERM / SIGUSR1 / SIGINT into a stop at a step boundary all processes agree on.
 
   SIGTERM is what a scheduler or a TPU maintenance event sends before it kills a job; SIGUSR1 is
-  what SLURM sends with `--signal=USR1@120`. One process receiving it is enough: `should_stop(step)`,
-  called by every process at every step boundary, returns True at the same step on all of them,
-  and they all save that step. With one process it is the local flag, read at once. With several,
+  what SLURM sends with `--signal=USR1@120`. One process receiving it is enough:
+  `should_stop(step)`, called by every process at every step boundary, is True at the same step on
+  all of them, and they all save that step. With one process it is the local flag, read at once. With several,
   each boundary dispatches a tiny max-reduction of the processes' flags over all devices
   (asynchronous, like the train step), and reads the one dispatched `lag` boundaries earlier: all
   processes read the same value at the same step, without waiting for the current step.
@@ -114,10 +114,10 @@ def _flag_reduction():
   """flag (bool, this process's) -> int32 scalar array: the max over all processes' flags."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  mesh = Mesh(np.asarray(jax.devices()), ("processes",))
-  sharding = NamedSharding(mesh, P("processes"))
-  reduce = jax.jit(jnp.max, out_shardings=NamedSharding(mesh, P()))
+  from jax import sharding as jsh  # pylint: disable=g-import-not-at-top
+  mesh = jsh.Mesh(np.asarray(jax.devices()), ("processes",))
+  sharding = jsh.NamedSharding(mesh, jsh.PartitionSpec("processes"))
+  reduce = jax.jit(jnp.max, out_shardings=jsh.NamedSharding(mesh, jsh.PartitionSpec()))
   local = jax.local_device_count()
 
   def flags_max(flag: bool):

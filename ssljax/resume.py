@@ -51,7 +51,7 @@ def is_safe(key: str) -> bool:
 def config_changes(saved: dict[str, Any], config: ml_collections.ConfigDict,
                    defaults: ml_collections.ConfigDict | None = None
                    ) -> tuple[list[str], list[str]]:
-  """(safe, other) changes from the `saved` config (config.json's dict) to `config`, as 'key old -> new'.
+  """(safe, other) changes from `saved` (config.json's dict) to `config`, as 'key old -> new'.
 
   A key the saved config lacks (added to ssljax since) counts as changed only when `config`'s
   value differs from its default in `defaults`; a key `config` lacks (removed since) is ignored.
@@ -87,8 +87,9 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
     with open(path) as f:
       saved = json.load(f)
   except (OSError, json.JSONDecodeError) as e:
-    raise ConfigError(f"{path} cannot be read ({e}); it holds the config the run's checkpoints were "
-                      f"trained with: restore it, or set --config.allow_config_change=True") from e
+    raise ConfigError(f"{path} cannot be read ({e}); it holds the config the run's checkpoints "
+                      f"were trained with: restore it, or set --config.allow_config_change=True"
+                      ) from e
   from ssljax import config as config_lib  # pylint: disable=g-import-not-at-top  (import cycle)
   try:
     defaults = config_lib.base_config(config.method, config.model.name)
@@ -104,7 +105,7 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> list[str]:
 
 
 def has_run(workdir: str) -> list[int]:
-  """The checkpoint steps (intact or damaged) in `workdir`: a run that must not be restarted silently."""
+  """The checkpoint steps (intact or damaged) in `workdir`: a run not to restart silently."""
   steps = []
   path = os.path.join(workdir, "checkpoints")
   if os.path.isdir(path):   # complete steps only: 'N.orbax-checkpoint-tmp-*' is a save cut short
