@@ -216,6 +216,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
 
   if config.data.source == "image_folder":
     _check_image_folder(config.data)
+  if config.data.source == "array_record" and not os.path.isdir(config.data.path or ""):
+    raise ConfigError(f"config.data.path={config.data.path!r} with data.source='array_record'; "
+                      f"expected the folder written by `python -m ssljax.data.prepare --from "
+                      f"image_folder SRC --to DIR`")
   if config.data.source == "tfds" and not config.data.tfds_name:
     raise ConfigError("config.data.tfds_name='' with data.source='tfds'; expected a TFDS name such as 'cifar10'")
   block = config[config.method] if config.method in config else {}

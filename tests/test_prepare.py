@@ -195,3 +195,18 @@ def test_grain_pipeline_shards_the_source_by_process(folder, tmp_path, tiny_conf
   for key in whole:
     np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key], err_msg=key)
   assert len(set(whole["label"].tolist())) > 1
+
+
+def test_array_record_is_a_registered_source_without_importing_it(tmp_path):
+  """The main CLI's process never imports ssljax.data.array_record: the registry does, lazily."""
+  import subprocess
+  import sys
+  code = ("from ssljax.data import sources; import sys; "
+          "assert 'array_record' in sources.available(); "
+          "assert 'ssljax.data.array_record' not in sys.modules; "
+          "from ssljax import config; c = config.base_config('simclr', 'vit'); "
+          "c.data.source = 'array_record'; c.data.path = %r\n"
+          "try:\n  config.validate(c)\nexcept config.ConfigError as e:\n  print(e)") % str(tmp_path / "nope")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+  assert "data.path=" in out.stdout and "ssljax.data.prepare" in out.stdout

@@ -215,12 +215,18 @@ def _tfds_source(data_cfg, split: str):
   return TFDSSource(data_cfg.tfds_name, split, data_cfg.path)
 
 
+def _array_record_source(data_cfg, split: str):
+  from ssljax.data import array_record  # pylint: disable=g-import-not-at-top
+  return array_record.build(data_cfg, split)
+
+
 # name -> builder(data_cfg, split) -> source (len, getitem -> record dict, num_classes)
 _SOURCES: dict[str, Any] = {
     "digits": _digits_source,
     "image_folder": _image_folder_source,
     "tfds": _tfds_source,
     "synthetic": _synthetic_source,
+    "array_record": _array_record_source,   # shards written by `python -m ssljax.data.prepare`
 }
 
 
