@@ -73,6 +73,13 @@ def row_from_json(path: str, label: str) -> list:
           p.get("does_not_fit", "").replace("|", "/")]
 
 
+def _noted(row: list, note: str) -> list:
+  """`row` with `note` added to its note cell."""
+  if note:
+    row[-1] = "; ".join(c for c in (note.replace("|", "/"), str(row[-1])) if c)
+  return row
+
+
 def _existing_rows(path: str = report.DEFAULT_PATH) -> dict[tuple[str, str], list[str]]:
   if not os.path.exists(path):
     return {}
@@ -94,6 +101,8 @@ def main(argv=None) -> None:
   parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per plan")
   parser.add_argument("--from-json", action="append", default=[], metavar="LABEL=PLAN_JSON",
                       help="add a row from a plan.json written by `ssljax.plan --out` (no compile)")
+  parser.add_argument("--note", default="", help="text for the note column of the rows written "
+                      "by this run (e.g. what was different when a --from-json plan was made)")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config override for every row, e.g. --set batch_size=64")
   args = parser.parse_args(argv)
@@ -106,12 +115,12 @@ def main(argv=None) -> None:
     todo.append(OVERFLOW)
   rows = _existing_rows()
   for item in args.from_json:
-    label, path = item.split("=", 1)
-    row = row_from_json(path, label)
+    label, path = item.rsplit("=", 1)
+    row = _noted(row_from_json(path, label), args.note)
     rows[(str(row[0]), str(row[1]))] = [str(c) for c in row]
   for name, topology, extra in todo:
     print(f"[tpu_plans] {name} on {topology} {' '.join(extra)}", flush=True)
-    row = run_plan(name, topology, extra, args.timeout)
+    row = _noted(run_plan(name, topology, extra, args.timeout), args.note)
     rows[(str(row[0]), str(row[1]))] = [str(c) for c in row]
     print("  " + " | ".join(str(c) for c in row), flush=True)
   table = report.markdown_table(HEADER, sorted(rows.values()))
@@ -122,7 +131,11 @@ def main(argv=None) -> None:
            "TFLOP/s bf16, 819 GB/s HBM, 16 GiB; v4 275 TFLOP/s, 1228 GB/s, 32 GiB. The "
            "model.variant=h row is `python -m ssljax.plan --config configs/"
            f"{OVERFLOW[0]}.py --topology {OVERFLOW[1]} {' '.join(OVERFLOW[2])}`: it exits 2 with "
-           "the note's one line, from the arguments' shardings, before compiling.")
+           "the note's one line, from the arguments' shardings, before compiling. ViT attention "
+           "on TPU is JAX's splash attention since 2026-12-04 (JAX's flash attention before: the "
+           "DINO and MAE batch_size=64 rows, and the row noted so); XLA's cost analysis counts no "
+           "FLOPs inside a splash kernel (it declares no cost estimate), so those rows' FLOPs and "
+           "MFU leave out the attention kernels' own FLOPs (benchmarks/tpu_attention.py).")
   report.write_section(TITLE, table + "\n\n" + notes,
                        {"command": "python -m benchmarks.tpu_plans", "libtpu": _libtpu()})
 

@@ -75,12 +75,12 @@ def test_plan_reports_arguments_that_cannot_fit_before_compiling(monkeypatch):
   monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
   monkeypatch.setattr(jax.stages.Traced, "lower", no_compile)
   config = load_config("mae_digits")
-  config.batch_size = 8 * 2 ** 24     # 2^24 images per chip: the batch alone is over 16 GiB
+  config.batch_size = 8 * 2 ** 26     # 2^26 images per chip: the batch alone is over 16 GiB
   with pytest.raises(plan_lib.PlanError) as e:
     _tpu_plan(config)
   message = str(e.value)
   assert "\n" not in message and message.startswith("does not fit: the step's arguments alone")
-  assert "mostly batch" in message and f"{2 ** 24} images per chip" in message
+  assert "mostly batch" in message and f"{2 ** 26} images per chip" in message
   assert "--config.batch_size" in message and "TPU v5e" in message
 
 

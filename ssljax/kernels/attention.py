@@ -13,9 +13,9 @@ tile: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dQ = dS K / sqrt(Dh), dK 
   'xla'        the tiled algorithm as lax loops over [block_q, block_k] tiles, same custom_vjp;
                the fast path on CPU and the fallback everywhere.
   'pallas'     Pallas kernels: ssljax's (forward, dQ, dK/dV) with the Triton lowering on GPU and
-               in the interpreter on CPU; on TPU JAX's maintained Mosaic flash attention.
+               in the interpreter on CPU; on TPU JAX's maintained Mosaic splash attention.
   'auto'       CPU 'xla'; GPU cuDNN's fused attention where it applies (bf16 / fp16, no key mask),
-               else ssljax's Triton kernel; TPU the Mosaic flash attention (`choose_kernel`).
+               else ssljax's Triton kernel; TPU the Mosaic splash attention (`choose_kernel`).
 
 Accumulation is float32 for every dtype; bf16 inputs give bf16 outputs and gradients. Head dims
 that are not a power of two are zero-padded on the Pallas path. A query whose keys are all masked
@@ -46,7 +46,7 @@ XLA_BLOCK_Q = 256
 XLA_BLOCK_K = 256
 PALLAS_BLOCK_Q = 64
 PALLAS_BLOCK_K = 64
-MOSAIC_BLOCK = 128   # JAX's TPU flash attention tiles (Mosaic: multiples of the 128-lane vreg)
+MOSAIC_BLOCK = 128   # JAX's TPU splash attention tiles (Mosaic: multiples of the 128-lane vreg)
 
 
 def attention_reference(q, k, v, key_mask=None):
@@ -207,7 +207,7 @@ def choose_kernel(impl: str, q, key_mask=None, interpret=None) -> str:
     'auto'       xla          cudnn where supported, else triton    mosaic
     'pallas'     interpret    triton                                mosaic
     'xla'        xla          xla                                   xla
-  'mosaic' is JAX's maintained TPU flash attention (jax.experimental.pallas.ops.tpu); 'cudnn' is
+  'mosaic' is JAX's maintained TPU splash attention (jax.experimental.pallas.ops.tpu); 'cudnn' is
   `jax.nn.dot_product_attention(implementation='cudnn')`. `interpret=True` forces ssljax's Pallas
   kernels in the interpreter on any platform; `interpret=False` on CPU lowers them for GPU.
   """
@@ -245,24 +245,31 @@ def _ssljax_flash(kernel, q, k, v, key_mask, block_q, block_k, precision):
   return out[:, :lq, :, :d]
 
 
-def _mosaic_flash(q, k, v, key_mask):
-  """JAX's TPU flash attention (Mosaic): [B, H, L, Dh] layout, sequences padded to 128 rows.
+def _mosaic_splash(q, k, v, key_mask, interpret=False):
+  """JAX's TPU splash attention (Mosaic), per example: [H, L, Dh], sequences padded to 128 rows.
 
-  Padded and masked keys get segment id 0, every query segment id 1, so no query attends to them.
+  Chosen over JAX's TPU flash attention (`pallas.ops.tpu.flash_attention`) because it keeps one
+  logsumexp per row ([H, Lq] float32) for the backward, where flash keeps its row max and sum
+  broadcast over 128 lanes (2 x [B, H, Lq, 128] float32, 0.5 GiB per MAE decoder layer at 128
+  images per chip); BENCHMARKS.md "Compiled for TPU" has the plans of both. Padded and masked
+  keys get segment id 0, every query segment id 1, so no query attends to them.
   """
-  from jax.experimental.pallas.ops.tpu import flash_attention as tpu_fa  # pylint: disable=import-outside-toplevel
-  b, lq, _, d = q.shape
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk  # pylint: disable=import-outside-toplevel
+  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm  # pylint: disable=import-outside-toplevel
+  b, lq, h, d = q.shape
   lk = k.shape[1]
   lq_p, lk_p = round_up(lq, MOSAIC_BLOCK), round_up(lk, MOSAIC_BLOCK)
   t = lambda x, n: jnp.swapaxes(pad_axis(x, 1, n), 1, 2)  # noqa: E731
   kv_ids = jnp.ones((b, lk), jnp.int32) if key_mask is None else key_mask.astype(jnp.int32)
-  ids = tpu_fa.SegmentIds(q=jnp.ones((b, lq_p), jnp.int32), kv=pad_axis(kv_ids, 1, lk_p))
+  ids = sk.SegmentIds(q=jnp.ones((b, lq_p), jnp.int32), kv=pad_axis(kv_ids, 1, lk_p))
   blk = MOSAIC_BLOCK
-  sizes = tpu_fa.BlockSizes(block_q=blk, block_k_major=blk, block_k=blk, block_b=1,
-                            block_q_major_dkv=blk, block_k_major_dkv=blk, block_k_dkv=blk,
-                            block_q_dkv=blk, block_k_major_dq=blk, block_k_dq=blk, block_q_dq=blk)
-  out = tpu_fa.flash_attention(t(q, lq_p), t(k, lk_p), t(v, lk_p), segment_ids=ids,
-                               sm_scale=float(d) ** -0.5, block_sizes=sizes)
+  sizes = sk.BlockSizes(block_q=blk, block_kv=blk, block_kv_compute=blk, block_q_dkv=blk,
+                        block_kv_dkv=blk, block_kv_dkv_compute=blk, block_q_dq=blk,
+                        block_kv_dq=blk)
+  kernel = sk.make_splash_mha(sm.MultiHeadMask([sm.FullMask((lq_p, lk_p))] * h), head_shards=1,
+                              q_seq_shards=1, block_sizes=sizes, interpret=interpret)
+  scale = jnp.asarray(float(d) ** -0.5, q.dtype)   # splash takes q pre-scaled
+  out = jax.vmap(kernel)(t(q, lq_p) * scale, t(k, lk_p), t(v, lk_p), segment_ids=ids)
   return jnp.swapaxes(out, 1, 2)[:, :lq]
 
 
@@ -276,7 +283,7 @@ def _local_attention(kernel, q, k, v, key_mask, block_q, block_k, precision):
   if kernel == "reference":
     return attention_reference(q, k, v, key_mask)
   if kernel == "mosaic":
-    return _mosaic_flash(q, k, v, key_mask)
+    return _mosaic_splash(q, k, v, key_mask)
   if kernel == "cudnn":
     return _cudnn(q, k, v)
   return _ssljax_flash(kernel, q, k, v, key_mask, block_q, block_k, precision)
