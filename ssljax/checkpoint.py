@@ -216,8 +216,8 @@ class Checkpointer:
 _DAMAGE_TYPES = (FileNotFoundError, json.JSONDecodeError, EOFError, UnicodeDecodeError)
 _DAMAGE_WORDS = ("DATA_LOSS", "NOT_FOUND", "not found", "No such file", "does not exist",
                  "Error reading", "Error decoding", "Failed to decode", "corrupt", "truncated",
-                 "Unexpected end", "unexpected end", "Expecting value", "invalid", "Invalid",
-                 "Not a directory", "checksum", "Checksum", "magic", "unexpected EOF")
+                 "Unexpected end", "unexpected end", "Expecting value", "Not a directory",
+                 "checksum", "Checksum", "magic", "unexpected EOF")
 
 
 def is_damage(error: BaseException) -> bool:

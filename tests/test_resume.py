@@ -237,3 +237,34 @@ def test_cli_config_change_on_resume_one_line_or_applied(tmp_path):
   assert proc.returncode == 0, out[-3000:]
   assert "resumed from checkpoint at step 2" in out
   assert "config changes applied: total_steps 2 -> 4" in out
+
+
+def test_a_restore_failure_that_is_not_damage_moves_nothing(tiny_config, tmp_path):
+  """Out of memory while restoring says so in one line; the checkpoint stays where it is."""
+  train.Trainer(tiny_config(), str(tmp_path)).run(until_step=3)
+  trainer = train.Trainer(tiny_config(), str(tmp_path))
+
+  def oom(*args, **kwargs):
+    raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
+
+  trainer.checkpointer._manager.restore = oom
+  with pytest.raises(ckpt_lib.ResumeError) as e:
+    trainer.initial_state()
+  message = str(e.value)
+  assert "\n" not in message and "checkpoint at step 3" in message
+  assert "RESOURCE_EXHAUSTED" in message and "nothing was moved" in message
+  assert "--config.restart_from_scratch=True" in message
+  assert os.listdir(tmp_path / "checkpoints") == ["3"]
+  assert not os.path.exists(tmp_path / "checkpoints_damaged")
+
+
+def test_a_log_without_checkpoints_is_moved_aside_not_deleted(tiny_config, tmp_path, capsys):
+  """A run killed before its first checkpoint: the next one starts at 0 and keeps the old log."""
+  rows = '{"step": 1, "loss": 4.0}\n{"step": 2, "loss": 3.9}\n'
+  (tmp_path / "metrics.jsonl").write_text(rows)
+  train.Trainer(tiny_config(), str(tmp_path)).run(until_step=1)
+  said = capsys.readouterr().out
+  assert "training from step 0; the previous metrics.jsonl was moved to" in said
+  (previous,) = os.listdir(tmp_path / "previous")
+  assert (tmp_path / "previous" / previous / "metrics.jsonl").read_text() == rows
+  assert [r["step"] for r in read_jsonl(str(tmp_path / "metrics.jsonl"))] == [1]
