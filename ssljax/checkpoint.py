@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -85,7 +85,7 @@ class Checkpointer:
     outside a run's data stream (a resume then derives the position from the step).
     """
     items = dict(state=ocp.args.StandardSave(state))
-    if isinstance(position, Mapping):   # (callers of the former API passed a grain iterator)
+    if position is not None:
       items["position"] = ocp.args.JsonSave(dict(position))
     return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
