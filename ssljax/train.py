@@ -370,16 +370,22 @@ class Trainer:
     """
     c = self.config
     last = c.total_steps if until_step is None else min(until_step, c.total_steps)
-    state, restored = self.initial_state()
-    start = int(restored or 0)
-    self._metrics_log_for(restored)
-    writer = MetricsWriter(self.workdir, enabled=self.is_main, resume_step=restored)
-    if restored is not None:
-      _log(self.is_main, self._resume_message(start))
-    else:
-      self._evaluate_random_init(state, writer)
-
+    # From here a stop signal is caught: one during the restore or the first compile stops the run
+    # at its first step boundaries (saved), rather than killing it.
     stopper = guards.StopOnSignal()
+    try:
+      state, restored = self.initial_state()
+      start = int(restored or 0)
+      self._metrics_log_for(restored)
+      writer = MetricsWriter(self.workdir, enabled=self.is_main, resume_step=restored)
+      if restored is not None:
+        _log(self.is_main, self._resume_message(start))
+      else:
+        self._evaluate_random_init(state, writer)
+    except BaseException:
+      stopper.restore()
+      raise
+
     guard = guards.Guard(c, self.is_main)
     bar = _progress(c, start, self.is_main)
     t_last, n_last = time.perf_counter(), start

@@ -295,3 +295,22 @@ def test_sigusr1_is_a_stop_signal_like_sigterm():
   finally:
     stopper.restore()
   assert signal.getsignal(signal.SIGUSR1) == before   # the caller's handler is back
+
+
+def test_a_stop_signal_during_the_restore_stops_at_the_first_step(tiny_config, tmp_path, capsys):
+  """SIGTERM while the checkpoint is read (or the step compiles) is not lost: one step, saved."""
+  train.Trainer(tiny_config(), str(tmp_path)).run(until_step=3)
+  trainer = train.Trainer(tiny_config(), str(tmp_path))
+  real = trainer.initial_state
+
+  def restore_then_signal():
+    out = real()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.1)
+    return out
+
+  trainer.initial_state = restore_then_signal
+  result = trainer.run()
+  assert result["stopped_at"] == 4 and "received SIGTERM: saved step 4" in result["reason"]
+  assert 4 in ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), keep=2).all_steps()
+  assert "received SIGTERM: saved step 4" in capsys.readouterr().out
