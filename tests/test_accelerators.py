@@ -39,9 +39,11 @@ def _assert_sharded_step(plan, hlo, mosaic):
 
 @pytest.mark.parametrize("name", ["dino_digits", "mae_digits", "ijepa_digits"])
 def test_vit_steps_compile_for_a_v5e_slice_with_mosaic_attention(name):
-  """Attention is JAX's Mosaic flash kernel, per batch shard: no all-gather of activations."""
+  """Attention over more than 128 tokens is JAX's Mosaic splash kernel, per batch shard: no
+  all-gather of activations. (64 px images: 256 patches; shorter sequences run plain XLA.)"""
   config = load_config(name)
   config.batch_size = 64
+  config.data.image_size = config.model.image_size = 64
   plan, hlo = _tpu_plan(config)
   _assert_sharded_step(plan, hlo, mosaic=True)
 
@@ -190,8 +192,14 @@ def test_choose_kernel_table():
   bf16 = jax.ShapeDtypeStruct((2, 16, 2, 64), jnp.bfloat16)
   assert A.choose_kernel("auto", f32) == "xla"           # this machine: CPU
   assert A.choose_kernel("pallas", f32) == "interpret"
+  long = jax.ShapeDtypeStruct((2, 197, 2, 64), jnp.bfloat16)
+  mask = jax.ShapeDtypeStruct((2, 16), jnp.bool_)
   with _common.lowering_for("tpu"):
-    assert A.choose_kernel("auto", f32) == "mosaic" and A.choose_kernel("pallas", f32) == "mosaic"
+    assert A.choose_kernel("auto", long) == "mosaic" and A.choose_kernel("pallas", f32) == "mosaic"
+    # One 128-row tile without a key mask: plain XLA attention moves fewer bytes.
+    assert A.choose_kernel("auto", f32) == "reference"
+    assert A.choose_kernel("auto", f32, kv_length=197) == "mosaic"
+    assert A.choose_kernel("auto", f32, mask) == "mosaic"
     assert A.choose_kernel("pallas", f32, interpret=True) == "interpret"
     assert C.resolve_impl("auto", C.PALLAS_ON) == ("pallas" if "tpu" in C.PALLAS_ON else "xla")
   with _common.lowering_for("cuda"):

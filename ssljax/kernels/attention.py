@@ -15,7 +15,8 @@ tile: dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dQ = dS K / sqrt(Dh), dK 
   'pallas'     Pallas kernels: ssljax's (forward, dQ, dK/dV) with the Triton lowering on GPU and
                in the interpreter on CPU; on TPU JAX's maintained Mosaic splash attention.
   'auto'       CPU 'xla'; GPU cuDNN's fused attention where it applies (bf16 / fp16, no key mask),
-               else ssljax's Triton kernel; TPU the Mosaic splash attention (`choose_kernel`).
+               else ssljax's Triton kernel; TPU the Mosaic splash attention, or plain XLA
+               attention for sequences of at most 128 tokens without a key mask (`choose_kernel`).
 
 Accumulation is float32 for every dtype; bf16 inputs give bf16 outputs and gradients. Head dims
 that are not a power of two are zero-padded on the Pallas path. A query whose keys are all masked
@@ -200,16 +201,19 @@ def _cudnn_supports(q, key_mask) -> bool:
           and d <= 128 and jax.default_backend() == "gpu")
 
 
-def choose_kernel(impl: str, q, key_mask=None, interpret=None) -> str:
+def choose_kernel(impl: str, q, key_mask=None, interpret=None, kv_length=None) -> str:
   """The code `dot_product_attention` runs for `impl` on the target platform (one of KERNELS).
 
     impl         CPU          GPU                                   TPU
-    'auto'       xla          cudnn where supported, else triton    mosaic
+    'auto'       xla          cudnn where supported, else triton    mosaic; reference when short
     'pallas'     interpret    triton                                mosaic
     'xla'        xla          xla                                   xla
   'mosaic' is JAX's maintained TPU splash attention (jax.experimental.pallas.ops.tpu); 'cudnn' is
   `jax.nn.dot_product_attention(implementation='cudnn')`. `interpret=True` forces ssljax's Pallas
   kernels in the interpreter on any platform; `interpret=False` on CPU lowers them for GPU.
+  Short on TPU: no key mask and q and k (`kv_length`, default q's length) both fit one 128-row
+  tile, where the plain XLA attention moves fewer bytes than a kernel padded to 128 rows (MAE's
+  50 visible tokens, DINO's 37-token local crops; benchmarks/tpu_attention.py).
   """
   platform = target_platform()
   resolved = resolve_impl(impl)
@@ -220,7 +224,9 @@ def choose_kernel(impl: str, q, key_mask=None, interpret=None) -> str:
   if interpret:
     return "interpret"
   if platform == "tpu":
-    return "mosaic"
+    lk = q.shape[1] if kv_length is None else kv_length
+    short = impl == "auto" and key_mask is None and max(q.shape[1], lk) <= MOSAIC_BLOCK
+    return "reference" if short else "mosaic"
   return "cudnn" if impl == "auto" and _cudnn_supports(q, key_mask) else "triton"
 
 
@@ -308,7 +314,7 @@ def dot_product_attention(q, k, v, key_mask=None, impl: str = "auto", *, block_q
   Returns:
     [B, Lq, H, Dh] in q's dtype. Differentiable in q, k, v.
   """
-  kernel = choose_kernel(impl, q, key_mask, interpret)
+  kernel = choose_kernel(impl, q, key_mask, interpret, kv_length=k.shape[1])
   body = functools.partial(_local_attention, kernel, block_q=block_q, block_k=block_k,
                            precision=precision)
   mesh = sharding.kernel_mesh()
