@@ -1,32 +1,28 @@
-"""The method-agnostic trainer: mesh, data, state, the jitted train step, the loop, checkpoints, eval.
+"""The method-agnostic trainer: the run around the build (ssljax/build.py).
 
-Sections, in the order a run meets them:
-  1. TrainState and the pure train step.
-  2. Set-up: validate the config, build mesh, method, data iterator, sharded state; resume.
+`Trainer(config, workdir)` builds (mesh, method, state shapes, jitted step: `build.build`), then
+adds the workdir, the data iterator, checkpoints and evaluation; `run()` is the loop. Sections:
+  1. Set-up and resume: workdir, data position, the latest restorable checkpoint.
+  2. The loop: log, evaluate, checkpoint, stop cleanly (and together) on SIGTERM / SIGUSR1.
   3. Evaluation helpers (online kNN on the held-out split, final linear probe).
-  4. The loop: log, evaluate, checkpoint, stop cleanly on SIGTERM/SIGINT.
+
+The build's names (`TrainState`, `Built`, `build`, `make_train_step`, ...) are re-exported here.
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
-import functools
 import json
 import os
 import time
 from typing import Any
 
-import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from ssljax import checkpoint as ckpt_lib
 from ssljax import config as config_lib
 from ssljax import methods as methods_lib
-from ssljax import optim
 from ssljax import parallel
 from ssljax import guards
 from ssljax import plots
@@ -34,184 +30,11 @@ from ssljax import resume as resume_lib
 from ssljax import workdir as workdir_lib
 from ssljax.data import pipeline
 from ssljax.data import sources
-from ssljax.data import views as views_lib
 from ssljax.evaluate import online
 from ssljax.metrics_writer import MetricsWriter
-
-# ---------------------------------------------------------------------------------------------
-# 1. TrainState and the pure train step.
-# ---------------------------------------------------------------------------------------------
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training, as one pytree (what a checkpoint holds)."""
-
-  step: jax.Array          # int32 scalar: number of optimizer steps taken
-  params: Any              # what the optimizer updates
-  opt_state: Any
-  method_state: Any        # BatchNorm statistics, EMA teacher, centers, queues, ...
-  rng: jax.Array           # uint32 [2]: per-step keys are fold_in(rng, step)
-  skipped: jax.Array       # int32 scalar: steps whose update was skipped (non-finite loss/grads)
-
-
-def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_batch=None):
-  """`train_step(state, batch) -> (state, metrics)`, a pure function of its inputs.
-
-  `prepare_batch` (jnp, batch -> batch) runs first: the view spec's device-side work
-  (`Views.on_device`, e.g. photometric augmentation of uint8 crops).
-
-  A step whose loss or gradients are not finite changes nothing but `step` and `skipped`
-  (params, optimizer and method state keep their last good values) and reports `nonfinite=1`;
-  the loop then applies `config.nonfinite` ('skip' or 'stop').
-  """
-
-  def train_step(state: TrainState, batch: dict[str, jax.Array]):
-    rng = jax.random.fold_in(state.rng, state.step)
-    if prepare_batch is not None:
-      batch = prepare_batch(batch)
-
-    def loss_fn(params):
-      return method.loss(params, state.method_state, batch, rng, state.step)
-
-    (loss, (metrics, method_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = method.transform_grads(grads, method_state, state.step)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    method_state = method.after_step(params, method_state, state.step)
-    grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-
-    def keep_if_bad(new, old):
-      return jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
-
-    metrics = dict(metrics, loss=loss.astype(jnp.float32), lr=lr_fn(state.step),
-                   grad_norm=grad_norm, nonfinite=(~finite).astype(jnp.int32))
-    new_state = state.replace(step=state.step + 1,
-                              params=keep_if_bad(params, state.params),
-                              opt_state=keep_if_bad(opt_state, state.opt_state),
-                              method_state=keep_if_bad(method_state, state.method_state),
-                              skipped=state.skipped + (~finite).astype(jnp.int32))
-    return new_state, metrics
-
-  return train_step
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. Set-up.
-# ---------------------------------------------------------------------------------------------
-
-
-def make_init_fn(method, tx, example, seed: int, prepare_batch=None):
-  """() -> a fresh TrainState for batches shaped like `example` (arrays or ShapeDtypeStructs).
-
-  Parameters depend only on the shapes (the method is initialised on zeros) and on `seed`; jit it
-  (with out_shardings to shard the state). The Trainer and the benchmarks start from this.
-  """
-  def init():
-    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
-    batch = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), example)
-    if prepare_batch is not None:
-      batch = prepare_batch(batch)
-    params, method_state = method.init(init_rng, batch)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      method_state=method_state, rng=train_rng, skipped=jnp.zeros((), jnp.int32))
-
-  return init
-
-
-@dataclasses.dataclass
-class Built:
-  """Everything a run computes before it touches a workdir or data: what `build` returns.
-
-  `ssljax.plan` compiles `train_step` for a TPU slice from this alone; the Trainer adds the
-  workdir, the data iterator, checkpoints and evaluation around it.
-  """
-  config: ml_collections.ConfigDict
-  mesh: Any
-  method: Any
-  spec: Any                 # the method's view spec (ssljax.data.views.Views)
-  tx: optax.GradientTransformation
-  lr_fn: Any
-  example: dict[str, jax.ShapeDtypeStruct]   # the global batch's shapes and dtypes
-  batch_sharding: Any
-  state_shardings: Any
-  abstract_state: Any       # TrainState of ShapeDtypeStructs carrying their shardings
-  init: Any                 # jitted () -> TrainState, sharded
-  train_step: Any           # jitted (state, batch) -> (state, metrics), sharded, donates state
-
-  def abstract_batch(self) -> dict[str, jax.ShapeDtypeStruct]:
-    """The global batch as ShapeDtypeStructs with the batch sharding (for `.trace` / `.lower`)."""
-    return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding)
-            for k, v in self.example.items()}
-
-
-# Where `data.augment_on='auto'` runs the photometric augmentation, per platform: on the
-# accelerator for GPU and TPU; on CPU the faster of the two in BENCHMARKS.md ("Augmentation:
-# host vs device", benchmarks/augment_placement.py).
-AUTO_AUGMENT_ON = {"cpu": "host", "gpu": "device", "cuda": "device", "rocm": "device",
-                   "tpu": "device"}
-
-
-def augment_on(config: ml_collections.ConfigDict, devices: list[Any]) -> str:
-  """'host' or 'device': config.data.augment_on, with 'auto' resolved for the devices' platform."""
-  where = config.data.get("augment_on", "auto")
-  if where != "auto":
-    return where
-  return AUTO_AUGMENT_ON.get(getattr(devices[0], "platform", "cpu"), "device")
-
-
-def view_overrides(data: ml_collections.ConfigDict) -> tuple[tuple, tuple]:
-  """(per-global-crop, local-crop) augmentation overrides from data.global_view_blur_prob /
-  global_view_solarize_prob (one value per global crop, cycled) and data.local_view_blur_prob."""
-  per_view = {"blur_prob": tuple(data.get("global_view_blur_prob", ())),
-              "solarize_prob": tuple(data.get("global_view_solarize_prob", ()))}
-  n = max(len(v) for v in per_view.values())
-  views = tuple(tuple((k, float(v[i % len(v)])) for k, v in per_view.items() if v)
-                for i in range(n))
-  local = data.get("local_view_blur_prob", -1.0)
-  return views, ((("blur_prob", float(local)),) if local >= 0 else ())
-
-
-def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[str, Any],
-          process_count: int = 1) -> Built:
-  """Validates `config` and builds mesh, method, state shapes and the jitted steps; no side effects.
-
-  Args:
-    config: the run config.
-    devices: the mesh's devices (real ones, or a TPU topology's abstract devices).
-    record: one data record (e.g. the train source's first), from which the global batch shapes
-      are derived through the method's view transform.
-    process_count: processes (hosts) the devices belong to, for the batch-size checks.
-  """
-  config_lib.validate(config, device_count=len(devices), process_count=process_count)
-  mesh = parallel.make_mesh(config.mesh, devices)
-  method = methods_lib.get(config.method)(config)
-  spec = (method.view_spec().with_augment_on(augment_on(config, devices))
-          .with_view_overrides(*view_overrides(config.data)))
-  prepare_batch = functools.partial(spec.on_device, aug_cfg=config.data.augment,
-                                    dtype=jnp.dtype(config.dtype))
-  tx, lr_fn = optim.build(config)
-  views = pipeline.MakeViews(spec, config.data.augment)(record, np.random.default_rng(0))
-  views_lib.check_example(spec.fields(), views, where=f"method {config.method!r}'s view spec")
-  example = {k: jax.ShapeDtypeStruct((config.batch_size,) + np.shape(v), np.asarray(v).dtype)
-             for k, v in views.items()}
-  init_fn = make_init_fn(method, tx, example, config.seed, prepare_batch)
-  abstract = jax.eval_shape(init_fn)
-  state_shardings = parallel.tree_shardings(abstract, mesh, config.param_sharding)
-  batch_sharding = parallel.batch_sharding(mesh)
-  # Traced under the mesh, so that every kernel in the step runs under shard_map over it.
-  init = jax.jit(parallel.traced_under(init_fn, mesh), out_shardings=state_shardings)
-  train_step = jax.jit(
-      parallel.traced_under(make_train_step(method, tx, lr_fn, prepare_batch), mesh),
-      in_shardings=(state_shardings, batch_sharding),
-      out_shardings=(state_shardings, parallel.replicated(mesh)),
-      donate_argnums=(0,))
-  return Built(config=config, mesh=mesh, method=method, spec=spec, tx=tx, lr_fn=lr_fn,
-               example=example, batch_sharding=batch_sharding, state_shardings=state_shardings,
-               abstract_state=ckpt_lib.abstract_like(abstract, state_shardings), init=init,
-               train_step=train_step)
-
+# The build, re-exported: `train.build(...)`, `train.TrainState`, ... keep working.
+from ssljax.build import AUTO_AUGMENT_ON, Built, TrainState  # noqa: F401
+from ssljax.build import augment_on, build, make_init_fn, make_train_step, view_overrides  # noqa: F401
 
 class Trainer:
   """Builds everything a run needs from `config`; `run()` trains to `config.total_steps`."""
@@ -358,7 +181,7 @@ class Trainer:
                  f"{max(r.get('step', 0) for r in later)}) are dropped and logged again")
 
   # -------------------------------------------------------------------------------------------
-  # 4. The loop.
+  # 2. The loop.
   # -------------------------------------------------------------------------------------------
 
   def run(self, until_step: int | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@
     feats = run.method.features(run.params, run.method_state, images)
 
 `open_run` is how evaluation, fine-tuning and export read a pretraining workdir: the config the
-run saved, the method and mesh built by `ssljax.train.build` (no side effects), and the train
+run saved, the method and mesh built by `ssljax.build.build` (no side effects), and the train
 state restored from its checkpoint. It writes nothing into the workdir.
 """
 from __future__ import annotations
@@ -87,8 +87,8 @@ class OpenedRun:
   Attributes:
     workdir: its absolute path.
     config: the run's config (config.json over the current schema; mesh fitted to this machine).
-    built: `ssljax.train.Built` of that config: mesh, method, view spec, shardings, jitted steps.
-    state: the restored `ssljax.train.TrainState` (a fresh init with random_init).
+    built: `ssljax.build.Built` of that config: mesh, method, view spec, shardings, jitted steps.
+    state: the restored `ssljax.build.TrainState` (a fresh init with random_init).
     step: the checkpoint step (0 with random_init).
     random_init: whether `state` is the untrained initialisation of the run's seed.
     record: the first record of the train split (what the example batch was built from).
@@ -150,7 +150,7 @@ def open_run(workdir: str, step: int | None = None, random_init: bool = False,
              devices: list[Any] | None = None) -> OpenedRun:
   """Opens the pretraining run in `workdir` at checkpoint `step` (default: the latest).
 
-  Rebuilds the run from its config.json with `ssljax.train.build` (mesh, method, state shapes;
+  Rebuilds the run from its config.json with `ssljax.build.build` (mesh, method, state shapes;
   no data iterator, no workdir writes) on `devices` (default: all), and restores the train state
   of the checkpoint, or with `random_init` initialises it from the run's seed instead.
 
@@ -162,14 +162,14 @@ def open_run(workdir: str, step: int | None = None, random_init: bool = False,
   """
   from ssljax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   from ssljax import config_files  # pylint: disable=g-import-not-at-top
-  from ssljax import train  # pylint: disable=g-import-not-at-top  (train imports this module)
+  from ssljax import build as build_lib  # pylint: disable=g-import-not-at-top
   from ssljax.data import sources  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
   config = config_files.load_run(workdir)
   config.progress_bar = False
   devices = _fit_devices(config, list(jax.devices() if devices is None else devices))
   record = sources.build_source(config.data, config.data.train_split)[0]
-  built = train.build(config, devices, record, jax.process_count())
+  built = build_lib.build(config, devices, record, jax.process_count())
   if random_init:
     if step not in (None, 0):
       raise ValueError(f"random_init with step={step}; a random init is step 0")

@@ -3,7 +3,7 @@
     with PretrainedRun("workdirs/simclr_digits") as run:      # latest checkpoint (or step=N)
       train_f, eval_f = run.features()                        # [N, D], [M, D], computed once
 
-The run is opened by `ssljax.workdir.open_run` (config.json, `ssljax.train.build`, the
+The run is opened by `ssljax.workdir.open_run` (config.json, `ssljax.build.build`, the
 checkpoint; nothing is written into the workdir), and the train bank and held-out split are the
 online evaluator's (`ssljax.evaluate.online.Evaluator`): the same deterministic centre views and
 `config.eval.max_examples`, so a kNN here agrees with the one the trainer logged.
@@ -21,7 +21,7 @@ class PretrainedRun:
   Attributes:
     workdir, config, method: the run, its config, its `ssljax.methods.base.Method`.
     opened: the `ssljax.workdir.OpenedRun` (built method and mesh, restored state).
-    state: the restored `ssljax.train.TrainState`.
+    state: the restored `ssljax.build.TrainState`.
     params, method_state: the restored (or, with random_init, freshly initialised) state.
     step: the checkpoint step (0 for random_init).
     random_init: whether the state is the untrained initialisation of the same seed.
