@@ -6,7 +6,7 @@ half inside the jitted step), timed in alternating rounds in one process:
   - pipeline: records/s of `train_dataset` alone (what the host CPUs must sustain);
   - end to end: images/s of pipeline + `train_step` (what a run gets).
 The ratio device / host on this machine decides `data.augment_on='auto'` on CPU
-(`ssljax.train.AUTO_AUGMENT_ON`); on GPU / TPU 'auto' is the device. Writes the "Augmentation:
+(`ssljax.build.AUTO_AUGMENT_ON`); on GPU / TPU 'auto' is the device. Writes the "Augmentation:
 host vs device" section of BENCHMARKS.md.
 
   python -m benchmarks.augment_placement            # about 3 minutes on 2 cores
@@ -15,6 +15,7 @@ host vs device" section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import jax
@@ -103,14 +104,19 @@ def main(argv=None) -> list[list]:
       ["recipe", "pipeline rec/s host", "pipeline rec/s device", "ratio",
        "end-to-end img/s host", "end-to-end img/s device", "ratio"], rows)
   print(table)
+  load = os.getloadavg()[0]
   if not args.no_write and not args.quick:
+    from ssljax import build
     write_section("Augmentation: host vs device", table + (
+        f"\n\nLoad average when it finished: {load:.1f} on {os.cpu_count()} cores (other jobs "
+        f"slow both columns alike, not necessarily by the same factor). `data.augment_on='auto'` "
+        f"on CPU: {build.AUTO_AUGMENT_ON['cpu']!r}.") + (
         "\n\nMedians of alternating rounds in one process, 0 grain workers, one device. "
         "'pipeline': records/s of the grain pipeline alone (host: crops + photometric views in "
         "numpy / PIL; device: uint8 crops and the photometric draws only). 'end-to-end': "
         "pipeline + jitted train step (device: the photometric half runs inside the step, "
         "ssljax/data/augment_jax.py). `data.augment_on='auto'` takes the device on GPU and TPU; "
-        "on CPU it takes what `ssljax.train.AUTO_AUGMENT_ON['cpu']` says, set from this table."),
+        "on CPU it takes what `ssljax.build.AUTO_AUGMENT_ON['cpu']` says, set from this table."),
         {"command": "python -m benchmarks.augment_placement"})
   return rows
 

@@ -137,8 +137,8 @@ class Built:
 
 
 # Where `data.augment_on='auto'` runs the photometric augmentation, per platform: on the
-# accelerator for GPU and TPU; on CPU the faster of the two in BENCHMARKS.md ("Augmentation:
-# host vs device", benchmarks/augment_placement.py).
+# accelerator for GPU and TPU; on CPU the host for now (BENCHMARKS.md "Augmentation: host vs
+# device", benchmarks/augment_placement.py, measured the device ahead on a loaded machine only).
 AUTO_AUGMENT_ON = {"cpu": "host", "gpu": "device", "cuda": "device", "rocm": "device",
                    "tpu": "device"}
 
