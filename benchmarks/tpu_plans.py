@@ -132,10 +132,11 @@ def main(argv=None) -> None:
            "model.variant=h row is `python -m ssljax.plan --config configs/"
            f"{OVERFLOW[0]}.py --topology {OVERFLOW[1]} {' '.join(OVERFLOW[2])}`: it exits 2 with "
            "the note's one line, from the arguments' shardings, before compiling. ViT attention "
-           "on TPU is JAX's splash attention since 2026-12-04 (JAX's flash attention before: the "
-           "DINO and MAE batch_size=64 rows, and the row noted so); XLA's cost analysis counts no "
-           "FLOPs inside a splash kernel (it declares no cost estimate), so those rows' FLOPs and "
-           "MFU leave out the attention kernels' own FLOPs (benchmarks/tpu_attention.py).")
+           "on TPU is JAX's splash attention since 2026-12-04, with plain XLA attention for "
+           "sequences of at most 128 tokens (JAX's flash attention at every length before: the "
+           "DINO and MAE batch_size=64 rows, and the rows noted so); XLA's cost analysis counts "
+           "no FLOPs inside a splash kernel (it declares no cost estimate), so those rows' FLOPs "
+           "and MFU leave out the splash kernels' own FLOPs (benchmarks/tpu_attention.py).")
   report.write_section(TITLE, table + "\n\n" + notes,
                        {"command": "python -m benchmarks.tpu_plans", "libtpu": _libtpu()})
 
