@@ -265,14 +265,14 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
   """(plan dict, compiled HLO text) of `config`'s train step compiled for `topology`."""
   import jax  # pylint: disable=import-outside-toplevel
 
-  from ssljax import train  # pylint: disable=import-outside-toplevel
+  from ssljax import build as build_lib  # pylint: disable=import-outside-toplevel
   from ssljax.data import sources  # pylint: disable=import-outside-toplevel
   chip = chip_for(topology)
   devices = topology_devices(topology)
   config = _for_plan(config)
   processes = len({getattr(d, "process_index", 0) for d in devices})
   record = sources.build_source(config.data, config.data.train_split)[0]
-  built = train.build(config, devices, record, process_count=processes)
+  built = build_lib.build(config, devices, record, process_count=processes)
   # Arguments that cannot fit need no compile to say so (a ViT-H step takes long to compile).
   batch = built.abstract_batch()
   images_per_chip = built.batch_sharding.shard_shape(next(iter(batch.values())).shape)[0]
