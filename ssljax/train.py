@@ -73,11 +73,15 @@ class Trainer:
         process_count=jax.process_count(), worker_count=c.data.worker_count,
         prefetch=c.data.prefetch, start=records))
 
-  def _set_data_position(self, step: int, records: int) -> None:
-    """Replaces `self.data` with an iterator at stream position `records` (after `step` steps)."""
+  def _close_data(self) -> None:
+    """Stops the data iterator's grain worker processes and prefetch threads (if any)."""
     close = getattr(getattr(self, "data", None), "close", None)
     if close is not None:
-      close()   # grain worker processes and prefetch threads of the previous iterator
+      close()
+
+  def _set_data_position(self, step: int, records: int) -> None:
+    """Replaces `self.data` with an iterator at stream position `records` (after `step` steps)."""
+    self._close_data()
     self.data = self._data_iterator(records)
     self._data_step, self._data_records = step, records
 
@@ -256,6 +260,7 @@ class Trainer:
       _log(self.is_main, f"{stop_reason} (checkpoints in {self.checkpointer.directory})")
     if step < c.total_steps:
       writer.close()
+      self._close_data()   # a later run() positions a new iterator
       return {"stopped_at": step, "reason": stop_reason or f"until_step={until_step}"}
 
     result = self._final_eval(state)
@@ -265,6 +270,7 @@ class Trainer:
       writer.write_images(step, plots.plot_run(self.workdir))
     writer.close()
     self.checkpointer.close()
+    self._close_data()
     return result
 
   def _visualize(self, state: TrainState, step: int, writer: MetricsWriter) -> list[str]:
