@@ -25,11 +25,14 @@ No data is read: the batch shapes come from one synthetic record of the config's
 A config that does not fit in HBM ends with one line saying by how much and what to change: before
 compiling when the step's arguments alone (parameters, optimizer and method state, batch: each
 array's shard under its sharding) exceed the chip's HBM, e.g. DINO ViT-H at 4096 images per chip
+with host augmentation (a float32 batch)
 
   python -m ssljax.plan --config configs/dino_vit_s16_imagenet.py --topology v5e:2x4 \
-      --config.model.variant=h --config.batch_size=32768
+      --config.model.variant=h --config.batch_size=32768 --config.data.augment_on=host
 
-and otherwise from the compiled program's memory analysis (or XLA's out-of-memory error).
+and otherwise from the compiled program's memory analysis (or XLA's out-of-memory error), after a
+full compile (the same command with the default uint8 batch: its arguments fit, its activations
+do not).
 """
 from __future__ import annotations
 
