@@ -178,10 +178,13 @@ def test_sigterm_checkpoints_at_next_step_and_exits_zero(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("augment_on", ["host", "device"])
+def test_sigkill_at_random_moments_then_resume_is_bit_exact(tmp_path, augment_on):
   """Killed hard (mid-step or mid-save) several times, restarted, the final params equal an
-  uninterrupted run's bit for bit."""
-  args = ("--config.total_steps=24", "--config.checkpoint_every=4", "--config.eval_every=1000")
+  uninterrupted run's bit for bit (with the photometric augmentation in the pipeline or in the
+  step)."""
+  args = ("--config.total_steps=24", "--config.checkpoint_every=4", "--config.eval_every=1000",
+          f"--config.data.augment_on={augment_on}")
   ref = _cli(tmp_path / "ref", *args)
   out, _ = ref.communicate(timeout=600)
   assert ref.returncode == 0, out[-2000:]
