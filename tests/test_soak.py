@@ -20,16 +20,23 @@ import jax
 import numpy as np
 import pytest
 
-from tests.test_reliability import _cli, _raw_args, _wait_for_step
+from tests.test_reliability import _cli, _wait_for_step
 
 STEPS = int(os.environ.get("SSLJAX_SOAK_STEPS", "1500"))
 
 
 def _final_state(workdir):
+  """The checkpointed state at STEPS, restored onto this process's first device whatever mesh
+  wrote it (the slow step runs with one device; the runs themselves used one or two)."""
+  import orbax.checkpoint as ocp
   from ssljax.checkpoint import Checkpointer
   ckpt = Checkpointer(os.path.join(str(workdir), "checkpoints"), keep=2)
   assert ckpt.latest_step() == STEPS
-  state = ckpt._manager.restore(STEPS, args=_raw_args())["state"]
+  here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  meta = ckpt._manager.item_metadata(STEPS)["state"]
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), meta)
+  state = ckpt._manager.restore(
+      STEPS, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
   ckpt.close()
   return state
 
