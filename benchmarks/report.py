@@ -31,6 +31,15 @@ def load_config(path: str):
   return module.get_config()
 
 
+def package_version(name: str) -> str:
+  """The installed version of distribution `name`, or 'not installed'."""
+  from importlib.metadata import PackageNotFoundError, version  # pylint: disable=g-import-not-at-top
+  try:
+    return version(name)
+  except PackageNotFoundError:
+    return "not installed"
+
+
 def cpu_simd(cpuinfo: str = "/proc/cpuinfo") -> str:
   """The widest x86 vector extension the CPU has (XLA:CPU's code and rounding depend on it)."""
   try:

@@ -28,7 +28,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")   # compiles for TPU; computes not
 import jax  # noqa: E402  pylint: disable=wrong-import-position
 import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
 
-from benchmarks.report import markdown_table, write_section  # noqa: E402  pylint: disable=wrong-import-position
+from benchmarks.report import markdown_table, package_version, write_section  # noqa: E402  pylint: disable=wrong-import-position
 from ssljax import plan as plan_lib  # noqa: E402  pylint: disable=wrong-import-position
 from ssljax.kernels import _common  # noqa: E402  pylint: disable=wrong-import-position
 from ssljax.kernels import attention as A  # noqa: E402  pylint: disable=wrong-import-position
@@ -116,16 +116,8 @@ def main(argv=None):
            f"{chip.hbm_bytes_per_s / 1e9:.0f} GB/s). `auto` on TPU runs 'splash'.\n")
   if not args.no_write:
     command = " ".join(["python -m benchmarks.tpu_attention", *(argv or sys.argv[1:])])
-    write_section(TITLE, table + notes, {"command": command, "libtpu": _libtpu()})
+    write_section(TITLE, table + notes, {"command": command, "libtpu": package_version("libtpu")})
   return rows
-
-
-def _libtpu() -> str:
-  try:
-    from importlib.metadata import version  # pylint: disable=import-outside-toplevel
-    return version("libtpu")
-  except Exception:  # pylint: disable=broad-except
-    return "not installed"
 
 
 if __name__ == "__main__":

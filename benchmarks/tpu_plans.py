@@ -148,15 +148,8 @@ def main(argv=None) -> None:
            "no FLOPs inside a splash kernel (it declares no cost estimate), so those rows' FLOPs "
            "and MFU leave out the splash kernels' own FLOPs (benchmarks/tpu_attention.py).")
   report.write_section(TITLE, table + "\n\n" + notes,
-                       {"command": "python -m benchmarks.tpu_plans", "libtpu": _libtpu()})
-
-
-def _libtpu() -> str:
-  try:
-    from importlib.metadata import version  # pylint: disable=import-outside-toplevel
-    return version("libtpu")
-  except Exception:  # pylint: disable=broad-except
-    return "not installed"
+                       {"command": "python -m benchmarks.tpu_plans",
+                        "libtpu": report.package_version("libtpu")})
 
 
 if __name__ == "__main__":
