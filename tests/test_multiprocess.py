@@ -152,6 +152,15 @@ def test_distributed_settings_from_flags_env_or_cluster_detection():
     resolve(environ={"JAX_NUM_PROCESSES": "four"})
 
 
+def _run_two_processes(script, mode, config_path, workdir):
+  """Runs `script mode config workdir` as 2 processes x 2 devices, distributed from the environment."""
+  address = f"localhost:{_free_port()}"
+  return _run_all([([sys.executable, script, mode, str(config_path), workdir],
+                    _env(2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2",
+                         JAX_PROCESS_ID=str(i)))
+                   for i in range(2)])
+
+
 @pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("method", ["simclr", "dino"])
@@ -162,10 +171,7 @@ def test_two_processes_match_one_process_and_resume(tmp_path, method):
   me = os.path.abspath(__file__)
 
   # Phase 1: 2 processes, Trainer.run(until_step=3), distributed from the environment.
-  address = f"localhost:{_free_port()}"
-  _run_all([([sys.executable, me, "trainer_until_3", str(config_path), multi],
-             _env(2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
-            for i in range(2)])
+  _run_two_processes(me, "trainer_until_3", config_path, multi)
   ckpt3 = os.path.join(multi, "checkpoints", "3")
   assert _position(ckpt3) == {"step": 3, "records": 48, "seed": 0, "batch_size": 16,
                               "processes": 2, "devices": 4}
@@ -205,10 +211,7 @@ def test_two_by_two_checkpoint_resumes_on_one_by_four(tmp_path):
   config_path.write_text(ELASTIC_CONFIG_FILE.format(HERE=HERE))
   work, ref = str(tmp_path / "work"), str(tmp_path / "ref")
   me = os.path.abspath(__file__)
-  address = f"localhost:{_free_port()}"
-  _run_all([([sys.executable, me, "trainer_until_10", str(config_path), work],
-             _env(2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
-            for i in range(2)])
+  _run_two_processes(me, "trainer_until_10", config_path, work)
   assert sorted(os.listdir(os.path.join(work, "checkpoints"))) == ["10"]
   (out,) = _run_all([([sys.executable, "-m", "ssljax.main", "--config", str(config_path),
                        "--workdir", work], _env(4))])
