@@ -164,6 +164,20 @@ def np_sigmoid_contrastive(x, y, log_t, b):
   return total / n
 
 
+def np_clip(x, y, log_scale):
+  """CLIP: mean of the row (image->text) and column (text->image) cross-entropies."""
+  x, y = np_normalize(x), np_normalize(y)
+  n = len(x)
+  scale = math.exp(float(log_scale))
+  logits = [[scale * float(x[i] @ y[j]) for j in range(n)] for i in range(n)]
+  def lse(vals):
+    m = max(vals)
+    return m + math.log(sum(math.exp(v - m) for v in vals))
+  row = sum(lse(logits[i]) - logits[i][i] for i in range(n)) / n
+  col = sum(lse([logits[i][j] for i in range(n)]) - logits[j][j] for j in range(n)) / n
+  return 0.5 * (row + col)
+
+
 def np_supcon(z, labels, temperature=0.1):
   v, n, _ = z.shape
   f = np_normalize(z.reshape(v * n, -1))

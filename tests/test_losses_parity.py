@@ -14,7 +14,7 @@ from ssljax import losses as L
 from loss_helpers import (
     _rng, arr, check_grad, fd_grad, J, jgrad, jval, np_barlow, np_data2vec_targets, np_dino,
     np_ibot, np_info_nce, np_koleo, np_lejepa, np_mae, np_msn, np_msn_targets, np_negative_cosine,
-    np_nt_xent, np_sigmoid_contrastive, np_sigreg, np_sinkhorn, np_smooth_l1, np_supcon, np_swav,
+    np_nt_xent, np_clip, np_sigmoid_contrastive, np_sigreg, np_sinkhorn, np_smooth_l1, np_supcon, np_swav,
     np_update_center, np_vicreg, np_wmse, run, SHAPES_ND, unit_directions)
 
 
@@ -54,6 +54,30 @@ def test_sigmoid_contrastive_grad():
   x, y = _rng(6).normal(size=(2, 4, 3))
   args = [x, y, np.array(np.log(5.0)), np.array(-2.0)]
   check_grad(L.sigmoid_contrastive, np_sigmoid_contrastive, args, (0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("impl", ["reference", "xla", "pallas"])
+@pytest.mark.parametrize("n,d", SHAPES_ND)
+def test_clip_loss_value(n, d, impl):
+  x, y = _rng(31, n, d).normal(size=(2, n, d))
+  got = jval(L.clip_loss, x, y, np.float32(np.log(1 / 0.07)), impl=impl)
+  np.testing.assert_allclose(got, np_clip(x, y, np.log(1 / 0.07)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["reference", "xla"])
+def test_clip_loss_grad(impl):
+  """Gradients in both towers' embeddings and the learned log scale."""
+  x, y = _rng(32).normal(size=(2, 4, 3))
+  check_grad(lambda x, y, s: L.clip_loss(x, y, s, impl=impl), np_clip,
+             [x, y, np.array(np.log(3.0))], (0, 1, 2))
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_sigmoid_contrastive_tiled_grad(impl):
+  """The tiled path's gradients, learned temperature and bias included."""
+  x, y = _rng(33).normal(size=(2, 4, 3))
+  check_grad(lambda x, y, t, b: L.sigmoid_contrastive(x, y, t, b, impl=impl),
+             np_sigmoid_contrastive, [x, y, np.array(np.log(5.0)), np.array(-2.0)], (0, 1, 2, 3))
 
 
 @pytest.mark.parametrize("v,n,d", [(2, 4, 3), (2, 8, 5), (3, 6, 4)])

@@ -43,6 +43,8 @@ CASES = {
     "sigmoid_contrastive": (L.sigmoid_contrastive,
                             [_normal(4, N, D), _normal(5, N, D), np.float32(np.log(10.0)), np.float32(-5.0)],
                             [P(B), P(B), P(), P()], (0, 1, 2, 3)),
+    "clip_loss": (L.clip_loss, [_normal(26, N, D), _normal(27, N, D), np.float32(np.log(10.0))],
+                  [P(B), P(B), P()], (0, 1, 2)),
     "supcon": (lambda z, labels: L.supcon(z, labels, 0.1),
                [_normal(6, 2, N, D), np.random.default_rng(7).integers(0, 4, N).astype(np.int32)],
                [P(None, B), P(B)], (0,)),

@@ -2,6 +2,7 @@
 from ssljax.losses.clustering import msn_loss
 from ssljax.losses.clustering import sinkhorn_knopp
 from ssljax.losses.clustering import swav_loss
+from ssljax.losses.contrastive import clip_loss
 from ssljax.losses.contrastive import info_nce
 from ssljax.losses.contrastive import l2_normalize
 from ssljax.losses.contrastive import nt_xent

@@ -1,9 +1,9 @@
-"""Contrastive losses: SimCLR NT-Xent, InfoNCE, SigLIP sigmoid loss, SupCon.
+"""Contrastive losses: SimCLR NT-Xent, InfoNCE, CLIP, SigLIP sigmoid loss, SupCon.
 
 All functions are pure, take plain arrays and compute in float32. They operate on the
 GLOBAL batch: under `jax.jit` with a sharded batch XLA inserts the collectives.
 
-`nt_xent`, `info_nce`, `sigmoid_contrastive` and `supcon` take `impl=`:
+`nt_xent`, `info_nce`, `clip_loss`, `sigmoid_contrastive` and `supcon` take `impl=`:
   'auto' (default)  the tiled kernels whenever the batch is split over a mesh (global-batch
                     statistics from per-shard kernels under shard_map), or when the logit matrix
                     would exceed FULL_MATRIX_MAX_LOGITS entries; the full matrix otherwise;
@@ -92,6 +92,33 @@ def info_nce(q: jax.Array, k: jax.Array, temperature: float = 0.2, *,
     return _tiled.info_nce_loss(q, k, 1.0 / temperature, impl=impl)
   logits = (q @ k.T) / temperature
   return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits))
+
+
+def clip_loss(x: jax.Array, y: jax.Array, log_scale: jax.Array, *,
+              impl: str = "auto") -> jax.Array:
+  """CLIP's symmetric InfoNCE ("Learning Transferable Visual Models From Natural Language
+  Supervision").
+
+  Args:
+    x: [N, D] image embeddings, y: [N, D] text embeddings (normalised here); (x_i, y_i) pair.
+    log_scale: scalar log of the logit scale (CLIP learns it, init log(1 / 0.07)).
+    impl: 'auto' | 'reference' (full matrix) | 'xla' | 'pallas' (tiled kernels).
+
+  Returns:
+    The mean of the image->text and text->image cross-entropies of
+    logits = exp(log_scale) * x y^T, positives on the diagonal.
+  """
+  impl = _pick_impl(impl, x.shape[0], y.shape[0])
+  x = l2_normalize(x.astype(jnp.float32))
+  y = l2_normalize(y.astype(jnp.float32))
+  scale = jnp.exp(jnp.asarray(log_scale, jnp.float32))
+  if impl != "reference":
+    return _tiled.info_nce_loss(x, y, scale, bidirectional=True, impl=impl)
+  logits = scale * (x @ y.T)
+  pos = jnp.diagonal(logits)
+  row = jax.nn.logsumexp(logits, axis=1) - pos
+  col = jax.nn.logsumexp(logits, axis=0) - pos
+  return 0.5 * (jnp.mean(row) + jnp.mean(col))
 
 
 def sigmoid_contrastive(x: jax.Array, y: jax.Array, log_t: jax.Array, b: jax.Array, *,
