@@ -28,9 +28,10 @@ from ssljax.models.vit import ViT
 BACKBONES = ("vit", "resnet")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 CPU_TUNINGS = cpu.SETTINGS   # model config `cpu_tuning`: 'auto' | 'on' | 'off'
+REMAT_POLICIES = tuple(vit_lib.REMAT_POLICIES)   # model config `remat_policy` (ViT and ResNet)
 
 __all__ = [
-    "BACKBONES", "CPU_TUNINGS", "DTYPES", "DINOHead", "MLPHead", "Prototypes", "ResNet", "ViT",
+    "BACKBONES", "CPU_TUNINGS", "DTYPES", "REMAT_POLICIES", "DINOHead", "MLPHead", "Prototypes", "ResNet", "ViT",
     "WeightNormDense", "build_backbone", "default_model_config", "parse_dtype",
 ]
 
@@ -94,7 +95,8 @@ def build_backbone(model_cfg: Mapping[str, Any]):
         mlp_ratio=float(cfg["mlp_ratio"]), num_registers=int(cfg["num_registers"]),
         pool=cfg["pool"], posemb=cfg["posemb"], image_size=int(cfg["image_size"]),
         attention_impl=cfg["attention_impl"], drop_path=float(cfg["drop_path"]),
-        remat=bool(cfg["remat"]), dtype=dtype)
+        remat=bool(cfg["remat"]), remat_policy=cfg["remat_policy"], dtype=dtype)
   ops = cpu_conv.resnet_ops() if cpu.enabled(cfg["cpu_tuning"]) else {}   # the ViT has none
   return ResNet(depth=int(cfg["depth"]), width_multiplier=float(cfg["width_multiplier"]),
-                cifar_stem=bool(cfg["cifar_stem"]), norm=cfg["norm"], dtype=dtype, **ops)
+                cifar_stem=bool(cfg["cifar_stem"]), norm=cfg["norm"], dtype=dtype,
+                remat=bool(cfg["remat"]), remat_policy=cfg["remat_policy"], **ops)

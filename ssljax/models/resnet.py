@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssljax.models import vit as vit_lib
+
 # depth -> (block kind, blocks per stage)
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 50: ("bottleneck", (3, 4, 6, 3))}
 NORMS = ("batch", "group")
@@ -51,6 +53,8 @@ def default_config() -> ml_collections.ConfigDict:
       "width_multiplier": 1.0,    # scales every channel count
       "cifar_stem": False,        # 3x3 stride-1 stem conv, no max-pool
       "norm": "batch",            # 'batch' | 'group'
+      "remat": False,             # recompute each residual block's activations in the backward pass
+      "remat_policy": "full",     # with remat: what a block keeps (ssljax.models.vit.REMAT_POLICIES)
   })
 
 
@@ -160,6 +164,7 @@ class ResNet(nn.Module):
       (what `nn.Conv` takes); lax's by default.
     store_once: applied to every conv input after the stem, [N, H, W, C] -> the same values;
       the identity by default. (XLA:CPU versions of both: `ssljax.cpu.conv.resnet_ops`.)
+    remat, remat_policy: wrap each residual block in `nn.remat` with that policy (as the ViT's).
   """
   depth: int = 50
   width_multiplier: float = 1.0
@@ -168,6 +173,8 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
   conv_general_dilated: Callable = jax.lax.conv_general_dilated
   store_once: Callable[[jax.Array], jax.Array] = _identity
+  remat: bool = False
+  remat_policy: str = "full"
 
   def __post_init__(self):
     if self.depth not in DEPTHS:
@@ -198,6 +205,7 @@ class ResNet(nn.Module):
     """
     kind, blocks = DEPTHS[self.depth]
     block_cls = BottleneckBlock if kind == "bottleneck" else BasicBlock
+    block_cls = vit_lib.remat_block(block_cls, self.remat, self.remat_policy)   # train static
     x = images.astype(self.dtype)
     stem = _scaled(64, self.width_multiplier)
     if self.cifar_stem:

@@ -69,7 +69,30 @@ def default_config() -> ml_collections.ConfigDict:
       "attention_impl": "auto",  # 'auto' | 'pallas' | 'xla' | 'reference'
       "drop_path": 0.0,         # stochastic depth rate of the last block
       "remat": False,           # recompute each block's activations in the backward pass
+      "remat_policy": "full",   # with remat: what a block keeps, one of REMAT_POLICIES
   })
+
+
+# model.remat_policy: what each rematerialised block keeps for the backward pass
+# (`jax.checkpoint_policies`); the rest is recomputed from the block's input.
+REMAT_POLICIES = {
+    "full": None,   # nothing but the block's input: everything recomputed (least memory)
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,   # matmul outputs kept
+    "dots_with_no_batch_dims_saveable":   # weight matmuls kept; attention scores recomputed
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def remat_block(block_cls, remat: bool, policy: str, static_argnums=(2,)):
+  """`block_cls` wrapped in `nn.remat` with the named policy (see REMAT_POLICIES), or unchanged.
+
+  `static_argnums` counts `self`: (2,) makes the block's `train` argument static.
+  """
+  if policy not in REMAT_POLICIES:
+    raise ValueError(f"model remat_policy={policy!r}; expected one of {tuple(REMAT_POLICIES)}")
+  if not remat:
+    return block_cls
+  return nn.remat(block_cls, static_argnums=static_argnums, policy=REMAT_POLICIES[policy])
 
 
 def resolve_variant(variant: str, width: int, depth: int, num_heads: int) -> tuple[int, int, int]:
@@ -193,6 +216,9 @@ class ViT(nn.Module):
     attention_impl: passed to `dot_product_attention` as impl.
     drop_path: stochastic depth rate of the last block; block i uses rate * i / (depth - 1).
       Needs a 'dropout' rng when train=True and rate > 0.
+    remat: wrap each block in `nn.remat` (jax.checkpoint): its activations are recomputed in
+      the backward pass instead of stored.
+    remat_policy: what a rematerialised block keeps, a key of REMAT_POLICIES.
     dtype: compute dtype (params are float32, outputs float32).
   """
   patch_size: int = 16
@@ -207,9 +233,13 @@ class ViT(nn.Module):
   attention_impl: str = "auto"
   drop_path: float = 0.0
   remat: bool = False
+  remat_policy: str = "full"
   dtype: Any = jnp.float32
 
   def __post_init__(self):
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"ViT remat_policy={self.remat_policy!r}; expected one of "
+                       f"{tuple(REMAT_POLICIES)}")
     if self.pool not in POOLS:
       raise ValueError(f"ViT pool={self.pool!r}; expected one of {POOLS}")
     if self.posemb not in POSEMBS:
@@ -296,8 +326,8 @@ class ViT(nn.Module):
     x = jnp.concatenate(prefix + [x], axis=1)
 
     mlp_dim = int(round(self.width * self.mlp_ratio))
-    # remat: store only each block's input; its activations are recomputed in the backward pass.
-    block = nn.remat(EncoderBlock, static_argnums=(2,)) if self.remat else EncoderBlock
+    # remat: store each block's input (and what remat_policy keeps); the rest is recomputed.
+    block = remat_block(EncoderBlock, self.remat, self.remat_policy)
     for i in range(self.depth):
       rate = self.drop_path * i / max(self.depth - 1, 1)
       x = block(self.num_heads, mlp_dim, rate, self.attention_impl, self.dtype,
