@@ -48,6 +48,32 @@ def digits_vit(method: str, total_steps: int = 300):
   return config
 
 
+def captioned_digits_vit(method: str, total_steps: int = 600):
+  """Image-text `method` (clip, siglip, lit) on the embedded captioned digits, on a CPU.
+
+  24 px canvases of the real 8x8 digits with a colour, a size and a position, and 2-3 templated
+  captions each (ssljax.data.paired.captioned_digits). Image tower: the digits ViT (3 blocks,
+  width 64, 4x4 patches: 36 tokens); text tower: 2 blocks of width 64, 16 tokens, EOS pooling;
+  a joint embedding of 64. Light crops (scale 0.8-1) and no flips or colour changes: the
+  captions name colours and sides. Batch 256, AdamW at base_lr 1e-3 (x batch/256), weight decay
+  1e-4 (CLIP and SigLIP use 0.2 and 1e-4 at their scale).
+  """
+  config = base_config(method=method, model="vit")
+  config.batch_size = 256
+  config.total_steps = total_steps
+  config.eval_every = 200
+  config.checkpoint_every = 200
+  config.model.update(patch_size=4, width=64, depth=3, num_heads=4, image_size=24)
+  config.data.update(source="captioned_digits", synthetic_size=24, image_size=24)
+  config.data.augment.update(crop_scale=(0.8, 1.0), hflip_prob=0.0, color_jitter_prob=0.0,
+                             blur_prob=0.0, grayscale_prob=0.0)
+  config.optimizer.update(name="adamw", base_lr=1e-3, weight_decay=1e-4, warmup_steps=30)
+  config.eval.max_examples = 2000
+  config[method].update(embed_dim=64, vocab_size=128)
+  config[method].text.update(variant="tiny", max_len=16, pool="eos")
+  return config
+
+
 def crop_only(config):
   """Masked-image recipes (MAE, data2vec, I-JEPA): crops (+ flips) only, the masking is the
   augmentation; AdamW b2 0.95 and weight decay 0.05, as MAE (He et al. 2022)."""

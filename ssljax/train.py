@@ -31,7 +31,7 @@ from ssljax import workdir as workdir_lib
 from ssljax.data import pipeline
 from ssljax.data import sources
 from ssljax.evaluate import online
-from ssljax.metrics_writer import MetricsWriter
+from ssljax.metrics_writer import MetricsWriter, StepProfiler
 # The build, re-exported: `train.build(...)`, `train.TrainState`, ... keep working.
 from ssljax.build import AUTO_AUGMENT_ON, Built, TrainState  # noqa: F401
 from ssljax.build import augment_on, build, make_init_fn, make_train_step, view_overrides  # noqa: F401
@@ -204,7 +204,7 @@ class Trainer:
       state, restored = self.initial_state()
       start = int(restored or 0)
       self._metrics_log_for(restored)
-      writer = MetricsWriter(self.workdir, enabled=self.is_main, resume_step=restored)
+      writer = MetricsWriter(self.workdir, enabled=self.is_main, resume_step=restored, config=c)
       if restored is not None:
         _log(self.is_main, self._resume_message(start))
       else:
@@ -217,11 +217,14 @@ class Trainer:
     bar = _progress(c, start, self.is_main)
     t_last, n_last = time.perf_counter(), start
     step, stop_reason = start, ""   # (a resume at or past `last` runs no step)
+    profiler = StepProfiler(c.get("profile_steps", ()), os.path.join(self.workdir, "profile"))
     try:
       while step < last:
+        profiler.before(step + 1)
         batch = parallel.global_batch(next(self.data), self.batch_sharding)
         state, metrics = self.train_step(state, batch)
         step += 1
+        profiler.after(step, state)
         stop_reason = guard.check_step(step, metrics, state)
         if step % c.log_every == 0 or step == c.total_steps:
           metrics = jax.device_get(metrics)
@@ -234,7 +237,7 @@ class Trainer:
           bar.set_postfix(loss=f"{float(metrics['loss']):.4f}",
                           img_s=f"{metrics['images_per_sec']:.0f}", refresh=False)
         if step % c.eval_every == 0 or step == c.total_steps:
-          row = self.evaluator.knn(state.params, state.method_state)
+          row = self.evaluator.knn(state.eval_params, state.method_state)
           writer.write(step, row)
           guard.check_eval(step, row, bar)
           if self.is_main:
@@ -253,6 +256,7 @@ class Trainer:
     except OSError as e:  # disk full, quota, storage gone: one line, and what is safe on disk
       raise self._write_error(e, step, writer) from e
     finally:
+      profiler.stop()
       stopper.restore()
       bar.close()
     self.state = state
@@ -335,19 +339,22 @@ class Trainer:
     """kNN and linear probe of the untrained backbone (the same init), stored for eval.json."""
     if not self.config.eval.random_init:
       return
-    row = self.evaluator.knn(state.params, state.method_state)
-    lin = self.evaluator.linear(state.params, state.method_state)
+    row = self.evaluator.knn(state.eval_params, state.method_state)
+    lin = self.evaluator.linear(state.eval_params, state.method_state)
     result = {"knn_top1_random_init": row["knn_top1"], "linear_top1_random_init": lin["top1"]}
+    result.update({f"{k}_random_init": row[k] for k in self.evaluator.extra_keys})
     writer.write(0, {"knn_top1_random_init": row["knn_top1"]})
     if self.is_main:
       with open(self._random_init_path(), "w") as f:
         json.dump(result, f)
 
   def _final_eval(self, state: TrainState) -> dict[str, Any]:
-    row = self.evaluator.knn(state.params, state.method_state)
-    lin = self.evaluator.linear(state.params, state.method_state)
+    """kNN and linear probe of the final state (of its weights EMA with config.eval_ema)."""
+    row = self.evaluator.knn(state.eval_params, state.method_state)
+    lin = self.evaluator.linear(state.eval_params, state.method_state)
     result = {"step": int(state.step), "knn_top1": row["knn_top1"], "linear_top1": lin["top1"],
-              "embedding_std": row["embedding_std"], "rankme": row["rankme"]}
+              "embedding_std": row["embedding_std"], "rankme": row["rankme"],
+              **{k: row[k] for k in self.evaluator.extra_keys}}
     if os.path.exists(self._random_init_path()):
       with open(self._random_init_path()) as f:
         result.update(json.load(f))

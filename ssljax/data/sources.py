@@ -220,6 +220,14 @@ def _array_record_source(data_cfg, split: str):
   return array_record.build(data_cfg, split)
 
 
+def _paired(name: str):
+  """A lazily imported builder of ssljax.data.paired (the image-text sources)."""
+  def build(data_cfg, split: str):
+    from ssljax.data import paired  # pylint: disable=g-import-not-at-top
+    return getattr(paired, f"_{name}_source")(data_cfg, split)
+  return build
+
+
 # name -> builder(data_cfg, split) -> source (len, getitem -> record dict, num_classes)
 _SOURCES: dict[str, Any] = {
     "digits": _digits_source,
@@ -227,6 +235,10 @@ _SOURCES: dict[str, Any] = {
     "tfds": _tfds_source,
     "synthetic": _synthetic_source,
     "array_record": _array_record_source,   # shards written by `python -m ssljax.data.prepare`
+    # Image-text records {'image', 'texts', 'label'} (ssljax.data.paired).
+    "captioned_digits": _paired("captioned_digits"),   # embedded; canvas side data.synthetic_size
+    "captions": _paired("captions"),           # data.path/<split>/captions.jsonl
+    "webdataset": _paired("webdataset"),       # data.path/<split>/*.tar
 }
 
 

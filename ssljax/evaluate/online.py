@@ -15,6 +15,7 @@ import numpy as np
 from ssljax import parallel
 from ssljax.data import pipeline
 from ssljax.data import sources
+from ssljax.evaluate import zeroshot
 from ssljax.evaluate.diagnostics import collapse_report
 from ssljax.evaluate.knn import knn_top1
 from ssljax.evaluate.linear import linear_probe
@@ -108,6 +109,20 @@ class Evaluator:
     # Batches are sharded over the mesh: traced under it, kernels run under shard_map.
     self._features = jax.jit(parallel.traced_under(method.features, mesh))
     self._embeddings = jax.jit(parallel.traced_under(method.embeddings, mesh))
+    # Image-text methods: zero-shot classification and retrieval on the held-out split too.
+    self.zeroshot = None
+    if zeroshot.is_image_text(method):
+      self.zeroshot = zeroshot.ZeroShot(method, eval_src,
+                                        pipeline.bank_indices(len(eval_src), ev.max_examples), mesh)
+      self._encode_image = jax.jit(parallel.traced_under(method.encode_image, mesh))
+
+  @property
+  def extra_keys(self) -> tuple[str, ...]:
+    """The keys `knn` adds for this method beyond kNN and collapse (zero-shot, retrieval)."""
+    if self.zeroshot is None:
+      return ()
+    return ((("zeroshot_top1",) if self.zeroshot.class_names else ()) +
+            tuple(f"{d}_r{k}" for d in ("i2t", "t2i") for k in zeroshot.RECALL_AT))
 
   @property
   def train_x(self) -> np.ndarray:
@@ -124,7 +139,8 @@ class Evaluator:
             self.eval_bank.features(self._features, params, state, self.sharding))
 
   def knn(self, params, state) -> dict[str, float]:
-    """{'knn_top1', 'embedding_std', 'rankme', 'collapsed'} on the held-out split."""
+    """{'knn_top1', 'embedding_std', 'rankme', 'collapsed'} on the held-out split, and for
+    image-text methods the `extra_keys` (ssljax.evaluate.zeroshot)."""
     ev = self.config.eval
     train_f, eval_f = self._feats(params, state)
     k = min(ev.knn_k, len(train_f))
@@ -132,8 +148,12 @@ class Evaluator:
                    temperature=ev.knn_temperature)
     emb = self.eval_bank.features(self._embeddings, params, state, self.sharding)
     report = collapse_report(emb, centre=self.method.centre_embeddings)
-    return {"knn_top1": acc, "embedding_std": report["embedding_std"], "rankme": report["rankme"],
-            "collapsed": bool(report["collapsed"])}
+    row = {"knn_top1": acc, "embedding_std": report["embedding_std"], "rankme": report["rankme"],
+           "collapsed": bool(report["collapsed"])}
+    if self.zeroshot is not None:
+      image_emb = self.eval_bank.features(self._encode_image, params, state, self.sharding)
+      row.update(self.zeroshot.evaluate(params, state, image_emb, self.eval_y))
+    return row
 
   def linear(self, params, state) -> dict[str, float]:
     """Linear probe on frozen features: {'top1', 'train_top1'}."""

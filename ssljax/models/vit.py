@@ -133,15 +133,19 @@ class MultiHeadAttention(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """[B, L, D] -> [B, L, D]."""
+  def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
+    """[B, L, D] (and key_mask [B, L], True where a token may be attended to) -> [B, L, D]."""
     width = x.shape[-1]
     head_dim = width // self.num_heads
     proj = lambda name: nn.DenseGeneral(  # noqa: E731
         (self.num_heads, head_dim), kernel_init=_dense_init, dtype=self.dtype,
         param_dtype=jnp.float32, name=name)
     q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)  # [B, L, H, Dh]
-    out = attention_lib.dot_product_attention(q, k, v, impl=self.attention_impl)
+    if self.causal:
+      mask = None if key_mask is None else key_mask.astype(bool)[:, None, None, :]
+      out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=True)
+    else:
+      out = attention_lib.dot_product_attention(q, k, v, key_mask, impl=self.attention_impl)
     return nn.DenseGeneral(width, axis=(-2, -1), kernel_init=_dense_init, dtype=self.dtype,
                            param_dtype=jnp.float32, name="out")(out)
 
@@ -180,10 +184,12 @@ class EncoderBlock(nn.Module):
   drop_path: float = 0.0
   attention_impl: str = "auto"
   dtype: Any = jnp.float32
+  causal: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """[B, L, D] -> [B, L, D]."""
+  def __call__(self, x: jax.Array, train: bool = False,
+               key_mask: jax.Array | None = None) -> jax.Array:
+    """[B, L, D] (key_mask [B, L]: True where a token may be attended to) -> [B, L, D]."""
     def residual(x, y):
       if train and self.drop_path > 0.0:
         y = drop_path(y, self.drop_path, self.make_rng("dropout"))
@@ -191,8 +197,8 @@ class EncoderBlock(nn.Module):
 
     ln = lambda name: nn.LayerNorm(epsilon=_LN_EPS, dtype=self.dtype,  # noqa: E731
                                    param_dtype=jnp.float32, name=name)
-    y = MultiHeadAttention(self.num_heads, self.attention_impl, self.dtype, name="attn")(
-        ln("norm1")(x))
+    y = MultiHeadAttention(self.num_heads, self.attention_impl, self.dtype, self.causal,
+                           name="attn")(ln("norm1")(x), key_mask)
     x = residual(x, y)
     y = MLP(self.mlp_dim, self.dtype, name="mlp")(ln("norm2")(x))
     return residual(x, y)
