@@ -127,10 +127,13 @@ class MultiHeadAttention(nn.Module):
     num_heads: number of heads H; width must be divisible by it.
     attention_impl: 'auto' | 'pallas' | 'xla' | 'reference'.
     dtype: compute dtype.
+    causal: each token attends only to itself and earlier tokens (a causal text tower); runs
+      `jax.nn.dot_product_attention(is_causal=True)` (XLA, or cuDNN where it applies).
   """
   num_heads: int
   attention_impl: str = "auto"
   dtype: Any = jnp.float32
+  causal: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, key_mask: jax.Array | None = None) -> jax.Array:
