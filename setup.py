@@ -29,6 +29,7 @@ setuptools.setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "tensorboardX>=2.6",
+        "safetensors==0.8.0",   # export and import weights (numpy only: never imports torch)
     ],
     extras_require={
         # libtpu's ahead-of-time compiler: `python -m ssljax.plan` compiles for a TPU slice on
@@ -42,8 +43,14 @@ setuptools.setup(
         # ArrayRecord files does not. 2.21.0 was checked with the lock's numpy 2.4 and protobuf 7:
         # it prepares an ArrayRecord TFDS dataset. The CPU build: preparing needs no accelerator.
         "prepare": ["tensorflow-cpu==2.21.0"],
+        # PyTorch interchange (ssljax.interop): load exports into timm / torchvision, or torch-side
+        # weights into ssljax. ssljax itself never imports torch; the interop tests do (CPU).
+        # torch 2.14.1 + torchvision 0.29.1 are the pair pip takes from this project's machines'
+        # disk (a CUDA build, 5.5 GB in a venv, installed in about 1.5 min; tests run it on the CPU).
+        "interop": ["torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31"],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
-                 "nbformat>=5.10", "libtpu==0.0.42.1"],
+                 "nbformat>=5.10", "libtpu==0.0.42.1",
+                 "torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31"],
     },
     entry_points={"console_scripts": ["ssljax=ssljax.main:run"]},
 )

@@ -8,7 +8,7 @@ _platforms.check()
 
 __version__ = "0.1.0"
 
-__all__ = ["load_backbone"]
+__all__ = ["import_weights", "load_backbone"]
 
 
 def __getattr__(name):
@@ -16,4 +16,7 @@ def __getattr__(name):
   if name == "load_backbone":
     from ssljax.export import load_backbone
     return load_backbone
+  if name == "import_weights":
+    from ssljax.interop import import_weights
+    return import_weights
   raise AttributeError(f"module 'ssljax' has no attribute {name!r}")

@@ -32,71 +32,35 @@ import numpy as np
 MSGPACK = "backbone.msgpack"
 SAFETENSORS = "backbone.safetensors"
 MODEL_CARD = "model_card.json"
+README = "README.md"
 FORMAT = "ssljax-backbone/1"
 
 # ---------------------------------------------------------------------------------------------
-# The safetensors format: an 8-byte little-endian header length, a JSON header naming each
-# tensor's dtype, shape and byte range, then the raw little-endian C-order bytes.
+# safetensors files, through the `safetensors` library (numpy arrays; no torch).
 # ---------------------------------------------------------------------------------------------
-
-_ST_DTYPES = {"float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16",
-              "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
-              "bool": "BOOL"}
-
-
-def _np_dtype(st_name: str):
-  name = {v: k for k, v in _ST_DTYPES.items()}.get(st_name)
-  if name is None:
-    raise ValueError(f"safetensors dtype {st_name!r} is not supported; expected one of "
-                     f"{sorted(_ST_DTYPES.values())}")
-  if name == "bfloat16":
-    import ml_dtypes
-    return np.dtype(ml_dtypes.bfloat16)
-  return np.dtype(name)
 
 
 def save_safetensors(path: str, tensors: dict[str, np.ndarray],
                      metadata: dict[str, str] | None = None) -> None:
-  """Writes {name: array} in the safetensors format (names sorted, data 8-byte aligned)."""
-  header: dict[str, Any] = {}
-  chunks, offset = [], 0
-  for name in sorted(tensors):
-    arr = np.ascontiguousarray(np.asarray(tensors[name]))
-    if arr.dtype.name not in _ST_DTYPES:
-      raise ValueError(f"tensor {name!r} has dtype {arr.dtype}; expected one of {sorted(_ST_DTYPES)}")
-    data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-    header[name] = {"dtype": _ST_DTYPES[arr.dtype.name], "shape": list(arr.shape),
-                    "data_offsets": [offset, offset + len(data)]}
-    chunks.append(data)
-    offset += len(data)
-  if metadata:
-    header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-  text = json.dumps(header, separators=(",", ":")).encode()
-  text += b" " * (-len(text) % 8)
-  with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(text)))
-    f.write(text)
-    for data in chunks:
-      f.write(data)
+  """Writes {name: array} as a safetensors file (`safetensors.numpy.save_file`); every shape,
+  0-d included, is kept."""
+  import safetensors.numpy
+  # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them [1]).
+  arrays = {name: np.require(np.asarray(value), requirements="C") for name, value in tensors.items()}
+  safetensors.numpy.save_file(arrays, path, metadata={str(k): str(v) for k, v in
+                                                      (metadata or {}).items()} or None)
 
 
 def load_safetensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-  """({name: array}, metadata) of a safetensors file."""
-  with open(path, "rb") as f:
-    blob = f.read()
-  if len(blob) < 8:
-    raise ValueError(f"{path} is not a safetensors file: {len(blob)} bytes")
-  (size,) = struct.unpack("<Q", blob[:8])
-  if 8 + size > len(blob):
-    raise ValueError(f"{path} is not a safetensors file: header of {size} bytes past the end")
-  header = json.loads(blob[8:8 + size])
-  metadata = header.pop("__metadata__", {}) or {}
-  base, tensors = 8 + size, {}
-  for name, info in header.items():
-    begin, end = info["data_offsets"]
-    dtype = _np_dtype(info["dtype"])
-    tensors[name] = np.frombuffer(blob[base + begin:base + end], dtype=dtype.newbyteorder("<")) \
-        .astype(dtype).reshape(info["shape"])
+  """({name: array}, metadata) of a safetensors file; ValueError (one line) if it is not one."""
+  import safetensors
+  import safetensors.numpy
+  try:
+    with safetensors.safe_open(path, framework="numpy") as f:
+      metadata = dict(f.metadata() or {})
+      tensors = {name: f.get_tensor(name) for name in f.keys()}
+  except safetensors.SafetensorError as e:
+    raise ValueError(f"{path} is not a safetensors file: {e}") from None
   return tensors, metadata
 
 
@@ -137,7 +101,8 @@ def module_spec(module) -> dict[str, Any]:
     raise ValueError(f"cannot describe a {cls} backbone; expected ssljax.models.ViT or ResNet")
   fields = {}
   for f in dataclasses.fields(module):
-    if f.name in ("parent", "name"):
+    # Ops (a ResNet's conv_general_dilated, store_once: XLA:CPU tuning) are not part of the model.
+    if f.name in ("parent", "name") or callable(getattr(module, f.name)):
       continue
     value = getattr(module, f.name)
     fields[f.name] = jnp.dtype(value).name if f.name == "dtype" else value
@@ -171,22 +136,34 @@ def _eval_numbers(workdir: str) -> dict[str, Any]:
     return json.load(f)
 
 
-def export_backbone(workdir: str, out_dir: str, step: int | None = None) -> dict[str, Any]:
+def export_backbone(workdir: str, out_dir: str, step: int | None = None,
+                    fmt: str = "ssljax") -> dict[str, Any]:
   """Writes the backbone of `workdir`'s latest (or `step`) checkpoint into `out_dir`.
 
-  Returns the model card (also written as out_dir/model_card.json).
+  Args:
+    fmt: 'ssljax' (msgpack + safetensors of the Flax variables), 'timm' (a ViT as timm's
+      VisionTransformer, a ResNet as torchvision's / timm's resnet18/50) or 'torchvision' (ResNets).
+
+  Returns the model card (also written as out_dir/model_card.json, and as text in README.md).
   """
   from ssljax import workdir as workdir_lib
   from ssljax.evaluate.backbone import backbone_of
+  _check_format(fmt)
   run = workdir_lib.open_run(workdir, step=step)
   captured = backbone_of(run.method, run.params, run.method_state)
   return save_backbone(out_dir, captured, run.config, run.step, list(run.input_shape()),
-                       _eval_numbers(workdir), source_workdir=run.workdir)
+                       _eval_numbers(workdir), source_workdir=run.workdir, fmt=fmt)
+
+
+def _check_format(fmt: str) -> None:
+  from ssljax import interop
+  if fmt not in interop.FORMATS:
+    raise ValueError(f"format {fmt!r}; expected one of {interop.FORMATS}")
 
 
 def save_backbone(out_dir: str, captured, config, step: int, image_shape: Sequence[int],
                   eval_numbers: dict[str, Any] | None = None,
-                  source_workdir: str | None = None) -> dict[str, Any]:
+                  source_workdir: str | None = None, fmt: str = "ssljax") -> dict[str, Any]:
   """Writes a backbone (`ssljax.evaluate.backbone.backbone_of`) into `out_dir`; returns its card.
 
   Args:
@@ -194,16 +171,34 @@ def save_backbone(out_dir: str, captured, config, step: int, image_shape: Sequen
     config, step: the run's config and the checkpoint step, for the model card.
     image_shape: [H, W, C] of the model input.
     eval_numbers, source_workdir: the run's eval.json dict and workdir, for the card.
+    fmt: see `export_backbone`.
   """
-  os.makedirs(out_dir, exist_ok=True)
+  from ssljax import interop
+  _check_format(fmt)
   variables = jax.tree_util.tree_map(np.asarray, captured.variables)
-  with open(os.path.join(out_dir, MSGPACK), "wb") as f:
-    f.write(flax.serialization.msgpack_serialize(variables))
-  save_safetensors(os.path.join(out_dir, SAFETENSORS), _flatten(variables),
-                   metadata={"format": FORMAT, "method": config.method, "step": str(step)})
+  meta = {"method": config.method, "step": str(step)}
+  if fmt == "ssljax":
+    files = {"msgpack": MSGPACK, "safetensors": SAFETENSORS}
+  else:   # mapped (and checked) before anything is written
+    state_dict, timm_config = interop.torch_layout(captured.module, variables, image_shape,
+                                                   captured.pool, fmt)
+    files = {"safetensors": interop.WEIGHTS, "config": interop.CONFIG}
+  os.makedirs(out_dir, exist_ok=True)
+  if fmt == "ssljax":
+    with open(os.path.join(out_dir, MSGPACK), "wb") as f:
+      f.write(flax.serialization.msgpack_serialize(variables))
+    save_safetensors(os.path.join(out_dir, SAFETENSORS), _flatten(variables),
+                     metadata={"format": FORMAT, **meta})
+  else:
+    # 'pt': the metadata torch-side loaders (transformers) expect of a torch state dict.
+    save_safetensors(os.path.join(out_dir, interop.WEIGHTS), state_dict,
+                     metadata={"format": "pt", "ssljax_format": FORMAT, **meta})
+    with open(os.path.join(out_dir, interop.CONFIG), "w") as f:
+      json.dump(timm_config, f, indent=2)
   aug = config.data.augment
   card = {
       "format": FORMAT,
+      "layout": fmt,
       "method": config.method,
       "step": step,
       "total_steps": int(config.total_steps),
@@ -212,14 +207,82 @@ def save_backbone(out_dir: str, captured, config, step: int, image_shape: Sequen
       "num_parameters": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(variables.get("params", {})))),
       "input": {"shape": list(image_shape), "mean": list(aug.mean), "std": list(aug.std),
                 "note": "images scaled to [0, 1], then (x - mean) / std per channel, [N, H, W, C]"},
-      "files": {"msgpack": MSGPACK, "safetensors": SAFETENSORS},
+      "files": files,
       "source_workdir": source_workdir,
       "eval": eval_numbers or {},
       "config": json.loads(config.to_json_best_effort()),
   }
   with open(os.path.join(out_dir, MODEL_CARD), "w") as f:
     json.dump(card, f, indent=2)
+  with open(os.path.join(out_dir, README), "w") as f:
+    f.write(model_card_text(card, timm_config if fmt != "ssljax" else None))
   return card
+
+
+def model_card_text(card: dict[str, Any], timm_config: dict[str, Any] | None = None) -> str:
+  """The README.md (Hugging Face model card: YAML front matter, then Markdown) of an export."""
+  bb = card["backbone"]
+  fields = bb["fields"]
+  if bb["class"] == "ViT":
+    shape = (f"ViT, patch {fields['patch_size']}, width {fields['width']}, depth "
+             f"{fields['depth']}, {fields['num_heads']} heads, {fields['num_registers']} registers, "
+             f"pool {fields['pool']!r}, posemb {fields['posemb']!r}")
+  else:
+    shape = (f"ResNet-{fields['depth']}, width x{fields['width_multiplier']}, norm "
+             f"{fields['norm']!r}, cifar_stem {fields['cifar_stem']}")
+  inp = card["input"]
+  library = "timm" if card["layout"] != "ssljax" else "ssljax"
+  lines = ["---", f"library_name: {library}",
+           "tags: [image-feature-extraction, self-supervised, ssljax, " + card["method"] + "]",
+           "pipeline_tag: image-feature-extraction", "---", "",
+           f"# {card['method']} {bb['class']} backbone (ssljax)", "",
+           f"Self-supervised {card['method']} pretraining with ssljax, step {card['step']} of "
+           f"{card['total_steps']}: a {shape}; {card['num_parameters']:,} parameters.", "",
+           "## Input", "",
+           f"[N, H, W, C] = [N, {', '.join(str(s) for s in inp['shape'])}]: images scaled to "
+           f"[0, 1], then (x - mean) / std per channel with mean {inp['mean']} and std "
+           f"{inp['std']}.", "",
+           "## Features", "",
+           f"feature_pool {card['feature_pool']!r}: "
+           + ("the mean of the final patch tokens after the last norm." if card["feature_pool"]
+              == "patch_mean" else "the backbone's pooled output (a ViT's final cls token after "
+              "the last norm, or its patch-token mean for pool 'gap'; a ResNet's average-pooled "
+              "last stage)."), "", "## Files and loading", ""]
+  if card["layout"] == "ssljax":
+    lines += ["`backbone.msgpack` / `backbone.safetensors` (Flax variables, names like "
+              "`params.block0.attn.query.kernel`), `model_card.json` (this card, with the full "
+              "config).", "", "```python", "import ssljax",
+              "module, variables = ssljax.load_backbone('THIS_FOLDER')",
+              "features = module.apply(variables, images)   # [N, H, W, C] -> [N, D]", "```"]
+  elif bb["class"] == "ViT":
+    lines += ["`model.safetensors`: a timm `VisionTransformer` state dict; `config.json`: timm's "
+              "model config (architecture, model_args). The channels-first input is [N, C, H, W].",
+              "", "```python", "import timm",
+              "model = timm.create_model('local-dir:THIS_FOLDER', pretrained=True).eval()",
+              "features = model(images)                      # pooled features [N, D]",
+              "tokens = model.forward_features(images)       # [N, prefix + patches, D]",
+              "# or: timm.models.VisionTransformer(**config['model_args']).load_state_dict(",
+              "#          safetensors.torch.load_file('THIS_FOLDER/model.safetensors'))", "```", "",
+              f"model_args: `{json.dumps(timm_config['model_args'])}`"]
+  else:
+    stem = ("model.conv1 = torch.nn.Conv2d({c}, 64, 3, 1, 1, bias=False); "
+            "model.maxpool = torch.nn.Identity()" if fields["cifar_stem"] else
+            "model.conv1 = torch.nn.Conv2d({c}, 64, 7, 2, 3, bias=False)   # only if C != 3")
+    lines += ["`model.safetensors`: a torchvision ResNet state dict (timm's resnet uses the same "
+              "keys); `config.json`: timm's model config.", "", "```python",
+              "import safetensors.torch, torch, torchvision",
+              f"model = torchvision.models.resnet{fields['depth']}()"
+              + ("" if fields["norm"] == "batch" else
+                 "   # norm_layer=lambda c: torch.nn.GroupNorm(math.gcd(32, c), c)"),
+              "model.fc = torch.nn.Identity()",
+              stem.format(c=inp["shape"][-1]),
+              "model.load_state_dict(safetensors.torch.load_file('THIS_FOLDER/model.safetensors'))",
+              "features = model.eval()(images)                # [N, C, H, W] -> [N, D]", "```"]
+  lines += ["", "## Evaluation at export", ""]
+  numbers = {k: v for k, v in (card["eval"] or {}).items() if isinstance(v, (int, float))}
+  lines += [f"- {k}: {v:.4g}" for k, v in sorted(numbers.items())] or ["(none recorded)"]
+  lines += ["", "The full training config is in `model_card.json`.", ""]
+  return "\n".join(lines)
 
 
 def load_model_card(path: str) -> dict[str, Any]:
@@ -239,8 +302,9 @@ def load_backbone(path: str, weights: str = "msgpack"):
   """(module, variables) of an exported backbone: `module.apply(variables, images)` -> [N, D].
 
   Args:
-    path: an export directory (or its model_card.json).
-    weights: 'msgpack' or 'safetensors': which of the two (identical) weight files to read.
+    path: an export directory (or its model_card.json), of any format.
+    weights: 'msgpack' or 'safetensors': which of the two (identical) weight files of an
+      'ssljax'-format export to read (a timm / torchvision export has only its safetensors).
 
   Returns:
     A Flax module (the backbone, wrapped to pool as the method's features did) and its
@@ -250,15 +314,28 @@ def load_backbone(path: str, weights: str = "msgpack"):
   from ssljax.evaluate.backbone import feature_module
   card = load_model_card(path)
   root = os.path.dirname(path) if path.endswith(".json") else path
-  if weights == "msgpack":
-    with open(os.path.join(root, card["files"]["msgpack"]), "rb") as f:
-      variables = flax.serialization.msgpack_restore(f.read())
-  elif weights == "safetensors":
-    variables = _unflatten(load_safetensors(os.path.join(root, card["files"]["safetensors"]))[0])
-  else:
+  if weights not in ("msgpack", "safetensors"):
     raise ValueError(f"weights={weights!r}; expected 'msgpack' or 'safetensors'")
   module = module_from_spec(card["backbone"])
+  if card.get("layout", "ssljax") != "ssljax":
+    from ssljax import interop
+    _, variables = interop.import_weights(os.path.join(root, card["files"]["safetensors"]),
+                                          model=_model_config_of(module))
+  elif weights == "msgpack":
+    with open(os.path.join(root, card["files"]["msgpack"]), "rb") as f:
+      variables = flax.serialization.msgpack_restore(f.read())
+  else:
+    variables = _unflatten(load_safetensors(os.path.join(root, card["files"]["safetensors"]))[0])
   return feature_module(module, dict(variables), card["feature_pool"])
+
+
+def _model_config_of(module) -> dict[str, Any]:
+  """The model config (`config.model`) keys of an ssljax backbone module."""
+  spec = module_spec(module)["fields"]
+  name = "vit" if spec.get("patch_size") else "resnet"
+  from ssljax import models
+  keys = set(models.default_model_config(name).keys())
+  return {"name": name, **{k: v for k, v in spec.items() if k in keys}}
 
 
 PROG = "ssljax.export"
@@ -270,6 +347,9 @@ def define_flags(flag_values) -> None:
   flags.DEFINE_string("workdir", None, "A pretraining workdir (holds config.json).", flag_values=fv)
   flags.DEFINE_string("out", None, "The export directory to write.", flag_values=fv)
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).", flag_values=fv)
+  flags.DEFINE_string("format", "ssljax", "ssljax (Flax msgpack + safetensors) | timm (a ViT as "
+                      "timm's VisionTransformer, a ResNet as torchvision's/timm's resnet18/50) | "
+                      "torchvision (ResNets).", flag_values=fv)
 
 
 def _main(fv) -> dict[str, Any]:
@@ -279,13 +359,14 @@ def _main(fv) -> dict[str, Any]:
     raise SystemExit(f"{PROG}: error: --workdir and --out are required, e.g. python -m "
                      f"ssljax.export --workdir workdirs/simclr_digits --out exports/simclr_digits")
   try:
-    card = export_backbone(fv.workdir, fv.out, step=fv.step)
+    card = export_backbone(fv.workdir, fv.out, step=fv.step, fmt=fv.format)
   except (FileNotFoundError, ValueError) as e:   # ConfigError, IncompatibleCheckpointError too
     raise SystemExit(f"{PROG}: error: {commandline.one_line(e)}") from None
   except OSError as e:   # an --out that cannot be written
     raise SystemExit(f"{PROG}: error: cannot write {e.filename or fv.out!r}: {e.strerror}") from None
   print(f"exported {card['method']} backbone ({card['backbone']['class']}, "
-        f"{card['num_parameters']:,} parameters) at step {card['step']} to {os.path.abspath(fv.out)}")
+        f"{card['num_parameters']:,} parameters) at step {card['step']} in the {fv.format} format "
+        f"to {os.path.abspath(fv.out)}")
   return card
 
 

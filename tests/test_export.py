@@ -5,6 +5,7 @@ import os
 import jax
 import numpy as np
 import pytest
+import safetensors.numpy
 
 import ssljax
 from conftest import make_tiny_config
@@ -54,12 +55,19 @@ def test_model_card(exported):
   assert card["input"]["shape"] == [8, 8, 1]
   n_params = sum(x.size for x in jax.tree_util.tree_leaves(ssljax.load_backbone(out)[1]["params"]))
   assert card["num_parameters"] == n_params > 1000
-  assert sorted(os.listdir(out)) == ["backbone.msgpack", "backbone.safetensors", "model_card.json"]
+  assert sorted(os.listdir(out)) == ["README.md", "backbone.msgpack", "backbone.safetensors",
+                                     "model_card.json"]
+  readme = open(os.path.join(out, "README.md")).read()
+  assert readme.startswith("---\nlibrary_name: ssljax\n") and "ssljax.load_backbone" in readme
+  assert f"{n_params:,} parameters" in readme and "knn_top1" in readme
 
 
 def test_safetensors_format(tmp_path):
+  import ml_dtypes
   tensors = {"a.w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1, -2], np.int64),
-             "c": np.array([True, False]), "d": np.zeros((0, 3), np.float16)}
+             "c": np.array([True, False]), "d": np.zeros((0, 3), np.float16),
+             "e": np.array(3.5, np.float32), "f": np.array(7, np.int64),     # 0-d stay 0-d
+             "g": np.ones((2, 2), ml_dtypes.bfloat16), "h": np.arange(6.0).reshape(2, 3)[:, ::2]}
   path = str(tmp_path / "x.safetensors")
   export.save_safetensors(path, tensors, metadata={"k": "v"})
   blob = open(path, "rb").read()
@@ -70,15 +78,20 @@ def test_safetensors_format(tmp_path):
   assert header["__metadata__"] == {"k": "v"}
   back, meta = export.load_safetensors(path)
   assert meta == {"k": "v"} and set(back) == set(tensors)
+  assert header["e"]["shape"] == [] and back["e"].shape == () and back["f"].shape == ()
   for k in tensors:
-    assert back[k].dtype == tensors[k].dtype
+    assert back[k].dtype == tensors[k].dtype and back[k].shape == tensors[k].shape
     np.testing.assert_array_equal(back[k], tensors[k])
+  ref = safetensors.numpy.load_file(path)
+  assert all(ref[k].shape == tensors[k].shape and np.array_equal(ref[k], tensors[k]) for k in tensors)
+  (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+  with pytest.raises(ValueError, match="bad.safetensors is not a safetensors file"):
+    export.load_safetensors(str(tmp_path / "bad.safetensors"))
 
 
 def test_safetensors_readable_by_the_reference_library(exported):
-  st = pytest.importorskip("safetensors.numpy")
   _, out, _, _, _ = exported
-  ref = st.load_file(os.path.join(out, "backbone.safetensors"))
+  ref = safetensors.numpy.load_file(os.path.join(out, "backbone.safetensors"))
   mine, _ = export.load_safetensors(os.path.join(out, "backbone.safetensors"))
   assert set(ref) == set(mine) and all(np.array_equal(ref[k], mine[k]) for k in ref)
 
@@ -111,6 +124,8 @@ def test_export_errors(tmp_path):
     export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "o")])
   with pytest.raises(SystemExit, match="--workdir and --out are required"):
     export.main(["--workdir", str(tmp_path)])
+  with pytest.raises(SystemExit, match=r"format 'onnx'; expected one of \('ssljax', 'timm', "):
+    export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "o"), "--format", "onnx"])
   with pytest.raises(SystemExit, match="flag --step=x: invalid literal"):
     export.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "o"), "--step", "x"])
   assert not os.path.exists(tmp_path / "o")
