@@ -189,7 +189,7 @@ def from_timm(sd: Mapping[str, np.ndarray], num_heads: Optional[int],
     ValueError: one line naming the key (and shapes) of what cannot be mapped.
   """
   sd = {k: np.asarray(v) for k, v in sd.items() if not _IGNORED.match(k)}
-  for key in sd:
+  for key in sorted(sd):
     for pattern, what in _REFUSED.items():
       if pattern in key if pattern.startswith(".") else key.startswith(pattern):
         raise ValueError(f"{key}: {what} has no ssljax ViT equivalent")
