@@ -13,15 +13,14 @@ import jax
 import numpy as np
 import pytest
 import safetensors.numpy
+import timm
+import torch          # the test extra installs torch, torchvision and timm: never skipped
+import torchvision
 
 import ssljax
 from conftest import make_tiny_config
 from ssljax import build, export, interop, methods, models, train
 from ssljax.evaluate.backbone import CapturedBackbone
-
-torch = pytest.importorskip("torch")   # the test extra installs torch, torchvision and timm
-timm = pytest.importorskip("timm")
-torchvision = pytest.importorskip("torchvision")
 
 ATOL = 1e-4
 
@@ -130,6 +129,9 @@ def test_trained_vit_loads_into_timm_with_the_same_features(trained):
   np.testing.assert_allclose(module3.apply(variables3, images), want, atol=ATOL, rtol=0)
   m4, v4 = ssljax.load_backbone(out)            # the timm export's own model card
   np.testing.assert_allclose(m4.apply(v4, images), want, atol=ATOL, rtol=0)
+  for model in (None, c.model):                  # an ssljax-format export imports too
+    m5, v5 = ssljax.import_weights(out_ssljax, model=model)
+    np.testing.assert_array_equal(m5.apply(v5, images), want)
   readme = open(os.path.join(out, "README.md")).read()
   assert "library_name: timm" in readme and "local-dir:THIS_FOLDER" in readme
 
@@ -169,6 +171,25 @@ def _views(method, config, rng):
   record = {"image": rng.integers(0, 255, (8, 8, 1), np.uint8), "label": 0}
   return {k: np.asarray(v) for k, v in
           pipeline.MakeViews(method.view_spec(), config.data.augment)(record, rng).items()}
+
+
+def test_mae_patch_mean_features_are_timm_avg_pool(tmp_path):
+  """MAE's features (mean of the final patch tokens, cls token present) export as timm's
+  global_pool='avg' with fc_norm=False."""
+  module = models.ViT(patch_size=4, width=32, depth=2, num_heads=2, image_size=16)
+  x = np.random.default_rng(0).normal(size=(3, 16, 16, 3)).astype(np.float32)
+  variables = _perturbed(jax.tree_util.tree_map(np.asarray, module.init(jax.random.key(0), x)))
+  want = np.asarray(module.apply(variables, x, return_tokens=True)["patches"].mean(1))
+  out = str(tmp_path / "mae")
+  export.save_backbone(out, CapturedBackbone(module, variables, "patch_mean"),
+                       make_tiny_config("mae"), 0, [16, 16, 3], fmt="timm")
+  model = timm.create_model("local-dir:" + out, pretrained=True)
+  assert model.global_pool == "avg" and model.has_class_token
+  np.testing.assert_allclose(_torch_features(model, x), want, atol=ATOL, rtol=0)
+  with pytest.raises(ValueError, match="format 'torchvision' has no ViT layout"):
+    export.save_backbone(str(tmp_path / "tv"), CapturedBackbone(module, variables, "backbone"),
+                         make_tiny_config(), 0, [16, 16, 3], fmt="torchvision")
+  assert not os.path.exists(tmp_path / "tv")   # refused before anything was written
 
 
 # --- timm ViTs created here, imported into ssljax ---------------------------------------------
