@@ -20,12 +20,13 @@ import ml_collections
 from ssljax import cpu
 from ssljax.cpu import conv as cpu_conv
 from ssljax.models import resnet as resnet_lib
+from ssljax.models import small_cnn as small_cnn_lib
 from ssljax.models import vit as vit_lib
 from ssljax.models.heads import DINOHead, MLPHead, Prototypes, WeightNormDense
 from ssljax.models.resnet import ResNet
 from ssljax.models.vit import ViT
 
-BACKBONES = ("vit", "resnet")
+BACKBONES = ("vit", "resnet", "small_cnn")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 CPU_TUNINGS = cpu.SETTINGS   # model config `cpu_tuning`: 'auto' | 'on' | 'off'
 REMAT_POLICIES = tuple(vit_lib.REMAT_POLICIES)   # model config `remat_policy` (ViT and ResNet)
@@ -42,6 +43,8 @@ def default_model_config(name: str) -> ml_collections.ConfigDict:
     cfg = vit_lib.default_config()
   elif name == "resnet":
     cfg = resnet_lib.default_config()
+  elif name == "small_cnn":
+    cfg = small_cnn_lib.default_config()
   else:
     raise ValueError(f"model name={name!r}; expected one of {BACKBONES}")
   cfg.cpu_tuning = "auto"   # 'auto' | 'on' | 'off': ssljax.cpu's XLA:CPU ops (see ssljax/cpu)
@@ -87,6 +90,11 @@ def build_backbone(model_cfg: Mapping[str, Any]):
   cfg = _complete(model_cfg)
   dtype = parse_dtype(cfg["dtype"])
   cpu.check_setting(cfg["cpu_tuning"])
+  if cfg["name"] == "small_cnn":
+    return small_cnn_lib.SmallCNN(
+        widths=tuple(int(w) for w in cfg["widths"]), convs_per_stage=int(cfg["convs_per_stage"]),
+        norm=cfg["norm"], dtype=dtype,
+        **(cpu_conv.resnet_ops() if cpu.enabled(cfg["cpu_tuning"]) else {}))
   if cfg["name"] == "vit":
     width, depth, num_heads = vit_lib.resolve_variant(
         cfg["variant"], int(cfg["width"]), int(cfg["depth"]), int(cfg["num_heads"]))

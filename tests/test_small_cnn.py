@@ -1,0 +1,75 @@
+"""The small CNN backbone for 32-64 px images, and the size check of the recipes (ssljax.recipes)."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssljax import config as config_lib
+from ssljax import config_files, models, recipes
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+
+def test_small_cnn_shapes_params_and_batch_stats():
+  cfg = models.default_model_config("small_cnn")
+  model = models.build_backbone(cfg)
+  assert model.num_features == 256
+  for size in (32, 64):
+    x = jnp.zeros((2, size, size, 3))
+    variables = model.init(jax.random.PRNGKey(0), x)
+    feats, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert feats.shape == (2, 256) and feats.dtype == jnp.float32
+    assert "batch_stats" in updates
+  n = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
+  assert 380_000 < n < 400_000, n   # the module docstring's 0.39 M
+  gn = models.build_backbone({"name": "small_cnn", "norm": "group", "widths": (8, 16)})
+  assert gn.apply(gn.init(jax.random.PRNGKey(0), x), x).shape == (2, 16)
+  with pytest.raises(ValueError, match="small_cnn norm='layer'"):
+    models.build_backbone({"name": "small_cnn", "norm": "layer"})
+
+
+def _folder(root, side):
+  from PIL import Image
+  for split in ("train", "val"):
+    os.makedirs(os.path.join(root, split, "a"), exist_ok=True)
+    Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(os.path.join(root, split, "a", "x.png"))
+  return str(root)
+
+
+def test_quickstart_recipe_warns_on_other_image_sizes_and_names_the_config(tmp_path):
+  folder32 = _folder(tmp_path / "f32", 32)
+  c = config_files.load(os.path.join(CONFIG_DIR, "simclr_digits.py"))
+  assert recipes.check_recipe(c) is None                      # the digits, as tuned
+  c.data.update(source="image_folder", path=folder32)
+  line = recipes.check_recipe(c)
+  assert "\n" not in line and "tuned for 8-24 px" in line and "are 32 px" in line
+  assert line.endswith("start from configs/simclr_small.py instead")
+  c.data.image_size = 32
+  assert "data.image_size=32" in recipes.check_recipe(c)
+  for method in ("simclr", "byol", "dino"):
+    s = config_files.load(os.path.join(CONFIG_DIR, f"{method}_small.py"))
+    s.data.path = folder32
+    assert recipes.check_recipe(s) is None
+    s.data.path = _folder(tmp_path / "f224", 224)
+    s.data.image_size = 224
+    assert f"start from configs/{method}_" in recipes.check_recipe(s)
+  big = config_files.load(os.path.join(CONFIG_DIR, "dino_vit_s16_imagenet.py"))
+  big.data.update(source="image_folder", path=folder32, image_size=32)
+  assert recipes.check_recipe(big).endswith("start from configs/dino_small.py instead")
+
+
+@pytest.mark.parametrize("arg", ["", "resnet18", "vit", "vit,64", "64"])
+def test_small_configs_take_a_backbone_and_size(arg, tmp_path):
+  folder = _folder(tmp_path, 32)
+  for method in ("simclr", "byol", "dino"):
+    c = config_files.load(os.path.join(CONFIG_DIR, f"{method}_small.py") + (f":{arg}" if arg else ""))
+    c.data.path = folder
+    config_lib.validate(c)
+    assert c.data.image_size == (64 if "64" in arg else 32)
+    assert c.model.name == {"": "small_cnn", "64": "small_cnn", "resnet18": "resnet"}.get(arg, "vit")
+    if c.model.name == "resnet":
+      assert (c.model.depth, c.model.cifar_stem) == (18, True)
+    if c.model.name == "vit":
+      assert c.data.image_size // c.model.patch_size == 8    # 64 tokens at 32 and 64 px
