@@ -1,6 +1,7 @@
-"""Export a pretrained backbone: weights (msgpack and safetensors) and a JSON model card.
+"""Export a pretrained backbone: weights (msgpack and safetensors), a JSON model card and README.md.
 
     python -m ssljax.export --workdir workdirs/simclr_digits --out exports/simclr_digits [--step N]
+    python -m ssljax.export --workdir W --out O --format timm     # torch layout (ssljax.interop)
 
     module, variables = ssljax.load_backbone("exports/simclr_digits")
     feats = module.apply(variables, images)        # images [N, H, W, C] normalised -> [N, D]
@@ -10,18 +11,21 @@ The exported backbone is the method's `pretrained_backbone(params, state)`, the 
 `feature_pool='patch_mean'`, BatchNorm statistics included), so `load_backbone` gives the same
 features as the trained method.
 
-An export directory holds:
+An export directory ('ssljax' format, the default) holds:
   backbone.msgpack       flax.serialization msgpack of {'params': ..., other collections}
   backbone.safetensors   the same arrays, flat names 'params.block0.attn.query.kernel'
   model_card.json        method, step, backbone class and fields, feature pooling, input
                          normalisation, the run's full config and its eval.json numbers
+  README.md              the card as a Hugging Face model card (YAML front matter, Markdown)
+In the 'timm' / 'torchvision' formats, model.safetensors (a timm VisionTransformer or torchvision
+ResNet state dict) and timm's config.json replace the first two (`ssljax.interop`); both files are
+written by the `safetensors` library, which keeps every shape (0-d included).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import struct
 from typing import Any, Sequence
 
 import flax.serialization

@@ -21,8 +21,8 @@ timm's model arguments for an export: `class_token` (pool 'cls'), `reg_tokens`, 
 
 Importing also takes timm layouts ssljax does not write: a pos_embed without prefix entries
 (`no_embed_class=True`), prefix positional embeddings (folded into the cls / register tokens, to
-which they are a constant), and LayerScale (`blocks.i.ls{1,2}.gamma`, DINOv2 / DINOv3: folded into
-attn.proj and mlp.fc2, the same function). What ssljax's ViT cannot compute is refused in one line
+which they are a constant), and LayerScale (`blocks.i.ls{1,2}.gamma`, timm's DINOv2 ViTs: folded
+into attn.proj and mlp.fc2, the same function; timm's DINOv3 models are RoPE Eva ViTs, not mapped). What ssljax's ViT cannot compute is refused in one line
 (q/k norms, a norm before the blocks, a norm after the pool, attention-pool heads).
 """
 from __future__ import annotations
