@@ -21,6 +21,7 @@ import optax
 
 from ssljax import checkpoint as ckpt_lib
 from ssljax import config as config_lib
+from ssljax import grad_accum
 from ssljax import methods as methods_lib
 from ssljax import optim
 from ssljax import parallel
@@ -43,13 +44,30 @@ class TrainState:
   method_state: Any        # BatchNorm statistics, EMA teacher, centers, queues, ...
   rng: jax.Array           # uint32 [2]: per-step keys are fold_in(rng, step)
   skipped: jax.Array       # int32 scalar: steps whose update was skipped (non-finite loss/grads)
+  ema_params: Any = None   # config.eval_ema: EMA of `params` for evaluation and export, else None
+
+  @property
+  def eval_params(self) -> Any:
+    """The params that evaluation and export use: the weights EMA when kept, else `params`."""
+    return self.params if self.ema_params is None else self.ema_params
 
 
-def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_batch=None):
+def ema_decay(decay: float, step: jax.Array) -> jax.Array:
+  """The weights-EMA decay at optimizer step `step` (0-based): min(decay, (1 + step) / (10 + step)),
+  the warm-up of TF's ExponentialMovingAverage(num_updates), so early averages are not dominated by
+  the random init."""
+  step = step.astype(jnp.float32)
+  return jnp.minimum(jnp.float32(decay), (1.0 + step) / (10.0 + step))
+
+
+def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_batch=None,
+                    grad_accum_steps: int = 1, eval_ema_decay: float | None = None):
   """`train_step(state, batch) -> (state, metrics)`, a pure function of its inputs.
 
   `prepare_batch` (jnp, batch -> batch) runs first: the view spec's device-side work
-  (`Views.on_device`, e.g. photometric augmentation of uint8 crops).
+  (`Views.on_device`, e.g. photometric augmentation of uint8 crops). `grad_accum_steps` > 1
+  averages the loss and gradients of that many micro-batches (`ssljax.grad_accum`) before the one
+  optimizer step; `eval_ema_decay` updates `state.ema_params` after it (`ema_decay`).
 
   A step whose loss or gradients are not finite changes nothing but `step` and `skipped`
   (params, optimizer and method state keep their last good values) and reports `nonfinite=1`;
@@ -61,10 +79,11 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_bat
     if prepare_batch is not None:
       batch = prepare_batch(batch)
 
-    def loss_fn(params):
-      return method.loss(params, state.method_state, batch, rng, state.step)
+    def loss_fn(params, method_state, batch, rng):
+      return method.loss(params, method_state, batch, rng, state.step)
 
-    (loss, (metrics, method_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (metrics, method_state)), grads = grad_accum.value_and_grad(
+        loss_fn, state.params, state.method_state, batch, rng, grad_accum_steps)
     grads = method.transform_grads(grads, method_state, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -82,6 +101,10 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_bat
                               opt_state=keep_if_bad(opt_state, state.opt_state),
                               method_state=keep_if_bad(method_state, state.method_state),
                               skipped=state.skipped + (~finite).astype(jnp.int32))
+    if eval_ema_decay is not None:
+      d = ema_decay(eval_ema_decay, state.step)
+      ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, params)
+      new_state = new_state.replace(ema_params=keep_if_bad(ema, state.ema_params))
     return new_state, metrics
 
   return train_step
@@ -92,11 +115,12 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_bat
 # ---------------------------------------------------------------------------------------------
 
 
-def make_init_fn(method, tx, example, seed: int, prepare_batch=None):
+def make_init_fn(method, tx, example, seed: int, prepare_batch=None, eval_ema: bool = False):
   """() -> a fresh TrainState for batches shaped like `example` (arrays or ShapeDtypeStructs).
 
   Parameters depend only on the shapes (the method is initialised on zeros) and on `seed`; jit it
   (with out_shardings to shard the state). The Trainer and the benchmarks start from this.
+  `eval_ema` starts `ema_params` as a copy of the parameters.
   """
   def init():
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
@@ -105,7 +129,8 @@ def make_init_fn(method, tx, example, seed: int, prepare_batch=None):
       batch = prepare_batch(batch)
     params, method_state = method.init(init_rng, batch)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      method_state=method_state, rng=train_rng, skipped=jnp.zeros((), jnp.int32))
+                      method_state=method_state, rng=train_rng, skipped=jnp.zeros((), jnp.int32),
+                      ema_params=(jax.tree_util.tree_map(jnp.copy, params) if eval_ema else None))
 
   return init
 
@@ -186,14 +211,17 @@ def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[st
   views_lib.check_example(spec.fields(), views, where=f"method {config.method!r}'s view spec")
   example = {k: jax.ShapeDtypeStruct((config.batch_size,) + np.shape(v), np.asarray(v).dtype)
              for k, v in views.items()}
-  init_fn = make_init_fn(method, tx, example, config.seed, prepare_batch)
+  eval_ema = bool(config.get("eval_ema", False))
+  init_fn = make_init_fn(method, tx, example, config.seed, prepare_batch, eval_ema)
   abstract = jax.eval_shape(init_fn)
   state_shardings = parallel.tree_shardings(abstract, mesh, config.param_sharding)
   batch_sharding = parallel.batch_sharding(mesh)
   # Traced under the mesh, so that every kernel in the step runs under shard_map over it.
   init = jax.jit(parallel.traced_under(init_fn, mesh), out_shardings=state_shardings)
   train_step = jax.jit(
-      parallel.traced_under(make_train_step(method, tx, lr_fn, prepare_batch), mesh),
+      parallel.traced_under(make_train_step(
+          method, tx, lr_fn, prepare_batch, config.get("grad_accum_steps", 1),
+          config.eval_ema_decay if eval_ema else None), mesh),
       in_shardings=(state_shardings, batch_sharding),
       out_shardings=(state_shardings, parallel.replicated(mesh)),
       donate_argnums=(0,))

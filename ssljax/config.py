@@ -15,6 +15,7 @@ import ml_collections
 
 from ssljax.data import augment
 from ssljax.data import sources
+from ssljax import grad_accum
 from ssljax import methods as methods_lib
 from ssljax import models as models_lib
 from ssljax.errors import ConfigError  # noqa: F401  (re-exported)
@@ -75,6 +76,16 @@ def _eval_config() -> ml_collections.ConfigDict:
   ))
 
 
+def _logging_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      wandb=False,              # also log to Weights & Biases (pip install wandb); off: never imported
+      wandb_project="ssljax",
+      wandb_name="",            # run name ('' = the workdir's name)
+      wandb_entity="",          # team or user ('' = wandb's default)
+      wandb_mode="",            # 'online' | 'offline' | 'disabled' ('' = WANDB_MODE or online)
+  ))
+
+
 def import_sibling(config_file: str, name: str = "common"):
   """The module `<name>.py` in the folder of `config_file`, loaded by path once per process.
 
@@ -106,6 +117,11 @@ def base_config(method: str = "simclr", model: str = "resnet") -> ml_collections
   c.max_skipped_steps = 20      # 'skip': stop once more steps than this were skipped
   c.restart_from_scratch = False  # a workdir with checkpoints: move its run to previous/, train from 0
   c.allow_config_change = False   # resume although keys outside resume.SAFE_KEYS changed
+  c.grad_accum_steps = 1        # average grads of this many micro-batches per step (ssljax/grad_accum.py)
+  c.eval_ema = False            # keep an EMA of the params in the train state; eval and export use it
+  c.eval_ema_decay = 0.9998     # its decay (warmed up as min(decay, (1 + step) / (10 + step)))
+  c.profile_steps = ()          # (first, last): jax.profiler trace of those steps into workdir/profile
+  c.logging = _logging_config()
   c.model = models_lib.default_model_config(model)
   c.data = _data_config()
   c.optimizer = _optimizer_config()
@@ -211,6 +227,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
     if config.batch_size % dp:
       raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the data-parallel "
                         f"size {dp} (mesh data x fsdp = {shape}); expected a multiple of {dp}")
+  grad_accum.check(config, dp if device_count is not None else 1)
+  if not 0.0 <= config.eval_ema_decay < 1.0:
+    raise ConfigError(f"config.eval_ema_decay={config.eval_ema_decay}; expected a decay in [0, 1)")
+  _check_profile_steps(tuple(config.profile_steps))
+  _choice("logging.wandb_mode", config.logging.wandb_mode, ("", "online", "offline", "disabled"))
   if config.batch_size % process_count:
     raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the process count "
                       f"{process_count}")
@@ -227,6 +248,14 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
   if "loss_impl" in block:
     _choice(f"{config.method}.loss_impl", block.loss_impl, ("auto", "reference", "xla", "pallas"))
   methods_lib.get(config.method).validate_config(config)
+
+
+def _check_profile_steps(steps: tuple) -> None:
+  ok = steps == () or (len(steps) == 2 and all(isinstance(s, int) and not isinstance(s, bool)
+                                               for s in steps) and 1 <= steps[0] <= steps[1])
+  if not ok:
+    raise ConfigError(f"config.profile_steps={steps!r}; expected () (off) or (first, last) with "
+                      f"1 <= first <= last, e.g. --config.profile_steps=10,15")
 
 
 def _check_image_folder(data) -> None:

@@ -111,7 +111,8 @@ class OpenedRun:
 
   @property
   def params(self):
-    return self.state.params
+    """The params evaluation and export use: the weights EMA with config.eval_ema, else params."""
+    return self.state.eval_params
 
   @property
   def method_state(self):

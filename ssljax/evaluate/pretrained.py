@@ -39,7 +39,8 @@ class PretrainedRun:
     if max_examples is not None:
       self.config.eval.max_examples = int(max_examples)
     self.random_init, self.step, self.state = self.opened.random_init, self.opened.step, self.opened.state
-    self.params, self.method_state = self.state.params, self.state.method_state
+    # With config.eval_ema, the weights EMA (`TrainState.eval_params`).
+    self.params, self.method_state = self.state.eval_params, self.state.method_state
     self.evaluator = online.Evaluator(self.method, self.config, self.opened.mesh)
     ev = self.evaluator
     self.train_y, self.eval_y, self.num_classes = ev.train_y, ev.eval_y, ev.num_classes
