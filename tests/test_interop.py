@@ -161,6 +161,14 @@ def test_init_from_starts_every_backbone_copy_from_the_file(trained):
     np.testing.assert_array_equal(a, b)
   feats = method.features(new.params, new.method_state, images)
   np.testing.assert_allclose(feats, module.apply(variables, images), atol=ATOL, rtol=0)
+  # On device (as the trainer holds it): jax.Arrays come back with their shardings.
+  on_device = jax.device_put(state)
+  moved = interop.init_from(model_cfg, on_device)
+  leaf = moved.method_state["teacher"]["backbone"]["block0"]["attn"]["query"]["kernel"]
+  assert isinstance(leaf, jax.Array)
+  assert leaf.sharding == on_device.method_state["teacher"]["backbone"]["block0"]["attn"][
+      "query"]["kernel"].sharding
+  np.testing.assert_array_equal(leaf, variables["params"]["block0"]["attn"]["query"]["kernel"])
   assert interop.init_from(cd.model, state) is state   # no init_from: unchanged
   with pytest.raises(ValueError, match=r"model.width=48 but .* holds a backbone with width=32"):
     interop.init_from(dict(model_cfg, width=48), state)
