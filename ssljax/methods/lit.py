@@ -31,8 +31,8 @@ def load_image_tower(path: str) -> base.Backbone:
     module, variables = export.load_backbone(path)
   elif os.path.isfile(os.path.join(path, "config.json")):
     from ssljax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
-    with workdir_lib.open_run(path, devices=jax.local_devices()[:1]) as run:
-      module, variables = run.method.pretrained_backbone(run.params, run.method_state)
+    run = workdir_lib.open_run(path, devices=jax.local_devices()[:1])
+    module, variables = run.method.pretrained_backbone(run.params, run.method_state)
   else:
     raise FileNotFoundError(f"lit.image_tower={path!r}: expected an export folder (with "
                             f"model_card.json) or a pretraining workdir (with config.json)")

@@ -1,0 +1,283 @@
+"""Image-text pretraining: text tower, tokenizer, paired sources, zero-shot / retrieval maths,
+CLIP / SigLIP / LiT through the unchanged trainer (a few steps; learning: test_image_text_learning.py)."""
+import io
+import json
+import os
+import tarfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import load_config
+from ssljax import config as config_lib
+from ssljax.data import paired, pipeline, sources, views
+from ssljax.data import text as text_data
+from ssljax.evaluate import zeroshot
+from ssljax.models import text as text_model
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return text_data.Tokenizer.train(paired.captioned_digits("train", 24).captions(), 128)
+
+
+# --------------------------------------------------------------------------------- text tower
+
+def _tower(**kw):
+  return text_model.TextEncoder(vocab_size=50, max_len=8, width=32, depth=2, num_heads=2, **kw)
+
+
+@pytest.mark.parametrize("pool", text_model.POOLS)
+def test_padding_is_invisible(pool):
+  """What sits in the padded positions changes nothing: the mask reaches the attention kernel."""
+  tower = _tower(pool=pool)
+  ids = np.array([[1, 7, 9, 2, 3, 3, 3, 3]], np.int32)
+  mask = ids != 3
+  other = ids.copy()
+  other[0, 4:] = [11, 12, 13, 14]
+  v = tower.init(jax.random.PRNGKey(0), ids, mask)
+  a, b = tower.apply(v, ids, mask), tower.apply(v, other, mask)
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+  # ...while an unmasked change of a real token does change it.
+  real = ids.copy()
+  real[0, 1] = 8
+  assert np.abs(np.asarray(tower.apply(v, real, mask)) - np.asarray(a)).max() > 1e-4
+
+
+def test_causal_tower_does_not_look_ahead():
+  tower = _tower(pool="first", causal=True)
+  ids = np.array([[1, 7, 9, 2, 4, 5, 6, 2]], np.int32)
+  v = tower.init(jax.random.PRNGKey(0), ids)
+  later = ids.copy()
+  later[0, 3:] = 10
+  np.testing.assert_allclose(np.asarray(tower.apply(v, ids)), np.asarray(tower.apply(v, later)),
+                             atol=1e-5)
+  bidir = _tower(pool="first")
+  vb = bidir.init(jax.random.PRNGKey(0), ids)
+  assert np.abs(np.asarray(bidir.apply(vb, ids)) - np.asarray(bidir.apply(vb, later))).max() > 1e-4
+
+
+def test_eos_pool_is_the_last_real_token():
+  tower = _tower(pool="eos", out_dim=0)
+  ids = np.array([[1, 7, 2, 3, 3, 3, 3, 3], [1, 7, 9, 9, 9, 2, 3, 3]], np.int32)
+  mask = ids != 3
+  v = tower.init(jax.random.PRNGKey(0), ids, mask)
+  # Truncating after the EOS (fewer positions) gives the same pooled vector for row 0.
+  short = tower.apply(v, ids[:1, :3], mask[:1, :3])
+  np.testing.assert_allclose(np.asarray(tower.apply(v, ids, mask))[0], np.asarray(short)[0],
+                             atol=1e-5)
+
+
+def test_tower_errors():
+  with pytest.raises(ValueError, match="pool='cls'"):
+    _tower(pool="cls")
+  with pytest.raises(ValueError, match="max_len=8"):
+    t = _tower()
+    t.init(jax.random.PRNGKey(0), np.zeros((1, 9), np.int32))
+
+
+# --------------------------------------------------------------------------------- tokenizer
+
+def test_tokenizer_is_deterministic_and_word_level(tokenizer):
+  again = text_data.Tokenizer.train(paired.captioned_digits("train", 24).captions(), 128)
+  assert again.proto == tokenizer.proto
+  ids, mask = tokenizer.encode("a small red seven on the left", 16)
+  n = int(mask.sum())
+  assert ids[0] == tokenizer.bos_id and ids[n - 1] == tokenizer.eos_id
+  assert np.all(ids[n:] == tokenizer.pad_id) and n <= 10   # whole words: 7 pieces + BOS/EOS
+  assert tokenizer.sp.decode(ids[1:n - 1].tolist()) == "a small red seven on the left"
+
+
+def test_tokenizer_truncates_keeping_eos_and_roundtrips(tokenizer, tmp_path):
+  ids, mask = tokenizer.encode(" ".join(["seven"] * 40), 6)
+  assert mask.all() and ids[-1] == tokenizer.eos_id and ids[0] == tokenizer.bos_id
+  path = str(tmp_path / "tok.model")
+  tokenizer.save(path)
+  assert text_data.Tokenizer.load(path).proto == tokenizer.proto
+  (tmp_path / "bad.model").write_bytes(b"not a model")
+  with pytest.raises(ValueError, match="not a sentencepiece model"):
+    text_data.Tokenizer.load(str(tmp_path / "bad.model"))
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    text_data.Tokenizer.load(str(tmp_path / "missing.model"))
+
+
+# --------------------------------------------------------------------------------- paired data
+
+def test_captioned_digits_hold_out_colour_combinations():
+  train, val = paired.captioned_digits("train", 24), paired.captioned_digits("val", 24)
+  assert len(train) == 2 * 1437 and len(val) == 360
+  assert train.images.shape[1:] == (24, 24, 3)
+  again = paired.captioned_digits.__wrapped__("val", 24)
+  np.testing.assert_array_equal(again.images, val.images)
+  assert again.texts == val.texts
+  colours = tuple(paired.COLOURS)
+
+  def combos(src):
+    out = set()
+    for texts, label in zip(src.texts, src.labels):
+      assert all(paired.DIGIT_WORDS[label] in t for t in texts)
+      colour = [c for c in colours if c in texts[0]]
+      out.add((int(label), colour[0]))
+    return out
+
+  held = {(d, colours[paired._held_out_colour(d)]) for d in range(10)}
+  assert not combos(train) & held          # never seen in training
+  assert held <= combos(val)               # all of them in the held-out split
+
+
+def _write_pairs(root, split, n, fmt):
+  src = paired.captioned_digits("val", 24)
+  d = os.path.join(root, split)
+  os.makedirs(d, exist_ok=True)
+  if fmt == "captions":
+    with open(os.path.join(d, "captions.jsonl"), "w") as f:
+      for i in range(n):
+        Image.fromarray(src.images[i]).save(os.path.join(d, f"img{i}.png"))
+        f.write(json.dumps({"image": f"img{i}.png", "text": list(src.texts[i]),
+                            "label": int(src.labels[i])}) + "\n")
+  else:
+    with tarfile.open(os.path.join(d, "shard-000.tar"), "w") as tar:
+      for i in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(src.images[i]).save(buf, format="PNG")
+        for name, data in ((f"s{i:04d}.png", buf.getvalue()),
+                           (f"s{i:04d}.txt", "\n".join(src.texts[i]).encode()),
+                           (f"s{i:04d}.cls", str(src.labels[i]).encode())):
+          info = tarfile.TarInfo(name)
+          info.size = len(data)
+          tar.addfile(info, io.BytesIO(data))
+  with open(os.path.join(root, "classes.txt"), "w") as f:
+    f.write("\n".join(paired.DIGIT_WORDS))
+  return src
+
+
+@pytest.mark.parametrize("fmt", ["captions", "webdataset"])
+def test_paired_folders_read_back(fmt, tmp_path):
+  src = _write_pairs(str(tmp_path), "train", 12, fmt)
+  cls = paired.CaptionsFolderSource if fmt == "captions" else paired.WebDatasetSource
+  got = cls(str(tmp_path), "train")
+  assert len(got) == 12 and got.class_names == paired.DIGIT_WORDS
+  for i in (0, 11):
+    rec = got[i]
+    np.testing.assert_array_equal(rec["image"], src.images[i])
+    assert rec["texts"] == src.texts[i] and rec["label"] == src.labels[i]
+
+
+def test_paired_folder_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="captions.jsonl"):
+    paired.CaptionsFolderSource(str(tmp_path), "train")
+  (tmp_path / "train").mkdir()
+  (tmp_path / "train" / "captions.jsonl").write_text('{"image": "a.png"}\n')
+  with pytest.raises(ValueError, match="line 1: expected an object with 'image' and 'text'"):
+    paired.CaptionsFolderSource(str(tmp_path), "train")
+  with pytest.raises(FileNotFoundError, match="holds no .tar shards"):
+    paired.WebDatasetSource(str(tmp_path), "train")
+  with pytest.raises(ValueError, match="needs 'texts'"):
+    text_data.record_texts(sources.digits("train")[0])
+
+
+def test_caption_views_draw_among_the_captions(tokenizer):
+  spec = text_data.CaptionViews(tokenizer.proto, 16)
+  record = {"texts": ("the number seven in red", "a small red seven on the left")}
+  seen = {tuple(spec.make(record, np.random.default_rng(s), None)["tokens"]) for s in range(20)}
+  assert len(seen) == 2
+  out = spec.make(record, np.random.default_rng(0), None)
+  views.check_example(spec.fields(), dict(out, label=np.int32(0)))
+
+
+# --------------------------------------------------------------------------------- evaluation
+
+def test_zero_shot_and_retrieval_maths():
+  rng = np.random.default_rng(0)
+  classes = np.linalg.qr(rng.normal(size=(16, 16)))[0][:4]           # 4 orthonormal classes
+  labels = rng.integers(0, 4, 40)
+  images = classes[labels] + 0.05 * rng.normal(size=(40, 16))
+  images /= np.linalg.norm(images, axis=1, keepdims=True)
+  assert zeroshot.zero_shot_top1(images, labels, classes) == 1.0
+  assert zeroshot.zero_shot_top1(images, labels, classes[::-1]) < 0.5
+  texts = images.copy()                     # each text embedding equals its image's
+  r = zeroshot.retrieval(images, texts, np.eye(40, dtype=bool))
+  assert r["i2t_r1"] == 1.0 and r["t2i_r1"] == 1.0
+  perm = rng.permutation(40)
+  r = zeroshot.retrieval(images, texts[perm], np.eye(40, dtype=bool))
+  assert r["i2t_r1"] < 0.3 and r["i2t_r10"] >= r["i2t_r5"] >= r["i2t_r1"]
+  # Prompt ensembling: the mean over templates, renormalised.
+  emb = {"a x": [1.0, 0.0], "the x": [0.0, 1.0]}
+  got = zeroshot.class_embeddings(lambda ts: np.array([emb[t] for t in ts]), ["x"],
+                                  ["a {}", "the {}"])
+  np.testing.assert_allclose(got, [[2 ** -0.5, 2 ** -0.5]])
+
+
+# --------------------------------------------------------------------------------- methods
+
+def _short(name, tmp_path, **over):
+  c = load_config(f"{name}_digits")
+  c.update(total_steps=2, eval_every=2, checkpoint_every=2, batch_size=32, progress_bar=False)
+  c.eval.update(max_examples=64, linear_epochs=2, batch_size=32)
+  for k, v in over.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+@pytest.mark.parametrize("name", ["clip", "siglip"])
+def test_methods_train_and_report_zero_shot(name, tmp_path):
+  from ssljax import train
+  c = _short(name, tmp_path)
+  result = train.train_and_evaluate(c, str(tmp_path / name))
+  for key in ("zeroshot_top1", "i2t_r1", "t2i_r10", "zeroshot_top1_random_init", "i2t_r5_random_init"):
+    assert 0.0 <= result[key] <= 1.0, key
+  with open(tmp_path / name / "eval.json") as f:
+    assert "t2i_r1" in json.load(f)
+
+
+@pytest.mark.parametrize("fmt", ["captions", "webdataset"])
+def test_siglip_trains_from_a_folder(fmt, tmp_path):
+  from ssljax import train
+  root = str(tmp_path / "data")
+  for split in ("train", "val"):
+    _write_pairs(root, split, 40, fmt)
+  c = _short("siglip", tmp_path, **{"data.source": fmt, "data.path": root})
+  result = train.train_and_evaluate(c, str(tmp_path / "run"))
+  assert 0.0 <= result["zeroshot_top1"] <= 1.0 and "i2t_r1" in result
+
+
+def test_lit_locks_the_image_tower(tmp_path):
+  """LiT from a pretraining workdir: the image tower's variables do not move, the text does."""
+  from ssljax import train
+  tower = load_config("simclr_digits")
+  tower.update(total_steps=2, eval_every=2, checkpoint_every=2, batch_size=32, progress_bar=False)
+  tower.eval.update(max_examples=64, linear_epochs=2, random_init=False)
+  tower.data.update(source="captioned_digits", synthetic_size=24, image_size=24)
+  tower.model.image_size = 24
+  train.train_and_evaluate(tower, str(tmp_path / "tower"))
+  c = _short("lit", tmp_path, **{"lit.image_tower": str(tmp_path / "tower")})
+  c.eval.random_init = False
+  trainer = train.Trainer(c, str(tmp_path / "lit"))
+  state0, _ = trainer.initial_state()
+  locked0 = jax.tree_util.tree_map(np.asarray, jax.device_get(state0.method_state["locked"]))
+  text0 = jax.tree_util.tree_map(np.asarray, jax.device_get(state0.params["text"]))
+  result = trainer.run()
+  state = trainer.state
+  assert set(state.params) == {"text", "log_scale"}
+  jax.tree_util.tree_map(np.testing.assert_array_equal, locked0,
+                         jax.device_get(state.method_state["locked"]))
+  moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - np.asarray(b)).max()), text0,
+                                 jax.device_get(state.params["text"]))
+  assert max(jax.tree_util.tree_leaves(moved)) > 0
+  assert 0.0 <= result["zeroshot_top1"] <= 1.0
+
+
+def test_lit_needs_an_image_tower():
+  c = load_config("lit_digits")
+  with pytest.raises(config_lib.ConfigError, match=r"lit.image_tower=''"):
+    config_lib.validate(c)
+  c.lit.image_tower = "/nonexistent/run"
+  with pytest.raises(config_lib.ConfigError, match="does not exist"):
+    config_lib.validate(c)
