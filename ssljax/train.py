@@ -53,6 +53,11 @@ class Trainer:
     self.config_changes = (resume_lib.check_config(self.workdir, config)
                            if resume_lib.has_run(self.workdir) and not restart else [])
     workdir_lib.prepare(self.workdir, config, self.is_main)
+    if self.is_main:   # files the model needs beside its weights (an image-text tokenizer)
+      for name, data in built.method.artifacts().items():
+        with open(os.path.join(self.workdir, name + ".tmp"), "wb") as f:
+          f.write(data)
+        os.replace(os.path.join(self.workdir, name + ".tmp"), os.path.join(self.workdir, name))
 
     self.mesh, self.method, self.spec = built.mesh, built.method, built.spec
     self.batch_sharding = built.batch_sharding

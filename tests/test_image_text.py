@@ -235,6 +235,10 @@ def test_methods_train_and_report_zero_shot(name, tmp_path):
     assert 0.0 <= result[key] <= 1.0, key
   with open(tmp_path / name / "eval.json") as f:
     assert "t2i_r1" in json.load(f)
+  # The tokenizer is saved with the run, and is the one the captions were trained into.
+  saved = text_data.Tokenizer.load(str(tmp_path / name / "tokenizer.model"))
+  want = text_data.Tokenizer.train(paired.captioned_digits("train", 24).captions(), 128)
+  assert saved.proto == want.proto
 
 
 @pytest.mark.parametrize("fmt", ["captions", "webdataset"])

@@ -81,6 +81,9 @@ class ImageText(base.Method):
     caption = text_data.CaptionViews(self.tokenizer.proto, int(self.cfg.text.max_len))
     return Joint((image, caption))
 
+  def artifacts(self):
+    return {"tokenizer.model": self.tokenizer.proto}
+
   # -- parameters --------------------------------------------------------------------------
   def scalars(self) -> dict[str, float]:
     """Must: the learned scalars of the loss and their initial values."""

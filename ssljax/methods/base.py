@@ -130,6 +130,12 @@ class Method:
       return feats
     return head.module.apply(head.variables, feats, train=False).astype(jnp.float32)
 
+  def artifacts(self) -> dict[str, bytes]:
+    """May: files the trained model needs beside its weights, {file name: bytes} (e.g. an
+    image-text method's 'tokenizer.model'); the trainer writes them into the workdir and the
+    export next to the weights. Default: none."""
+    return {}
+
   def visualize(self, params: Params, state: MethodState, images: jax.Array,
                 rng: jax.Array) -> dict[str, np.ndarray]:
     """May: pictures of the method at work, {name: uint8 [H, W, 3]}, of a few held-out images
