@@ -48,8 +48,11 @@ setuptools.setup(
         # torch 2.14.1 + torchvision 0.29.1 are the pair pip takes from this project's machines'
         # disk (a CUDA build, 5.5 GB in a venv, installed in about 1.5 min; tests run it on the CPU).
         "interop": ["torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31"],
+        # scikit-image's bundled photographs, for the photo_patches tasks of ssljax.data.benchmarks
+        # (only its data files are read).
+        "benchmarks": ["scikit-image==0.26.0"],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
-                 "nbformat>=5.10", "libtpu==0.0.42.1",
+                 "nbformat>=5.10", "scikit-image==0.26.0", "libtpu==0.0.42.1",
                  "torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31",
                  # the optional Weights & Biases logger (config.logging.wandb), tested offline
                  "wandb==0.31.0"],
