@@ -187,6 +187,9 @@ def save_backbone(out_dir: str, captured, config, step: int, image_shape: Sequen
     state_dict, timm_config = interop.torch_layout(captured.module, variables, image_shape,
                                                    captured.pool, fmt)
     files = {"safetensors": interop.WEIGHTS, "config": interop.CONFIG}
+    # timm's data config: [0, 1] images normalised per channel, as ssljax's input.
+    timm_config["pretrained_cfg"].update(mean=list(config.data.augment.mean),
+                                         std=list(config.data.augment.std))
   os.makedirs(out_dir, exist_ok=True)
   if fmt == "ssljax":
     with open(os.path.join(out_dir, MSGPACK), "wb") as f:

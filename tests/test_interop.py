@@ -114,6 +114,10 @@ def test_trained_vit_loads_into_timm_with_the_same_features(trained):
   np.testing.assert_allclose(_torch_features(vit, images), want, atol=ATOL, rtol=0)
   # 2. timm's own Hugging Face-layout loader on the export folder.
   vit2 = timm.create_model("local-dir:" + out, pretrained=True)
+  data_config = timm.data.resolve_data_config({}, model=vit2)
+  assert data_config["input_size"] == (1, 8, 8)
+  np.testing.assert_allclose(data_config["mean"], c.data.augment.mean)
+  np.testing.assert_allclose(data_config["std"], c.data.augment.std)
   np.testing.assert_allclose(_torch_features(vit2, images), want, atol=ATOL, rtol=0)
   # 3. every token, not only the pooled one: timm's forward_features = ssljax's final tokens.
   with torch.no_grad():
