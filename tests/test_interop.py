@@ -339,3 +339,19 @@ def test_torchvision_resnet_imports_with_the_same_features(tmp_path, norm):
   cfg.depth = 18
   with pytest.raises(ValueError, match="model.depth=18 but .* holds a backbone with depth=50"):
     ssljax.import_weights(str(tmp_path / "r50.safetensors"), model=cfg)
+
+
+def test_standard_vit_loads_into_the_named_timm_model(tmp_path):
+  """A ViT-Ti/16 at 224 px (sincos positional embeddings) loads into timm's own
+  'vit_tiny_patch16_224' through pretrained_cfg_overlay=dict(file=...)."""
+  module = models.build_backbone({"name": "vit", "variant": "ti", "patch_size": 16,
+                                  "image_size": 224})
+  x = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
+  variables = _perturbed(jax.tree_util.tree_map(np.asarray, module.init(jax.random.key(0), x)))
+  want = np.asarray(module.apply(variables, x))
+  state_dict, config = interop.torch_layout(module, variables, (224, 224, 3), "backbone", "timm")
+  assert config["architecture"] == "vit_tiny_patch16_224"
+  export.save_safetensors(str(tmp_path / "vit.safetensors"), state_dict)
+  model = timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0,
+                            pretrained_cfg_overlay={"file": str(tmp_path / "vit.safetensors")})
+  np.testing.assert_allclose(_torch_features(model, x), want, atol=ATOL, rtol=0)
