@@ -8,7 +8,7 @@ _platforms.check()
 
 __version__ = "0.1.0"
 
-__all__ = ["import_weights", "load_backbone"]
+__all__ = ["import_weights", "load_backbone", "load_text_encoder"]
 
 
 def __getattr__(name):
@@ -16,6 +16,9 @@ def __getattr__(name):
   if name == "load_backbone":
     from ssljax.export import load_backbone
     return load_backbone
+  if name == "load_text_encoder":
+    from ssljax.export_text import load_text_encoder
+    return load_text_encoder
   if name == "import_weights":
     from ssljax.interop import import_weights
     return import_weights

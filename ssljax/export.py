@@ -50,7 +50,8 @@ def save_safetensors(path: str, tensors: dict[str, np.ndarray],
   0-d included, is kept."""
   import safetensors.numpy
   # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them [1]).
-  arrays = {name: np.require(np.asarray(value), requirements="C") for name, value in tensors.items()}
+  arrays = {name: np.require(np.asarray(value), requirements="C")
+            for name, value in tensors.items()}
   safetensors.numpy.save_file(arrays, path, metadata={str(k): str(v) for k, v in
                                                       (metadata or {}).items()} or None)
 
@@ -155,8 +156,14 @@ def export_backbone(workdir: str, out_dir: str, step: int | None = None,
   _check_format(fmt)
   run = workdir_lib.open_run(workdir, step=step)
   captured = backbone_of(run.method, run.params, run.method_state)
-  return save_backbone(out_dir, captured, run.config, run.step, list(run.input_shape()),
+  card = save_backbone(out_dir, captured, run.config, run.step, list(run.input_shape()),
                        _eval_numbers(workdir), source_workdir=run.workdir, fmt=fmt)
+  if hasattr(run.method, "text_tower"):   # image-text: the text side too (ssljax.export_text)
+    from ssljax import export_text
+    card["text"] = export_text.save_text_side(out_dir, run.method, run.params)
+    with open(os.path.join(out_dir, MODEL_CARD), "w") as f:
+      json.dump(card, f, indent=2)
+  return card
 
 
 def _check_format(fmt: str) -> None:

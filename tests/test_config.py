@@ -118,8 +118,10 @@ def test_every_shipped_config_validates_and_documents_itself(name, image_root):
   either a measured result or says that none is measured yet."""
   from conftest import load_config
   c = load_config(name)
-  if c.data.source == "image_folder":
+  if c.data.source in ("image_folder", "captions", "webdataset"):
     c.data.path = image_root
+  if c.method == "lit":   # the locked image tower: a pretraining workdir or export folder
+    c.lit.image_tower = image_root
   assert config_lib.validate(c) is None
   with open(os.path.join(CONFIG_DIR, f"{name}.py")) as f:
     doc = f.read().split('"""')[1]
@@ -133,6 +135,10 @@ def test_config_recipes_by_family():
   from conftest import load_config
   for name in (n for n in SHIPPED if n.endswith("_digits")):
     c = load_config(name)
+    if c.method in ("clip", "siglip", "lit"):   # image-text: the captioned digits
+      assert (c.batch_size, c.data.source, c.data.image_size) == (256, "captioned_digits", 24)
+      assert (c.data.augment.hflip_prob, c.data.augment.color_jitter_prob) == (0.0, 0.0), name
+      continue
     assert (c.batch_size, c.data.source, c.data.image_size) == (128, "digits", 16), name
     assert (c.model.width, c.model.depth, c.model.patch_size) == (64, 3, 4), name
     assert (c.data.augment.hflip_prob, c.optimizer.name, c.optimizer.warmup_steps) == (

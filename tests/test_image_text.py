@@ -285,3 +285,35 @@ def test_lit_needs_an_image_tower():
   c.lit.image_tower = "/nonexistent/run"
   with pytest.raises(config_lib.ConfigError, match="does not exist"):
     config_lib.validate(c)
+
+
+def test_export_has_both_towers_and_the_tokenizer(tmp_path):
+  """An exported SigLIP gives the trained run's image and text embeddings from files alone."""
+  from safetensors.numpy import load_file
+  import ssljax
+  from ssljax import export, train
+  from ssljax import workdir as workdir_lib
+  c = _short("siglip", tmp_path)
+  c.eval.random_init = False
+  train.train_and_evaluate(c, str(tmp_path / "run"))
+  export.export_backbone(str(tmp_path / "run"), str(tmp_path / "out"))
+  keys = set(load_file(str(tmp_path / "out" / "text.safetensors")))
+  assert {"log_t", "bias", "image_proj.dense.kernel", "text.pos_embedding"} <= keys
+  assert load_file(str(tmp_path / "out" / "text.safetensors"))["log_t"].shape == ()   # 0-d kept
+  model = ssljax.load_text_encoder(str(tmp_path / "out"))
+  run = workdir_lib.open_run(str(tmp_path / "run"))
+  texts = ["a small red seven on the left", "the number two in blue"]
+  ids, mask = run.method.tokenizer.encode_batch(texts, 16)
+  want_t = np.asarray(run.method.encode_text(run.params, run.method_state, ids, mask))
+  np.testing.assert_allclose(model.encode_texts(texts), want_t, atol=1e-5)
+  images = paired.captioned_digits("val", 24).images[:4].astype(np.float32) / 255.0
+  images = (images - 0.5) / 0.5
+  want_i = np.asarray(run.method.encode_image(run.params, run.method_state, images))
+  np.testing.assert_allclose(model.encode_images(images), want_i, atol=1e-5)
+  with pytest.raises(ValueError, match="without a text tower"):
+    tower = load_config("simclr_digits")
+    tower.update(total_steps=1, eval_every=1, checkpoint_every=1, batch_size=32, progress_bar=False)
+    tower.eval.update(max_examples=32, linear_epochs=1, random_init=False)
+    train.train_and_evaluate(tower, str(tmp_path / "img"))
+    export.export_backbone(str(tmp_path / "img"), str(tmp_path / "img_out"))
+    ssljax.load_text_encoder(str(tmp_path / "img_out"))

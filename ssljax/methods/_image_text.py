@@ -13,6 +13,8 @@ Evaluation: `features` (kNN, probes, export) are the image tower's features; `en
 """
 from __future__ import annotations
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -58,6 +60,13 @@ class ImageText(base.Method):
                         f"{text_model.POOLS}")
     if cfg.text.max_len < 3:
       raise ConfigError(f"config.{cls.name}.text.max_len={cfg.text.max_len}; expected >= 3")
+    if cfg.tokenizer and not os.path.isfile(cfg.tokenizer):
+      raise ConfigError(f"config.{cls.name}.tokenizer={cfg.tokenizer!r} does not exist; "
+                        f"expected a sentencepiece .model file (or '' to train one)")
+    data = config.data
+    if data.source in ("captions", "webdataset") and not os.path.isdir(data.path or ""):
+      raise ConfigError(f"config.data.path={data.path!r} with data.source={data.source!r}; "
+                        f"expected a folder with train/ and {data.eval_split}/ inside")
 
   def __init__(self, config):
     super().__init__(config)

@@ -1,0 +1,43 @@
+"""SigLIP ViT-B/16 on a WebDataset of image-text pairs at batch 32,768.
+
+Run (DATA_DIR/train/*.tar and DATA_DIR/val/*.tar hold <key>.jpg + <key>.txt members; TOKENIZER
+is a sentencepiece .model file, e.g. the 32k-piece model SigLIP's releases ship):
+  python -m ssljax.main --config configs/siglip_b16_webdataset.py --workdir workdirs/siglip_b16 \\
+      --config.data.path=DATA_DIR --config.siglip.tokenizer=TOKENIZER
+
+Settings from "Sigmoid Loss for Language Image Pre-Training" (Zhai et al., 2023): batch 32k,
+224 px, ViT-B/16 image tower and a B-sized (768-wide, 12-layer) text tower over 16 tokens,
+t' = log 10 and b = -10 at initialisation, learning rate 1e-3 and weight decay 1e-4. The paper
+trains with Adafactor-style ScalingViT settings on WebLI; here AdamW (beta2 0.95) with 5,000
+warm-up steps, cosine decay, and 3B examples seen (91,552 steps; the paper reports several
+budgets). The loss runs per data shard with all pairs of the global batch (the tiled sigmoid
+kernel under shard_map, O(N / P) memory per device). ssljax has NOT measured this config (no
+time or accuracy is claimed for it); `python -m ssljax.plan` compiles it for a TPU slice.
+"""
+from ssljax import config as config_lib
+
+common = config_lib.import_sibling(__file__)   # configs/common.py
+
+SEEN = 3_000_000_000
+
+
+def get_config():
+  batch = 32_768
+  config = config_lib.base_config(method="siglip", model="vit")
+  config.batch_size = batch
+  config.total_steps = SEEN // batch
+  config.eval_every = 10_000
+  config.log_every = 100
+  config.checkpoint_every = 2_000
+  config.dtype = "bfloat16"
+  config.param_sharding = "fsdp"
+  config.model.update(variant="b", patch_size=16, image_size=224, pool="gap")
+  config.data.update(source="webdataset", image_size=224, worker_count=16, prefetch=4)
+  config.data.augment.update(crop_scale=(0.9, 1.0), hflip_prob=0.0, color_jitter_prob=0.0,
+                             blur_prob=0.0, grayscale_prob=0.0, mean=(0.5,), std=(0.5,))
+  config.optimizer.update(name="adamw", base_lr=1e-3 * 256 / batch, b2=0.95,
+                          weight_decay=1e-4, warmup_steps=5_000)
+  config.eval.update(batch_size=1024, max_examples=10_000, linear_epochs=10)
+  config.siglip.update(embed_dim=768)
+  config.siglip.text.update(variant="b768", max_len=16, pool="eos")
+  return config
