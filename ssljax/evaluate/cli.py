@@ -3,6 +3,7 @@
     python -m ssljax.evaluate --workdir workdirs/simclr_digits --protocol knn,linear,fewshot
     python -m ssljax.evaluate --workdir workdirs/simclr_digits --protocol diagnostics  # + plots
     python -m ssljax.evaluate --workdir workdirs/simclr_digits --protocol knn --random-init
+    python -m ssljax.evaluate --workdir workdirs/simclr_digits --protocol segmentation  # mIoU
 
 The run is opened from `DIR/config.json` and the latest (or `--step`) checkpoint
 (`ssljax.workdir.open_run`), and the frozen features of the train bank and the held-out split (the
@@ -11,8 +12,8 @@ computed once per invocation and shared by every protocol asked for. Each protoc
 the `evaluations` list of `DIR/eval.json` (a row with the same protocol, step and settings is
 replaced; every other key of the file is kept) and the rows are printed as a table.
 
-Protocols (ssljax/evaluate/protocols.py): knn, linear, fewshot, diagnostics, finetune; 'all' is
-the first four. From Python: `rows = cli.main(["--workdir", DIR, "--protocol", "knn"])`, or
+Protocols (ssljax/evaluate/protocols.py): knn, linear, fewshot, diagnostics, finetune,
+segmentation; 'all' is the first four. From Python: `rows = cli.main(["--workdir", DIR, "--protocol", "knn"])`, or
 `cli.evaluate(PretrainedRun(DIR), ["knn"], cli.Options(k=10))`.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ from ssljax import commandline
 # The protocols and the opened run, re-exported: `cli.PretrainedRun`, `cli.knn`, ...
 from ssljax.evaluate.pretrained import PretrainedRun  # noqa: F401
 from ssljax.evaluate.protocols import (PROTOCOLS, diagnostics, fewshot, finetune,  # noqa: F401
-                                       format_table, knn, linear, merge_eval_json, write_plots)
+                                       format_table, knn, linear, merge_eval_json, segmentation,
+                                       write_plots)
 
 PROG = "ssljax.evaluate"
 
@@ -46,6 +48,10 @@ class Options:
   l2_reg: float = 2.0**10
   plots: bool = False
   tsne: bool = True
+  seg_data: str = "digits"
+  seg_size: int | None = None
+  seg_epochs: int = 30
+  seg_lr: float = 1e-2
 
 
 def _protocols(names: Sequence[str]) -> list[str]:
@@ -82,6 +88,14 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                     "(diagnostics always does).", flag_values=fv)
   flags.DEFINE_bool("no-tsne", False, "Plots: skip the (slower) t-SNE map.", flag_values=fv)
   flags.DEFINE_bool("no-write", False, "Print only; leave eval.json as it is.", flag_values=fv)
+  flags.DEFINE_string("seg-data", "digits", "Segmentation: 'digits' (embedded digit canvases) or "
+                      "a folder DIR/{train,val}/{images,masks}/.", flag_values=fv)
+  flags.DEFINE_integer("seg-size", None, "Segmentation: image side (default data.image_size; for "
+                       "digits a multiple of it puts several digits on each canvas).",
+                       flag_values=fv)
+  flags.DEFINE_integer("seg-epochs", 30, "Segmentation: linear-head epochs.", flag_values=fv)
+  flags.DEFINE_float("seg-lr", 1e-2, "Segmentation: linear-head peak learning rate (AdamW).",
+                     flag_values=fv)
 
 
 def _ints(name: str, values: Sequence[str]) -> list[int]:
@@ -95,7 +109,9 @@ def options_from_flags(fv: flags.FlagValues) -> Options:
   """The `Options` of parsed flags (ValueError, one line, for a bad list)."""
   return Options(k=fv.k, temperature=fv.temperature, epochs=fv.epochs, lr=fv.lr,
                  shots=_ints("shots", fv.shots), seeds=_ints("seeds", fv.seeds),
-                 l2_reg=fv["l2-reg"].value, plots=fv.plots, tsne=not fv["no-tsne"].value)
+                 l2_reg=fv["l2-reg"].value, plots=fv.plots, tsne=not fv["no-tsne"].value,
+                 seg_data=fv["seg-data"].value, seg_size=fv["seg-size"].value,
+                 seg_epochs=fv["seg-epochs"].value, seg_lr=fv["seg-lr"].value)
 
 
 def evaluate(run: PretrainedRun, protocols: Sequence[str], options: Options | None = None
@@ -108,6 +124,8 @@ def evaluate(run: PretrainedRun, protocols: Sequence[str], options: Options | No
       "fewshot": lambda: fewshot(run, shots=o.shots, seeds=o.seeds, l2_reg=o.l2_reg),
       "diagnostics": lambda: diagnostics(run, plots=True, tsne=o.tsne),
       "finetune": lambda: finetune(run),
+      "segmentation": lambda: segmentation(run, data=o.seg_data, epochs=o.seg_epochs,
+                                           lr=o.seg_lr, size=o.seg_size),
   }
   rows, protocols = [], _protocols(protocols)
   for name in protocols:
@@ -133,8 +151,12 @@ def _main(fv: flags.FlagValues) -> list[dict]:
                         max_examples=fv["max-examples"].value)
   except (FileNotFoundError, ValueError) as e:   # ConfigError, IncompatibleCheckpointError too
     raise SystemExit(f"{PROG}: error: {commandline.one_line(e)}") from None
+  from ssljax.evaluate.segmentation import SegmentationError
   with run:
-    rows = evaluate(run, protocols, options)
+    try:
+      rows = evaluate(run, protocols, options)
+    except SegmentationError as e:
+      raise SystemExit(f"{PROG}: error: {commandline.one_line(e)}") from None
   if not fv["no-write"].value and jax.process_index() == 0:
     merge_eval_json(run.workdir, rows)
   print(format_table(rows))

@@ -8,6 +8,8 @@ flat JSON-serialisable dict: protocol, step, random_init, its settings and its n
   fewshot      closed-form ridge, shots per class over seeds (shots, seeds)    -> {s}shot_top1_{mean,std}
   diagnostics  collapse report of the embedding, alignment of two augmented views, and plots
   finetune     end-to-end fine-tuning (`ssljax.evaluate.finetune.run_protocol`)
+  segmentation linear probe on frozen ViT patch tokens, per-pixel, vs the random init -> miou
+               (`ssljax.evaluate.segmentation`; data: the embedded digit canvases or a folder)
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any, Sequence
 
 from ssljax.evaluate.pretrained import PretrainedRun
 
-PROTOCOLS = ("knn", "linear", "fewshot", "diagnostics", "finetune")
+PROTOCOLS = ("knn", "linear", "fewshot", "diagnostics", "finetune", "segmentation")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,6 +85,42 @@ def finetune(run: PretrainedRun, **options) -> dict:
   return _row(run, "finetune", **finetune_lib.run_protocol(run, **options))
 
 
+def segmentation(run: PretrainedRun, data: str = "digits", epochs: int = 30, lr: float = 1e-2,
+                 size: int | None = None, num_train: int = 1000, num_eval: int = 300) -> dict:
+  """Linear segmentation probe on the frozen patch tokens (DINOv2's 'linear'), scored by mIoU on
+  the held-out split, for the run's backbone and (unless the run is itself the random init) the
+  random-init backbone of the same seed: `miou`, `miou_random_init`, `pixel_acc`, ...
+
+  data: 'digits' (the embedded digit canvases, `ssljax.data.segmentation.digits_canvases`) or the
+  path of a folder with train/ and val/, each holding images/ and masks/.
+  """
+  from ssljax.data import segmentation as seg_data
+  from ssljax.evaluate import segmentation as seg
+  from ssljax.evaluate.backbone import backbone_of
+  seg.check_backbone(run.backbone().module)   # before any data is made
+  seed = int(run.config.seed)
+  train, held, name = seg.load_task(run.config, data, size, num_train, num_eval, seed=seed)
+  channels = run.opened.input_shape()[-1]
+  x_train, x_eval = (seg_data.to_model_input(s.images, run.config.data.augment, channels)
+                     for s in (train, held))
+
+  def score(captured):
+    tokens = [seg.patch_tokens(captured.module, captured.variables, x) for x in (x_train, x_eval)]
+    return seg.linear_probe(tokens[0], train.masks, tokens[1], held.masks, train.num_classes,
+                            epochs=int(epochs), lr=float(lr), seed=seed)
+
+  res = score(run.backbone())
+  row = _row(run, "segmentation", seg_data=name, epochs=int(epochs), lr=float(lr),
+             image_size=int(x_train.shape[1]), miou=res["miou"], pixel_acc=res["pixel_acc"],
+             train_miou=res["train_miou"], iou_per_class=res["iou_per_class"],
+             class_names=list(train.class_names))
+  if not run.random_init:
+    init = run.opened.built.init()
+    base = score(backbone_of(run.method, init.eval_params, init.method_state))
+    row.update(miou_random_init=base["miou"], pixel_acc_random_init=base["pixel_acc"])
+  return row
+
+
 def write_plots(run: PretrainedRun, tsne: bool = True) -> list[str]:
   """Embedding maps, the covariance spectrum and (ViT) attention maps into workdir/plots/."""
   from ssljax import models, plots
@@ -102,7 +140,7 @@ def write_plots(run: PretrainedRun, tsne: bool = True) -> list[str]:
 # eval.json and the table.
 # ---------------------------------------------------------------------------------------------
 
-_SETTINGS = ("k", "temperature", "epochs", "lr", "shots", "seeds", "l2_reg")
+_SETTINGS = ("k", "temperature", "epochs", "lr", "shots", "seeds", "l2_reg", "seg_data")
 _IDENTITY = ("protocol", "step", "random_init") + _SETTINGS
 
 
