@@ -43,11 +43,12 @@ setuptools.setup(
         # ArrayRecord files does not. 2.21.0 was checked with the lock's numpy 2.4 and protobuf 7:
         # it prepares an ArrayRecord TFDS dataset. The CPU build: preparing needs no accelerator.
         "prepare": ["tensorflow-cpu==2.21.0"],
-        # PyTorch interchange (ssljax.interop): load exports into timm / torchvision, or torch-side
-        # weights into ssljax. ssljax itself never imports torch; the interop tests do (CPU).
+        # PyTorch interchange (ssljax.interop): load exports into timm / torchvision, or timm /
+        # torchvision / transformers (DINOv2) weights into ssljax. ssljax itself never imports
+        # torch; the interop tests do (CPU).
         # torch 2.14.1 + torchvision 0.29.1 are the pair pip takes from this project's machines'
-        # disk (a CUDA build, 5.5 GB in a venv, installed in about 1.5 min; tests run it on the CPU).
-        "interop": ["torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31"],
+        # disk (a CUDA build, 5.5 GB in a venv, installed in about 1.5 min; tests run on the CPU).
+        "interop": ["torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31", "transformers==5.25.0"],
         # scikit-image's bundled photographs, for the photo_patches tasks of ssljax.data.benchmarks
         # (only its data files are read).
         "benchmarks": ["scikit-image==0.26.0"],

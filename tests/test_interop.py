@@ -228,7 +228,8 @@ def test_timm_vit_imports_with_the_same_features(tmp_path, kind):
   with torch.no_grad():
     tokens = model.forward_features(_nchw(x)).numpy()
   ours = module.apply(variables, x, return_tokens=True)
-  np.testing.assert_allclose(tokens[:, model.num_prefix_tokens:], ours["patches"], atol=ATOL, rtol=0)
+  np.testing.assert_allclose(tokens[:, model.num_prefix_tokens:], ours["patches"], atol=ATOL,
+                             rtol=0)
 
   # A bare .safetensors file holds no head count: it comes from the model config instead.
   import safetensors.torch
@@ -240,6 +241,36 @@ def test_timm_vit_imports_with_the_same_features(tmp_path, kind):
              pool="gap" if kind == "gap" else "cls", num_registers=kwargs.get("reg_tokens", 0))
   module2, variables2 = ssljax.import_weights(str(tmp_path / "vit.safetensors"), model=cfg)
   np.testing.assert_allclose(module2.apply(variables2, x), want, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["dinov2", "dinov2_with_registers", "vit"])
+def test_transformers_folder_imports_with_the_same_features(tmp_path, kind):
+  """A Hugging Face transformers folder (save_pretrained: model.safetensors + config.json), the
+  layout of the released DINOv2 weights: ssljax's features are the model's final cls token."""
+  import transformers
+  common = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                image_size=32, patch_size=8)
+  if kind == "dinov2":
+    model = transformers.Dinov2Model(transformers.Dinov2Config(**common, layerscale_value=0.5))
+  elif kind == "dinov2_with_registers":
+    model = transformers.Dinov2WithRegistersModel(transformers.Dinov2WithRegistersConfig(
+        **common, layerscale_value=0.5, num_register_tokens=2))
+  else:
+    # transformers' ViT default LayerNorm eps is 1e-12; ssljax's is 1e-6 (DINOv2's, timm's): a
+    # 1e-12 checkpoint imports with features off by ~eps / token variance (1e-4 here).
+    model = transformers.ViTModel(transformers.ViTConfig(**common, layer_norm_eps=1e-6),
+                                  add_pooling_layer=False)
+  _perturb_torch(model)
+  model.save_pretrained(str(tmp_path / "hf"))
+  x = np.random.default_rng(1).normal(size=(4, 32, 32, 3)).astype(np.float32)
+  with torch.no_grad():
+    hidden = model(pixel_values=_nchw(x)).last_hidden_state.numpy()   # after the final norm
+  module, variables = ssljax.import_weights(str(tmp_path / "hf"))
+  assert module.num_registers == (2 if kind == "dinov2_with_registers" else 0)
+  ours = module.apply(variables, x, return_tokens=True)
+  np.testing.assert_allclose(ours["pooled"], hidden[:, 0], atol=ATOL, rtol=0)
+  np.testing.assert_allclose(ours["patches"], hidden[:, 1 + module.num_registers:], atol=ATOL,
+                             rtol=0)
 
 
 def test_import_errors_are_one_line(tmp_path):
@@ -263,7 +294,8 @@ def test_import_errors_are_one_line(tmp_path):
   qk = timm.models.VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=1,
                                      num_heads=4, num_classes=0, qk_norm=True)
   safetensors.torch.save_file(qk.state_dict(), str(tmp_path / "qk.safetensors"))
-  with pytest.raises(ValueError, match=r"^blocks.0.attn.k_norm.bias: q/k normalisation \(timm qk_norm\) has no ssljax"):
+  with pytest.raises(ValueError, match=r"^blocks.0.attn.k_norm.bias: q/k normalisation "
+                                       r"\(timm qk_norm\) has no ssljax"):
     ssljax.import_weights(str(tmp_path / "qk.safetensors"), model=cfg)
   safetensors.torch.save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
   with pytest.raises(ValueError, match=r"neither a timm ViT .* its keys begin \['w'\]"):

@@ -1,11 +1,12 @@
 """Interchange with PyTorch: ssljax backbones as timm / torchvision weights, and back.
 
-    python -m ssljax.export --workdir W --out O --format timm     # ViT -> timm, ResNet -> torchvision
+    python -m ssljax.export --workdir W --out O --format timm   # ViT: timm, ResNet: torchvision
 
     module, variables = ssljax.import_weights("vit_small.safetensors", model=config.model)
     feats = module.apply(variables, images)                        # [N, H, W, C] -> [N, D]
 
-    --config.model.init_from=PATH        # continued pretraining: the run starts from PATH's backbone
+    state = ssljax.interop.init_from(config.model, state)   # continued pretraining from
+                                                            # config.model.init_from's backbone
 
 The files are safetensors in torch's layout, written and read with numpy only: ssljax never
 imports torch. A ViT maps to timm's `VisionTransformer` (`ssljax.interop.timm_vit`), a ResNet to
@@ -17,8 +18,10 @@ pretrained_cfg), so `timm.create_model("local-dir:" + O, pretrained=True)` build
 What `import_weights` reads (PATH):
 - a `.safetensors` file of a timm ViT or a torchvision / timm ResNet-18/50 state dict (a classifier
   head, `head.*` / `fc.*`, is dropped; a leading `module.` is stripped);
-- a folder with `model.safetensors` and `config.json` (timm's Hugging Face layout; the config gives
-  the attention heads and the image size that a state dict does not hold);
+- a folder with `model.safetensors` and `config.json`: timm's Hugging Face layout (the config gives
+  the attention heads and the image size that a state dict does not hold), or transformers'
+  `ViTModel` / `Dinov2Model` / `Dinov2WithRegistersModel` layout, as the released DINOv2 weights
+  are (`ssljax.interop.hf_transformers`);
 - an ssljax export directory (`model_card.json`; both formats).
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ssljax.interop import timm_vit, torchvision_resnet
+from ssljax.interop import hf_transformers, timm_vit, torchvision_resnet
 
 FORMATS = ("ssljax", "timm", "torchvision")
 WEIGHTS = "model.safetensors"
@@ -73,9 +76,10 @@ def torch_layout(module, variables: Mapping[str, Any], image_shape, feature_pool
       "num_features": int(module.num_features),
       "global_pool": args.get("global_pool", "avg"),
       "model_args": args,
-      "pretrained_cfg": {"input_size": [c, h, w], "fixed_input_size": isinstance(module, models.ViT),
-                         "num_classes": 0, "first_conv": "patch_embed.proj" if arch.startswith("vit")
-                         else "conv1", "classifier": "head" if arch.startswith("vit") else "fc"},
+      "pretrained_cfg": {
+          "input_size": [c, h, w], "fixed_input_size": isinstance(module, models.ViT),
+          "num_classes": 0, "first_conv": "patch_embed.proj" if arch.startswith("vit") else "conv1",
+          "classifier": "head" if arch.startswith("vit") else "fc"},
   }
   return sd, config
 
@@ -264,8 +268,13 @@ def import_weights(path: str, model: Any = None):
     return target, _conform(target, variables, path, channels)
   sd, config = read_state_dict(path)
   sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+  hf_hints = None
+  if hf_transformers.is_transformers(sd, config):
+    sd, hf_hints = hf_transformers.to_timm(sd, config)
   if timm_vit.is_timm_vit(sd):
     hints = _vit_hints(config, model)
+    if hf_hints is not None:
+      hints.update({k: v for k, v in hf_hints.items() if v is not None})
     fields, variables = timm_vit.from_timm(sd, **hints)
     if model is not None and model.get("name") != "vit":
       raise ValueError(f"{path} holds a ViT; model.name={model.get('name')!r}")
@@ -282,9 +291,9 @@ def import_weights(path: str, model: Any = None):
       _check_fields(module, fields, path)
   else:
     some = sorted(sd)[:3]
-    raise ValueError(f"{path} is neither a timm ViT (patch_embed.proj.weight) nor a torchvision "
-                     f"ResNet (conv1.weight, layer1.0.conv1.weight) state dict; its keys begin "
-                     f"{some}")
+    raise ValueError(f"{path} is neither a timm ViT (patch_embed.proj.weight), a transformers "
+                     f"ViT / DINOv2 (embeddings.patch_embeddings.*) nor a torchvision ResNet "
+                     f"(conv1.weight, layer1.0.conv1.weight) state dict; its keys begin {some}")
   return module, _conform(module, variables, path, _channels_of(variables))
 
 

@@ -1,4 +1,4 @@
-"""ssljax ViT <-> timm `VisionTransformer` state dict (numpy arrays, torch's layout; no torch import).
+"""ssljax ViT <-> timm `VisionTransformer` state dict (numpy, torch's layout; no torch import).
 
 The two compute the same function (pre-LN blocks, LayerNorm eps 1e-6, exact GELU, softmax
 attention scaled by head_dim^-0.5, a final LayerNorm) once the names and layouts are mapped:
@@ -22,8 +22,9 @@ timm's model arguments for an export: `class_token` (pool 'cls'), `reg_tokens`, 
 Importing also takes timm layouts ssljax does not write: a pos_embed without prefix entries
 (`no_embed_class=True`), prefix positional embeddings (folded into the cls / register tokens, to
 which they are a constant), and LayerScale (`blocks.i.ls{1,2}.gamma`, timm's DINOv2 ViTs: folded
-into attn.proj and mlp.fc2, the same function; timm's DINOv3 models are RoPE Eva ViTs, not mapped). What ssljax's ViT cannot compute is refused in one line
-(q/k norms, a norm before the blocks, a norm after the pool, attention-pool heads).
+into attn.proj and mlp.fc2, the same function; timm's DINOv3 models are RoPE Eva ViTs, not mapped).
+What ssljax's ViT cannot compute is refused in one line (q/k norms, a norm before the blocks, a
+norm after the pool, attention-pool heads).
 """
 from __future__ import annotations
 
@@ -285,7 +286,8 @@ def from_timm(sd: Mapping[str, np.ndarray], num_heads: Optional[int],
         "norm1": {"scale": take(t + "norm1.weight"), "bias": take(t + "norm1.bias")},
         "attn": attn,
         "norm2": {"scale": take(t + "norm2.weight"), "bias": take(t + "norm2.bias")},
-        "mlp": {"fc1": {"kernel": fc1_w.T, "bias": fc1_b}, "fc2": {"kernel": fc2_w.T, "bias": fc2_b}},
+        "mlp": {"fc1": {"kernel": fc1_w.T, "bias": fc1_b},
+                "fc2": {"kernel": fc2_w.T, "bias": fc2_b}},
     }
   params["norm"] = {"scale": take("norm.weight"), "bias": take("norm.bias")}
   if "mask_token" in sd:

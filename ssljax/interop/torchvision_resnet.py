@@ -1,4 +1,4 @@
-"""ssljax ResNet <-> torchvision `resnet18` / `resnet50` state dict (numpy, torch's layout; no torch).
+"""ssljax ResNet <-> torchvision `resnet18` / `resnet50` state dict (numpy, torch's layout).
 
 timm's `resnet18` / `resnet50` use the same keys, so the same file loads into both.
 
