@@ -34,7 +34,8 @@ def digits_configs() -> dict[str, str]:
   out = {}
   for name in methods.available():
     path = os.path.join(ROOT, "configs", f"{name}_digits.py")
-    if os.path.exists(path):
+    # Image methods on the plain digits; the image-text ones: benchmarks/image_text_digits.py.
+    if os.path.exists(path) and load(path).data.source == "digits":
       out[name] = path
   return out
 

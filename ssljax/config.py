@@ -31,6 +31,7 @@ def _data_config() -> ml_collections.ConfigDict:
       source="digits",          # 'digits' | 'image_folder' | 'tfds' | 'synthetic'
       path="",                  # image_folder root (train/ and val/ inside) or TFDS data_dir
       tfds_name="",             # e.g. 'cifar10' for source='tfds'
+      text_key="caption",       # source='tfds_captions': the caption feature ('captions/text')
       train_split="train",
       eval_split="val",         # 'val' for digits / image_folder; e.g. 'test' for TFDS cifar10
       image_size=16,            # side of the global crops fed to the backbone

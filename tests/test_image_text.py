@@ -317,3 +317,40 @@ def test_export_has_both_towers_and_the_tokenizer(tmp_path):
     train.train_and_evaluate(tower, str(tmp_path / "img"))
     export.export_backbone(str(tmp_path / "img"), str(tmp_path / "img_out"))
     ssljax.load_text_encoder(str(tmp_path / "img_out"))
+
+
+def test_tfds_captions_source(tmp_path):
+  """A TFDS dataset with coco_captions' layout (a sequence of captions per image) and class
+  names, prepared here as ArrayRecord and read back without TensorFlow."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  src = paired.captioned_digits("val", 24)
+
+  class SsljaxTestCaptions(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Tensor(shape=(24, 24, 3), dtype=np.uint8),
+          "captions": tfds.features.Sequence({"text": tfds.features.Text()}),
+          "label": tfds.features.ClassLabel(names=list(paired.DIGIT_WORDS))}))
+
+    def _split_generators(self, dl_manager):
+      del dl_manager
+      return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+      for i in range(6):
+        yield i, {"image": src.images[i], "captions": {"text": list(src.texts[i])},
+                  "label": int(src.labels[i])}
+
+  SsljaxTestCaptions(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
+  got = paired.TFDSCaptionsSource("ssljax_test_captions", "train", str(tmp_path), "captions/text")
+  assert len(got) == 6 and got.class_names == paired.DIGIT_WORDS
+  records = [got[i] for i in range(6)]
+  order = sorted(range(6), key=lambda i: records[i]["texts"])   # TFDS shuffles the examples
+  want = sorted(range(6), key=lambda i: src.texts[i])
+  for g, w in zip(order, want):
+    assert records[g]["texts"] == src.texts[w] and records[g]["label"] == src.labels[w]
+    np.testing.assert_array_equal(records[g]["image"], src.images[w])
+  with pytest.raises(ValueError, match="no text feature data.text_key='caption'"):
+    paired.TFDSCaptionsSource("ssljax_test_captions", "train", str(tmp_path), "caption")

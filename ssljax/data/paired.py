@@ -7,6 +7,9 @@
   it shows (digit, colour) combinations never seen in training.
 - `captions` (`data.path/<split>/captions.jsonl`): lines {"image": path relative to the file,
   "text": str or [str, ...], "label": optional int}; lines naming the same image are merged.
+- `tfds_captions` (`data.tfds_name`, `data.path` = the TFDS data dir): a prepared TFDS dataset
+  (ArrayRecord) with an 'image' and a caption feature named by `data.text_key` ('caption', or
+  'captions/text' for coco_captions' layout), read without TensorFlow.
 - `webdataset` (`data.path/<split>/*.tar`): WebDataset-style shards, the format LAION /
   DataComp / CC12M ship in: members `<key>.<jpg|jpeg|png|webp>` + `<key>.txt` (+ `<key>.cls`),
   indexed once with the standard library's `tarfile` and read by offset (random access).
@@ -30,7 +33,7 @@ from ssljax.data import sources
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 COLOURS = {"red": (230, 40, 40), "green": (40, 200, 60), "blue": (60, 100, 245),
            "yellow": (235, 220, 40), "white": (240, 240, 240), "purple": (190, 70, 230)}
-SIZES = {"small": 0.5, "large": 0.8}
+SIZES = {"small": 0.6, "large": 0.9}
 PLACES = ("on the left", "on the right", "at the top", "at the bottom", "in the middle")
 CAPTION_TEMPLATES = (
     "a {size} {colour} {word} {place}",
@@ -255,6 +258,46 @@ class WebDatasetSource:
 
   def captions(self) -> list[str]:
     return [t for texts in self.texts for t in texts]
+
+
+class TFDSCaptionsSource(sources.TFDSSource):
+  """A prepared TFDS dataset with an image and caption feature(s), read without TensorFlow.
+
+  `text_key` names the caption feature, nested with '/': a Text ('caption') or a sequence of
+  them ('captions/text', coco_captions' layout). A ClassLabel 'label' gives `class_names`.
+  """
+
+  def __init__(self, name: str, split: str, data_dir: str | None, text_key: str):
+    super().__init__(name, split, data_dir)
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    features = tfds.builder(name, data_dir=data_dir or None).info.features
+    node = features
+    for part in text_key.split("/"):
+      inner = getattr(node, "feature", node)   # a Sequence's per-element features
+      if not hasattr(inner, "keys") or part not in inner.keys():
+        raise ValueError(f"TFDS dataset {name!r} has no text feature data.text_key={text_key!r} "
+                         f"(top-level features: {sorted(features.keys())})")
+      node = inner[part]
+    self.text_key = text_key
+    label = features["label"] if "label" in features else None
+    self.class_names = tuple(getattr(label, "names", ()) or ())
+    self.prompts = ()
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    rec = self._source[index]
+    image = np.asarray(rec["image"], np.uint8)
+    texts = rec
+    for part in self.text_key.split("/"):
+      texts = texts[part]
+    if isinstance(texts, (bytes, str)):
+      texts = [texts]
+    texts = tuple(t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in texts)
+    return {"image": image[..., None] if image.ndim == 2 else image, "texts": texts or ("",),
+            "label": int(rec.get("label", -1))}
+
+
+def _tfds_captions_source(data_cfg, split: str):
+  return TFDSCaptionsSource(data_cfg.tfds_name, split, data_cfg.path, data_cfg.text_key)
 
 
 def _captioned_digits_source(data_cfg, split: str):

@@ -239,6 +239,7 @@ _SOURCES: dict[str, Any] = {
     "captioned_digits": _paired("captioned_digits"),   # embedded; canvas side data.synthetic_size
     "captions": _paired("captions"),           # data.path/<split>/captions.jsonl
     "webdataset": _paired("webdataset"),       # data.path/<split>/*.tar
+    "tfds_captions": _paired("tfds_captions"),   # TFDS image + data.text_key captions
 }
 
 

@@ -64,6 +64,9 @@ class ImageText(base.Method):
       raise ConfigError(f"config.{cls.name}.tokenizer={cfg.tokenizer!r} does not exist; "
                         f"expected a sentencepiece .model file (or '' to train one)")
     data = config.data
+    if data.source == "tfds_captions" and not data.tfds_name:
+      raise ConfigError("config.data.tfds_name='' with data.source='tfds_captions'; expected a "
+                        "TFDS name such as 'coco_captions'")
     if data.source in ("captions", "webdataset") and not os.path.isdir(data.path or ""):
       raise ConfigError(f"config.data.path={data.path!r} with data.source={data.source!r}; "
                         f"expected a folder with train/ and {data.eval_split}/ inside")
