@@ -39,6 +39,6 @@ def get_config():
   config.optimizer.update(name="adamw", base_lr=5e-4 * 256 / batch, b2=0.98,
                           weight_decay=0.2, warmup_steps=2_000)
   config.eval.update(batch_size=1024, max_examples=10_000, linear_epochs=10)
-  config.clip.update(embed_dim=512)
+  config.clip.update(embed_dim=512, vocab_size=49_152)
   config.clip.text.update(variant="b", max_len=77, pool="eos", causal=True)
   return config

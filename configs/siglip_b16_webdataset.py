@@ -38,6 +38,6 @@ def get_config():
   config.optimizer.update(name="adamw", base_lr=1e-3 * 256 / batch, b2=0.95,
                           weight_decay=1e-4, warmup_steps=5_000)
   config.eval.update(batch_size=1024, max_examples=10_000, linear_epochs=10)
-  config.siglip.update(embed_dim=768)
+  config.siglip.update(embed_dim=768, vocab_size=32_000)
   config.siglip.text.update(variant="b768", max_len=16, pool="eos")
   return config

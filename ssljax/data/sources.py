@@ -74,12 +74,25 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
   return d.images, d.target
 
 
+class _CaptionedArraySource(ArraySource):
+  """ArraySource whose records also carry a caption naming their label (image-text methods)."""
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    record = super().__getitem__(index)
+    record["texts"] = (f"a synthetic image of class {record['label']}",)
+    return record
+
+  def captions(self) -> list[str]:
+    return [f"a synthetic image of class {int(label)}" for label in self.labels]
+
+
 def synthetic(num_examples: int, size: int, channels: int = 3, num_classes: int = 10,
               seed: int = 0) -> ArraySource:
-  """Random uint8 images (for benchmarks and compile checks; there is nothing to learn)."""
+  """Random uint8 images with a caption (for benchmarks and compile checks: nothing to learn)."""
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, size=(num_examples, size, size, channels), dtype=np.uint8)
-  return ArraySource(images, rng.integers(0, num_classes, size=num_examples), num_classes)
+  return _CaptionedArraySource(images, rng.integers(0, num_classes, size=num_examples),
+                               num_classes)
 
 
 class ImageFolderSource:

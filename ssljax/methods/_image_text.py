@@ -37,7 +37,7 @@ def default_config(**overrides) -> ml_collections.ConfigDict:
       embed_dim=128,          # joint embedding size (LiT: the locked tower's feature size)
       text=text_model.default_config(),
       tokenizer="",           # a sentencepiece .model file; '' = train one on the captions
-      vocab_size=128,         # pieces of a tokenizer trained on the train split's captions
+      vocab_size=128,         # pieces of a tokenizer trained on the captions; >= the table's rows
       loss_impl="auto",       # auto | reference | xla | pallas (losses.contrastive)
       prompts=(),             # zero-shot prompt templates ('{}' = class name); () = the source's
   ))
@@ -79,7 +79,10 @@ class ImageText(base.Method):
         self.cfg.vocab_size)
     self.backbone = common.backbone_from_config(config)
     self.image_proj = Projection(int(self.cfg.embed_dim))
-    self.text_tower = text_model.build(self.cfg.text, self.tokenizer.vocab_size,
+    # The embedding table holds vocab_size rows at least (a tokenizer trained on few captions
+    # may have fewer pieces; ids never exceed the tokenizer's own).
+    vocab = max(self.tokenizer.vocab_size, int(self.cfg.vocab_size))
+    self.text_tower = text_model.build(self.cfg.text, vocab,
                                        self._text_dim(), models.parse_dtype(config.dtype))
 
   def _text_dim(self) -> int:
