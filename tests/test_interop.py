@@ -174,6 +174,14 @@ def test_init_from_starts_every_backbone_copy_from_the_file(trained):
       "query"]["kernel"].sharding
   np.testing.assert_array_equal(leaf, variables["params"]["block0"]["attn"]["query"]["kernel"])
   assert interop.init_from(cd.model, state) is state   # no init_from: unchanged
+  for path in (out, out_ssljax, os.path.join(out, "model.safetensors")):   # the cheap check
+    interop.check_init_from({"init_from": path})
+  interop.check_init_from(cd.model)
+  with pytest.raises(FileNotFoundError, match=r"model.init_from='/nonexistent.safetensors' does "
+                                              r"not exist"):
+    interop.check_init_from({"init_from": "/nonexistent.safetensors"})
+  with pytest.raises(ValueError, match="model_card.json': expected a .safetensors file"):
+    interop.check_init_from({"init_from": os.path.join(out, "model_card.json")})
   with pytest.raises(ValueError, match=r"model.width=48 but .* holds a backbone with width=32"):
     interop.init_from(dict(model_cfg, width=48), state)
 

@@ -345,6 +345,35 @@ def merge_into(tree: Any, variables: Mapping[str, Any], collection: str = "param
   return visit(tree), count
 
 
+def check_init_from(model_config: Any) -> None:
+  """One-line ValueError / FileNotFoundError unless `model_config.init_from` is unset or names a
+  file `import_weights` can read (a .safetensors file, a folder with model.safetensors, or an
+  ssljax export); reads only the file's header, so config validation can call it cheaply."""
+  path = (model_config.get("init_from", "") if hasattr(model_config, "get") else "") or ""
+  if not path:
+    return
+  if os.path.isdir(path) and not os.path.exists(os.path.join(path, WEIGHTS)):
+    if os.path.exists(os.path.join(path, "model_card.json")):
+      return
+    raise FileNotFoundError(f"model.init_from={path!r}: no {WEIGHTS} or model_card.json in it; "
+                            f"expected a .safetensors file, a Hugging Face-layout folder or an "
+                            f"ssljax export")
+  weights = os.path.join(path, WEIGHTS) if os.path.isdir(path) else path
+  if not os.path.exists(weights):
+    raise FileNotFoundError(f"model.init_from={path!r} does not exist; expected a .safetensors "
+                            f"file, a Hugging Face-layout folder or an ssljax export")
+  if not weights.endswith(".safetensors"):
+    raise ValueError(f"model.init_from={path!r}: expected a .safetensors file (ssljax reads no "
+                     f"pickled torch checkpoints: save one with safetensors.torch.save_file)")
+  import safetensors
+  try:
+    with safetensors.safe_open(weights, framework="numpy") as f:
+      f.keys()
+  except safetensors.SafetensorError as e:
+    raise ValueError(f"model.init_from={path!r}: {weights} is not a safetensors file: {e}") \
+        from None
+
+
 def init_from(model_config: Any, state: Any) -> Any:
   """`state` (a fresh TrainState) with its backbone(s) replaced by `model_config.init_from`'s.
 
