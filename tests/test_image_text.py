@@ -354,3 +354,30 @@ def test_tfds_captions_source(tmp_path):
     np.testing.assert_array_equal(records[g]["image"], src.images[w])
   with pytest.raises(ValueError, match="no text feature data.text_key='caption'"):
     paired.TFDSCaptionsSource("ssljax_test_captions", "train", str(tmp_path), "caption")
+
+
+def test_evaluate_cli_zeroshot_and_retrieval(tmp_path):
+  """`python -m ssljax.evaluate --protocol zeroshot,retrieval` on an image-text run gives the
+  online evaluator's numbers; on an image run, one line naming what it needs."""
+  from ssljax import train
+  from ssljax.evaluate import cli
+  c = _short("siglip", tmp_path)
+  c.eval.random_init = False
+  result = train.train_and_evaluate(c, str(tmp_path / "run"))
+  rows = cli.main(["--workdir", str(tmp_path / "run"), "--protocol", "zeroshot,retrieval"])
+  by = {r["protocol"]: r for r in rows}
+  assert by["zeroshot"]["zeroshot_top1"] == pytest.approx(result["zeroshot_top1"], abs=1e-6)
+  for key in ("i2t_r1", "i2t_r10", "t2i_r5"):
+    assert by["retrieval"][key] == pytest.approx(result[key], abs=1e-6)
+  with open(tmp_path / "run" / "eval.json") as f:
+    assert {r["protocol"] for r in json.load(f)["evaluations"]} >= {"zeroshot", "retrieval"}
+
+
+def test_zeroshot_protocol_on_an_image_run_is_one_line():
+  from types import SimpleNamespace
+  from ssljax.evaluate import protocols
+  run = SimpleNamespace(evaluator=SimpleNamespace(zeroshot=None), workdir="/w",
+                        config=SimpleNamespace(method="simclr"))
+  for protocol in (protocols.zeroshot, protocols.retrieval):
+    with pytest.raises(protocols.ProtocolError, match="needs an image-text method .* 'simclr'"):
+      protocol(run)

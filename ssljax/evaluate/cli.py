@@ -4,6 +4,7 @@
     python -m ssljax.evaluate --workdir workdirs/simclr_digits --protocol diagnostics  # + plots
     python -m ssljax.evaluate --workdir workdirs/simclr_digits --protocol knn --random-init
     python -m ssljax.evaluate --workdir workdirs/simclr_digits --protocol segmentation  # mIoU
+    python -m ssljax.evaluate --workdir workdirs/siglip_digits --protocol zeroshot,retrieval
 
 The run is opened from `DIR/config.json` and the latest (or `--step`) checkpoint
 (`ssljax.workdir.open_run`), and the frozen features of the train bank and the held-out split (the
@@ -13,7 +14,7 @@ the `evaluations` list of `DIR/eval.json` (a row with the same protocol, step an
 replaced; every other key of the file is kept) and the rows are printed as a table.
 
 Protocols (ssljax/evaluate/protocols.py): knn, linear, fewshot, diagnostics, finetune,
-segmentation; 'all' is the first four. From Python: `rows = cli.main(["--workdir", DIR, "--protocol", "knn"])`, or
+segmentation, and for image-text runs zeroshot and retrieval; 'all' is the first four. From Python: `rows = cli.main(["--workdir", DIR, "--protocol", "knn"])`, or
 `cli.evaluate(PretrainedRun(DIR), ["knn"], cli.Options(k=10))`.
 """
 from __future__ import annotations
@@ -30,8 +31,8 @@ from ssljax import commandline
 # The protocols and the opened run, re-exported: `cli.PretrainedRun`, `cli.knn`, ...
 from ssljax.evaluate.pretrained import PretrainedRun  # noqa: F401
 from ssljax.evaluate.protocols import (PROTOCOLS, diagnostics, fewshot, finetune,  # noqa: F401
-                                       format_table, knn, linear, merge_eval_json, segmentation,
-                                       write_plots)
+                                       format_table, knn, linear, merge_eval_json, retrieval,
+                                       segmentation, write_plots, zeroshot)
 
 PROG = "ssljax.evaluate"
 
@@ -126,6 +127,8 @@ def evaluate(run: PretrainedRun, protocols: Sequence[str], options: Options | No
       "finetune": lambda: finetune(run),
       "segmentation": lambda: segmentation(run, data=o.seg_data, epochs=o.seg_epochs,
                                            lr=o.seg_lr, size=o.seg_size),
+      "zeroshot": lambda: zeroshot(run),
+      "retrieval": lambda: retrieval(run),
   }
   rows, protocols = [], _protocols(protocols)
   for name in protocols:
@@ -151,11 +154,12 @@ def _main(fv: flags.FlagValues) -> list[dict]:
                         max_examples=fv["max-examples"].value)
   except (FileNotFoundError, ValueError) as e:   # ConfigError, IncompatibleCheckpointError too
     raise SystemExit(f"{PROG}: error: {commandline.one_line(e)}") from None
+  from ssljax.evaluate.protocols import ProtocolError
   from ssljax.evaluate.segmentation import SegmentationError
   with run:
     try:
       rows = evaluate(run, protocols, options)
-    except SegmentationError as e:
+    except (SegmentationError, ProtocolError) as e:
       raise SystemExit(f"{PROG}: error: {commandline.one_line(e)}") from None
   if not fv["no-write"].value and jax.process_index() == 0:
     merge_eval_json(run.workdir, rows)

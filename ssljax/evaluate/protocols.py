@@ -10,6 +10,9 @@ flat JSON-serialisable dict: protocol, step, random_init, its settings and its n
   finetune     end-to-end fine-tuning (`ssljax.evaluate.finetune.run_protocol`)
   segmentation linear probe on frozen ViT patch tokens, per-pixel, vs the random init -> miou
                (`ssljax.evaluate.segmentation`; data: the embedded digit canvases or a folder)
+  zeroshot     image-text methods: nearest class prompt ensemble (`ssljax.evaluate.zeroshot`)
+                                                                               -> zeroshot_top1
+  retrieval    image-text methods: image->text and text->image recall      -> i2t_r1, ..., t2i_r10
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from typing import Any, Sequence
 
 from ssljax.evaluate.pretrained import PretrainedRun
 
-PROTOCOLS = ("knn", "linear", "fewshot", "diagnostics", "finetune", "segmentation")
+PROTOCOLS = ("knn", "linear", "fewshot", "diagnostics", "finetune", "segmentation", "zeroshot",
+             "retrieval")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,6 +123,43 @@ def segmentation(run: PretrainedRun, data: str = "digits", epochs: int = 30, lr:
     base = score(backbone_of(run.method, init.eval_params, init.method_state))
     row.update(miou_random_init=base["miou"], pixel_acc_random_init=base["pixel_acc"])
   return row
+
+
+class ProtocolError(ValueError):
+  """A protocol that does not apply to this run (one line: what it needs)."""
+
+
+def _image_text(run: PretrainedRun, protocol: str):
+  """(held-out image embeddings, the evaluator's ZeroShot) of an image-text run, computed once."""
+  ev = run.evaluator
+  if ev.zeroshot is None:
+    raise ProtocolError(f"--protocol {protocol} needs an image-text method (clip, siglip, lit); "
+                     f"the run in {run.workdir} is {run.config.method!r}")
+  emb = run._cached("image_text_embeddings", lambda: ev.eval_bank.features(  # pylint: disable=protected-access
+      ev._encode_image, run.params, run.method_state, ev.sharding))  # pylint: disable=protected-access
+  return emb, ev.zeroshot
+
+
+def zeroshot(run: PretrainedRun) -> dict:
+  """Zero-shot top-1 on the held-out split: the class whose prompt-ensemble text embedding is
+  nearest (the source's class names and the method's or source's prompts)."""
+  from ssljax.evaluate import zeroshot as zs_lib
+  emb, zs = _image_text(run, "zeroshot")
+  if not zs.class_names:
+    raise ProtocolError(f"--protocol zeroshot needs class names; the {run.config.data.source!r} "
+                     f"source has none (a classes.txt beside the captions names them)")
+  classes = zs_lib.class_embeddings(lambda t: zs.embed_texts(run.params, run.method_state, t),
+                                    zs.class_names, zs.prompts)
+  return _row(run, "zeroshot", prompts=len(zs.prompts), classes=len(zs.class_names),
+              zeroshot_top1=zs_lib.zero_shot_top1(emb, run.eval_y, classes))
+
+
+def retrieval(run: PretrainedRun) -> dict:
+  """Image->text and text->image recall at 1, 5, 10 over the held-out images and captions."""
+  from ssljax.evaluate import zeroshot as zs_lib
+  emb, zs = _image_text(run, "retrieval")
+  texts = zs.embed_texts(run.params, run.method_state, zs.texts)
+  return _row(run, "retrieval", pairs=len(zs.texts), **zs_lib.retrieval(emb, texts, zs.relevant))
 
 
 def write_plots(run: PretrainedRun, tsne: bool = True) -> list[str]:
