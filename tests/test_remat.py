@@ -1,7 +1,9 @@
 """model.remat / model.remat_policy: per-block jax.checkpoint gives the same values and gradients.
 
-ViT blocks under every policy, ResNet blocks (BatchNorm statistics updated once, as without remat),
-the whole train step through the config, and the one-line error for an unknown policy.
+ViT blocks under every policy and with XLA:CPU's tied remat (`ssljax.cpu.remat`), ResNet blocks
+(BatchNorm statistics updated once, as without remat), the whole train step through the config,
+the one-line error for an unknown policy, and the memory it saves: XLA:CPU's compiled temporaries
+of a small ViT's gradient drop by more than 2x (benchmarks/remat_memory.py: the ViT-B/16 step).
 """
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import pytest
 from ssljax import build as build_lib
 from ssljax import models
 from ssljax.config import ConfigError, validate
+from ssljax.cpu import remat as cpu_remat
 from ssljax.models import resnet as resnet_lib
 from ssljax.models import vit as vit_lib
 
@@ -21,11 +24,13 @@ def _close_trees(a, b, rtol=1e-5, atol=1e-6):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("policy", sorted(vit_lib.REMAT_POLICIES))
-def test_vit_remat_policies_give_the_same_gradients(policy):
+@pytest.mark.parametrize("policy,full_remat", [(p, None) for p in sorted(vit_lib.REMAT_POLICIES)]
+                         + [("full", cpu_remat.remat)])
+def test_vit_remat_policies_give_the_same_gradients(policy, full_remat):
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 3))
   kw = dict(patch_size=4, width=32, depth=2, num_heads=2, image_size=8, drop_path=0.2)
-  plain, remat = vit_lib.ViT(**kw), vit_lib.ViT(**kw, remat=True, remat_policy=policy)
+  plain = vit_lib.ViT(**kw)
+  remat = vit_lib.ViT(**kw, remat=True, remat_policy=policy, full_remat=full_remat)
   params = plain.init(jax.random.PRNGKey(1), x)
 
   def loss(module):   # stochastic depth on: the recomputed blocks must draw the same masks
@@ -37,13 +42,14 @@ def test_vit_remat_policies_give_the_same_gradients(policy):
   np.testing.assert_allclose(got, want, rtol=1e-6)
   _close_trees(g_got, g_want)
   primitives = {str(e.primitive) for e in jax.make_jaxpr(loss(remat))(params).jaxpr.eqns}
-  assert any(p.startswith("remat") for p in primitives), primitives
+  assert any(p.startswith("remat") or p.startswith("custom_vjp") for p in primitives), primitives
 
 
-def test_resnet_remat_same_gradients_and_batch_stats():
+@pytest.mark.parametrize("full_remat", [None, cpu_remat.remat])
+def test_resnet_remat_same_gradients_and_batch_stats(full_remat):
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 3))
   kw = dict(depth=18, width_multiplier=0.125, cifar_stem=True)
-  plain, remat = resnet_lib.ResNet(**kw), resnet_lib.ResNet(**kw, remat=True)
+  plain, remat = resnet_lib.ResNet(**kw), resnet_lib.ResNet(**kw, remat=True, full_remat=full_remat)
   variables = plain.init(jax.random.PRNGKey(1), x)
 
   def loss(module):
@@ -71,6 +77,23 @@ def test_model_config_builds_remat_and_rejects_unknown_policy(tiny_config):
   c.model.remat_policy = "everything"
   with pytest.raises(ConfigError, match=r"config.model.remat_policy='everything'; expected one of"):
     validate(c)
+
+
+def _temp_bytes(module, x) -> int:
+  params = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+  grad = jax.jit(jax.grad(lambda p, x: jnp.sum(module.apply(p, x, train=True) ** 2)))
+  return grad.lower(params, x).compile().memory_analysis().temp_size_in_bytes
+
+
+def test_remat_halves_compiled_temporary_memory_on_cpu():
+  """XLA:CPU's memory analysis of a ViT (width 192, depth 6) gradient at batch 16: the tied remat
+  of build_backbone on CPU keeps only block inputs; plain nn.remat is undone by XLA:CPU."""
+  cfg = dict(name="vit", patch_size=8, width=192, depth=6, num_heads=3, image_size=64,
+             cpu_tuning="on")
+  x = jax.ShapeDtypeStruct((16, 64, 64, 3), jnp.float32)
+  off = _temp_bytes(models.build_backbone(dict(cfg, remat=False)), x)
+  on = _temp_bytes(models.build_backbone(dict(cfg, remat=True)), x)
+  assert off / on >= 2.0, (off, on)
 
 
 def test_train_step_with_remat_matches_without(tiny_config):

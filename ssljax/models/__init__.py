@@ -19,6 +19,7 @@ import ml_collections
 
 from ssljax import cpu
 from ssljax.cpu import conv as cpu_conv
+from ssljax.cpu import remat as cpu_remat
 from ssljax.models import resnet as resnet_lib
 from ssljax.models import small_cnn as small_cnn_lib
 from ssljax.models import vit as vit_lib
@@ -103,8 +104,10 @@ def build_backbone(model_cfg: Mapping[str, Any]):
         mlp_ratio=float(cfg["mlp_ratio"]), num_registers=int(cfg["num_registers"]),
         pool=cfg["pool"], posemb=cfg["posemb"], image_size=int(cfg["image_size"]),
         attention_impl=cfg["attention_impl"], drop_path=float(cfg["drop_path"]),
-        remat=bool(cfg["remat"]), remat_policy=cfg["remat_policy"], dtype=dtype)
+        remat=bool(cfg["remat"]), remat_policy=cfg["remat_policy"], dtype=dtype,
+        full_remat=cpu_remat.remat if cpu.enabled(cfg["cpu_tuning"]) else None)
   ops = cpu_conv.resnet_ops() if cpu.enabled(cfg["cpu_tuning"]) else {}   # the ViT has none
   return ResNet(depth=int(cfg["depth"]), width_multiplier=float(cfg["width_multiplier"]),
                 cifar_stem=bool(cfg["cifar_stem"]), norm=cfg["norm"], dtype=dtype,
-                remat=bool(cfg["remat"]), remat_policy=cfg["remat_policy"], **ops)
+                remat=bool(cfg["remat"]), remat_policy=cfg["remat_policy"],
+                full_remat=cpu_remat.remat if cpu.enabled(cfg["cpu_tuning"]) else None, **ops)

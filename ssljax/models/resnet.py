@@ -164,7 +164,8 @@ class ResNet(nn.Module):
       (what `nn.Conv` takes); lax's by default.
     store_once: applied to every conv input after the stem, [N, H, W, C] -> the same values;
       the identity by default. (XLA:CPU versions of both: `ssljax.cpu.conv.resnet_ops`.)
-    remat, remat_policy: wrap each residual block in `nn.remat` with that policy (as the ViT's).
+    remat, remat_policy, full_remat: wrap each residual block in `nn.remat` with that policy (as
+      the ViT's; `full_remat` replaces nn.remat for policy 'full', on CPU).
   """
   depth: int = 50
   width_multiplier: float = 1.0
@@ -175,6 +176,7 @@ class ResNet(nn.Module):
   store_once: Callable[[jax.Array], jax.Array] = _identity
   remat: bool = False
   remat_policy: str = "full"
+  full_remat: Callable | None = None
 
   def __post_init__(self):
     if self.depth not in DEPTHS:
@@ -205,7 +207,8 @@ class ResNet(nn.Module):
     """
     kind, blocks = DEPTHS[self.depth]
     block_cls = BottleneckBlock if kind == "bottleneck" else BasicBlock
-    block_cls = vit_lib.remat_block(block_cls, self.remat, self.remat_policy)   # train static
+    block_cls = vit_lib.remat_block(block_cls, self.remat, self.remat_policy,   # train static
+                                    full_remat=self.full_remat)
     x = images.astype(self.dtype)
     stem = _scaled(64, self.width_multiplier)
     if self.cifar_stem:

@@ -23,7 +23,7 @@ Parameter names (stable, for partition rules): `patch_embed/{kernel,bias}`, `cls
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -83,15 +83,19 @@ REMAT_POLICIES = {
 }
 
 
-def remat_block(block_cls, remat: bool, policy: str, static_argnums=(2,)):
+def remat_block(block_cls, remat: bool, policy: str, static_argnums=(2,), full_remat=None):
   """`block_cls` wrapped in `nn.remat` with the named policy (see REMAT_POLICIES), or unchanged.
 
-  `static_argnums` counts `self`: (2,) makes the block's `train` argument static.
+  `static_argnums` counts `self`: (2,) makes the block's `train` argument static. `full_remat`
+  (block_cls, static_argnums) -> module class replaces nn.remat for policy 'full' (on CPU,
+  `ssljax.cpu.remat.remat`, which XLA:CPU does not undo).
   """
   if policy not in REMAT_POLICIES:
     raise ValueError(f"model remat_policy={policy!r}; expected one of {tuple(REMAT_POLICIES)}")
   if not remat:
     return block_cls
+  if policy == "full" and full_remat is not None:
+    return full_remat(block_cls, static_argnums)
   return nn.remat(block_cls, static_argnums=static_argnums, policy=REMAT_POLICIES[policy])
 
 
@@ -228,6 +232,8 @@ class ViT(nn.Module):
     remat: wrap each block in `nn.remat` (jax.checkpoint): its activations are recomputed in
       the backward pass instead of stored.
     remat_policy: what a rematerialised block keeps, a key of REMAT_POLICIES.
+    full_remat: the transform for remat_policy 'full' instead of nn.remat (`remat_block`); set by
+      `ssljax.models.build_backbone` on CPU (`ssljax.cpu.remat.remat`), None elsewhere.
     dtype: compute dtype (params are float32, outputs float32).
   """
   patch_size: int = 16
@@ -243,6 +249,7 @@ class ViT(nn.Module):
   drop_path: float = 0.0
   remat: bool = False
   remat_policy: str = "full"
+  full_remat: Optional[Callable] = None
   dtype: Any = jnp.float32
 
   def __post_init__(self):
@@ -336,7 +343,7 @@ class ViT(nn.Module):
 
     mlp_dim = int(round(self.width * self.mlp_ratio))
     # remat: store each block's input (and what remat_policy keeps); the rest is recomputed.
-    block = remat_block(EncoderBlock, self.remat, self.remat_policy)
+    block = remat_block(EncoderBlock, self.remat, self.remat_policy, full_remat=self.full_remat)
     for i in range(self.depth):
       rate = self.drop_path * i / max(self.depth - 1, 1)
       x = block(self.num_heads, mlp_dim, rate, self.attention_impl, self.dtype,
