@@ -10,7 +10,8 @@ That equals the whole-batch gradient only when the loss is a mean of per-example
 equal-sized micro-batches: no statistic across examples (negatives, cross-correlations,
 covariances, centers, Sinkhorn, BatchNorm in a head or backbone). Methods declare it with a class
 attribute `per_example_loss = True`; the shipped ones that qualify are listed in PER_EXAMPLE,
-every other shipped one has its reason in REFUSALS, and the config is refused in one line.
+BYOL qualifies with `byol.use_bn=False` (a per-example cosine loss); every other shipped one has
+its reason in REFUSALS, and the config is refused in one line.
 Each micro-batch gets its own key (`fold_in(rng, i)`): in-graph randomness (stochastic depth,
 I-JEPA / data2vec extra mask copies) is drawn per micro-batch, so runs that use it match the
 whole batch in distribution, not bit for bit. Metrics are the mean over micro-batches (for a
@@ -42,7 +43,7 @@ REFUSALS = {
     "swav": f"{_BATCH_STATS} (Sinkhorn-Knopp codes over the batch)",
     "msn": f"{_BATCH_STATS} (the mean-entropy regulariser over the batch)",
     "lejepa": f"{_BATCH_STATS} (SIGReg's test of the embedding distribution)",
-    "byol": "its projector and predictor use BatchNorm over the batch",
+    "byol": "its projector and predictor use BatchNorm over the batch (byol.use_bn=False lifts it)",
     "simsiam": "its projector and predictor use BatchNorm over the batch",
 }
 
@@ -56,6 +57,8 @@ def refusal(config) -> str | None:
   cls = methods_lib.get(name)
   if getattr(cls, "per_example_loss", name in PER_EXAMPLE):
     return None
+  if name == "byol" and not config.byol.get("use_bn", True):
+    return None   # per-example cosine loss once the heads have no BatchNorm
   return REFUSALS.get(name, f"{cls.__name__} does not declare per_example_loss = True")
 
 

@@ -57,6 +57,13 @@ def test_batch_statistic_methods_are_refused(tiny_config, method, why):
     validate(c, device_count=8)
 
 
+def test_byol_without_batchnorm_heads_may_accumulate(tiny_config):
+  c = tiny_config("byol")
+  c.grad_accum_steps = 2
+  c.byol.use_bn = False
+  validate(c, device_count=8)
+
+
 def test_bad_values_are_one_line_errors(tiny_config):
   c = tiny_config("mae")
   c.grad_accum_steps = 0
