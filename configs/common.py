@@ -196,8 +196,8 @@ def small_images(method: str, backbone: str = "small_cnn", image_size: int = 32,
   stride-1 conv, no max-pool) or 'vit' (width 192, depth 6, 3 heads, 4x4 patches at 32 px and 8x8
   at 64 px: 64 tokens either way, mean-pooled tokens, learned positions). Batch 256, AdamW at
   base_lr 2e-3 (x batch/256), weight decay 1e-4 (0.05 for the ViT), 5% warm-up; crops of scale
-  0.2-1, flips, colour jitter 0.4 / 0.4 / 0.4 / 0.1 with p 0.8, greyscale 0.2, no blur (SimCLR drops
-  it at 32 px). Evaluates and checkpoints every 250 steps.
+  0.2-1, flips, SimCLR's colour distortion of strength 1 (jitter 0.8 / 0.8 / 0.8 / 0.2 with p 0.8,
+  greyscale 0.2: colour is the shortcut on small images), no blur (SimCLR drops it at 32 px). Evaluates and checkpoints every 250 steps.
   """
   if backbone not in SMALL_BACKBONES:
     raise ValueError(f"backbone={backbone!r}; expected one of {SMALL_BACKBONES}")
@@ -215,7 +215,7 @@ def small_images(method: str, backbone: str = "small_cnn", image_size: int = 32,
                         image_size=image_size, pool="gap", posemb="learned")
   config.data.update(source="image_folder", image_size=image_size)
   config.data.augment.update(crop_scale=(0.2, 1.0), hflip_prob=0.5, color_jitter_prob=0.8,
-                             brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                             brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
                              grayscale_prob=0.2, blur_prob=0.0)
   config.optimizer.update(name="adamw", base_lr=2e-3, weight_decay=1e-4,
                           warmup_steps=max(1, total_steps // 20))

@@ -6,7 +6,10 @@ Run:
 (DIR/train/<class>/*.png and DIR/val/<class>/*.png; labels are used only for evaluation.) Other
 backbones: `--config configs/simclr_small.py:resnet18` (CIFAR-stem ResNet-18) or `:vit,64`.
 
-Not measured yet.
+Measured 2026-12-04 (tests/test_small_learning.py; 2-core AVX-512 CPU shared with other jobs, seed
+0): on photo_patches32 (`python -m ssljax.data.benchmarks --task photo_patches32 --out DIR`) 150
+steps at batch 64 reach a held-out kNN of 0.418 (random-init small CNN 0.327, raw pixels 0.267),
+linear probe 0.546. The full 1,000-step budget is not measured yet.
 
 common.small_images (small CNN, batch 256, AdamW 2e-3, crops 0.2-1, flips, colour jitter, no blur)
 with temperature 0.2 and a 512 -> 128 projector.
