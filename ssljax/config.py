@@ -216,6 +216,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
                       f"expected a probability in [0, 1] (or < 0 for augment.blur_prob)")
   _choice("model.cpu_tuning", config.model.get("cpu_tuning", "auto"), models_lib.CPU_TUNINGS)
   _choice("model.remat_policy", config.model.get("remat_policy", "full"), models_lib.REMAT_POLICIES)
+  try:   # header only: a missing or unreadable model.init_from file ends the run here, one line
+    from ssljax import interop  # pylint: disable=g-import-not-at-top
+    interop.check_init_from(config.model)
+  except (ValueError, OSError) as e:
+    raise ConfigError(str(e)) from None
   if config.optimizer.weight_decay < 0:
     raise ConfigError(f"config.optimizer.weight_decay={config.optimizer.weight_decay}; expected >= 0")
   _positive(config, "batch_size", "total_steps", "log_every", "eval_every", "checkpoint_every",

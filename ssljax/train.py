@@ -154,7 +154,8 @@ class Trainer:
           f"step 0")
     self._set_data_position(0, 0)
     self.restored_from = None
-    return self._init(), None
+    from ssljax import interop  # pylint: disable=g-import-not-at-top
+    return interop.init_from(c.model, self._init()), None
 
   def _resume_message(self, step: int) -> str:
     """One line: the step, the topology change, and the config changes applied."""

@@ -394,3 +394,31 @@ def test_standard_vit_loads_into_the_named_timm_model(tmp_path):
   model = timm.create_model("vit_tiny_patch16_224", pretrained=True, num_classes=0,
                             pretrained_cfg_overlay={"file": str(tmp_path / "vit.safetensors")})
   np.testing.assert_allclose(_torch_features(model, x), want, atol=ATOL, rtol=0)
+
+
+def test_trainer_starts_from_init_from(tmp_path):
+  """model.init_from: a DINO run starts (student and EMA teacher) from a timm export of another
+  run and trains; a missing file fails validation in one line."""
+  import ssljax
+  from conftest import make_tiny_config
+  from ssljax import config as config_lib, export, train
+  c = make_tiny_config()
+  wd = str(tmp_path / "a"); train.Trainer(c, wd).run()
+  out = str(tmp_path / "timm")
+  export.main(["--workdir", wd, "--out", out, "--format", "timm"])
+  _, variables = ssljax.import_weights(out)
+  d = make_tiny_config("dino")
+  d.model.init_from = out
+  d.total_steps = 1
+  config_lib.validate(d)
+  t = train.Trainer(d, str(tmp_path / "b"))
+  state, restored = t.initial_state()
+  assert restored is None
+  np.testing.assert_array_equal(np.asarray(state.params["backbone"]["block0"]["mlp"]["fc1"]["kernel"]),
+                                variables["params"]["block0"]["mlp"]["fc1"]["kernel"])
+  np.testing.assert_array_equal(np.asarray(state.method_state["teacher"]["backbone"]["norm"]["scale"]),
+                                variables["params"]["norm"]["scale"])
+  t.run()   # trains from there
+  d.model.init_from = "/nonexistent.safetensors"
+  with pytest.raises(config_lib.ConfigError, match="does not exist"):
+    config_lib.validate(d)

@@ -49,6 +49,8 @@ def default_model_config(name: str) -> ml_collections.ConfigDict:
   else:
     raise ValueError(f"model name={name!r}; expected one of {BACKBONES}")
   cfg.cpu_tuning = "auto"   # 'auto' | 'on' | 'off': ssljax.cpu's XLA:CPU ops (see ssljax/cpu)
+  cfg.init_from = ""        # continued pretraining: a timm / torchvision / transformers file or
+                            # folder, or an ssljax export (ssljax.interop.init_from)
   return cfg
 
 
