@@ -155,7 +155,10 @@ class Trainer:
     self._set_data_position(0, 0)
     self.restored_from = None
     from ssljax import interop  # pylint: disable=g-import-not-at-top
-    return interop.init_from(c.model, self._init()), None
+    state = interop.init_from(c.model, self._init())
+    if c.model.get("init_from") and state.ema_params is not None:   # EMA from the imported weights
+      state = state.replace(ema_params=jax.tree_util.tree_map(lambda p: p.copy(), state.params))
+    return state, None
 
   def _resume_message(self, step: int) -> str:
     """One line: the step, the topology change, and the config changes applied."""

@@ -51,3 +51,17 @@ def test_off_keeps_no_copy(tiny_config):
   built = build_lib.build(c, jax.devices()[:1],
                           sources.build_source(c.data, c.data.train_split)[0])
   assert built.abstract_state.ema_params is None
+
+
+def test_ema_starts_from_init_from_weights(tiny_config, tmp_path):
+  """model.init_from with eval_ema: the EMA starts from the imported backbone, not the random init."""
+  from ssljax import export
+  ref = train.Trainer(tiny_config(), str(tmp_path / "ref"))
+  ref.run()
+  export.export_backbone(str(tmp_path / "ref"), str(tmp_path / "exp"))
+  c = _config(tiny_config)
+  c.model.init_from = str(tmp_path / "exp")
+  state, restored = train.Trainer(c, str(tmp_path / "cont")).initial_state()
+  assert restored is None
+  _close_trees(state.ema_params, state.params, rtol=0, atol=0)
+  _close_trees(state.ema_params["backbone"], ref.state.params["backbone"], rtol=0, atol=0)
