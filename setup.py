@@ -29,6 +29,7 @@ setuptools.setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
         "tensorboardX>=2.6",
+        "sentencepiece==0.2.3",  # the image-text methods' tokenizer (ssljax.data.text)
         "safetensors==0.8.0",   # export and import weights (numpy only: never imports torch)
     ],
     extras_require={

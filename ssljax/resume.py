@@ -23,7 +23,8 @@ from ssljax.errors import ConfigError
 SAFE_KEYS = ("total_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
              "progress_bar", "nonfinite", "max_skipped_steps", "mesh.*", "param_sharding",
              "data.worker_count", "data.prefetch", "eval.*", "model.cpu_tuning", "model.remat",
-             "model.attention_impl", "model.remat_policy", "model.init_from", "*.loss_impl")
+             "model.attention_impl", "model.remat_policy", "model.init_from", "*.loss_impl",
+             "profile_steps", "logging.*")
 # Keys that steer the resume itself; never compared.
 CONTROL_KEYS = ("restart_from_scratch", "allow_config_change")
 # What `restart_from_scratch` moves aside: everything a run writes about its history.

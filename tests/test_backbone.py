@@ -28,8 +28,13 @@ _SMALL = dict(proj_hidden_dims=(32,), proj_dim=16, pred_hidden_dims=(32,),
               mask_ratio=0.5)
 
 
+IMAGE_TEXT = ("clip", "siglip", "lit")
+
+
 def _config(name, model="vit"):
   c = make_tiny_config(name, model)
+  if name in IMAGE_TEXT:   # the synthetic records carry a caption (the tokenizer trains on them)
+    c.data.source = "synthetic"
   block = c[name]
   for key, value in _SMALL.items():
     if key in block and not (name == "wmse" and key == "proj_dim"):
@@ -43,7 +48,8 @@ def _batch(method, config, n=16):
   spec = method.view_spec()
   make = pipeline.MakeViews(spec, config.data.augment)
   rng = np.random.default_rng(0)
-  records = [make({"image": rng.integers(0, 255, (8, 8, 1), np.uint8), "label": i % 10},
+  records = [make({"image": rng.integers(0, 255, (8, 8, 1), np.uint8), "label": i % 10,
+                   "texts": (f"a synthetic image of class {i % 10}",)},
                   np.random.default_rng(i)) for i in range(n)]
   return {k: jnp.asarray(np.stack([np.asarray(r[k]) for r in records])) for k in records[0]}
 
@@ -68,8 +74,9 @@ def _finetune_start_features(method, params, state, images):
                                 method=lambda mdl, x: mdl.backbone(x, train=False)))
 
 
-@pytest.mark.parametrize("name", methods.available())
+@pytest.mark.parametrize("name", [m for m in methods.available() if m != "lit"])
 def test_knn_finetune_export_and_load_backbone_use_one_backbone(name, tmp_path):
+  """(LiT is left out: its locked image tower comes from a pretrained run, test_image_text.py.)"""
   c = _config(name)
   method = methods.get(name)(c)
   params, state, _ = _trained_like(method, c)
