@@ -71,6 +71,13 @@ def run_one(name: str, steps: int | None, seed: int = 0) -> list:
           r("knn_top1"), linear, round(wall)]
 
 
+def _load() -> dict:
+  if not os.path.exists(RESULTS):
+    return {}
+  with open(RESULTS) as f:
+    return json.load(f)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--methods", default=",".join(METHODS))
@@ -81,18 +88,16 @@ def main() -> None:
   bad = [m for m in wanted if m not in METHODS]
   if bad:
     raise SystemExit(f"--methods {bad}: expected a subset of {METHODS}")
-  store = {}
-  if os.path.exists(RESULTS):
-    with open(RESULTS) as f:
-      store = json.load(f)
   for name in wanted:
     row = run_one(name, args.steps or None) + [time.strftime("%Y-%m-%d")]
+    store = _load()   # re-read: another sweep may have written rows meanwhile
     store[name] = row
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS + ".tmp", "w") as f:
       json.dump(store, f, indent=1)
     os.replace(RESULTS + ".tmp", RESULTS)
     print(report.markdown_table(HEADER, [row]).splitlines()[-1], flush=True)
+  store = _load()
   rows = [store[m] for m in METHODS if m in store]
   table = report.markdown_table(HEADER, rows)
   print(table)

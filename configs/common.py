@@ -48,7 +48,7 @@ def digits_vit(method: str, total_steps: int = 300):
   return config
 
 
-def captioned_digits_vit(method: str, total_steps: int = 600):
+def captioned_digits_vit(method: str, total_steps: int = 800):
   """Image-text `method` (clip, siglip, lit) on the embedded captioned digits, on a CPU.
 
   24 px canvases of the real 8x8 digits with a colour, a size and a position, and 2-3 templated
@@ -61,8 +61,8 @@ def captioned_digits_vit(method: str, total_steps: int = 600):
   config = base_config(method=method, model="vit")
   config.batch_size = 256
   config.total_steps = total_steps
-  config.eval_every = 200
-  config.checkpoint_every = 200
+  config.eval_every = 400
+  config.checkpoint_every = 400
   config.model.update(patch_size=4, width=64, depth=3, num_heads=4, image_size=24)
   config.data.update(source="captioned_digits", synthetic_size=24, image_size=24)
   config.data.augment.update(crop_scale=(0.8, 1.0), hflip_prob=0.0, color_jitter_prob=0.0,
