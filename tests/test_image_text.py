@@ -261,6 +261,17 @@ def test_lit_locks_the_image_tower(tmp_path):
   tower.data.update(source="captioned_digits", synthetic_size=24, image_size=24)
   tower.model.image_size = 24
   train.train_and_evaluate(tower, str(tmp_path / "tower"))
+  # The tower may come from the workdir or from its export: the same features.
+  from ssljax import export
+  from ssljax.methods import lit
+  export.export_backbone(str(tmp_path / "tower"), str(tmp_path / "tower_export"))
+  x = np.random.default_rng(0).normal(size=(3, 24, 24, 3)).astype(np.float32)
+  feats = [np.asarray(b.module.apply(b.variables, x, train=False)) for b in (
+      lit.load_image_tower(str(tmp_path / "tower")),
+      lit.load_image_tower(str(tmp_path / "tower_export")))]
+  np.testing.assert_allclose(feats[0], feats[1], atol=1e-6)
+  with pytest.raises(FileNotFoundError, match="expected an export folder"):
+    lit.load_image_tower(str(tmp_path))
   c = _short("lit", tmp_path, **{"lit.image_tower": str(tmp_path / "tower")})
   c.eval.random_init = False
   trainer = train.Trainer(c, str(tmp_path / "lit"))
