@@ -91,7 +91,14 @@ class Model:
     self.teacher = None
     if self.method in ("byol", "dino"):
       from lightly.models.utils import deactivate_requires_grad
-      self.teacher = copy.deepcopy(self.student)
+      if self.method == "byol":
+        self.teacher = copy.deepcopy(self.student)
+      else:   # (deepcopy fails on the weight-normalised last layer: a fresh copy, same weights)
+        self.teacher = nn.Sequential(
+            small_cnn(r["widths"]),
+            DINOProjectionHead(d, r["hidden_dim"], r["bottleneck_dim"], r["out_dim"],
+                               batch_norm=True, freeze_last_layer=-1, norm_last_layer=True))
+        self.teacher.load_state_dict(self.student.state_dict())
       deactivate_requires_grad(self.teacher)
     trainable = list(self.student.named_parameters())
     if self.method == "byol":
