@@ -23,22 +23,11 @@ PAIRS = 400_000_000
 
 def get_config():
   batch = 32_768
-  config = config_lib.base_config(method="clip", model="vit")
-  config.batch_size = batch
-  config.total_steps = 32 * PAIRS // batch
-  config.eval_every = 10_000
-  config.log_every = 100
-  config.checkpoint_every = 2_000
-  config.dtype = "bfloat16"
-  config.param_sharding = "fsdp"
-  config.model.update(variant="b", patch_size=32, image_size=224, pool="cls")
-  config.data.update(source="webdataset", image_size=224, worker_count=16, prefetch=4)
-  config.data.augment.update(crop_scale=(0.9, 1.0), hflip_prob=0.0, color_jitter_prob=0.0,
-                             blur_prob=0.0, grayscale_prob=0.0,
-                             mean=common.IMAGENET_MEAN, std=common.IMAGENET_STD)
+  config = common.webdataset_image_text("clip", batch, 32 * PAIRS // batch, "b", 32)
+  config.model.pool = "cls"
+  config.data.augment.update(mean=common.IMAGENET_MEAN, std=common.IMAGENET_STD)
   config.optimizer.update(name="adamw", base_lr=5e-4 * 256 / batch, b2=0.98,
                           weight_decay=0.2, warmup_steps=2_000)
-  config.eval.update(batch_size=1024, max_examples=10_000, linear_epochs=10)
   config.clip.update(embed_dim=512, vocab_size=49_152)
   config.clip.text.update(variant="b", max_len=77, pool="eos", causal=True)
   return config

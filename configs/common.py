@@ -74,6 +74,27 @@ def captioned_digits_vit(method: str, total_steps: int = 800):
   return config
 
 
+def webdataset_image_text(method: str, batch_size: int, total_steps: int, variant: str,
+                          patch_size: int):
+  """Image-text `method` (clip, siglip) on WebDataset shards at 224 px in bfloat16 with FSDP: the
+  ViT `variant`/`patch_size` image tower, light crops (scale 0.9-1) without flips or colour
+  changes, 16 grain workers, evaluation every 10,000 steps on 10,000 held-out pairs."""
+  config = base_config(method=method, model="vit")
+  config.batch_size = batch_size
+  config.total_steps = total_steps
+  config.eval_every = 10_000
+  config.log_every = 100
+  config.checkpoint_every = 2_000
+  config.dtype = "bfloat16"
+  config.param_sharding = "fsdp"
+  config.model.update(variant=variant, patch_size=patch_size, image_size=224)
+  config.data.update(source="webdataset", image_size=224, worker_count=16, prefetch=4)
+  config.data.augment.update(crop_scale=(0.9, 1.0), hflip_prob=0.0, color_jitter_prob=0.0,
+                             blur_prob=0.0, grayscale_prob=0.0)
+  config.eval.update(batch_size=1024, max_examples=10_000, linear_epochs=10)
+  return config
+
+
 def crop_only(config):
   """Masked-image recipes (MAE, data2vec, I-JEPA): crops (+ flips) only, the masking is the
   augmentation; AdamW b2 0.95 and weight decay 0.05, as MAE (He et al. 2022)."""

@@ -23,21 +23,11 @@ SEEN = 3_000_000_000
 
 def get_config():
   batch = 32_768
-  config = config_lib.base_config(method="siglip", model="vit")
-  config.batch_size = batch
-  config.total_steps = SEEN // batch
-  config.eval_every = 10_000
-  config.log_every = 100
-  config.checkpoint_every = 2_000
-  config.dtype = "bfloat16"
-  config.param_sharding = "fsdp"
-  config.model.update(variant="b", patch_size=16, image_size=224, pool="gap")
-  config.data.update(source="webdataset", image_size=224, worker_count=16, prefetch=4)
-  config.data.augment.update(crop_scale=(0.9, 1.0), hflip_prob=0.0, color_jitter_prob=0.0,
-                             blur_prob=0.0, grayscale_prob=0.0, mean=(0.5,), std=(0.5,))
+  config = common.webdataset_image_text("siglip", batch, SEEN // batch, "b", 16)
+  config.model.pool = "gap"
+  config.data.augment.update(mean=(0.5,), std=(0.5,))
   config.optimizer.update(name="adamw", base_lr=1e-3 * 256 / batch, b2=0.95,
                           weight_decay=1e-4, warmup_steps=5_000)
-  config.eval.update(batch_size=1024, max_examples=10_000, linear_epochs=10)
   config.siglip.update(embed_dim=768, vocab_size=32_000)
   config.siglip.text.update(variant="b768", max_len=16, pool="eos")
   return config
