@@ -235,23 +235,13 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   import jax
   from ssljax.data import benchmarks
   rows, curves = [], []
-  for task in args.tasks:
-    path = os.path.join(args.data_dir, task)
-    if not os.path.isdir(os.path.join(path, "val")):
-      benchmarks.write(task, path)
-    raw = benchmarks.raw_pixel_knn(path, benchmarks.get(task).image_size)
-    for method in args.methods:
-      print(f"{task} {method}", flush=True)
-      config = load_config(method, path, args.steps, args.batch)
-      result = run(config, args.threads, args.eval_every)
-      rows.append(summary_row(task, method, result, raw))
-      curves.append(f"- {task} {method}: " + "; ".join(
-          f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
-          for name, c in result["curves"].items()))
-  table = report.markdown_table(HEADER, rows)
-  print(table)
-  print("\n".join(curves))
-  if not args.no_write:
+
+  def write(result):
+    table = report.markdown_table(HEADER, rows)
+    print(table)
+    print("\n".join(curves), flush=True)
+    if args.no_write:
+      return
     notes = (
         f"\n\nkNN every {args.eval_every} steps (step: held-out kNN top-1 @ training s):\n\n"
         + "\n".join(curves) +
@@ -267,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         "wall-clock (data loading and steps; ssljax's includes its compilation, cold cache), "
         "evaluations excluded; the sides alternate chunks. MEASURED UNDER LOAD: other engineers' "
         "jobs shared this 2-core machine during the run (load average well above 2), so the "
-        "seconds are noisy and both sides are slowed; compare the two columns of one row, not rows.")
+        "seconds are noisy and both sides are slowed; compare the two columns of one row, not rows. "
+        f"The machine: {_machine()}.")
     meta = {"command": " ".join(["python -m benchmarks.small_images",
                                  *(argv if argv is not None else sys.argv[1:])]),
             "threads": f"both processes pinned to CPUs {cpus}",
@@ -275,7 +266,30 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
             "ssljax side": f"jax {jax.__version__}, flax {_peer.version('flax')}, "
                            f"grain {_peer.version('grain')}"}
     report.write_section(SECTION, table + notes, meta)
+
+  for task in args.tasks:
+    path = os.path.join(args.data_dir, task)
+    if not os.path.isdir(os.path.join(path, "val")):
+      benchmarks.write(task, path)
+    raw = benchmarks.raw_pixel_knn(path, benchmarks.get(task).image_size)
+    for method in args.methods:
+      print(f"{task} {method}", flush=True)
+      config = load_config(method, path, args.steps, args.batch)
+      result = run(config, args.threads, args.eval_every)
+      rows.append(summary_row(task, method, result, raw))
+      curves.append(f"- {task} {method}: " + "; ".join(
+          f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
+          for name, c in result["curves"].items()))
+      write(result)   # after every method: a partial run still leaves its rows
   return rows
+
+
+def _machine() -> str:
+  import platform
+  load = os.getloadavg()[0]
+  return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores "
+          f"({report.cpu_simd()}), load average {load:.1f} "
+          "when this section was written")
 
 
 if __name__ == "__main__":
