@@ -29,7 +29,6 @@ SIZE_CLASSES = {
     "small": ((24, 96), (16, 160)),
     "imagenet": ((112, 512), (96, 1_000_000)),
 }
-_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def size_class(config) -> str:
@@ -67,9 +66,13 @@ def stored_image_side(data) -> int | None:
     return None
 
 
-def suggested_config(method: str, size: str, config_dir: str = _CONFIG_DIR) -> str:
+def suggested_config(method: str, size: str, config_dir: str | None = None) -> str:
   """The shipped config for `method` in size class `size` ('configs/simclr_small.py'), or the
-  small / digits recipe of SimCLR when the method has none."""
+  small / digits recipe of SimCLR when the method has none. `config_dir`: the shipped configs'
+  folder (ssljax.config_files.shipped_dir(), also for an installed package) unless given."""
+  if config_dir is None:
+    from ssljax import config_files
+    config_dir = config_files.shipped_dir()
   pattern = {"digits": f"{method}_digits.py", "small": f"{method}_small.py",
              "imagenet": f"{method}_*imagenet.py"}[size]
   found = sorted(glob.glob(os.path.join(config_dir, pattern)))
