@@ -190,13 +190,17 @@ def _for_plan(config):
   return config
 
 
-def _overflow_message(needed: int, capacity: int, parts: dict[str, int], chip: Chip) -> str:
-  """One line: what overflows a chip's HBM, by how much, and what to change."""
+def _overflow_message(needed: int, capacity: int, parts: dict[str, int], chip: Chip,
+                      remat: bool = False) -> str:
+  """One line: what overflows a chip's HBM, by how much, and what to change (`remat`: the
+  activations are recomputed already, so only a smaller per-chip batch or more chips help)."""
   worst = max(parts, key=parts.get)
   detail = ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in parts.items())
   fsdp = ("shard parameters and optimizer state with FSDP (--config.mesh.fsdp=N "
           "--config.param_sharding=fsdp)")
-  smaller = ("lower the per-chip batch (--config.batch_size) or recompute activations "
+  smaller = ("lower the per-chip batch (--config.batch_size, or more chips; activations are "
+             "recomputed already)" if remat else
+             "lower the per-chip batch (--config.batch_size) or recompute activations "
              "(--config.model.remat=True)")
   hint = f"{fsdp}, or {smaller}" if "argument" in worst else f"{smaller}, or {fsdp}"
   return (f"does not fit: {needed / GIB:.2f} GiB per chip ({detail}) exceeds the "
@@ -249,7 +253,7 @@ def _arguments_overflow(parts: dict[str, int], chip: Chip, config,
           f"(not compiled); {hint}")
 
 
-def _oom_from_compiler(e: Exception, chip: Chip) -> str | None:
+def _oom_from_compiler(e: Exception, chip: Chip, remat: bool = False) -> str | None:
   """The one-line overflow message for XLA's 'ran out of memory' compile error, else None."""
   text = str(e)
   if "out of memory" not in text.lower() and "exceeds available hbm" not in text.lower():
@@ -260,7 +264,7 @@ def _oom_from_compiler(e: Exception, chip: Chip) -> str | None:
   if m:
     need = int(float(m.group(2)) * scale[m.group(3)])
     cap = int(float(m.group(4)) * scale[m.group(5)])
-    return _overflow_message(need, cap, {m.group(1): need}, chip)
+    return _overflow_message(need, cap, {m.group(1): need}, chip, remat)
   return f"does not fit: {text.splitlines()[0][:300]}"
 
 
@@ -288,7 +292,7 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
   try:
     compiled = lowered.compile()
   except Exception as e:  # pylint: disable=broad-except
-    message = _oom_from_compiler(e, chip)
+    message = _oom_from_compiler(e, chip, bool(config.model.get("remat", False)))
     if message:
       raise PlanError(message) from e
     raise
@@ -320,7 +324,7 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
   if hbm > chip.hbm_bytes:
     plan["does_not_fit"] = _overflow_message(
         hbm, chip.hbm_bytes, {"arguments": args, "temporaries": temps, "outputs": outs - alias},
-        chip)
+        chip, bool(config.model.get("remat", False)))
   return plan, hlo
 
 

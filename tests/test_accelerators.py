@@ -255,3 +255,12 @@ def test_import_ssljax_keeps_jax_from_probing_for_an_absent_tpu(tmp_path):
   explicit = subprocess.run([sys.executable, "-c", code], env=dict(env, JAX_PLATFORMS="cpu"),
                             cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
   assert explicit.stdout.strip() == "cpu"
+
+
+def test_overflow_hint_does_not_suggest_remat_twice():
+  chip = plan_lib.CHIPS["v5e"]
+  parts = {"temporaries": 52 * plan_lib.GIB}
+  plain = plan_lib._overflow_message(52 * plan_lib.GIB, chip.hbm_bytes, parts, chip)
+  on = plan_lib._overflow_message(52 * plan_lib.GIB, chip.hbm_bytes, parts, chip, remat=True)
+  assert "--config.model.remat=True" in plain and "remat=True" not in on
+  assert "recomputed already" in on and "--config.batch_size" in on and "\n" not in on
