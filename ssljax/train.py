@@ -53,6 +53,11 @@ class Trainer:
     self.config_changes = (resume_lib.check_config(self.workdir, config)
                            if resume_lib.has_run(self.workdir) and not restart else [])
     workdir_lib.prepare(self.workdir, config, self.is_main)
+    if self.is_main:   # a recipe pointed at images of another size class: say which config to use
+      from ssljax import recipes  # pylint: disable=g-import-not-at-top
+      hint = recipes.check_recipe(config)
+      if hint:
+        _log(True, hint)
     if self.is_main:   # files the model needs beside its weights (an image-text tokenizer)
       for name, data in built.method.artifacts().items():
         with open(os.path.join(self.workdir, name + ".tmp"), "wb") as f:
