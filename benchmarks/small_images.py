@@ -204,9 +204,13 @@ def summary_row(task: str, method: str, result: dict[str, Any], raw_knn: float) 
   """One table row: final kNN of both, time to lightly's final kNN - 0.01 on each side."""
   ours, peer = result["curves"]["ssljax"], result["curves"]["lightly"]
   target = peer[-1]["knn"] - 0.01
-  hit_ours, hit_peer = time_to(ours, target), time_to(peer, target)
+  # Only trained points count: a target at or below a side's step-0 kNN is no learning to time.
+  hit_ours, hit_peer = time_to(ours[1:], target), time_to(peer[1:], target)
   cell = lambda h: f"{h['seconds']:.0f} (step {h['step']})" if h else "not reached"  # noqa: E731
-  verdict = "yes" if hit_ours and hit_peer and hit_ours["seconds"] <= hit_peer["seconds"] else "no"
+  if target <= max(ours[0]["knn"], peer[0]["knn"]):
+    verdict = "- (lightly did not learn: target <= kNN at step 0)"
+  else:
+    verdict = "yes" if hit_ours and hit_peer and hit_ours["seconds"] <= hit_peer["seconds"] else "no"
   return [task, method, f"{raw_knn:.3f}", f"{ours[0]['knn']:.3f} / {peer[0]['knn']:.3f}",
           f"{ours[-1]['knn']:.3f}", f"{peer[-1]['knn']:.3f}", f"{target:.3f}", cell(hit_ours),
           cell(hit_peer), f"{ours[-1]['seconds']:.0f}", f"{peer[-1]['seconds']:.0f}", verdict]
@@ -228,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "ssljax_benchmarks"))
   parser.add_argument("--quick", action="store_true", help="10 steps, eval every 5, no write")
   parser.add_argument("--no-write", action="store_true")
+  parser.add_argument("--from-log", help="re-render the section from the curve lines of a run's output "
+                      "(no training); give the run's own options too, which the section records")
   args = parser.parse_args(argv)
   if args.quick:
     args.steps, args.eval_every, args.no_write = 10, 5, True
@@ -259,14 +265,31 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         "jobs shared this 2-core machine during the run (load average well above 2), so the "
         "seconds are noisy and both sides are slowed; compare the two columns of one row, not rows. "
         f"The machine: {_machine()}.")
-    meta = {"command": " ".join(["python -m benchmarks.small_images",
-                                 *(argv if argv is not None else sys.argv[1:])]),
+    given, skip = [], False
+    for a in (argv if argv is not None else sys.argv[1:]):   # the run's options, not --from-log's
+      if skip or a.startswith("--from-log"):
+        skip = a == "--from-log" and not skip
+        continue
+      given.append(a)
+    meta = {"command": " ".join(["python -m benchmarks.small_images", *given]) + (
+                " (table re-rendered from the run's output with --from-log)" if args.from_log else ""),
             "threads": f"both processes pinned to CPUs {cpus}",
             "peer": ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
             "ssljax side": f"jax {jax.__version__}, flax {_peer.version('flax')}, "
                            f"grain {_peer.version('grain')}"}
     report.write_section(SECTION, table + notes, meta)
 
+  if args.from_log:
+    for line in open(args.from_log):
+      parsed = parse_curve_line(line)
+      if parsed:
+        task, method, result = parsed
+        path = os.path.join(args.data_dir, task)
+        raw = benchmarks.raw_pixel_knn(path, benchmarks.get(task).image_size)
+        rows.append(summary_row(task, method, result, raw))
+        curves.append(line.strip())
+    write({"versions": peer_versions()})
+    return rows
   for task in args.tasks:
     path = os.path.join(args.data_dir, task)
     if not os.path.isdir(os.path.join(path, "val")):
@@ -282,6 +305,30 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
           for name, c in result["curves"].items()))
       write(result)   # after every method: a partial run still leaves its rows
   return rows
+
+
+def parse_curve_line(line: str):
+  """(task, method, {'curves': ...}) from a '- task method: ssljax 0: 0.327 @ 16 s, ...; lightly ...'
+  line of a run's output, or None."""
+  import re
+  m = re.match(r"^- (\S+) (\S+): ssljax (.*); lightly (.*)$", line.strip())
+  if not m:
+    return None
+  def points(text):
+    return [{"step": int(a), "knn": float(b), "seconds": float(c), "loss": float("nan")}
+            for a, b, c in re.findall(r"(\d+): ([\d.]+) @ ([\d.]+) s", text)]
+  return m.group(1), m.group(2), {"curves": {"ssljax": points(m.group(3)),
+                                             "lightly": points(m.group(4))}}
+
+
+def peer_versions() -> dict[str, str]:
+  """torch / torchvision / lightly versions of the peer venv (asked of its Python)."""
+  import subprocess
+  code = ("import json, sys, torch, torchvision, lightly; print(json.dumps({'torch': torch.__version__, "
+          "'torchvision': torchvision.__version__, 'lightly': lightly.__version__, "
+          "'python': sys.version.split()[0]}))")
+  out = subprocess.run([PEER_PYTHON, "-c", code], capture_output=True, text=True, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _machine() -> str:

@@ -38,3 +38,19 @@ def test_torch_small_cnn_matches_ssljax_parameter_count():
   n_ours = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
   assert sum(p.numel() for p in net.parameters()) == n_ours
   assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 256)
+
+
+def test_summary_times_only_trained_points_and_flags_no_learning():
+  from benchmarks import small_images
+  line = ("- photo_patches32 simclr: ssljax 0: 0.327 @ 16 s, 40: 0.351 @ 47 s, 200: 0.470 @ 189 s; "
+          "lightly 0: 0.338 @ 0 s, 40: 0.431 @ 52 s, 200: 0.476 @ 312 s")
+  task, method, result = small_images.parse_curve_line(line)
+  row = dict(zip(small_images.HEADER, small_images.summary_row(task, method, result, 0.267)))
+  assert (task, method, row["target (lightly - 0.01)"]) == ("photo_patches32", "simclr", "0.466")
+  assert row["ssljax s to target (step)"] == "189 (step 200)"
+  assert row["lightly s to target (step)"] == "312 (step 200)"
+  assert row["ssljax >= target sooner"] == "yes"
+  flat = small_images.parse_curve_line(line.replace("0.431", "0.300").replace("0.476", "0.310"))[2]
+  row = dict(zip(small_images.HEADER, small_images.summary_row(task, method, flat, 0.267)))
+  assert row["ssljax >= target sooner"].startswith("- (lightly did not learn")
+  assert small_images.parse_curve_line("photo_patches32 simclr") is None
