@@ -280,14 +280,18 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
     report.write_section(SECTION, table + notes, meta)
 
   if args.from_log:
+    last = {}   # (task, method) -> its line; the output repeats the curves after every method
     for line in open(args.from_log):
       parsed = parse_curve_line(line)
       if parsed:
-        task, method, result = parsed
-        path = os.path.join(args.data_dir, task)
-        raw = benchmarks.raw_pixel_knn(path, benchmarks.get(task).image_size)
-        rows.append(summary_row(task, method, result, raw))
-        curves.append(line.strip())
+        last[parsed[:2]] = (line.strip(), parsed[2])
+    raws = {}
+    for (task, method), (line, result) in last.items():
+      if task not in raws:
+        raws[task] = benchmarks.raw_pixel_knn(os.path.join(args.data_dir, task),
+                                              benchmarks.get(task).image_size)
+      rows.append(summary_row(task, method, result, raws[task]))
+      curves.append(line)
     write({"versions": peer_versions()})
     return rows
   for task in args.tasks:
