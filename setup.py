@@ -55,7 +55,7 @@ setuptools.setup(
         "benchmarks": ["scikit-image==0.26.0"],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "ipykernel>=6.29",
                  "nbformat>=5.10", "scikit-image==0.26.0", "libtpu==0.0.42.1",
-                 "torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31",
+                 "torch==2.14.1", "torchvision==0.29.1", "timm==1.0.31", "transformers==5.25.0",
                  # the optional Weights & Biases logger (config.logging.wandb), tested offline
                  "wandb==0.31.0"],
     },
