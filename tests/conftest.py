@@ -128,3 +128,10 @@ def random_mask_batch(n: int = 4, seed: int = 0) -> dict:
   return {"global": rng.normal(size=(n, 1, 16, 16, 1)).astype(np.float32),
           "mask": np.stack([m[0] for m in ms]), "keep_indices": np.stack([m[1] for m in ms]),
           "masked_indices": np.stack([m[2] for m in ms]), "label": np.zeros(n, np.int32)}
+
+
+# Learning runs beyond CI's budget (further seeds, expected failures kept for their numbers): run
+# with SSLJAX_LEARN_EXTRA=1 (`SSLJAX_LEARN_EXTRA=1 pytest -m slow tests/test_image_text_learning.py`).
+EXTRA_RUN = pytest.mark.skipif(
+    not os.environ.get("SSLJAX_LEARN_EXTRA"),
+    reason="extra learning run, outside CI's time budget: SSLJAX_LEARN_EXTRA=1 runs it")

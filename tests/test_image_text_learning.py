@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from conftest import load_config
+from conftest import EXTRA_RUN, load_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,8 @@ def _train(config, workdir):
   return train.train_and_evaluate(config, workdir)
 
 
-@pytest.mark.parametrize("name,seed", [("clip", 0), ("clip", 1), ("siglip", 0)])
+@pytest.mark.parametrize("name,seed", [("clip", 0), pytest.param("clip", 1, marks=EXTRA_RUN),
+                                       ("siglip", 0)])
 def test_learns_zero_shot_and_retrieval(name, seed, tmp_path):
   c = load_config(f"{name}_digits")
   c.seed = seed
@@ -37,6 +38,7 @@ def test_learns_zero_shot_and_retrieval(name, seed, tmp_path):
   assert not r.get("collapsed", False)
 
 
+@EXTRA_RUN
 def test_lit_reaches_its_towers_linear_probe(tmp_path):
   from benchmarks import image_text_digits
   tower = image_text_digits.dino_tower(str(tmp_path / "tower"))
