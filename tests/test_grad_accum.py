@@ -61,7 +61,10 @@ def test_byol_without_batchnorm_heads_may_accumulate(tiny_config):
   c = tiny_config("byol")
   c.grad_accum_steps = 2
   c.byol.use_bn = False
-  validate(c, device_count=8)
+  assert validate(c, device_count=8) is None
+  c.byol.use_bn = True     # BatchNorm in the heads: batch statistics, refused in one line
+  with pytest.raises(ConfigError, match="byol"):
+    validate(c, device_count=8)
 
 
 def test_bad_values_are_one_line_errors(tiny_config):
