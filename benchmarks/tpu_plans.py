@@ -42,9 +42,15 @@ HEADER = ["config", "topology", "global batch", "HBM / chip (GiB)", "temporaries
           "activation all-gather (MiB)", "compile (s)", "note"]
 
 
-def run_plan(name: str, topology: str, extra: list[str], timeout: float) -> list[str]:
-  """One table row for `name` on `topology` (a subprocess running ssljax.plan)."""
-  out = tempfile.mkdtemp(prefix="ssljax-plan-")
+def run_plan(name: str, topology: str, extra: list[str], timeout: float,
+             keep: str = "") -> list[str]:
+  """One table row for `name` on `topology` (a subprocess running ssljax.plan); with `keep`, its
+  plan.json and compiled HLO stay in KEEP/NAME@TOPOLOGY."""
+  if keep:
+    out = os.path.join(keep, f"{name}@{topology}")
+    os.makedirs(out, exist_ok=True)
+  else:
+    out = tempfile.mkdtemp(prefix="ssljax-plan-")
   cmd = [sys.executable, "-m", "ssljax.plan", f"--config={report.ROOT}/configs/{name}.py",
          f"--topology={topology}", f"--out={out}", *extra]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -108,6 +114,8 @@ def main(argv=None) -> None:
                       help="remove a row of the section (e.g. one whose command changed)")
   parser.add_argument("--note", default="", help="text for the note column of the rows written "
                       "by this run (e.g. what was different when a --from-json plan was made)")
+  parser.add_argument("--keep", default="", help="keep each plan's plan.json and compiled HLO "
+                      "in KEEP/CONFIG@TOPOLOGY")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config override for every row, e.g. --set batch_size=64")
   args = parser.parse_args(argv)
@@ -127,7 +135,7 @@ def main(argv=None) -> None:
     rows[(str(row[0]), str(row[1]))] = [str(c) for c in row]
   for name, topology, extra in todo:
     print(f"[tpu_plans] {name} on {topology} {' '.join(extra)}", flush=True)
-    row = _noted(run_plan(name, topology, extra, args.timeout), args.note)
+    row = _noted(run_plan(name, topology, extra, args.timeout, args.keep), args.note)
     rows[(str(row[0]), str(row[1]))] = [str(c) for c in row]
     print("  " + " | ".join(str(c) for c in row), flush=True)
   table = report.markdown_table(HEADER, sorted(rows.values()))

@@ -11,7 +11,9 @@ compiled HLO as `OUT/compiled.hlo.txt`):
 
   hbm_per_chip_bytes       arguments + outputs - donated aliases + temporaries (XLA's memory
                            analysis), against the chip's HBM (`hbm_capacity_bytes`);
-  flops_per_step           XLA's cost analysis of the compiled per-chip program;
+  flops_per_step           XLA's cost analysis of the compiled per-chip program, plus the FLOPs
+                           of the Mosaic kernels that declare no cost to XLA (JAX's splash
+                           attention: counted from each call's shapes, `kernel_flops_per_step`);
   collectives              every collective of the compiled program: kind, count, bytes;
   est_step_seconds         max(FLOPs / bf16 peak, bytes accessed / HBM bandwidth, XLA's own
                            `optimal_seconds` when it is positive): a lower bound, not a measurement;
@@ -36,7 +38,6 @@ do not).
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import json
@@ -49,6 +50,7 @@ from typing import Any
 from absl import flags
 
 from ssljax import commandline
+from ssljax.hlo_costs import collectives, mosaic_kernel_costs  # noqa: F401  (re-exported)
 
 _CONFIG = flags.DEFINE_string("config", None, "A config file (configs/*.py) or a shipped config "
                               "name; keys are overridden with --config.<key>=<value>.")
@@ -73,14 +75,6 @@ CHIPS = {
     "v5p": Chip("TPU v5p", 459e12, 2765e9, 95 * GIB),
     "v6e": Chip("TPU v6e", 918e12, 1640e9, 32 * GIB),
 }
-
-_DTYPE_BYTES = {"f64": 8, "s64": 8, "u64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2,
-                "s16": 2, "u16": 2, "s8": 1, "u8": 1, "pred": 1, "f8e4m3fn": 1, "f8e5m2": 1}
-_COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
-_SHAPE = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
-_OP = re.compile(r"=\s*(\(.*?\)|[a-z0-9]+\[[0-9,]*\](?:\{[^}]*\})?)\s+("
-                 + "|".join(_COLLECTIVES) + r")(-start)?\(")
-
 
 class PlanError(Exception):
   """A one-line reason why a plan cannot be made (bad topology, does not fit)."""
@@ -123,50 +117,6 @@ def topology_devices(topology: str) -> list[Any]:
     if "libtpu" in msg.lower() or "tpu" not in msg.lower():
       msg += " (is libtpu installed? pip install -e .[tpu-aot])"
     raise PlanError(f"--topology={topology!r} cannot be compiled for: {msg}") from e
-
-
-def _shape_bytes(text: str) -> list[tuple[tuple[int, ...], int]]:
-  out = []
-  for dtype, dims in _SHAPE.findall(text):
-    if dtype not in _DTYPE_BYTES:
-      continue
-    shape = tuple(int(d) for d in dims.split(",") if d)
-    n = 1
-    for d in shape:
-      n *= d
-    out.append((shape, n * _DTYPE_BYTES[dtype]))
-  return out
-
-
-def collectives(hlo: str, param_shapes: set[tuple[int, ...]]) -> tuple[dict[str, dict], int]:
-  """({kind: {'count', 'bytes'}}, activation all-gather bytes) of a compiled HLO text.
-
-  Bytes are each collective's result (for an async '-start' all-gather or permute: the gathered /
-  received half of its tuple). An all-gather counts as a parameter gather when its result has the
-  shape of a parameter, and as the contrastive kernels' own when it is an explicit all_gather
-  inside a shard_map (ssljax/kernels/distributed.py); the rest are activation gathers.
-  """
-  stats: dict[str, dict] = collections.defaultdict(lambda: {"count": 0, "bytes": 0})
-  activation = 0
-  for line in hlo.splitlines():
-    m = _OP.search(line)
-    if not m:
-      continue
-    result, kind, start = m.group(1), m.group(2), m.group(3)
-    shapes = _shape_bytes(result)
-    if start and kind in ("all-gather", "collective-permute") and len(shapes) >= 2:
-      shapes = shapes[len(shapes) // 2:] if kind == "all-gather" else shapes[1:2]
-    size = sum(b for _, b in shapes)
-    stats[kind]["count"] += 1
-    stats[kind]["bytes"] += size
-    if kind == "all-gather":
-      # The only shard_map in a train step is the kernels' (ssljax.kernels.sharding), so an
-      # explicit all_gather inside one is the contrastive kernels' gather of the embeddings.
-      own = re.search(r'op_name="[^"]*shard_map[^"]*all_gather', line) is not None
-      params = all(s in param_shapes for s, _ in shapes)
-      if not (own or params):
-        activation += size
-  return dict(stats), activation
 
 
 def estimate(flops: float, bytes_accessed: float, optimal_seconds: float, chip: Chip,
@@ -306,14 +256,18 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
   hbm = args + outs - alias + temps + mem.generated_code_size_in_bytes
   param_shapes = {tuple(x.shape) for x in jax.tree.leaves(built.abstract_state)}
   colls, activation = collectives(hlo, param_shapes)
-  flops = float(cost.get("flops", 0.0))
+  kernels = mosaic_kernel_costs(hlo)
+  xla_flops = float(cost.get("flops", 0.0))
+  flops = xla_flops + kernels["flops"]
   plan = {
       "topology": topology, "chip": chip.name, "chips": len(devices),
       "mesh": dict(built.mesh.shape), "global_batch": int(config.batch_size),
       "hbm_per_chip_bytes": int(hbm), "hbm_capacity_bytes": chip.hbm_bytes,
       "argument_bytes": int(args), "output_bytes": int(outs), "alias_bytes": int(alias),
-      "temp_bytes": int(temps), "flops_per_step": flops,
-      "bytes_accessed": float(cost.get("bytes accessed", 0.0)),
+      "temp_bytes": int(temps), "flops_per_step": flops, "xla_flops_per_step": xla_flops,
+      "kernel_flops_per_step": kernels["flops"],
+      "bytes_accessed": float(cost.get("bytes accessed", 0.0)) + kernels["bytes"],
+      "uncounted_kernels": sorted(set(kernels["uncounted"])),
       "xla_optimal_seconds": float(cost.get("optimal_seconds", -1.0)),
       "collectives": colls, "mosaic_kernels": hlo.count('custom_call_target="tpu_custom_call"'),
       "activation_all_gather_bytes": int(activation), "compile_seconds": seconds,
@@ -336,7 +290,8 @@ def format_plan(plan: dict[str, Any]) -> str:
       ("HBM per chip", f"{g(plan['hbm_per_chip_bytes'])} of {g(plan['hbm_capacity_bytes'])} "
                        f"(arguments {g(plan['argument_bytes'])}, temporaries "
                        f"{g(plan['temp_bytes'])})"),
-      ("FLOPs per step per chip", f"{plan['flops_per_step'] / 1e12:.3f} TFLOP"),
+      ("FLOPs per step per chip", f"{plan['flops_per_step'] / 1e12:.3f} TFLOP (attention "
+                                  f"kernels {plan['kernel_flops_per_step'] / 1e12:.3f})"),
       ("bytes accessed per chip", f"{plan['bytes_accessed'] / 1e9:.2f} GB"),
       ("XLA optimal_seconds", f"{plan['xla_optimal_seconds']:.4g}"),
       ("est. step time", f"{plan['est_step_seconds'] * 1e3:.2f} ms (roofline lower bound; peaks "
@@ -344,7 +299,9 @@ def format_plan(plan: dict[str, Any]) -> str:
                          f"{plan['peaks']['hbm_bytes_per_s'] / 1e9:.0f} GB/s HBM)"),
       ("est. images/s", f"{plan['est_images_per_sec']:.0f} (global batch {plan['global_batch']})"),
       ("est. MFU", f"{plan['est_mfu'] * 100:.1f}%"),
-      ("Mosaic kernels", str(plan["mosaic_kernels"])),
+      ("Mosaic kernels", str(plan["mosaic_kernels"]) + (
+          f" (FLOPs not counted: {', '.join(plan['uncounted_kernels'])})"
+          if plan["uncounted_kernels"] else "")),
       ("activation all-gathers", f"{plan['activation_all_gather_bytes'] / 2 ** 20:.2f} MiB"),
   ]
   for kind, s in sorted(plan["collectives"].items()):

@@ -46,6 +46,9 @@ def test_vit_steps_compile_for_a_v5e_slice_with_mosaic_attention(name):
   config.data.image_size = config.model.image_size = 64
   plan, hlo = _tpu_plan(config)
   _assert_sharded_step(plan, hlo, mosaic=True)
+  # Splash declares no cost to XLA: the plan counts its FLOPs, and every kernel is accounted for.
+  assert plan["kernel_flops_per_step"] > 0 and plan["uncounted_kernels"] == []
+  assert plan["flops_per_step"] == plan["xla_flops_per_step"] + plan["kernel_flops_per_step"]
 
 
 def test_simclr_resnet_step_compiles_with_the_sharded_contrastive_kernel():
@@ -56,6 +59,8 @@ def test_simclr_resnet_step_compiles_with_the_sharded_contrastive_kernel():
   config.model.width_multiplier = 0.125
   plan, hlo = _tpu_plan(config)
   _assert_sharded_step(plan, hlo, mosaic=True)   # the Mosaic contrastive kernel
+  assert plan["kernel_flops_per_step"] == 0 and plan["uncounted_kernels"] == []   # XLA costs it
+  assert plan_lib.mosaic_kernel_costs(hlo)["costed_by_xla"] == plan["mosaic_kernels"]
   gathers = [ln for ln in hlo.splitlines() if re.search(r"= .* all-gather(-start)?\(", ln)]
   assert gathers and all("shard_map" in ln for ln in gathers), gathers
 
@@ -120,6 +125,39 @@ def test_collective_parser_separates_parameter_kernel_and_activation_gathers():
   assert stats["all-gather"] == {"count": 3, "bytes": 64 * 128 * 4 + 64 * 16 * 2 + 64 * 17 * 32 * 4}
   assert stats["all-reduce"] == {"count": 1, "bytes": 40}
   assert activation == 64 * 17 * 32 * 4
+
+
+def _custom_call(name, result, operands, extra=""):
+  constraints = ", ".join(f"{o}{{{','.join(str(i) for i in reversed(range(o.count(',') + 1)))}}}"
+                          for o in operands)
+  return (f'  %{name}.3 = {result} custom-call(%a, %b), custom_call_target="tpu_custom_call", '
+          f'operand_layout_constraints={{{constraints}}}, frontend_attributes={{kernel_metadata={{\n'
+          f'"xprof_metadata":"{{{extra}}}"\n}}}}, backend_config={{"custom_call_config": {{}}}}')
+
+
+def test_mosaic_kernel_costs_count_what_xla_leaves_out():
+  """Splash attention declares no cost: its matmuls are counted from q and k (fwd 2, dq 3, dkv 4
+  per [Lq, D] x [D, Lk] product); a kernel with a cost estimate is XLA's; others are named."""
+  qkv = ["s8[1,2,2]", "bf16[4,3,256,64]", "bf16[4,3,384,64]", "bf16[4,3,384,64]", "s32[4,8,256]"]
+  hlo = "\n".join([
+      "ENTRY %main {",
+      _custom_call("splash_mha_fwd_segmented_residuals", "bf16[4,3,256,64]{3,2,1,0}", qkv),
+      _custom_call("splash_mha_dq_segmented_no_residuals", "bf16[4,3,256,64]{3,2,1,0}", qkv),
+      _custom_call("splash_mha_dkv_segmented_no_residuals", "bf16[4,3,384,64]{3,2,1,0}", qkv),
+      _custom_call("splash_mha_dkv_fused", "bf16[4,3,384,64]{3,2,1,0}", qkv,
+                   r'\"use_fused_bwd_kernel\": true'),
+      _custom_call("ssljax_contrastive_fwd_mosaic", "f32[8,128]{1,0}", ["f32[8,128]"]).replace(
+          '"custom_call_config"', '"cost_estimate":{"flops":"7"}, "custom_call_config"'),
+      _custom_call("someone_elses_kernel", "f32[8,128]{1,0}", ["f32[8,128]"]),
+      "  ROOT %t = (f32[]) tuple(%x)", "}"])
+  costs = plan_lib.mosaic_kernel_costs(hlo)
+  product = 2 * 4 * 3 * 256 * 384 * 64
+  assert costs["flops"] == (2 + 3 + 4 + 5) * product
+  assert costs["counted_here"] == 4 and costs["costed_by_xla"] == 1
+  assert costs["uncounted"] == ["someone_elses_kernel"]
+  operands = 1 * 2 * 2 + (4 * 3 * 256 * 64 + 2 * 4 * 3 * 384 * 64) * 2 + 4 * 8 * 256 * 4
+  results = (2 * 4 * 3 * 256 * 64 + 2 * 4 * 3 * 384 * 64) * 2
+  assert costs["bytes"] == 4 * operands + results
 
 
 def test_estimate_is_a_roofline_lower_bound():

@@ -135,6 +135,16 @@ def _params(cfg):
       dimension_semantics=("parallel", "arbitrary")))
 
 
+def _cost(ap, bp, block_a: int, matmuls: int, outputs: int) -> pl.CostEstimate:
+  """What a kernel call computes, for XLA's cost analysis (`ssljax.plan`'s FLOPs and roofline): a
+  Mosaic call declares no cost unless told. Each tile pair does `matmuls` [block_a, D] x [D,
+  block_b] products and one exp per logit; `a` is read once, `b` once per row block."""
+  na, nb, d = ap.shape[0], bp.shape[0], ap.shape[1]
+  return pl.CostEstimate(flops=2 * matmuls * na * nb * d, transcendentals=na * nb,
+                         bytes_accessed=ap.size * ap.dtype.itemsize + outputs
+                         + bp.size * bp.dtype.itemsize * (na // block_a))
+
+
 def _smem():
   return pl.BlockSpec(memory_space=pltpu.SMEM)
 
@@ -155,6 +165,7 @@ def _rowwise(cfg, a, b, scal, off, block_a, block_b):
       out_specs=pl.BlockSpec((block_a, LANES), lambda i, j: (i, 0)),
       scratch_shapes=[pltpu.VMEM((block_a, LANES), jnp.float32)] * 2,
       name="ssljax_contrastive_fwd_mosaic",
+      cost_estimate=_cost(ap, bp, block_a, matmuls=1, outputs=ap.shape[0] * LANES * 4),
       **_params(cfg),
   )(scal, off, ap, bp)
   return out[:n_a, 0]
@@ -186,6 +197,7 @@ def _grad_a(cfg, a, b, scal, off, lse_a, g_a, lse_b, g_b, use_a, use_b, block_a,
                       pltpu.VMEM((block_a, LANES), jnp.float32),
                       pltpu.VMEM((block_a, LANES), jnp.float32)],
       name="ssljax_contrastive_bwd_mosaic",
+      cost_estimate=_cost(ap, bp, block_a, matmuls=2, outputs=ap.size * ap.dtype.itemsize),
       **_params(cfg),
   )(scal, off, ap, bp, rows(lse_a), rows(g_a), cols(lse_b), cols(g_b))
   return da[:n_a, :d0], jnp.sum(ds[:, 0]), jnp.sum(db[:, 0])
