@@ -24,17 +24,19 @@ compiled HLO as `OUT/compiled.hlo.txt`):
                            gather of the embeddings (an all_gather inside their shard_map).
 
 No data is read: the batch shapes come from one synthetic record of the config's image size.
-A config that does not fit in HBM ends with one line saying by how much and what to change: before
-compiling when the step's arguments alone (parameters, optimizer and method state, batch: each
-array's shard under its sharding) exceed the chip's HBM, e.g. DINO ViT-H at 4096 images per chip
-with host augmentation (a float32 batch)
+A config that does not fit in HBM ends with one line saying by how much and what to change, in
+seconds and before compiling when it can be told:
+  * the step's arguments alone (parameters, optimizer and method state, batch: each array's shard
+    under its sharding) exceed the chip's HBM, e.g. DINO ViT-H at 4096 images per chip with host
+    augmentation (a float32 batch);
+  * or the temporaries estimated from the traced step (ssljax/plan_memory.py), divided by the
+    estimate's worst measured overshoot, still leave no room beside the arguments: the same ViT-H
+    step with the default uint8 batch,
 
   python -m ssljax.plan --config configs/dino_vit_s16_imagenet.py --topology v5e:2x4 \
-      --config.model.variant=h --config.batch_size=32768 --config.data.augment_on=host
+      --config.model.variant=h --config.batch_size=32768
 
-and otherwise from the compiled program's memory analysis (or XLA's out-of-memory error), after a
-full compile (the same command with the default uint8 batch: its arguments fit, its activations
-do not).
+and otherwise from the compiled program's memory analysis (or XLA's out-of-memory error).
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ from typing import Any
 from absl import flags
 
 from ssljax import commandline
+from ssljax import plan_memory
 from ssljax.hlo_costs import collectives, mosaic_kernel_costs  # noqa: F401  (re-exported)
 
 _CONFIG = flags.DEFINE_string("config", None, "A config file (configs/*.py) or a shipped config "
@@ -203,6 +206,25 @@ def _arguments_overflow(parts: dict[str, int], chip: Chip, config,
           f"(not compiled); {hint}")
 
 
+def _activations_overflow(arguments: int, traced_temps: int, chip: Chip, config,
+                          images_per_chip: int) -> str | None:
+  """The one-line message when even the traced temporaries' estimate, divided by its worst
+  overestimate (plan_memory.OVERESTIMATE), leaves no room beside the arguments; else None."""
+  floor = traced_temps / plan_memory.OVERESTIMATE
+  if arguments + floor <= chip.hbm_bytes:
+    return None
+  remat = bool(config.model.get("remat", False))
+  hint = (f"lower the per-chip batch ({images_per_chip} images per chip now; "
+          f"--config.batch_size={config.batch_size} is global)")
+  if not remat:
+    hint += " or recompute activations (--config.model.remat=True)"
+  return (f"does not fit: arguments {arguments / GIB:.2f} GiB per chip plus temporaries estimated "
+          f"at {traced_temps / GIB:.1f} GiB from the traced step (at least "
+          f"{floor / GIB:.1f} GiB after its worst overestimate, x{plan_memory.OVERESTIMATE:g}) "
+          f"exceed the {chip.hbm_bytes / GIB:.2f} GiB HBM of a {chip.name} chip (not compiled); "
+          f"{hint}")
+
+
 def _oom_from_compiler(e: Exception, chip: Chip, remat: bool = False) -> str | None:
   """The one-line overflow message for XLA's 'ran out of memory' compile error, else None."""
   text = str(e)
@@ -218,10 +240,9 @@ def _oom_from_compiler(e: Exception, chip: Chip, remat: bool = False) -> str | N
   return f"does not fit: {text.splitlines()[0][:300]}"
 
 
-def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
-  """(plan dict, compiled HLO text) of `config`'s train step compiled for `topology`."""
-  import jax  # pylint: disable=import-outside-toplevel
-
+def _built_for(config, topology: str):
+  """(chip, config for the plan, Built, abstract batch, images per chip) of `config` on the
+  abstract devices of `topology`."""
   from ssljax import build as build_lib  # pylint: disable=import-outside-toplevel
   from ssljax.data import sources  # pylint: disable=import-outside-toplevel
   chip = chip_for(topology)
@@ -230,15 +251,42 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
   processes = len({getattr(d, "process_index", 0) for d in devices})
   record = sources.build_source(config.data, config.data.train_split)[0]
   built = build_lib.build(config, devices, record, process_count=processes)
-  # Arguments that cannot fit need no compile to say so (a ViT-H step takes long to compile).
   batch = built.abstract_batch()
   images_per_chip = built.batch_sharding.shard_shape(next(iter(batch.values())).shape)[0]
-  message = _arguments_overflow(argument_bytes(built.abstract_state, batch), chip, config,
-                                images_per_chip)
+  return chip, config, built, batch, images_per_chip
+
+
+def _traced_temporaries(built, batch, images_per_chip: int):
+  """(the traced train step, its compile-free temporaries estimate per chip)."""
+  traced = built.train_step.trace(built.abstract_state, batch)
+  shards = max(1, next(iter(batch.values())).shape[0] // max(1, images_per_chip))
+  return traced, plan_memory.temporaries_per_chip(traced.jaxpr, shards)
+
+
+def traced_temporaries(config, topology: str) -> int:
+  """The compile-free estimate of `config`'s train-step temporaries per chip of `topology`
+  (ssljax/plan_memory.py); seconds where a compile takes minutes."""
+  _, _, built, batch, images_per_chip = _built_for(config, topology)
+  return _traced_temporaries(built, batch, images_per_chip)[1]
+
+
+def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
+  """(plan dict, compiled HLO text) of `config`'s train step compiled for `topology`."""
+  import jax  # pylint: disable=import-outside-toplevel
+  chip, config, built, batch, images_per_chip = _built_for(config, topology)
+  devices = built.mesh.devices.flatten()
+  # Arguments that cannot fit need no compile to say so (a ViT-H step takes long to compile).
+  parts = argument_bytes(built.abstract_state, batch)
+  message = _arguments_overflow(parts, chip, config, images_per_chip)
+  if message:
+    raise PlanError(message)
+  # So do activations far over the HBM: a compile-free estimate from the traced program.
+  traced, traced_temps = _traced_temporaries(built, batch, images_per_chip)
+  message = _activations_overflow(sum(parts.values()), traced_temps, chip, config, images_per_chip)
   if message:
     raise PlanError(message)
   t0 = time.perf_counter()
-  lowered = built.train_step.trace(built.abstract_state, built.abstract_batch()).lower()
+  lowered = traced.lower()
   try:
     compiled = lowered.compile()
   except Exception as e:  # pylint: disable=broad-except
@@ -271,6 +319,7 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
       "xla_optimal_seconds": float(cost.get("optimal_seconds", -1.0)),
       "collectives": colls, "mosaic_kernels": hlo.count('custom_call_target="tpu_custom_call"'),
       "activation_all_gather_bytes": int(activation), "compile_seconds": seconds,
+      "traced_temp_bytes_estimate": int(traced_temps),
       "peaks": {"bf16_flops": chip.bf16_flops, "hbm_bytes_per_s": chip.hbm_bytes_per_s},
   }
   plan.update(estimate(flops, plan["bytes_accessed"], plan["xla_optimal_seconds"], chip,

@@ -65,22 +65,69 @@ def test_simclr_resnet_step_compiles_with_the_sharded_contrastive_kernel():
   assert gathers and all("shard_map" in ln for ln in gathers), gathers
 
 
-def test_plan_reports_an_overflow_in_one_line():
+def _no_compile(monkeypatch):
+  def no_compile(*args, **kwargs):
+    raise AssertionError("compiled a step that cannot fit")
+  monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
+  monkeypatch.setattr(jax.stages.Traced, "lower", no_compile)
+
+
+def test_plan_reports_activations_that_cannot_fit_before_compiling(monkeypatch):
+  """Arguments fit, activations cannot: the traced step's estimate says so, nothing compiles."""
+  _no_compile(monkeypatch)
   config = load_config("mae_digits")
   config.batch_size = 8 * 2 ** 18
   with pytest.raises(plan_lib.PlanError) as e:
     _tpu_plan(config)
   message = str(e.value)
-  assert "\n" not in message and message.startswith("does not fit: ")
-  assert "TPU v5e" in message and "--config.batch_size" in message and "by " in message
+  assert "\n" not in message and message.startswith("does not fit: arguments ")
+  assert "estimated at" in message and "(not compiled)" in message
+  assert "TPU v5e" in message and f"{2 ** 18} images per chip" in message
+  assert "--config.model.remat=True" in message
+
+
+def test_compiler_out_of_memory_becomes_one_line():
+  chip = plan_lib.CHIPS["v5e"]
+  error = RuntimeError("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in "
+                       "memory space hbm. Used 40.5G of 15.75G hbm. Exceeded hbm capacity by 24.7G."
+                       "\nTotal hbm usage >= 41.2G:\n  reserved 530M\n")
+  message = plan_lib._oom_from_compiler(error, chip)
+  assert message.startswith("does not fit: ") and "\n" not in message and "Exceeded" in message
+  error = RuntimeError("Program hbm requirement 20.00G: HLO temporaries required for HLO temp "
+                       "allocation (20.00G) exceeds available HBM (16.00G)")
+  message = plan_lib._oom_from_compiler(error, chip)
+  assert "20.00 GiB per chip" in message and "by 4.00 GiB" in message
+  assert plan_lib._oom_from_compiler(RuntimeError("INTERNAL: something else"), chip) is None
+
+
+def test_traced_temporaries_follow_liveness():
+  """A value stays alive until its last use; a nested jaxpr's temporaries count while it runs."""
+  from ssljax import plan_memory
+  mb = 2 ** 20 // 4   # float32 elements in 1 MiB
+
+  def chain(x):        # each step frees its input: never more than two buffers alive
+    for _ in range(5):
+      x = jnp.sin(x)
+    return x
+
+  def kept(x):         # every intermediate read at the end: all five alive at once
+    ys = [x]
+    for _ in range(5):
+      ys.append(jnp.sin(ys[-1]))
+    return sum(ys[1:])
+
+  x = jax.ShapeDtypeStruct((mb,), jnp.float32)
+  peak = lambda f: plan_memory.temporary_peak(jax.make_jaxpr(f)(x)) / 2 ** 20  # noqa: E731
+  assert peak(chain) == 2
+  assert peak(kept) >= 5
+  assert peak(jax.jit(kept)) == peak(kept)   # through a nested pjit
+  assert plan_memory.temporaries_per_chip(jax.make_jaxpr(kept)(x), 4) == (
+      plan_memory.temporary_peak(jax.make_jaxpr(kept)(x)) // 4)
 
 
 def test_plan_reports_arguments_that_cannot_fit_before_compiling(monkeypatch):
   """Arguments alone over 16 GiB per chip: one line from their shardings, nothing is compiled."""
-  def no_compile(*args, **kwargs):
-    raise AssertionError("compiled a step whose arguments alone cannot fit")
-  monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
-  monkeypatch.setattr(jax.stages.Traced, "lower", no_compile)
+  _no_compile(monkeypatch)
   config = load_config("mae_digits")
   config.batch_size = 8 * 2 ** 26     # 2^26 images per chip: the batch alone is over 16 GiB
   with pytest.raises(plan_lib.PlanError) as e:
