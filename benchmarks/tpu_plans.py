@@ -72,6 +72,11 @@ def row_from_json(path: str, label: str) -> list:
   """One table row from a plan.json that `python -m ssljax.plan --out` wrote."""
   with open(path) as f:
     p = json.load(f)
+  hlo = os.path.join(os.path.dirname(path), "compiled.hlo.txt")
+  if "kernel_flops_per_step" not in p and os.path.exists(hlo):   # a plan.json from before
+    from ssljax import plan  # pylint: disable=import-outside-toplevel
+    with open(hlo) as f:
+      plan.with_kernel_costs(p, f.read())
   topology = p["topology"]
   gib = 2 ** 30
   return [label, topology, p["global_batch"], f"{p['hbm_per_chip_bytes'] / gib:.2f}",
@@ -112,6 +117,8 @@ def main(argv=None) -> None:
                       help="add a row from a plan.json written by `ssljax.plan --out` (no compile)")
   parser.add_argument("--drop", action="append", default=[], metavar="LABEL@TOPOLOGY",
                       help="remove a row of the section (e.g. one whose command changed)")
+  parser.add_argument("--annotate", action="append", default=[], metavar="LABEL@TOPOLOGY=NOTE",
+                      help="add NOTE to an existing row's note column (no compile)")
   parser.add_argument("--note", default="", help="text for the note column of the rows written "
                       "by this run (e.g. what was different when a --from-json plan was made)")
   parser.add_argument("--keep", default="", help="keep each plan's plan.json and compiled HLO "
@@ -121,7 +128,7 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   extra = [f"--config.{kv}" for kv in args.set]
   todo = [(c, t, extra) for c in CONFIGS for t in TOPOLOGIES]
-  if args.only or args.overflow or args.from_json or args.drop:   # just what was asked for
+  if args.only or args.overflow or args.from_json or args.drop or args.annotate:   # just what was asked for
     wanted = {tuple(o.split("@", 1)) for o in args.only}
     todo = [x for x in todo if (x[0], x[1]) in wanted] + ([OVERFLOW] if args.overflow else [])
   else:
@@ -129,6 +136,12 @@ def main(argv=None) -> None:
   rows = _existing_rows()
   for item in args.drop:
     rows.pop(tuple(item.rsplit("@", 1)), None)
+  for item in args.annotate:
+    label, rest = item.rsplit("@", 1)
+    topology, note = rest.split("=", 1)
+    key = (label, topology)
+    if key in rows and note not in rows[key][-1]:
+      rows[key] = _noted(rows[key], note)
   for item in args.from_json:
     label, path = item.rsplit("=", 1)
     row = _noted(row_from_json(path, label), args.note)
@@ -148,13 +161,14 @@ def main(argv=None) -> None:
            f"{OVERFLOW[0]}.py --topology {OVERFLOW[1]} {' '.join(OVERFLOW[2])}`: it exits 2 with "
            "the note's one line, from the arguments' shardings, before compiling. Without "
            "data.augment_on=host the batch is uint8 and the arguments fit; the same command then "
-           "compiles the whole ViT-H step and exits 2 with XLA's out-of-memory as one line (HLO "
-           "temporaries over the HBM), which takes minutes, not seconds. ViT attention "
-           "on TPU is JAX's splash attention since 2026-12-04, with plain XLA attention for "
-           "sequences of at most 128 tokens (JAX's flash attention at every length before: the "
-           "DINO and MAE batch_size=64 rows, and the rows noted so); XLA's cost analysis counts "
-           "no FLOPs inside a splash kernel (it declares no cost estimate), so those rows' FLOPs "
-           "and MFU leave out the splash kernels' own FLOPs (benchmarks/tpu_attention.py).")
+           "stops in seconds, also before compiling, on the temporaries estimated from the traced "
+           "step (benchmarks/plan_memory.py). ViT attention on TPU is JAX's splash attention, with "
+           "plain XLA attention for sequences of at most 128 tokens (the rows noted 'flash' used "
+           "JAX's flash attention at every length). Splash declares no cost to XLA: its FLOPs and "
+           "bytes are counted from each call's shapes (ssljax/hlo_costs.py) and included in the "
+           "TFLOP, step and MFU columns; ssljax's contrastive Mosaic kernels declare their cost. "
+           "Rows noted 'kernels not counted' were compiled before either was done (their "
+           "TFLOP and MFU leave those kernels out).")
   report.write_section(TITLE, table + "\n\n" + notes,
                        {"command": "python -m benchmarks.tpu_plans",
                         "libtpu": report.package_version("libtpu")})

@@ -44,7 +44,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import sys
 import time
 from typing import Any
@@ -53,6 +52,8 @@ from absl import flags
 
 from ssljax import commandline
 from ssljax import plan_memory
+from ssljax.plan_memory import (  # noqa: F401  (re-exported)
+    GIB, _activations_overflow, _arguments_overflow, _oom_from_compiler, _overflow_message)
 from ssljax.hlo_costs import collectives, mosaic_kernel_costs  # noqa: F401  (re-exported)
 
 _CONFIG = flags.DEFINE_string("config", None, "A config file (configs/*.py) or a shipped config "
@@ -60,7 +61,6 @@ _CONFIG = flags.DEFINE_string("config", None, "A config file (configs/*.py) or a
 _TOPOLOGY = flags.DEFINE_string("topology", "v5e:2x4", "TPU topology, e.g. v5e:2x4, v4:2x2x4.")
 _OUT = flags.DEFINE_string("out", None, "Directory for plan.json and compiled.hlo.txt.")
 
-GIB = 2 ** 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,24 +143,6 @@ def _for_plan(config):
   return config
 
 
-def _overflow_message(needed: int, capacity: int, parts: dict[str, int], chip: Chip,
-                      remat: bool = False) -> str:
-  """One line: what overflows a chip's HBM, by how much, and what to change (`remat`: the
-  activations are recomputed already, so only a smaller per-chip batch or more chips help)."""
-  worst = max(parts, key=parts.get)
-  detail = ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in parts.items())
-  fsdp = ("shard parameters and optimizer state with FSDP (--config.mesh.fsdp=N "
-          "--config.param_sharding=fsdp)")
-  smaller = ("lower the per-chip batch (--config.batch_size, or more chips; activations are "
-             "recomputed already)" if remat else
-             "lower the per-chip batch (--config.batch_size) or recompute activations "
-             "(--config.model.remat=True)")
-  hint = f"{fsdp}, or {smaller}" if "argument" in worst else f"{smaller}, or {fsdp}"
-  return (f"does not fit: {needed / GIB:.2f} GiB per chip ({detail}) exceeds the "
-          f"{capacity / GIB:.2f} GiB HBM of a {chip.name} chip by {(needed - capacity) / GIB:.2f} "
-          f"GiB, mostly {worst}; {hint}")
-
-
 def per_chip_bytes(tree) -> int:
   """Bytes one chip holds of a pytree of ShapeDtypeStructs / arrays: each leaf's shard shape under
   its sharding (the whole leaf where it has none), times its item size, summed."""
@@ -181,63 +163,6 @@ def argument_bytes(abstract_state, abstract_batch) -> dict[str, int]:
           "optimizer state": per_chip_bytes(abstract_state.opt_state),
           "method state": per_chip_bytes(abstract_state.method_state),
           "batch": per_chip_bytes(abstract_batch)}
-
-
-def _arguments_overflow(parts: dict[str, int], chip: Chip, config,
-                        images_per_chip: int) -> str | None:
-  """The one-line message when the step's arguments alone exceed a chip's HBM, else None."""
-  needed = sum(parts.values())
-  if needed <= chip.hbm_bytes:
-    return None
-  worst = max(parts, key=parts.get)
-  detail = ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in parts.items())
-  fsdp = ("FSDP already shards them: use a slice with more chips" if
-          "fsdp" in str(config.get("param_sharding", "")) else
-          "shard parameters and optimizer state with FSDP (--config.param_sharding=fsdp "
-          "--config.mesh.fsdp=N)")
-  smaller = (f"lower the per-chip batch ({images_per_chip} images per chip now; "
-             f"--config.batch_size={config.batch_size} is global)")
-  remat = "then recompute activations (--config.model.remat=True) for the temporaries"
-  hint = (f"{smaller}, or {fsdp}; {remat}" if worst == "batch" else
-          f"{fsdp}, or {smaller}; {remat}")
-  return (f"does not fit: the step's arguments alone are {needed / GIB:.2f} GiB per chip "
-          f"({detail}), over the {chip.hbm_bytes / GIB:.2f} GiB HBM of a {chip.name} chip by "
-          f"{(needed - chip.hbm_bytes) / GIB:.2f} GiB before any activation, mostly {worst} "
-          f"(not compiled); {hint}")
-
-
-def _activations_overflow(arguments: int, traced_temps: int, chip: Chip, config,
-                          images_per_chip: int) -> str | None:
-  """The one-line message when even the traced temporaries' estimate, divided by its worst
-  overestimate (plan_memory.OVERESTIMATE), leaves no room beside the arguments; else None."""
-  floor = traced_temps / plan_memory.OVERESTIMATE
-  if arguments + floor <= chip.hbm_bytes:
-    return None
-  remat = bool(config.model.get("remat", False))
-  hint = (f"lower the per-chip batch ({images_per_chip} images per chip now; "
-          f"--config.batch_size={config.batch_size} is global)")
-  if not remat:
-    hint += " or recompute activations (--config.model.remat=True)"
-  return (f"does not fit: arguments {arguments / GIB:.2f} GiB per chip plus temporaries estimated "
-          f"at {traced_temps / GIB:.1f} GiB from the traced step (at least "
-          f"{floor / GIB:.1f} GiB after its worst overestimate, x{plan_memory.OVERESTIMATE:g}) "
-          f"exceed the {chip.hbm_bytes / GIB:.2f} GiB HBM of a {chip.name} chip (not compiled); "
-          f"{hint}")
-
-
-def _oom_from_compiler(e: Exception, chip: Chip, remat: bool = False) -> str | None:
-  """The one-line overflow message for XLA's 'ran out of memory' compile error, else None."""
-  text = str(e)
-  if "out of memory" not in text.lower() and "exceeds available hbm" not in text.lower():
-    return None
-  scale = {"K": 2 ** 10, "M": 2 ** 20, "G": GIB, "T": 2 ** 40}
-  m = re.search(r"required for (HLO [a-z ]+?) \(([0-9.]+)([KMGT])\) exceeds available HBM "
-                r"\(([0-9.]+)([KMGT])\)", text)
-  if m:
-    need = int(float(m.group(2)) * scale[m.group(3)])
-    cap = int(float(m.group(4)) * scale[m.group(5)])
-    return _overflow_message(need, cap, {m.group(1): need}, chip, remat)
-  return f"does not fit: {text.splitlines()[0][:300]}"
 
 
 def _built_for(config, topology: str):
@@ -304,31 +229,42 @@ def make_plan(config, topology: str) -> tuple[dict[str, Any], str]:
   hbm = args + outs - alias + temps + mem.generated_code_size_in_bytes
   param_shapes = {tuple(x.shape) for x in jax.tree.leaves(built.abstract_state)}
   colls, activation = collectives(hlo, param_shapes)
-  kernels = mosaic_kernel_costs(hlo)
-  xla_flops = float(cost.get("flops", 0.0))
-  flops = xla_flops + kernels["flops"]
   plan = {
       "topology": topology, "chip": chip.name, "chips": len(devices),
       "mesh": dict(built.mesh.shape), "global_batch": int(config.batch_size),
       "hbm_per_chip_bytes": int(hbm), "hbm_capacity_bytes": chip.hbm_bytes,
       "argument_bytes": int(args), "output_bytes": int(outs), "alias_bytes": int(alias),
-      "temp_bytes": int(temps), "flops_per_step": flops, "xla_flops_per_step": xla_flops,
-      "kernel_flops_per_step": kernels["flops"],
-      "bytes_accessed": float(cost.get("bytes accessed", 0.0)) + kernels["bytes"],
-      "uncounted_kernels": sorted(set(kernels["uncounted"])),
+      "temp_bytes": int(temps), "xla_flops_per_step": float(cost.get("flops", 0.0)),
+      "xla_bytes_accessed": float(cost.get("bytes accessed", 0.0)),
       "xla_optimal_seconds": float(cost.get("optimal_seconds", -1.0)),
       "collectives": colls, "mosaic_kernels": hlo.count('custom_call_target="tpu_custom_call"'),
       "activation_all_gather_bytes": int(activation), "compile_seconds": seconds,
       "traced_temp_bytes_estimate": int(traced_temps),
       "peaks": {"bf16_flops": chip.bf16_flops, "hbm_bytes_per_s": chip.hbm_bytes_per_s},
   }
-  plan.update(estimate(flops, plan["bytes_accessed"], plan["xla_optimal_seconds"], chip,
-                       plan["global_batch"]))
+  with_kernel_costs(plan, hlo)
   if hbm > chip.hbm_bytes:
     plan["does_not_fit"] = _overflow_message(
         hbm, chip.hbm_bytes, {"arguments": args, "temporaries": temps, "outputs": outs - alias},
         chip, bool(config.model.get("remat", False)))
   return plan, hlo
+
+
+def with_kernel_costs(plan: dict[str, Any], hlo: str) -> dict[str, Any]:
+  """`plan` (in place) with the Mosaic kernels' work that XLA's cost analysis leaves out added to
+  its FLOPs and bytes (ssljax/hlo_costs.py), and its roofline estimate redone. Also takes a
+  plan.json written before kernel costs were counted (its totals are then XLA's alone)."""
+  plan.setdefault("xla_flops_per_step", plan.get("flops_per_step", 0.0))
+  plan.setdefault("xla_bytes_accessed", plan.get("bytes_accessed", 0.0))
+  kernels = mosaic_kernel_costs(hlo)
+  plan["kernel_flops_per_step"] = kernels["flops"]
+  plan["uncounted_kernels"] = sorted(set(kernels["uncounted"]))
+  plan["flops_per_step"] = plan["xla_flops_per_step"] + kernels["flops"]
+  plan["bytes_accessed"] = plan["xla_bytes_accessed"] + kernels["bytes"]
+  plan.update(estimate(plan["flops_per_step"], plan["bytes_accessed"],
+                       plan["xla_optimal_seconds"], chip_for(plan["topology"]),
+                       plan["global_batch"]))
+  return plan
 
 
 def format_plan(plan: dict[str, Any]) -> str:
