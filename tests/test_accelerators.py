@@ -65,6 +65,15 @@ def test_simclr_resnet_step_compiles_with_the_sharded_contrastive_kernel():
   assert gathers and all("shard_map" in ln for ln in gathers), gathers
 
 
+def test_swav_step_gathers_no_activations():
+  """SwAV's head sees sample-major rows: its view-major merge used to gather the features."""
+  config = load_config("swav_digits")
+  config.batch_size = 64
+  plan, hlo = _tpu_plan(config)
+  _assert_sharded_step(plan, hlo, mosaic=False)
+  assert "all-gather" not in plan["collectives"], plan["collectives"]
+
+
 def _no_compile(monkeypatch):
   def no_compile(*args, **kwargs):
     raise AssertionError("compiled a step that cannot fit")

@@ -169,17 +169,21 @@ class SwAV(base.Method):
       feats.append(common.split_views(f, views.shape[1]))                # [V_group, B, F]
     feats = jnp.concatenate(feats, axis=0)                                 # [V, B, F]
     v, b = feats.shape[:2]
-    z, h_state = common.apply_module(self.head, params["head"], state["head"],
-                                     feats.reshape((v * b,) + feats.shape[2:]), train=train, rng=h_rng)
-    z = losses.l2_normalize(z.astype(jnp.float32)).reshape(v, b, -1)
-    return z, dict(state, backbone=b_state, head=h_state)
+    # Sample-major rows ([B * V]) keep the batch sharding through the head; a view-major merge
+    # would make every device gather the whole batch's features first.
+    rows = jnp.swapaxes(feats, 0, 1).reshape((b * v,) + feats.shape[2:])
+    z, h_state = common.apply_module(self.head, params["head"], state["head"], rows, train=train,
+                                     rng=h_rng)
+    z = losses.l2_normalize(z.astype(jnp.float32))
+    return common.split_views(z, v), dict(state, backbone=b_state, head=h_state)
 
   def loss(self, params, state, batch, rng, step):
     """batch['global'] [B, 2, S, S, C], batch['local'] [B, L, s, s, C] -> swapped-prediction loss."""
     c = self.cfg
     z, state = self.embed(params, state, batch, rng)                       # [V, B, E]
     v, b, e = z.shape
-    scores = self._scores(params, z.reshape(v * b, e)).reshape(v, b, -1)   # [V, B, K]
+    rows = common.merge_views(jnp.swapaxes(z, 0, 1))                       # [B * V, E]
+    scores = common.split_views(self._scores(params, rows), v)             # [V, B, K]
     metrics = {"embedding_std": jnp.mean(jnp.std(z[0], axis=0)), **self._diagnostics(scores)}
     if not c.queue_length:
       loss = losses.swav_loss(scores, self.assign_views, c.temperature, c.epsilon, c.sinkhorn_iters)
