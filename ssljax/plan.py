@@ -124,12 +124,16 @@ def topology_devices(topology: str) -> list[Any]:
 
 def estimate(flops: float, bytes_accessed: float, optimal_seconds: float, chip: Chip,
              global_batch: int) -> dict[str, float]:
-  """Roofline step time (a lower bound) and the implied images/s and MFU."""
-  t = max(flops / chip.bf16_flops, bytes_accessed / chip.hbm_bytes_per_s,
-          optimal_seconds if optimal_seconds > 0 else 0.0)
+  """Roofline step time (a lower bound), the implied images/s and MFU, and what bounds it: the
+  step's FLOPs per byte against the chip's ridge point (peak FLOP/s over HBM bytes/s)."""
+  compute, memory = flops / chip.bf16_flops, bytes_accessed / chip.hbm_bytes_per_s
+  t = max(compute, memory, optimal_seconds if optimal_seconds > 0 else 0.0)
   t = max(t, 1e-12)
   return {"est_step_seconds": t, "est_images_per_sec": global_batch / t,
-          "est_mfu": flops / (t * chip.bf16_flops)}
+          "est_mfu": flops / (t * chip.bf16_flops),
+          "flops_per_byte": flops / max(bytes_accessed, 1.0),
+          "ridge_flops_per_byte": chip.bf16_flops / chip.hbm_bytes_per_s,
+          "bound": "HBM bandwidth" if memory >= compute else "compute"}
 
 
 def _for_plan(config):
@@ -283,7 +287,9 @@ def format_plan(plan: dict[str, Any]) -> str:
                          f"{plan['peaks']['bf16_flops'] / 1e12:.0f} TFLOP/s bf16, "
                          f"{plan['peaks']['hbm_bytes_per_s'] / 1e9:.0f} GB/s HBM)"),
       ("est. images/s", f"{plan['est_images_per_sec']:.0f} (global batch {plan['global_batch']})"),
-      ("est. MFU", f"{plan['est_mfu'] * 100:.1f}%"),
+      ("est. MFU", f"{plan['est_mfu'] * 100:.1f}%, bound by {plan['bound']} "
+                   f"({plan['flops_per_byte']:.0f} FLOP per HBM byte; the chip's ridge point "
+                   f"is {plan['ridge_flops_per_byte']:.0f})"),
       ("Mosaic kernels", str(plan["mosaic_kernels"]) + (
           f" (FLOPs not counted: {', '.join(plan['uncounted_kernels'])})"
           if plan["uncounted_kernels"] else "")),

@@ -223,6 +223,9 @@ def test_estimate_is_a_roofline_lower_bound():
   memory = plan_lib.estimate(197e12, 2 * 819e9, -1.0, chip, 256)
   assert memory["est_step_seconds"] == pytest.approx(2.0) and memory["est_mfu"] == 0.5
   assert plan_lib.estimate(1.0, 1.0, 3.0, chip, 6)["est_images_per_sec"] == pytest.approx(2.0)
+  assert compute["bound"] == "compute" and memory["bound"] == "HBM bandwidth"
+  assert memory["flops_per_byte"] == pytest.approx(197e12 / (2 * 819e9))
+  assert memory["ridge_flops_per_byte"] == pytest.approx(197e12 / 819e9)
 
 
 # ---------------------------------------------------------------------------------------------
