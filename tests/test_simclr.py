@@ -34,6 +34,29 @@ def test_loss_is_nt_xent_of_projections(tiny_config):
   assert feats.shape == (8, method.backbone.num_features)
 
 
+def test_proj_last_bn_standardises_the_projection(tiny_config):
+  """proj_last_bn=True: SimCLR v2's (and lightly's) BatchNorm on the output layer, scale only; the
+  default head has none."""
+  rng = np.random.default_rng(0)
+  batch = {"global": rng.normal(size=(16, 2, 8, 8, 1)).astype(np.float32),
+           "label": np.zeros(16, np.int32)}
+  heads = {}
+  for last_bn in (False, True):
+    cfg = tiny_config()
+    cfg.simclr.proj_last_bn = last_bn
+    method = methods.get("simclr")(cfg)
+    params, state = method.init(jax.random.key(0), batch)
+    z, _ = method._project(params, state, batch["global"].reshape(32, 8, 8, 1), jax.random.key(1), True)
+    heads[last_bn] = (params["head"], np.asarray(z))
+  n = len(tiny_config().simclr.proj_hidden_dims)
+  assert f"bn{n}" not in heads[False][0]
+  assert set(heads[True][0][f"bn{n}"]) == {"scale"}           # no shift, as MLPHead's last_bn
+  z = heads[True][1]
+  np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)       # batch statistics in train mode
+  np.testing.assert_allclose(z.std(0), 1.0, atol=1e-2)
+  assert np.abs(heads[False][1].std(0) - 1.0).max() > 0.05
+
+
 @pytest.mark.slow
 def test_quickstart_learns(tmp_path):
   """The README quickstart config itself: beats the random-init backbone on held-out kNN."""

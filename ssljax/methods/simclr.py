@@ -2,7 +2,8 @@
 
 "A Simple Framework for Contrastive Learning of Visual Representations" (Chen et al., 2020);
 the 3-layer head of SimCLRv2, "Big Self-Supervised Models are Strong Semi-Supervised Learners"
-(Chen et al., 2020), is `proj_hidden_dims=(2048, 2048)`.
+(Chen et al., 2020), is `proj_hidden_dims=(2048, 2048), proj_last_bn=True` (v2 puts BatchNorm on
+every projection layer, the output one included; lightly's SimCLRProjectionHead does too).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class SimCLR(base.Method):
         proj_hidden_dims=(2048,),  # SimCLR v1: one hidden layer; v2: (2048, 2048)
         proj_dim=128,
         proj_use_bn=True,
+        proj_last_bn=False,       # BatchNorm (scale only) on the output layer: SimCLR v2's head
         loss_impl="auto",    # auto | reference | xla | pallas (losses.contrastive)
     ))
 
@@ -35,7 +37,7 @@ class SimCLR(base.Method):
     super().__init__(config)
     self.backbone = common.backbone_from_config(config)
     self.head = MLPHead(hidden_dims=tuple(self.cfg.proj_hidden_dims), out_dim=self.cfg.proj_dim,
-                        use_bn=self.cfg.proj_use_bn)
+                        use_bn=self.cfg.proj_use_bn, last_bn=self.cfg.proj_last_bn)
     self.modules = {"backbone": self.backbone, "head": self.head}
 
   def view_spec(self) -> ViewSpec:
