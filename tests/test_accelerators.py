@@ -216,6 +216,21 @@ def test_mosaic_kernel_costs_count_what_xla_leaves_out():
   assert costs["bytes"] == 4 * operands + results
 
 
+def test_with_kernel_costs_updates_an_old_plan_once():
+  """A plan.json from before kernel costs were counted: XLA's totals are kept apart, the kernels'
+  added, and the estimate redone; applying it twice changes nothing."""
+  qkv = ["bf16[2,4,128,64]", "bf16[2,4,128,64]", "bf16[2,4,128,64]"]
+  hlo = _custom_call("splash_mha_fwd_segmented_no_residuals", "bf16[2,4,128,64]{3,2,1,0}", qkv)
+  old = {"topology": "v5e:2x4", "global_batch": 16, "flops_per_step": 1e9,
+         "bytes_accessed": 1e9, "xla_optimal_seconds": -1.0}
+  plan = plan_lib.with_kernel_costs(dict(old), hlo)
+  kernel = 2 * 2 * 2 * 4 * 128 * 128 * 64
+  assert plan["kernel_flops_per_step"] == kernel and plan["xla_flops_per_step"] == 1e9
+  assert plan["flops_per_step"] == 1e9 + kernel and plan["bytes_accessed"] > 1e9
+  assert plan["est_step_seconds"] == pytest.approx(plan["bytes_accessed"] / 819e9)
+  assert plan_lib.with_kernel_costs(dict(plan), hlo) == plan
+
+
 def test_estimate_is_a_roofline_lower_bound():
   chip = plan_lib.CHIPS["v5e"]
   compute = plan_lib.estimate(197e12, 1.0, -1.0, chip, 256)
