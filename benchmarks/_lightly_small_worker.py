@@ -11,7 +11,8 @@ learning rate of every step (ssljax's optax schedule evaluated step by step).
 Model: ssljax's small CNN (ssljax/models/small_cnn.py: per stage 3x3 conv without bias, BatchNorm
 momentum 0.1 in torch's convention = 0.9 in Flax's, eps 1e-5, ReLU; 2x2 max-pool between stages;
 global average pool) in torch with torch's default initialisation, and lightly's heads and losses:
-- simclr: `SimCLRProjectionHead(D, hidden, out)`, `NTXentLoss(temperature)`;
+- simclr: `SimCLRProjectionHead(D, hidden, out)` (BatchNorm on its output layer too, as
+  ssljax's `simclr.proj_last_bn=True`, which `small_images.peer_recipe` requires), `NTXentLoss(temperature)`;
 - byol: `BYOLProjectionHead`, `BYOLPredictionHead`, `NegativeCosineSimilarity`, a momentum copy
   updated with `update_momentum` at lightly's `cosine_schedule(step, total, tau, 1)`, symmetric loss;
 - dino: `DINOProjectionHead(D, hidden, bottleneck, out, batch_norm=True)`, `DINOLoss` (teacher /

@@ -65,6 +65,9 @@ def peer_recipe(config) -> dict[str, Any]:
          "grad_clip": float(o.grad_clip), "augment": torch_aug_params(config.data.augment)}
   c = config[config.method]
   if config.method == "simclr":
+    if not c.get("proj_last_bn", False):
+      raise ValueError("lightly's SimCLRProjectionHead has BatchNorm on its output layer: the ssljax "
+                       "side needs simclr.proj_last_bn=True to be the same head")
     out.update(proj_hidden_dim=int(c.proj_hidden_dims[0]), proj_dim=int(c.proj_dim),
                temperature=float(c.temperature))
   elif config.method == "byol":
@@ -232,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "ssljax_benchmarks"))
   parser.add_argument("--quick", action="store_true", help="10 steps, eval every 5, no write")
   parser.add_argument("--no-write", action="store_true")
+  parser.add_argument("--fresh", action="store_true", help="drop the section's rows of (task, method) "
+                      "pairs this run does not measure (by default they are kept, marked '(earlier run)')")
   parser.add_argument("--from-log", help="re-render the section from the curve lines of a run's output "
                       "(no training); give the run's own options too, which the section records")
   args = parser.parse_args(argv)
@@ -243,14 +248,22 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   rows, curves = [], []
 
   def write(result):
-    table = report.markdown_table(HEADER, rows)
+    kept_rows, kept_curves = [], []
+    for (task, method), (line, result_k) in kept.items():
+      kept_rows.append(summary_row(task, f"{method} (earlier run)", result_k, raw_knn_of(task)))
+      kept_curves.append(line)
+    table = report.markdown_table(HEADER, rows + kept_rows)
     print(table)
     print("\n".join(curves), flush=True)
     if args.no_write:
       return
     notes = (
         f"\n\nkNN every {args.eval_every} steps (step: held-out kNN top-1 @ training s):\n\n"
-        + "\n".join(curves) +
+        + "\n".join(curves + kept_curves) +
+        ("\n\nRows marked '(earlier run)' were not re-run by the command above: their curves are "
+         "the section's previous ones, copied with the date and command of the run that measured "
+         "them (at the end of their curve line; that run's recipes, not necessarily today's)."
+         if kept_rows else "") +
         f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, batch "
         f"{args.batch}, {args.steps} steps (the same sample budget), the same per-step learning rates, "
         "AdamW with weight decay on kernels only, the same augmentation parameters (ssljax's numpy/PIL "
@@ -279,26 +292,36 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
                            f"grain {_peer.version('grain')}"}
     report.write_section(SECTION, table + notes, meta)
 
+  raws = {}
+
+  def raw_knn_of(task):
+    if task not in raws:
+      path = os.path.join(args.data_dir, task)
+      if not os.path.isdir(os.path.join(path, "val")):
+        benchmarks.write(task, path)
+      raws[task] = benchmarks.raw_pixel_knn(path, benchmarks.get(task).image_size)
+    return raws[task]
+
+  kept = {} if args.no_write or args.fresh else earlier_curves()
   if args.from_log:
     last = {}   # (task, method) -> its line; the output repeats the curves after every method
     for line in open(args.from_log):
       parsed = parse_curve_line(line)
       if parsed:
         last[parsed[:2]] = (line.strip(), parsed[2])
-    raws = {}
+    for pair in last:
+      kept.pop(pair, None)
     for (task, method), (line, result) in last.items():
-      if task not in raws:
-        raws[task] = benchmarks.raw_pixel_knn(os.path.join(args.data_dir, task),
-                                              benchmarks.get(task).image_size)
-      rows.append(summary_row(task, method, result, raws[task]))
+      rows.append(summary_row(task, method, result, raw_knn_of(task)))
       curves.append(line)
     write({"versions": peer_versions()})
     return rows
   for task in args.tasks:
+    for method in args.methods:
+      kept.pop((task, method), None)
+  for task in args.tasks:
     path = os.path.join(args.data_dir, task)
-    if not os.path.isdir(os.path.join(path, "val")):
-      benchmarks.write(task, path)
-    raw = benchmarks.raw_pixel_knn(path, benchmarks.get(task).image_size)
+    raw = raw_knn_of(task)
     for method in args.methods:
       print(f"{task} {method}", flush=True)
       config = load_config(method, path, args.steps, args.batch)
@@ -309,6 +332,28 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
           for name, c in result["curves"].items()))
       write(result)   # after every method: a partial run still leaves its rows
   return rows
+
+
+def earlier_curves(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
+  """{(task, method): (curve line, parsed)} of the section as last written, each line ending with
+  the date and command of the run that measured it."""
+  import re
+  if not os.path.exists(path):
+    return {}
+  m = re.search(rf"^## {re.escape(SECTION)}\n(.*?)(?=^## |\Z)", open(path).read(), re.S | re.M)
+  if not m:
+    return {}
+  meta = dict(re.findall(r"^- (date|command): (.*)$", m.group(1), re.M))
+  out = {}
+  for line in m.group(1).splitlines():
+    parsed = parse_curve_line(line)
+    if parsed:
+      line = line.strip()
+      if "(earlier run:" not in line:
+        line += f" (earlier run: {meta.get('date', '?')}, `{meta.get('command', '?')}`)"
+      task, method = parsed[0], parsed[1].replace(" (earlier run)", "")
+      out[(task, method)] = (line, parsed[2])
+  return out
 
 
 def parse_curve_line(line: str):

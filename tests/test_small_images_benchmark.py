@@ -54,3 +54,22 @@ def test_summary_times_only_trained_points_and_flags_no_learning():
   row = dict(zip(small_images.HEADER, small_images.summary_row(task, method, flat, 0.267)))
   assert row["ssljax >= target sooner"].startswith("- (lightly did not learn")
   assert small_images.parse_curve_line("photo_patches32 simclr") is None
+
+
+def test_earlier_rows_keep_the_run_that_measured_them(tmp_path):
+  """A run of some methods keeps the section's other rows, each curve line naming its own run."""
+  from benchmarks import small_images
+  line = ("- photo_patches32 byol: ssljax 0: 0.327 @ 13 s, 40: 0.286 @ 47 s; "
+          "lightly 0: 0.338 @ 0 s, 40: 0.311 @ 82 s")
+  md = tmp_path / "B.md"
+  md.write_text(f"# B\n\n## {small_images.SECTION}\n\n- date: 2026-12-04 22:23\n- command: python -m "
+                f"benchmarks.small_images --steps 40\n\n| t |\n|---|\n\n{line}\n\n## Other\n\n"
+                "- photo_patches32 dino: ssljax 0: 0.1 @ 1 s; lightly 0: 0.2 @ 1 s\n")
+  kept = small_images.earlier_curves(str(md))
+  assert list(kept) == [("photo_patches32", "byol")]          # not the other section's line
+  text, result = kept[("photo_patches32", "byol")]
+  assert text.endswith("(earlier run: 2026-12-04 22:23, `python -m benchmarks.small_images --steps 40`)")
+  assert [p["knn"] for p in result["curves"]["lightly"]] == [0.338, 0.311]
+  md.write_text(md.read_text().replace(line, text).replace("date: 2026-12-04 22:23", "date: 2026-12-05 01:00"))
+  again, _ = small_images.earlier_curves(str(md))[("photo_patches32", "byol")]
+  assert again.count("earlier run") == 1 and "22:23" in again and "01:00" not in again   # kept again
