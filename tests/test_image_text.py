@@ -286,7 +286,40 @@ def test_lit_locks_the_image_tower(tmp_path):
   moved = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - np.asarray(b)).max()), text0,
                                  jax.device_get(state.params["text"]))
   assert max(jax.tree_util.tree_leaves(moved)) > 0
+  # lit_digits standardises the locked features with running statistics of the batches seen.
+  assert c.lit.feature_norm == "standardize"
+  stats = jax.device_get(state.method_state["feature_stats"])
+  assert float(stats["weight"]) == pytest.approx(1 - c.lit.feature_norm_momentum ** 2, rel=1e-4)
   assert 0.0 <= result["zeroshot_top1"] <= 1.0
+
+
+def test_lit_feature_norm_uses_running_statistics():
+  from ssljax.methods import lit
+  rng = np.random.default_rng(0)
+  d = 8
+  stats = {"sum": np.zeros(d, np.float32), "sq": np.zeros(d, np.float32),
+           "weight": np.float32(0.0)}
+  a = (5.0 + 3.0 * rng.normal(size=(64, d))).astype(np.float32)
+  # Before any batch: unchanged.
+  np.testing.assert_array_equal(lit.normalize_features(a, stats, "standardize"), a)
+  # One batch, bias-corrected: exactly that batch's mean and (population) std.
+  one = lit.update_feature_stats(stats, a, 0.99)
+  np.testing.assert_allclose(np.asarray(lit.normalize_features(a, one, "center")).mean(0), 0,
+                             atol=1e-4)
+  z = np.asarray(lit.normalize_features(a, one, "standardize"))
+  np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
+  np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+  # Two batches: the EMA weights the newer one by 1 - m, the older by m (renormalised).
+  b = (-1.0 + rng.normal(size=(64, d))).astype(np.float32)
+  two = lit.update_feature_stats(one, b, 0.9)
+  want = (0.9 * 0.01 * a.mean(0) + 0.1 * b.mean(0)) / (0.9 * 0.01 + 0.1)
+  np.testing.assert_allclose(np.asarray(two["sum"]) / np.asarray(two["weight"]), want,
+                             rtol=1e-5)
+  c = load_config("lit_digits")
+  c.lit.image_tower = "/"
+  c.lit.feature_norm = "whiten"
+  with pytest.raises(config_lib.ConfigError, match="feature_norm='whiten'"):
+    config_lib.validate(c)
 
 
 def test_lit_needs_an_image_tower():

@@ -4,8 +4,9 @@ CLIP and SigLIP must reach held-out zero-shot top-1 at least 0.3 above their ran
 (chance is 0.1) and image->text R@1 well above them (measured, seed 0: CLIP 0.697 vs 0.097,
 SigLIP 0.492 vs 0.097; SigLIP seed 1, 2026-12-05, an extra run: zero-shot 0.506 vs 0.122,
 i2t R@1 0.542 vs 0.003, t2i R@1 0.678, 1,617 s on 2 cores at load average 7-22). LiT on a
-DINO tower pretrained on the same images learns (zero-shot 0.178 vs 0.086 with a random text tower), but does not yet come within a few points of that
-tower's linear probe (0.314): that part is an expected failure with the measured numbers. The
+DINO tower pretrained on the same images (benchmarks/image_text_digits.py `dino_tower`) must
+come within 5 points of that tower's linear probe (measured 2026-12-05, seed 0: zero-shot 0.325,
+random text tower 0.089, the tower's probe 0.375; 1,008 s with the tower, so an extra run). The
 held-out split has held-out digit images and (digit, colour) pairs never seen in training.
 """
 import os
@@ -48,10 +49,8 @@ def test_lit_reaches_its_towers_linear_probe(tmp_path):
   r = _train(c, str(tmp_path / "lit"))
   print(f"lit: zero-shot {r['zeroshot_top1']:.3f} (random text tower "
         f"{r['zeroshot_top1_random_init']:.3f}); the tower's linear probe {tower['linear_top1']:.3f}")
-  assert r["zeroshot_top1"] >= r["zeroshot_top1_random_init"] + 0.05, r
-  assert r["i2t_r1"] >= r["i2t_r1_random_init"] + 0.15, r
+  assert r["zeroshot_top1"] >= r["zeroshot_top1_random_init"] + 0.15, r
+  assert r["i2t_r1"] >= r["i2t_r1_random_init"] + 0.25, r
   assert os.path.exists(tmp_path / "lit" / "tokenizer.model")
-  if r["zeroshot_top1"] < tower["linear_top1"] - 0.05:
-    pytest.xfail(f"LiT zero-shot {r['zeroshot_top1']:.3f} is more than 0.05 below its DINO "
-                 f"tower's linear probe {tower['linear_top1']:.3f} (measured 2026-12-04: 0.178 "
-                 f"vs 0.314; lr 3e-3 gave 0.206, SigLIP's loss 0.097)")
+  # The criterion: zero-shot within a few (5) points of the locked tower's own linear probe.
+  assert r["zeroshot_top1"] >= tower["linear_top1"] - 0.05, (r, tower["linear_top1"])
