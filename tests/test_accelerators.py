@@ -65,13 +65,16 @@ def test_simclr_resnet_step_compiles_with_the_sharded_contrastive_kernel():
   assert gathers and all("shard_map" in ln for ln in gathers), gathers
 
 
-def test_swav_step_gathers_no_activations():
-  """SwAV's head sees sample-major rows: its view-major merge used to gather the features."""
-  config = load_config("swav_digits")
+@pytest.mark.parametrize("name", ["swav_digits", "lejepa_digits"])
+def test_multi_view_heads_keep_the_batch_sharding(name):
+  """The heads see sample-major rows ([B * V]); view-major rows (SwAV's merge, LeJEPA's concat of
+  global and local row blocks) made XLA gather or reshuffle the features across chips. Now the
+  only collectives are the all-reduces of gradients and batch statistics."""
+  config = load_config(name)
   config.batch_size = 64
   plan, hlo = _tpu_plan(config)
   _assert_sharded_step(plan, hlo, mosaic=False)
-  assert "all-gather" not in plan["collectives"], plan["collectives"]
+  assert set(plan["collectives"]) == {"all-reduce"}, plan["collectives"]
 
 
 def _no_compile(monkeypatch):

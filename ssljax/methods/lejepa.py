@@ -78,25 +78,22 @@ class LeJEPA(base.Method):
   def project(self, params, state, batch, rng, train=True):
     """(all_proj [V, B, E] float32, global views first, updated state)."""
     g_rng, l_rng, h_rng = jax.random.split(rng, 3)
-    g = batch["global"].shape[1]
+    b, g = batch["global"].shape[:2]
     feats, b_state = common.apply_module(self.backbone, params["backbone"], state["backbone"],
                                          common.merge_views(batch["global"]), train=train, rng=g_rng)
-    parts, num_views = [feats], [g]
+    parts = [feats.reshape((b, g) + feats.shape[1:])]
     if "local" in batch and batch["local"].shape[1]:
       local, b_state = common.apply_module(self.backbone, params["backbone"], b_state,
                                            common.merge_views(batch["local"]), train=train,
                                            rng=l_rng)
-      parts.append(local)
-      num_views.append(batch["local"].shape[1])
+      parts.append(local.reshape((b, -1) + local.shape[1:]))
+    # One projector pass over every view, rows sample-major ([B * V]): concatenating the views'
+    # row blocks instead would break the batch sharding and gather the features.
+    rows = jnp.concatenate(parts, axis=1)                                  # [B, V, F]
     z, h_state = common.apply_module(self.projector, params["projector"], state["projector"],
-                                     jnp.concatenate(parts), train=train, rng=h_rng)
-    z = z.astype(jnp.float32)
-    b = batch["global"].shape[0]
-    zg = common.split_views(z[:b * g], g)
-    views = [zg]
-    if len(num_views) > 1:
-      views.append(common.split_views(z[b * g:], num_views[1]))
-    return jnp.concatenate(views), {"backbone": b_state, "projector": h_state}
+                                     common.merge_views(rows), train=train, rng=h_rng)
+    return (common.split_views(z.astype(jnp.float32), rows.shape[1]),     # [V, B, E]
+            {"backbone": b_state, "projector": h_state})
 
   def loss(self, params, state, batch, rng, step):
     del step
