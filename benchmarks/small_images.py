@@ -232,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--eval-every", type=int, default=50)
   parser.add_argument("--threads", type=int, default=1, help="CPUs both processes are pinned to")
+  parser.add_argument("--seed", type=int, default=0, help="config.seed of both sides (init, data order)")
   parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "ssljax_benchmarks"))
   parser.add_argument("--quick", action="store_true", help="10 steps, eval every 5, no write")
   parser.add_argument("--no-write", action="store_true")
@@ -264,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
          "the section's previous ones, copied with the date and command of the run that measured "
          "them (at the end of their curve line; that run's recipes, not necessarily today's)."
          if kept_rows else "") +
-        f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, batch "
+        f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, seed "
+        f"{args.seed}, batch "
         f"{args.batch}, {args.steps} steps (the same sample budget), the same per-step learning rates, "
         "AdamW with weight decay on kernels only, the same augmentation parameters (ssljax's numpy/PIL "
         "views vs torchvision's); lightly's SimCLRProjectionHead + NTXentLoss, BYOLProjectionHead + "
@@ -324,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
     raw = raw_knn_of(task)
     for method in args.methods:
       print(f"{task} {method}", flush=True)
-      config = load_config(method, path, args.steps, args.batch)
+      config = load_config(method, path, args.steps, args.batch, seed=args.seed)
       result = run(config, args.threads, args.eval_every)
       rows.append(summary_row(task, method, result, raw))
       curves.append(f"- {task} {method}: " + "; ".join(
