@@ -318,11 +318,14 @@ def nt_xent_loss(z1, z2, scale, *, impl="auto", **tile_kw):
     impl: 'auto' | 'pallas' | 'xla' | 'reference'; tile_kw: block_q, block_k, interpret.
 
   Returns:
-    Scalar float32: mean over the 2N rows of z = [z1; z2] of
-    lse_{j != i}(scale z_i.z_j) - scale z_i.z_{(i + N) mod 2N}.
+    Scalar float32: mean over the 2N rows z_i of z1 and z2 of
+    lse_{j != i}(scale z_i.z_j) - scale z_i.(its other view).
   """
-  z = jnp.concatenate([z1, z2], axis=0)
-  partner = jnp.concatenate([z2, z1], axis=0)
+  # Rows sample-major (z1[0], z2[0], z1[1], ...): the same 2N rows as [z1; z2], but a batch
+  # sharded over devices stays sharded, where the view-major concatenation reshuffles it.
+  n, d = z1.shape
+  z = jnp.stack([z1, z2], axis=1).reshape(2 * n, d)
+  partner = jnp.stack([z2, z1], axis=1).reshape(2 * n, d)
   lse = similarity_lse(z, z, scale, exclude_diagonal=True, impl=impl, **tile_kw)
   return jnp.mean(lse - positive_logits(z, partner, scale))
 
