@@ -13,6 +13,17 @@ warm-up steps, cosine decay, and 3B examples seen (91,552 steps; the paper repor
 budgets). The loss runs per data shard with all pairs of the global batch (the tiled sigmoid
 kernel under shard_map, O(N / P) memory per device). ssljax has NOT measured this config (no
 time or accuracy is claimed for it); `python -m ssljax.plan` compiles it for a TPU slice.
+
+On a v5e:4x4 slice (16 chips of 16 GiB) batch 32,768 does not fit (126.7 GiB per chip; 52.4 GiB
+with `model.remat=True`). What fits, compiled 2026-12-05 by
+  python -m ssljax.plan --config configs/siglip_b16_webdataset.py --topology v5e:4x4 \
+      --config.batch_size=8192 --config.model.remat=True --out /tmp/plan
+(libtpu ahead-of-time, on a CPU; mesh data 16): batch 8,192 (512 per chip) with the image
+tower's blocks rematerialised, 14.69 GiB of HBM per chip (arguments 2.27 GiB, temporaries 12.34
+GiB), 75.6 TFLOP per step per chip, est. 720 ms per step (a roofline lower bound, HBM-bound),
+est. MFU 53.3%. Gradient accumulation cannot stand in for the larger batch (the loss's
+negatives are the whole batch; `grad_accum_steps` > 1 is refused for it), so a 4x4 slice trains
+at batch 8k; set `--config.total_steps` for the examples to be seen (it stays SEEN // 32,768).
 """
 from ssljax import config as config_lib
 
