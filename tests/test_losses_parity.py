@@ -198,6 +198,10 @@ def test_msn_value(va, n, k, d, n_sk):
   got = jval(L.msn_loss, anchor, target, protos, temperature=0.1, sharpen_temperature=0.25,
              me_max_weight=1.0, n_sinkhorn=n_sk)
   np.testing.assert_allclose(got, np_msn(anchor, target, protos, 0.1, 0.25, 1.0, n_sk), rtol=1e-4)
+  # The same anchors as [Va, N, D] (the views on their own axis): the same loss.
+  stacked = jval(L.msn_loss, anchor.reshape(va, n, d), target, protos, temperature=0.1,
+                 sharpen_temperature=0.25, me_max_weight=1.0, n_sinkhorn=n_sk)
+  np.testing.assert_allclose(stacked, got, rtol=1e-6)
 
 
 def test_msn_grad_targets_fixed():

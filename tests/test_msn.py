@@ -65,7 +65,7 @@ def test_loss_is_msn_loss_of_masked_anchors_and_ema_target(tiny_config):
   t_rng, a_rng = jax.random.split(jax.random.key(1))
   target, _ = method._encode(state["target_params"], state["target"], batch["global"][:, 0], t_rng, True)
   anchor, _ = method.anchors(params, state, batch, a_rng)
-  assert anchor.shape == (3 * 16, 8)  # (1 masked global + 2 focal) views, view-major
+  assert anchor.shape == (3, 16, 8)  # (1 masked global + 2 focal) views, on their own axis
   expected = losses.msn_loss(anchor, target, params["prototypes"].reshape(6, 8), 0.2, 0.5, 0.7, 2)
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   # The anchor view 0 is the second global crop encoded from its kept patches only.
@@ -74,7 +74,7 @@ def test_loss_is_msn_loss_of_masked_anchors_and_ema_target(tiny_config):
   m_rng, e_rng = jax.random.split(g_key)
   keep = msn_lib.random_keep_indices(m_rng, 16, (8 // p) ** 2, msn_lib.num_kept(4, 0.5))
   z, _ = method._encode(params, state["online"], batch["global"][:, 1], e_rng, True, keep_indices=keep)
-  np.testing.assert_allclose(anchor[:16], z, rtol=1e-5)
+  np.testing.assert_allclose(anchor[0], z, rtol=1e-5)
   # Both encoders' BatchNorm statistics moved.
   assert not np.allclose(new_state["target"]["projector"]["batch_stats"]["bn0"]["mean"], 0.0)
   assert not np.allclose(new_state["online"]["projector"]["batch_stats"]["bn0"]["mean"], 0.0)

@@ -118,8 +118,9 @@ def msn_loss(
   gradient; the me-max term is log K - H(mean anchor prediction).
 
   Args:
-    anchor: [Va * N, D] anchor-view representations, view-major (row v * N + i is view v of
-      image i).
+    anchor: [Va, N, D] anchor-view representations (anchor[v, i] is view v of image i), or the
+      same view-major as [Va * N, D] (row v * N + i). With N sharded over devices, [Va, N, D]
+      keeps each device's rows its own.
     target: [N, D] target-view representations (no gradient flows to them).
     prototypes: [K, D] prototypes (normalised here).
     temperature: temperature of both the anchor and the target prototype softmax.
@@ -135,10 +136,14 @@ def msn_loss(
   """
   n = target.shape[0]
   k = prototypes.shape[0]
-  if anchor.shape[0] % n or anchor.shape[1:] != target.shape[1:] or prototypes.shape[1:] != target.shape[1:]:
-    raise ValueError(f"msn_loss: expected anchor [Va*{n}, D], target [{n}, D], prototypes [K, D]"
-                     f" with the same D, got {anchor.shape}, {target.shape}, {prototypes.shape}")
-  va = anchor.shape[0] // n
+  flat = anchor.reshape((-1,) + anchor.shape[2:]) if anchor.ndim == 3 else anchor
+  if (flat.shape[0] % n or (anchor.ndim == 3 and anchor.shape[1] != n)
+      or flat.shape[1:] != target.shape[1:] or prototypes.shape[1:] != target.shape[1:]):
+    raise ValueError(f"msn_loss: expected anchor [Va, {n}, D] or [Va*{n}, D], target [{n}, D], "
+                     f"prototypes [K, D] with the same D, got {anchor.shape}, {target.shape}, "
+                     f"{prototypes.shape}")
+  if anchor.ndim == 2:
+    anchor = anchor.reshape(anchor.shape[0] // n, n, anchor.shape[1])
   protos = l2_normalize(prototypes.astype(jnp.float32))
   log_p = jax.nn.log_softmax(l2_normalize(anchor.astype(jnp.float32)) @ protos.T / temperature, axis=-1)
 
@@ -149,10 +154,10 @@ def msn_loss(
     targets = _sinkhorn_log(log_t, n_sinkhorn)
   else:
     targets = jnp.exp(log_t)
-  targets = jax.lax.stop_gradient(jnp.tile(targets, (va, 1)))
+  targets = jax.lax.stop_gradient(targets)
 
-  ce = -jnp.mean(jnp.sum(targets * log_p, axis=-1))
-  avg_probs = jnp.mean(jnp.exp(log_p), axis=0)
+  ce = -jnp.mean(jnp.sum(targets[None] * log_p, axis=-1))          # every view against its image
+  avg_probs = jnp.mean(jnp.exp(log_p), axis=(0, 1))
   # sum p log p with 0 log 0 = 0 (a prototype no anchor uses), NaN-free in value and gradient.
   positive = avg_probs > 0
   p_log_p = jnp.where(positive, avg_probs * jnp.log(jnp.where(positive, avg_probs, 1.0)), 0.0)

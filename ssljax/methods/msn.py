@@ -145,7 +145,7 @@ class MSN(base.Method):
     return z.astype(jnp.float32), {"backbone": b_state, "projector": h_state}
 
   def anchors(self, params, state, batch, rng):
-    """Masked anchor views -> (projections [(1 + L) * B, proj_dim] view-major, online BN state)."""
+    """Masked anchor views -> (projections [1 + L, B, proj_dim], online BN state)."""
     p = self.config.model.patch_size
     groups = [batch["global"][:, 1:2]] + ([batch["local"]] if "local" in batch else [])
     bn, out = state["online"], []
@@ -155,7 +155,9 @@ class MSN(base.Method):
       m_rng, e_rng = jax.random.split(key)
       keep = random_keep_indices(m_rng, b * v, num_patches, num_kept(num_patches, self.cfg.mask_ratio))
       z, bn = self._encode(params, bn, common.merge_views(views), e_rng, True, keep_indices=keep)
-      out.append(common.split_views(z, v).reshape(v * b, -1))             # view-major
+      out.append(common.split_views(z, v))                                # [v, B, E]
+    # Views stacked on their own axis: merging them into the (sharded) batch axis would move
+    # rows between devices.
     return jnp.concatenate(out, axis=0), bn
 
   def loss(self, params, state, batch, rng, step):
@@ -171,7 +173,7 @@ class MSN(base.Method):
                            c.sharpen_temperature, c.me_max_weight, c.sinkhorn_iters)
     tn = losses.l2_normalize(target)
     metrics = {"embedding_std": jnp.mean(jnp.std(tn, axis=0)),
-               **self._diagnostics(params, anchor[:target.shape[0]], target)}
+               **self._diagnostics(params, anchor[0], target)}
     return loss, (metrics, dict(state, online=online_bn, target=target_bn))
 
   def _diagnostics(self, params, anchor, target):
