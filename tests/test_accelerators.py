@@ -65,16 +65,18 @@ def test_simclr_resnet_step_compiles_with_the_sharded_contrastive_kernel():
   assert gathers and all("shard_map" in ln for ln in gathers), gathers
 
 
-@pytest.mark.parametrize("name", ["swav_digits", "lejepa_digits", "msn_digits", "simclr_digits"])
+@pytest.mark.parametrize("name", ["swav_digits", "lejepa_digits", "msn_digits", "simclr_digits",
+                                  "supcon_digits"])
 def test_multi_view_steps_keep_the_batch_sharding(name):
   """Views are merged sample-major ([B * V] rows) or kept on their own axis (MSN's anchors);
   view-major rows (SwAV's merge, LeJEPA's concat of global and local row blocks, NT-Xent's
-  [z1; z2], MSN's anchors) made XLA gather or reshuffle them across chips. Now the collectives are the all-reduces of gradients and batch statistics, plus, for
-  SimCLR, the contrastive kernel's own gather of the embeddings and its gradient."""
+  [z1; z2], MSN's anchors, SupCon's [V * N] anchors) made XLA gather or reshuffle them across
+  chips. Now the collectives are the all-reduces of gradients and batch statistics, plus, for
+  SimCLR and SupCon, the contrastive kernel's own gather of the embeddings and its gradient."""
   config = load_config(name)
   config.batch_size = 64
   plan, hlo = _tpu_plan(config)
-  kernel = name == "simclr_digits"
+  kernel = name in ("simclr_digits", "supcon_digits")
   _assert_sharded_step(plan, hlo, mosaic=kernel)
   allowed = {"all-reduce", "all-gather", "reduce-scatter"} if kernel else {"all-reduce"}
   assert set(plan["collectives"]) <= allowed, plan["collectives"]

@@ -163,8 +163,10 @@ def supcon(z: jax.Array, labels: jax.Array, temperature: float = 0.1,
   """
   v, n, d = z.shape
   impl = _pick_impl(impl, v * n, v * n)
-  feats = l2_normalize(z.reshape(v * n, d).astype(jnp.float32))
-  lab = jnp.tile(labels, v)
+  # Anchors sample-major (row i * V + v): the loss is a mean over anchors, and a batch sharded over
+  # devices stays sharded, where a view-major merge reshuffles it.
+  feats = l2_normalize(jnp.swapaxes(z, 0, 1).reshape(n * v, d).astype(jnp.float32))
+  lab = jnp.repeat(labels, v)
   if impl != "reference":
     return _supcon_tiled(feats, lab, temperature, impl)
   logits = (feats @ feats.T) / temperature
