@@ -114,19 +114,26 @@ class PatchTerm:
     n, p, kp = t_p.shape
     metrics = {"teacher_patch_temp": temp, "mask_fraction": jnp.mean(mask.astype(jnp.float32))}
     updates = {}
-    if _sinkhorn(cfg) or self.center_masked_only:
+    if _sinkhorn(cfg):
       # The masked teacher tokens as a static-shape [M, Kp] array (M fixed by the pipeline).
       masked_rows = jnp.nonzero(mask.reshape(n * p),
                                 size=self.num_masked_patches(cfg, n // 2, p))[0]
       t_masked = t_p.reshape(n * p, kp)[masked_rows]
-    if _sinkhorn(cfg):
       q = losses.sinkhorn_knopp(t_masked, epsilon=temp, n_iters=cfg.sinkhorn_iters)
       t_logq = jnp.zeros((n * p, kp), jnp.float32).at[masked_rows].set(_probs_as_logits(q))
       patch = losses.ibot_patch_loss(s_p, t_logq.reshape(n, p, kp), mask,
                                      jnp.zeros((kp,), jnp.float32), cfg.student_temp, 1.0)
     else:
       patch = losses.ibot_patch_loss(s_p, t_p, mask, state["patch_center"], cfg.student_temp, temp)
-      centre_input = t_masked[None] if self.center_masked_only else t_p.reshape(1, n * p, kp)
+      if self.center_masked_only:
+        # The masked tokens' mean as a masked sum: selecting the tokens (a nonzero over the
+        # global batch) made every device gather the [M, Kp] teacher logits.
+        w = mask.reshape(n, p).astype(jnp.float32)
+        total = jnp.einsum("np,npk->k", w, jax.lax.stop_gradient(t_p).astype(jnp.float32),
+                           precision=jax.lax.Precision.HIGHEST)
+        centre_input = (total / jnp.maximum(jnp.sum(w), 1.0))[None, None]
+      else:
+        centre_input = t_p.reshape(1, n * p, kp)
       updates["patch_center"] = losses.update_center(state["patch_center"], centre_input,
                                                      cfg.center_momentum, method.cpu_tuning)
     return cfg.patch_weight * patch, dict(metrics, patch_loss=patch), updates
