@@ -6,7 +6,8 @@ SigLIP 0.492 vs 0.097; SigLIP seed 1, 2026-12-05, an extra run: zero-shot 0.506 
 i2t R@1 0.542 vs 0.003, t2i R@1 0.678, 1,617 s on 2 cores at load average 7-22). LiT on a
 DINO tower pretrained on the same images (benchmarks/image_text_digits.py `dino_tower`) must
 come within 5 points of that tower's linear probe (measured 2026-12-05, seed 0: zero-shot 0.3417,
-random text tower 0.0889, the tower's probe 0.375; 359 s with the tower). The
+random text tower 0.0889, the tower's probe 0.375; 359 s with the tower at load average 3-15;
+this test: 0.344, 600 s at load average 5-11). The
 held-out split has held-out digit images and (digit, colour) pairs never seen in training.
 """
 import os
