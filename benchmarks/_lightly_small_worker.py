@@ -15,6 +15,8 @@ global average pool) in torch with torch's default initialisation, and lightly's
   ssljax's `simclr.proj_last_bn=True`, which `small_images.peer_recipe` requires), `NTXentLoss(temperature)`;
 - byol: `BYOLProjectionHead`, `BYOLPredictionHead`, `NegativeCosineSimilarity`, a momentum copy
   updated with `update_momentum` at lightly's `cosine_schedule(step, total, tau, 1)`, symmetric loss;
+  each view forwarded on its own (BatchNorm statistics per view) unless the recipe's
+  `joint_view_bn` (ssljax's `byol.joint_view_bn`) says both views as one batch;
 - dino: `DINOProjectionHead(D, hidden, bottleneck, out, batch_norm=True)`, `DINOLoss` (teacher /
   student temperatures, centre momentum), a momentum teacher as for BYOL, gradients clipped.
 torch AdamW with weight decay on kernels only (as `ssljax.optim.decay_mask`), torchvision transforms
@@ -126,9 +128,14 @@ class Model:
       z = self.student(torch.cat([x0, x1]))
       loss = self.criterion(z[:b], z[b:])
     elif self.method == "byol":
-      p = self.predictor(self.student(torch.cat([x0, x1])))
-      with torch.no_grad():
-        t = self.teacher(torch.cat([x0, x1]))
+      if r.get("joint_view_bn", True):    # both views as one batch, as lightly's examples do
+        p = self.predictor(self.student(torch.cat([x0, x1])))
+        with torch.no_grad():
+          t = self.teacher(torch.cat([x0, x1]))
+      else:                               # each view on its own (BatchNorm statistics per view)
+        p = torch.cat([self.predictor(self.student(x)) for x in (x0, x1)])
+        with torch.no_grad():
+          t = torch.cat([self.teacher(x) for x in (x0, x1)])
       loss = 0.5 * (self.criterion(p[:b], t[b:]) + self.criterion(p[b:], t[:b]))
     else:
       with torch.no_grad():

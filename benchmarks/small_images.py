@@ -71,9 +71,17 @@ def peer_recipe(config) -> dict[str, Any]:
     out.update(proj_hidden_dim=int(c.proj_hidden_dims[0]), proj_dim=int(c.proj_dim),
                temperature=float(c.temperature))
   elif config.method == "byol":
-    out.update(proj_hidden_dim=int(c.proj_hidden_dims[0]), proj_dim=int(c.proj_dim),
+    if c.get("proj_last_bn", False):
+      raise ValueError("lightly's BYOLProjectionHead has no BatchNorm on its output: the ssljax side "
+                       "needs byol.proj_last_bn=False to be the same network")
+    out.update(joint_view_bn=bool(c.get("joint_view_bn", False)), proj_hidden_dim=int(c.proj_hidden_dims[0]), proj_dim=int(c.proj_dim),
                pred_hidden_dim=int(c.pred_hidden_dims[0]), momentum=float(c.tau_base))
   elif config.method == "dino":
+    if c.local_crops:
+      raise ValueError("the lightly side implements DINO with the two global crops only: "
+                       "the ssljax side needs dino.local_crops=0")
+    # DINO's global crops take their scale from the method block, not data.augment.crop_scale.
+    out["augment"]["crop_scale"] = [float(x) for x in c.global_crops_scale]
     out.update(hidden_dim=int(c.hidden_dim), bottleneck_dim=int(c.bottleneck_dim),
                out_dim=int(c.out_dim), teacher_temp=float(c.teacher_temp),
                student_temp=float(c.student_temp), center_momentum=float(c.center_momentum),
@@ -263,22 +271,26 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         + "\n".join(curves + kept_curves) +
         ("\n\nRows marked '(earlier run)' were not re-run by the command above: their curves are "
          "the section's previous ones, copied with the date and command of the run that measured "
-         "them (at the end of their curve line; that run's recipes, not necessarily today's)."
+         "them (at the end of their curve line; that run's recipes and machine load, not necessarily "
+         "today's)."
          if kept_rows else "") +
         f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, seed "
         f"{args.seed}, batch "
         f"{args.batch}, {args.steps} steps (the same sample budget), the same per-step learning rates, "
         "AdamW with weight decay on kernels only, the same augmentation parameters (ssljax's numpy/PIL "
         "views vs torchvision's); lightly's SimCLRProjectionHead + NTXentLoss, BYOLProjectionHead + "
-        "BYOLPredictionHead + NegativeCosineSimilarity with a momentum copy, DINOProjectionHead + "
+        "BYOLPredictionHead + NegativeCosineSimilarity with a momentum copy (each view forwarded "
+        "on its own on both sides unless byol.joint_view_bn), DINOProjectionHead + "
         "DINOLoss with a momentum teacher (kNN on the teacher's backbone for DINO on both sides). "
         "Each side starts from its own random initialisation (Flax's and torch's default "
         "initialisers differ), hence the different kNN at step 0. kNN: ssljax's `knn_top1` (k 20, "
         "T 0.07) on both sides' backbone features of the same centre-view arrays. Seconds: training "
         "wall-clock (data loading and steps; ssljax's includes its compilation, cold cache), "
-        "evaluations excluded; the sides alternate chunks. MEASURED UNDER LOAD: other engineers' "
-        "jobs shared this 2-core machine during the run (load average well above 2), so the "
-        "seconds are noisy and both sides are slowed; compare the two columns of one row, not rows. "
+        "evaluations excluded; the sides alternate chunks. "
+        + ("MEASURED UNDER LOAD: other jobs shared this machine during the run (load average above "
+           "its core count), so the seconds are noisy and both sides are slowed; compare the two "
+           "columns of one row, not rows. " if os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
+           else "") +
         f"The machine: {_machine()}.")
     given, skip = [], False
     for a in (argv if argv is not None else sys.argv[1:]):   # the run's options, not --from-log's

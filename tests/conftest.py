@@ -57,12 +57,15 @@ def load_config(name: str):
   return config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py"))
 
 
-def learn_on_digits(config, workdir, margin: float):
+def learn_on_digits(config, workdir, margin: float, loss_falls: bool = True):
   """Trains `config` in `workdir`, then asserts what 'a method learns' means in this project.
 
-  Held-out kNN top-1 beats the random-init backbone's by `margin`, the training loss went down,
-  and the embedding did not collapse (diagnostics.collapse_report at threshold 0.2: per-dim std of
-  normalised embeddings above a fifth of the 1/sqrt(D) of a healthy embedding). Returns eval.json's dict.
+  Held-out kNN top-1 beats the random-init backbone's by `margin`, the training loss went down
+  (unless `loss_falls=False`: a loss against a target that sharpens during the run, as DINO's
+  teacher does from the flat start where student and teacher are one network, may end above its
+  start while the features improve), and the embedding did not collapse
+  (diagnostics.collapse_report at threshold 0.2: per-dim std of normalised embeddings above a
+  fifth of the 1/sqrt(D) of a healthy embedding). Returns eval.json's dict.
 
   Methods whose embeddings are mean-pooled patch tokens (`Method.centre_embeddings`, the masked
   modelling ones) are checked on mean-centred embeddings, as the trainer's collapse warning does:
@@ -111,7 +114,8 @@ def learn_on_digits(config, workdir, margin: float):
                               seed=int(config.seed), margin=margin, overrides=overrides,
                               loss_first=first, loss_last=last,
                               collapsed=bool(report["collapsed"]), **numbers)) + "\n")
-  assert last < first, f"loss did not go down: first {first:.4f}, last {last:.4f}"
+  if loss_falls:
+    assert last < first, f"loss did not go down: first {first:.4f}, last {last:.4f}"
   assert result["knn_top1"] > result["knn_top1_random_init"] + margin, result
   assert not report["collapsed"], f"collapsed: {report}"
   return result

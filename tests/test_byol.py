@@ -120,6 +120,25 @@ def test_projector_last_bn_centres_the_batch(tiny_config):
   assert "bn1" not in params_plain["projector"]
 
 
+def test_joint_view_bn_forwards_both_views_as_one_batch(tiny_config):
+  """joint_view_bn: BatchNorm statistics over both views; with identical views they equal one view's,
+  so the outputs equal the per-view forward's, row for row (the merge / split keeps sample order)."""
+  _, per_view, batch, params, state = _setup(tiny_config)
+  _, joint, _, _, _ = _setup(tiny_config, joint_view_bn=True)
+  rng = np.random.default_rng(1)
+  other = rng.normal(size=(8, 8, 8, 1)).astype(np.float32)
+  same = {**batch, "global": np.stack([other, other], axis=1)}
+  (q_a, z_a), _ = per_view.forward(params, state, same, jax.random.key(1))
+  (q_b, z_b), _ = joint.forward(params, state, same, jax.random.key(1))
+  _close((q_a, z_a), (q_b, z_b), rtol=1e-4, atol=1e-5)
+  # Different views: the statistics are over both, so the outputs differ from the per-view ones.
+  (q_a, _), _ = per_view.forward(params, state, batch, jax.random.key(1))
+  (q_b, _), _ = joint.forward(params, state, batch, jax.random.key(1))
+  assert q_b.shape == q_a.shape == (2, 8, 16) and not np.allclose(q_a, q_b, atol=1e-4)
+  loss, (metrics, _) = joint.loss(params, state, batch, jax.random.key(1), 0)
+  assert np.isfinite(float(loss)) and 0.0 <= float(loss) <= 8.0
+
+
 @pytest.mark.slow
 def test_digits_learns(tmp_path):
   """configs/byol_digits.py beats the random-init backbone on held-out kNN."""

@@ -27,6 +27,22 @@ def test_peer_recipe_carries_the_small_config(method, tmp_path):
   assert recipe["augment"]["brightness"] == config.data.augment.brightness
   keys = {"simclr": "temperature", "byol": "pred_hidden_dim", "dino": "teacher_temp"}
   assert keys[method] in recipe
+  # The crops the ssljax side's views are cut with (DINO's global crops have their own scale).
+  scale = config.dino.global_crops_scale if method == "dino" else config.data.augment.crop_scale
+  assert recipe["augment"]["crop_scale"] == [float(x) for x in scale]
+  if method == "byol":
+    assert recipe["joint_view_bn"] is config.byol.joint_view_bn
+
+
+@pytest.mark.parametrize("method, key, value", [
+    ("simclr", "proj_last_bn", False), ("byol", "proj_last_bn", True),
+    ("dino", "local_crops", 2)])
+def test_peer_recipe_refuses_a_network_lightly_does_not_build(method, key, value, tmp_path):
+  from benchmarks import small_images
+  config = small_images.load_config(method, _folder(tmp_path), steps=40, batch=16)
+  config[method][key] = value
+  with pytest.raises(ValueError, match=key):
+    small_images.peer_recipe(config)
 
 
 def test_torch_small_cnn_matches_ssljax_parameter_count():

@@ -15,7 +15,9 @@ where q_i is the online prediction of view i and z'_i the target projection, sg 
 Reference hyper-parameters (ImageNet, ResNet-50): projector and predictor MLPHead([4096], 256) with
 BatchNorm, tau_base 0.996, LARS with base lr 0.2 x batch/256, weight decay 1.5e-6, batch 4096.
 As in the reference code each view is forwarded separately (BatchNorm statistics per view), and the
-target network runs in training mode (batch statistics) with its own BatchNorm state.
+target network runs in training mode (batch statistics) with its own BatchNorm state;
+`joint_view_bn=True` forwards both views as one batch instead (statistics over both views, as
+lightly's and solo-learn's BYOL do; what configs/byol_small.py uses).
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ class BYOL(base.Method):
         proj_last_bn=False,         # BatchNorm (scale only) on the projector's output; not in the paper
         pred_hidden_dims=(4096,),
         use_bn=True,                # BatchNorm in the hidden layers of projector and predictor
+        joint_view_bn=False,        # True: both views in one forward (BatchNorm statistics over
+                                    # both, as lightly's and solo-learn's BYOL); False: per view
     ))
 
   @classmethod
@@ -100,6 +104,13 @@ class BYOL(base.Method):
     """
     views = batch["global"]                                   # [B, 2, H, W, C]
     online, target = state["online"], state["target"]["stats"]
+    if self.cfg.joint_view_bn:
+      o_rng, t_rng = jax.random.split(rng)
+      images = common.merge_views(views)                      # [B * 2, H, W, C], sample-major
+      q, online = self._online(params, online, images, o_rng, train=True)
+      z, target = self._encode(state["target"]["params"], target, images, t_rng, train=True)
+      new_state = {"online": online, "target": {"params": state["target"]["params"], "stats": target}}
+      return (common.split_views(q, 2), jax.lax.stop_gradient(common.split_views(z, 2))), new_state
     qs, zs = [], []
     for v in range(2):
       o_rng, t_rng = jax.random.split(jax.random.fold_in(rng, v))
