@@ -74,7 +74,8 @@ def peer_recipe(config) -> dict[str, Any]:
     if c.get("proj_last_bn", False):
       raise ValueError("lightly's BYOLProjectionHead has no BatchNorm on its output: the ssljax side "
                        "needs byol.proj_last_bn=False to be the same network")
-    out.update(joint_view_bn=bool(c.get("joint_view_bn", False)), proj_hidden_dim=int(c.proj_hidden_dims[0]), proj_dim=int(c.proj_dim),
+    out.update(joint_view_bn=bool(c.get("joint_view_bn", False)),
+               proj_hidden_dim=int(c.proj_hidden_dims[0]), proj_dim=int(c.proj_dim),
                pred_hidden_dim=int(c.pred_hidden_dims[0]), momentum=float(c.tau_base))
   elif config.method == "dino":
     if c.local_crops:

@@ -17,7 +17,7 @@ BatchNorm, tau_base 0.996, LARS with base lr 0.2 x batch/256, weight decay 1.5e-
 As in the reference code each view is forwarded separately (BatchNorm statistics per view), and the
 target network runs in training mode (batch statistics) with its own BatchNorm state;
 `joint_view_bn=True` forwards both views as one batch instead (statistics over both views, as
-lightly's and solo-learn's BYOL do; what configs/byol_small.py uses).
+lightly's and solo-learn's BYOL do).
 """
 from __future__ import annotations
 
@@ -103,23 +103,28 @@ class BYOL(base.Method):
     Returns ((q [2, B, E], target z' [2, B, E] without gradient), updated state).
     """
     views = batch["global"]                                   # [B, 2, H, W, C]
-    online, target = state["online"], state["target"]["stats"]
-    if self.cfg.joint_view_bn:
-      o_rng, t_rng = jax.random.split(rng)
-      images = common.merge_views(views)                      # [B * 2, H, W, C], sample-major
+    target_params = state["target"]["params"]
+
+    def both(stats, images, key):
+      """images through the online network and the target: ((q, z), (online, target) stats)."""
+      online, target = stats
+      o_rng, t_rng = jax.random.split(key)
       q, online = self._online(params, online, images, o_rng, train=True)
-      z, target = self._encode(state["target"]["params"], target, images, t_rng, train=True)
-      new_state = {"online": online, "target": {"params": state["target"]["params"], "stats": target}}
-      return (common.split_views(q, 2), jax.lax.stop_gradient(common.split_views(z, 2))), new_state
-    qs, zs = [], []
-    for v in range(2):
-      o_rng, t_rng = jax.random.split(jax.random.fold_in(rng, v))
-      q, online = self._online(params, online, views[:, v], o_rng, train=True)
-      z, target = self._encode(state["target"]["params"], target, views[:, v], t_rng, train=True)
-      qs.append(q)
-      zs.append(jax.lax.stop_gradient(z))
-    new_state = {"online": online, "target": {"params": state["target"]["params"], "stats": target}}
-    return (jnp.stack(qs), jnp.stack(zs)), new_state
+      z, target = self._encode(target_params, target, images, t_rng, train=True)
+      return (q, z), (online, target)
+
+    stats = (state["online"], state["target"]["stats"])
+    if self.cfg.joint_view_bn:     # [B * 2, ...] sample-major, back to [2, B, ...]
+      (q, z), stats = both(stats, common.merge_views(views), rng)
+      q, z = common.split_views(q, 2), common.split_views(z, 2)
+    else:                          # each view on its own, as the reference
+      outs = []
+      for v in range(2):
+        out, stats = both(stats, views[:, v], jax.random.fold_in(rng, v))
+        outs.append(out)
+      q, z = (jnp.stack(x) for x in zip(*outs))
+    new_state = {"online": stats[0], "target": {"params": target_params, "stats": stats[1]}}
+    return (q, jax.lax.stop_gradient(z)), new_state
 
   def loss(self, params, state, batch, rng, step):
     del step
