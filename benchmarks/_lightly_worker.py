@@ -45,9 +45,11 @@ def _vit_tiny(size: int, tiny: bool = False):
   return net
 
 
-def build(model: str, batch: int, size: int, tiny: bool = False):
+def build(model: str, batch: int, size: int, tiny: bool = False, cifar_stem: bool = True):
   """(step_fn, n_params) for `model`: a train step ('resnet18_simclr', 'vit_tiny_dino') or the
-  ViT backbone alone ('vit_tiny_backbone_fwd' / '_grad', for peer_throughput --breakdown)."""
+  ViT backbone alone ('vit_tiny_backbone_fwd' / '_grad', for peer_throughput --breakdown).
+  `step_fn(views=None)` trains on `views` ([2, B, 3, S, S]) or, by default, a fixed random batch;
+  `cifar_stem=False` keeps torchvision's ImageNet stem on the ResNet."""
   import torch
   from torch import nn
   import torchvision
@@ -61,9 +63,9 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
     from lightly.utils.lars import LARS
 
     backbone = torchvision.models.resnet18(num_classes=10)
-    # CIFAR stem (SimCLR paper, appendix B.9): 3x3 stride-1 first conv, no max-pool.
-    backbone.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    backbone.maxpool = nn.Identity()
+    if cifar_stem:   # (SimCLR paper, appendix B.9): 3x3 stride-1 first conv, no max-pool.
+      backbone.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+      backbone.maxpool = nn.Identity()
     backbone.fc = nn.Identity()
     # SimCLR v1 projection: 512 -> 2048 (BN, ReLU) -> 128, as ssljax's MLPHead((2048,), 128).
     head = SimCLRProjectionHead(512, 2048, 128)
@@ -77,8 +79,8 @@ def build(model: str, batch: int, size: int, tiny: bool = False):
     opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=0.3 * batch / 256, momentum=0.9, weight_decay=1e-6, trust_coefficient=1e-3)
     net.train()
 
-    def step():
-      x = views.reshape(2 * batch, 3, size, size)
+    def step(v=views):
+      x = v.reshape(2 * batch, 3, size, size)
       z = net(x)
       loss = criterion(z[:batch], z[batch:])
       opt.zero_grad(set_to_none=True)

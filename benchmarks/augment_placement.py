@@ -47,12 +47,12 @@ def _config(path: str, overrides: dict, where: str):
 
 
 class Setting:
-  """One recipe at one placement: its data iterator and compiled step, ready to time."""
+  """One recipe at one placement (`c.data.augment_on`): its data iterator and compiled step, ready
+  to time (also benchmarks/end_to_end_peer.py's ssljax side)."""
 
-  def __init__(self, path: str, overrides: dict, where: str):
+  def __init__(self, c):
     from ssljax import parallel, train
     from ssljax.data import pipeline, sources
-    c = _config(path, overrides, where)
     devices = jax.devices()[:1]
     src = sources.build_source(c.data, c.data.train_split)
     self.built = train.build(c, devices, src[0])
@@ -88,7 +88,7 @@ def main(argv=None) -> list[list]:
   rounds, steps = (1, 3) if args.quick else (args.rounds, args.steps)
   rows = []
   for label, path, overrides in RECIPES:
-    settings = {w: Setting(path, overrides, w) for w in ("host", "device")}
+    settings = {w: Setting(_config(path, overrides, w)) for w in ("host", "device")}
     got = {w: {"pipeline": [], "end_to_end": []} for w in settings}
     for _ in range(rounds):
       for where, s in settings.items():   # alternating: drift hits both alike
@@ -122,4 +122,7 @@ def main(argv=None) -> list[list]:
 
 
 if __name__ == "__main__":
+  from ssljax.cpu import host_memory, xla_flags
+  host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/cpu)
+  xla_flags.apply_cpu_defaults()             # (its XLA:CPU flags too, before JAX starts)
   main()

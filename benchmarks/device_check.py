@@ -319,24 +319,31 @@ def train(ctx: Context) -> None:
         flush=True)
   # A smoke run compiles one case (XLA:CPU takes ~15 s per train step even at toy sizes): DINO,
   # which has the most parts (multi-crop views, ViT, teacher).
-  for name in (SMOKE_TRAIN_CASES if ctx.smoke else TRAIN_CASES):
+  cases = [(name, where) for name in (SMOKE_TRAIN_CASES if ctx.smoke else TRAIN_CASES)
+           for where in ("device", "host")]
+  flops_of = {}
+  for name, where in cases:
     if ctx.out_of_time(reserve=30 if not ctx.smoke else 3):
       break
     config = train_config(name, ctx.smoke, workers, data_path)
+    config.data.augment_on = where
     label = f"{name} ({config.batch_size})"
+    aug = f"{where} aug"
     state = {}
 
-    def compile_case(config=config, state=state):
+    def compile_case(config=config, state=state, name=name, where=where):
       source = sources.build_source(config.data, config.data.train_split)
       built = train_lib.build(config, devices, source[0])
       t = time.perf_counter()
       state["step"] = built.train_step.lower(built.abstract_state, built.abstract_batch()).compile()
       state["compile_s"] = time.perf_counter() - t
-      try:
-        state["flops"] = flops_per_step(config, state["step"], devices, source[0])
-      except Exception as e:  # pylint: disable=broad-except
-        print(f"[train] FLOP count failed for {name}: {e}", file=sys.stderr)
-        state["flops"] = None
+      if name not in flops_of:   # the model's FLOPs, counted once (on the device-aug step)
+        try:
+          flops_of[name] = flops_per_step(config, state["step"], devices, source[0])
+        except Exception as e:  # pylint: disable=broad-except
+          print(f"[train] FLOP count failed for {name}: {e}", file=sys.stderr)
+          flops_of[name] = None
+      state["flops"] = flops_of[name]
       state["built"], state["source"] = built, source
       state["train"] = built.init()
       it = iter(pipeline.train_dataset(
@@ -368,11 +375,12 @@ def train(ctx: Context) -> None:
 
     try:
       compile_case()
-      print(f"[train] {name}: compiled in {state['compile_s']:.1f} s", flush=True)
+      print(f"[train] {name}, {aug}: compiled in {state['compile_s']:.1f} s", flush=True)
     except Exception as e:  # pylint: disable=broad-except
-      ctx.guard(sec, [label, "build and compile"], functools.partial(_reraise, e))
+      ctx.guard(sec, [label, f"build and compile ({aug})"], functools.partial(_reraise, e))
       continue
-    ctx.guard(sec, [label, "device-resident batch"], lambda: measure(False))
+    if where == "device":   # pipeline off: the same batch again, on the device
+      ctx.guard(sec, [label, "device-resident batch"], lambda: measure(False))
     if ctx.out_of_time(reserve=10 if not ctx.smoke else 2):
       continue
 
@@ -384,8 +392,8 @@ def train(ctx: Context) -> None:
         next(state["iter"])
       dt = (time.perf_counter() - t) / n
       return [f"{config.batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
-    ctx.guard(sec, [label, f"grain alone ({workers} workers)"], pipeline_alone)
-    ctx.guard(sec, [label, f"grain ({workers} workers) + step"], lambda: measure(True))
+    ctx.guard(sec, [label, f"grain alone ({workers} workers, {aug})"], pipeline_alone)
+    ctx.guard(sec, [label, f"grain ({workers} workers, {aug}) + step"], lambda: measure(True))
     state.clear()   # frees the device buffers and stops the grain workers before the next case
     gc.collect()
   peak_note = (f"MFU = FLOPs per step / step time / {peak / 1e12:.0f} TFLOP/s (dense bf16 peak of "
@@ -398,12 +406,15 @@ def train(ctx: Context) -> None:
       "DINO with 2 global 224 px crops and 10 local 96 px crops. Data: 512 smooth random 384 px "
       "JPEGs (quality 90) prepared as ArrayRecord shards (`ssljax.data.prepare`, "
       "`data.source='array_record'`), so the pipeline decodes JPEGs as it would ImageNet's "
-      "(ImageNet's average image is ~400 x 350). 'device-resident batch' repeats one batch on the "
-      "device; 'grain alone' is the pipeline's own rate (augmentations and batching on the "
-      "host's CPUs); 'grain + step' feeds each step from the pipeline, so if it is below the "
-      "device-resident rate, data loading is the bottleneck. FLOPs per step: XLA's cost analysis "
-      "of the compiled step (ViTs: of the same step with attention as plain einsums, lowered: "
-      f"cuDNN and Triton calls count no FLOPs). {peak_note}. "
+      "(ImageNet's average image is ~400 x 350). 'device-resident batch' (pipeline off) repeats "
+      "one batch on the device; 'grain alone' is the pipeline's own rate on the host's CPUs; "
+      "'grain + step' feeds each step from the pipeline, so if it is below the device-resident "
+      "rate, data loading is the bottleneck. 'device aug' (`data.augment_on='device'`, the "
+      "default on GPU): the host decodes and crops to uint8, the photometric augmentations run "
+      "inside the step; 'host aug': all augmentation in the pipeline, float32 views. FLOPs per "
+      "step: XLA's cost analysis of the compiled device-aug step (ViTs: of the same step with "
+      "attention as plain einsums, lowered: cuDNN and Triton calls count no FLOPs), used for "
+      f"both placements. {peak_note}. "
       "Goal: MAE ViT-B/16 >= 40% MFU on one H200.")
 
 

@@ -162,8 +162,9 @@ class Built:
 
 
 # Where `data.augment_on='auto'` runs the photometric augmentation, per platform: on the
-# accelerator for GPU and TPU; on CPU the host for now (BENCHMARKS.md "Augmentation: host vs
-# device", benchmarks/augment_placement.py, measured the device ahead on a loaded machine only).
+# accelerator for GPU and TPU; on CPU the host: end to end on an idle 2-core machine the device
+# placement was level with it at 32 px and 25% slower at 224 px, where the in-step blur costs
+# more than the host's (BENCHMARKS.md "End to end vs lightly", benchmarks/end_to_end_peer.py).
 AUTO_AUGMENT_ON = {"cpu": "host", "gpu": "device", "cuda": "device", "rocm": "device",
                    "tpu": "device"}
 

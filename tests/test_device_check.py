@@ -35,7 +35,9 @@ def test_smoke_runs_every_section_and_prints_every_table(tmp_path):
   assert all(f"| {name} | ok |" in summary for name in dc.SECTIONS), summary
   assert "--download-wheels" in summary    # says how to run it where it has not run yet
   train = sections["Device check: train-step throughput"]
-  assert "device-resident batch" in train and "grain (0 workers) + step" in train, train
+  assert "device-resident batch" in train, train
+  for where in ("device", "host"):   # pipeline off / host augmentation / device augmentation
+    assert f"grain (0 workers, {where} aug) + step" in train, train
 
 
 def test_a_failing_section_keeps_its_rows_and_the_others(tmp_path, monkeypatch):

@@ -1,0 +1,189 @@
+"""The lightly (PyTorch) side of benchmarks/end_to_end_peer.py; runs under .venv-peer/bin/python.
+
+  .venv-peer/bin/python benchmarks/_lightly_e2e_worker.py --recipe simclr_r18 --folder F/train \
+      --size 32 --batch 32 --aug '{...}' --threads 2
+
+A training loop as a lightly user writes it: `torchvision.datasets.ImageFolder` with lightly's own
+view transform (`SimCLRTransform` / `DINOTransform`, given the ssljax recipe's augmentation values),
+a `DataLoader` (0 or more workers, endless random sampler), and one train step per batch:
+- simclr_r18: the step of benchmarks/_lightly_worker.py (CIFAR-stem ResNet-18 below 64 px, the
+  ImageNet stem at 64 px and above; SimCLRProjectionHead, NTXentLoss, LARS);
+- dino_vit_tiny: ViT-Tiny/4 (torchvision's VisionTransformer inside lightly's
+  `MaskedVisionTransformerTorchvision`, which interpolates the position embedding for the local
+  crops), DINOProjectionHead, DINOLoss, a momentum teacher on the global crops, the student on the
+  global and the local crops (one forward per crop size), AdamW, clipping 3.0.
+
+Line protocol:
+  parent -> worker: "run N SKIP\\n"   SKIP untimed steps, then N timed ones (batch + step each);
+                                      answers {"seconds", "images", "loss"}
+  parent -> worker: "quit\\n"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.peer_throughput import pin_threads  # noqa: E402
+
+
+def simclr_transform(size: int, aug: dict):
+  """lightly's SimCLRTransform with ssljax's augmentation values (jitter = strength x factor)."""
+  from lightly.transforms import SimCLRTransform
+  return SimCLRTransform(
+      input_size=size, cj_prob=aug["color_jitter_prob"], cj_strength=1.0,
+      cj_bright=aug["brightness"], cj_contrast=aug["contrast"], cj_sat=aug["saturation"],
+      cj_hue=aug["hue"], min_scale=aug["crop_scale"][0], random_gray_scale=aug["grayscale_prob"],
+      gaussian_blur=aug["blur_prob"], sigmas=tuple(aug["blur_sigma"]), hf_prob=aug["hflip_prob"],
+      normalize={"mean": _rgb(aug["mean"]), "std": _rgb(aug["std"])})
+
+
+def dino_transform(size: int, aug: dict):
+  """lightly's DINOTransform with the ssljax recipe's crops, per-view blur and solarisation."""
+  from lightly.transforms import DINOTransform
+  return DINOTransform(
+      global_crop_size=size, global_crop_scale=tuple(aug["global_crops_scale"]),
+      local_crop_size=aug["local_size"], local_crop_scale=tuple(aug["local_crops_scale"]),
+      n_local_views=aug["local_crops"], hf_prob=aug["hflip_prob"], cj_prob=aug["color_jitter_prob"],
+      cj_strength=1.0, cj_bright=aug["brightness"], cj_contrast=aug["contrast"],
+      cj_sat=aug["saturation"], cj_hue=aug["hue"], random_gray_scale=aug["grayscale_prob"],
+      gaussian_blur=tuple(aug["global_view_blur_prob"]) + (aug["local_view_blur_prob"],),
+      sigmas=tuple(aug["blur_sigma"]), solarization_prob=aug["global_view_solarize_prob"][1],
+      normalize={"mean": _rgb(aug["mean"]), "std": _rgb(aug["std"])})
+
+
+def _rgb(values) -> list:
+  values = [float(v) for v in values]
+  return values * 3 if len(values) == 1 else values
+
+
+def dino_vit_tiny_step(batch: int, size: int, tiny: bool = False):
+  """step(views) for DINO ViT-Tiny/4 multi-crop: views = [global 1, global 2, local 1, ...]."""
+  import torch
+  from lightly.loss import DINOLoss
+  from lightly.models.modules import DINOProjectionHead, MaskedVisionTransformerTorchvision
+  from lightly.models.utils import deactivate_requires_grad, update_momentum
+  from torch import nn
+
+  from benchmarks._lightly_worker import _vit_tiny
+  width = 32 if tiny else 192
+  out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
+
+  class Student(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.backbone = MaskedVisionTransformerTorchvision(vit=_vit_tiny(size, tiny))
+      self.head = DINOProjectionHead(width, hidden, bottleneck, out_dim, batch_norm=False,
+                                     freeze_last_layer=-1, norm_last_layer=True)
+
+    def forward(self, x):
+      return self.head(self.backbone(x))
+
+  torch.manual_seed(0)
+  student, teacher = Student(), Student()
+  teacher.load_state_dict(student.state_dict())
+  deactivate_requires_grad(teacher)
+  criterion = DINOLoss(output_dim=out_dim, warmup_teacher_temp=0.04, teacher_temp=0.04,
+                       warmup_teacher_temp_epochs=0, student_temp=0.1, center_momentum=0.9)
+  tokens = ("pos_embedding", "class_token")
+  decay = [p for n, p in student.named_parameters()
+           if p.ndim > 1 and not any(t in n for t in tokens)]
+  no_decay = [p for n, p in student.named_parameters()
+              if not (p.ndim > 1 and not any(t in n for t in tokens))]
+  opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
+                          lr=5e-4 * batch / 256, betas=(0.9, 0.999), weight_decay=0.04)
+  student.train()
+  teacher.train()
+
+  def step(views):
+    globals_, locals_ = views[:2], views[2:]
+    with torch.no_grad():
+      t = teacher(torch.cat(globals_)).chunk(2)
+    s = list(student(torch.cat(globals_)).chunk(2))
+    if locals_:
+      s += list(student(torch.cat(locals_)).chunk(len(locals_)))
+    loss = criterion(list(t), s, epoch=0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(student.parameters(), 3.0)
+    opt.step()
+    update_momentum(student, teacher, m=0.996)
+    return loss
+
+  return step
+
+
+def simclr_r18_step(batch: int, size: int, tiny: bool = False):
+  """step(views) of benchmarks/_lightly_worker.py's SimCLR ResNet-18 (ImageNet stem at >= 64 px)."""
+  from benchmarks._lightly_worker import build
+  step, _ = build("resnet18_simclr", batch, size, tiny=tiny, cifar_stem=size < 64)
+  return lambda views: step(views)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--recipe", required=True, choices=["simclr_r18", "dino_vit_tiny"])
+  parser.add_argument("--folder", required=True)
+  parser.add_argument("--size", type=int, required=True)
+  parser.add_argument("--batch", type=int, required=True)
+  parser.add_argument("--workers", type=int, default=0)
+  parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--aug", required=True, help="JSON: the ssljax recipe's augmentation values")
+  parser.add_argument("--tiny", action="store_true", help="tiny networks, for a smoke test")
+  args = parser.parse_args()
+  pin_threads(args.threads)
+  import lightly
+  import torch
+  import torchvision
+  from torchvision import datasets
+  torch.set_num_interop_threads(1)
+  aug = json.loads(args.aug)
+  if args.recipe == "simclr_r18":
+    transform, step = simclr_transform(args.size, aug), simclr_r18_step(args.batch, args.size,
+                                                                        args.tiny)
+  else:
+    transform, step = dino_transform(args.size, aug), dino_vit_tiny_step(args.batch, args.size,
+                                                                          args.tiny)
+  ds = datasets.ImageFolder(args.folder, transform=transform)
+  sampler = torch.utils.data.RandomSampler(ds, replacement=False, num_samples=10 ** 9,
+                                           generator=torch.Generator().manual_seed(0))
+  loader = iter(torch.utils.data.DataLoader(ds, batch_size=args.batch, sampler=sampler,
+                                            drop_last=True, num_workers=args.workers,
+                                            persistent_workers=args.workers > 0))
+
+  def one_step():
+    views, _ = next(loader)
+    if args.recipe == "simclr_r18":
+      views = torch.stack(views)          # [2, B, 3, S, S], what the step takes
+    return step(views)
+
+  # torch's better intra-op thread count (1 or --threads) for the whole loop, as the peer worker.
+  from benchmarks import _peer
+  threads, calibration = ((1, {}) if args.threads == 1 else
+                          _peer.fastest_torch_threads(one_step, args.threads, reps=2))
+  versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,
+              "lightly": lightly.__version__, "python": sys.version.split()[0]}
+  print(json.dumps({"ready": True, "versions": versions, "threads": threads,
+                    "thread_medians_s": {str(n): t for n, t in calibration.items()},
+                    "cpus": sorted(os.sched_getaffinity(0))}), flush=True)
+  for line in sys.stdin:
+    cmd = line.split()
+    if not cmd or cmd[0] == "quit":
+      break
+    n, skip = int(cmd[1]), int(cmd[2])
+    for _ in range(skip):
+      one_step()
+    t0 = time.perf_counter()
+    for _ in range(n):
+      loss = one_step()
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "images": n * args.batch, "loss": float(loss.detach())}),
+          flush=True)
+
+
+if __name__ == "__main__":
+  main()
