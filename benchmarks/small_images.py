@@ -302,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
     meta = {"command": " ".join(["python -m benchmarks.small_images", *given]) + (
                 " (table re-rendered from the run's output with --from-log)" if args.from_log else ""),
             "threads": f"both processes pinned to CPUs {cpus}",
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "(none)",
             "peer": ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
             "ssljax side": f"jax {jax.__version__}, flax {_peer.version('flax')}, "
                            f"grain {_peer.version('grain')}"}
@@ -404,6 +405,7 @@ def _machine() -> str:
 
 
 if __name__ == "__main__":
-  from ssljax.cpu import host_memory
+  from ssljax.cpu import host_memory, xla_flags
   host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/cpu)
+  xla_flags.apply_cpu_defaults()             # (its XLA:CPU flags too, before JAX starts)
   main()

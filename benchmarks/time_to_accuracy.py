@@ -409,6 +409,7 @@ def _round(d: dict) -> dict:
 
 
 if __name__ == "__main__":
-  from ssljax.cpu import host_memory
+  from ssljax.cpu import host_memory, xla_flags
   host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/cpu)
+  xla_flags.apply_cpu_defaults()             # (its XLA:CPU flags too, before JAX starts)
   main()
