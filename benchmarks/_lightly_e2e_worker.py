@@ -66,10 +66,10 @@ def dino_vit_tiny_step(batch: int, size: int, tiny: bool = False):
   import torch
   from lightly.loss import DINOLoss
   from lightly.models.modules import DINOProjectionHead, MaskedVisionTransformerTorchvision
-  from lightly.models.utils import deactivate_requires_grad, update_momentum
+  from lightly.models.utils import deactivate_requires_grad
   from torch import nn
 
-  from benchmarks._lightly_worker import _vit_tiny
+  from benchmarks._lightly_worker import _vit_tiny, dino_update
   width = 32 if tiny else 192
   out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
 
@@ -106,13 +106,7 @@ def dino_vit_tiny_step(batch: int, size: int, tiny: bool = False):
     s = list(student(torch.cat(globals_)).chunk(2))
     if locals_:
       s += list(student(torch.cat(locals_)).chunk(len(locals_)))
-    loss = criterion(list(t), s, epoch=0)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(student.parameters(), 3.0)
-    opt.step()
-    update_momentum(student, teacher, m=0.996)
-    return loss
+    return dino_update(criterion(list(t), s, epoch=0), opt, student, teacher)
 
   return step
 

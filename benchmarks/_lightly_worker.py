@@ -45,6 +45,19 @@ def _vit_tiny(size: int, tiny: bool = False):
   return net
 
 
+def dino_update(loss, opt, student, teacher):
+  """DINO's update after the loss: backward, global-norm clipping at 3.0, AdamW step, the
+  teacher's EMA (m 0.996); returns the loss."""
+  import torch
+  from lightly.models.utils import update_momentum
+  opt.zero_grad(set_to_none=True)
+  loss.backward()
+  torch.nn.utils.clip_grad_norm_(student.parameters(), 3.0)
+  opt.step()
+  update_momentum(student, teacher, m=0.996)
+  return loss
+
+
 def build(model: str, batch: int, size: int, tiny: bool = False, cifar_stem: bool = True):
   """(step_fn, n_params) for `model`: a train step ('resnet18_simclr', 'vit_tiny_dino') or the
   ViT backbone alone ('vit_tiny_backbone_fwd' / '_grad', for peer_throughput --breakdown).
@@ -127,7 +140,7 @@ def build(model: str, batch: int, size: int, tiny: bool = False, cifar_stem: boo
   if model == "vit_tiny_dino":
     from lightly.loss import DINOLoss
     from lightly.models.modules import DINOProjectionHead
-    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.models.utils import deactivate_requires_grad
 
     width = 32 if tiny else 192      # the ViT-Tiny width (_vit_tiny), the head's input
     out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
@@ -167,12 +180,7 @@ def build(model: str, batch: int, size: int, tiny: bool = False, cifar_stem: boo
         t = teacher(x)
       s = student(x)
       loss = criterion([t[:batch], t[batch:]], [s[:batch], s[batch:]], epoch=0)
-      opt.zero_grad(set_to_none=True)
-      loss.backward()
-      torch.nn.utils.clip_grad_norm_(student.parameters(), 3.0)
-      opt.step()
-      update_momentum(student, teacher, m=0.996)
-      return loss
+      return dino_update(loss, opt, student, teacher)
 
     return step, sum(p.numel() for p in student.parameters())
 

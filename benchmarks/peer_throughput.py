@@ -226,6 +226,7 @@ class BackboneStep(SsljaxStep):
       self.step_fn = jax.jit(jax.grad(lambda p, x: jnp.sum(apply(p, x) ** 2)))
     else:
       self.step_fn = jax.jit(apply)
+    self.flops_fn = self.step_fn   # (no Winograd in a ViT: the step's own ops)
     self.compile_s = None
     self.last_loss = None
 

@@ -9,7 +9,8 @@ backbones: `--config configs/byol_small.py:resnet18` (CIFAR-stem ResNet-18) or `
 Measured 2026-12-05 on photo_patches32 (seed 0, batch 128, 600 steps, 2-core machine): held-out
 kNN 0.382 (random-init small CNN 0.327; with BatchNorm on the projector's output, the earlier
 recipe: 0.342; both views through one forward, `byol.joint_view_bn`: 0.382 but 20% slower per
-step here). The target's momentum rises to 1 over total_steps, so very short runs learn little
+step here). With ssljax's XLA:CPU flags, as `python -m ssljax.main` sets them (other
+convolution rounding), the same run gave 0.371 against lightly's 0.373. The target's momentum rises to 1 over total_steps, so very short runs learn little
 (150 steps at batch 64: 0.321): give it 500 steps or more; lightly's BYOL with the same network
 and budget: BENCHMARKS.md "Small images vs lightly".
 

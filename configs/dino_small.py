@@ -8,7 +8,8 @@ backbones: `--config configs/dino_small.py:resnet18` (CIFAR-stem ResNet-18) or `
 
 Measured 2026-12-05 on photo_patches32 (seed 0, batch 128, 600 steps, 2-core machine): held-out
 kNN 0.403 (random-init small CNN 0.327; lightly's DINO with the same network and budget 0.419,
-BENCHMARKS.md "Small images vs lightly"). The teacher's momentum rises to 1 over total_steps, so
+BENCHMARKS.md "Small images vs lightly"; with ssljax's XLA:CPU flags, as `python -m
+ssljax.main` sets them, 0.399). The teacher's momentum rises to 1 over total_steps, so
 very short runs learn little (150 steps at batch 64: 0.331): give it 500 steps or more.
 
 common.small_images (small CNN, batch 256, AdamW, crops, flips, colour jitter, no blur) with DINO's
