@@ -21,10 +21,10 @@ test-fast:
 test-bench: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m bench tests
 
-# The five side-by-side benchmarks of issue #10, about 15 minutes on 2 CPU cores once the peer env
-# (.venv-peer/: torch, torchvision, lightly; installed on the first run, a few minutes) exists:
-# contrastive loss memory and time, train-step throughput vs lightly, data pipeline vs torchvision,
-# time to kNN accuracy vs lightly, time to first step. Each rewrites its section of BENCHMARKS.md;
+# The side-by-side benchmarks, about 35 minutes on 2 CPU cores once the peer env (.venv-peer/:
+# torch, torchvision, lightly; installed on the first run, a few minutes) exists: contrastive loss
+# memory and time, train-step throughput vs lightly, data pipeline vs torchvision, pipeline + step
+# end to end vs lightly, time to kNN accuracy vs lightly, time to first step. Each rewrites its section of BENCHMARKS.md;
 # the README summary is refreshed last.
 bench: setup
 	bash benchmarks/peer_env.sh
@@ -32,6 +32,7 @@ bench: setup
 	$(PY) -m benchmarks.startup
 	$(PY) -m benchmarks.peer_throughput --warmup 0 --settle 1 --rounds 12 --chunk 1 --rounds-large 2
 	$(PY) -m benchmarks.data_pipeline_peer
+	$(PY) -m benchmarks.end_to_end_peer
 	$(PY) -m benchmarks.time_to_accuracy
 	$(PY) -m benchmarks.readme_summary
 

@@ -16,6 +16,7 @@ a `DataLoader` (0 or more workers, endless random sampler), and one train step p
 Line protocol:
   parent -> worker: "run N SKIP\\n"   SKIP untimed steps, then N timed ones (batch + step each);
                                       answers {"seconds", "images", "loss"}
+  parent -> worker: "step N SKIP\\n"  the same with the step alone, on one batch loaded once
   parent -> worker: "quit\\n"
 """
 from __future__ import annotations
@@ -149,11 +150,17 @@ def main() -> None:
                                             drop_last=True, num_workers=args.workers,
                                             persistent_workers=args.workers > 0))
 
-  def one_step():
+  def next_views():
     views, _ = next(loader)
-    if args.recipe == "simclr_r18":
-      views = torch.stack(views)          # [2, B, 3, S, S], what the step takes
-    return step(views)
+    return torch.stack(views) if args.recipe == "simclr_r18" else views   # [2, B, 3, S, S]
+
+  def one_step():
+    return step(next_views())
+
+  fixed = next_views()
+
+  def fixed_step():                       # the step alone: one batch, loaded once
+    return step(fixed)
 
   # torch's better intra-op thread count (1 or --threads) for the whole loop, as the peer worker.
   from benchmarks import _peer
@@ -168,12 +175,13 @@ def main() -> None:
     cmd = line.split()
     if not cmd or cmd[0] == "quit":
       break
+    fn = fixed_step if cmd[0] == "step" else one_step
     n, skip = int(cmd[1]), int(cmd[2])
     for _ in range(skip):
-      one_step()
+      fn()
     t0 = time.perf_counter()
     for _ in range(n):
-      loss = one_step()
+      loss = fn()
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "images": n * args.batch, "loss": float(loss.detach())}),
           flush=True)

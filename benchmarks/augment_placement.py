@@ -61,12 +61,26 @@ class Setting:
     self.batch_size = c.batch_size
     self.state = self.built.init()
     self._global = lambda b: parallel.global_batch(b, self.built.batch_sharding)
+    self._fixed = None   # step_alone's batch
     self.step(2)   # compile and warm up
 
   def pipeline(self, n: int) -> float:
     t = time.perf_counter()
     for _ in range(n):
       next(self.data)
+    return n * self.batch_size / (time.perf_counter() - t)
+
+  def step_alone(self, n: int, skip: int = 0) -> float:
+    """Images/s of the train step on one batch, loaded once (`skip` untimed steps first)."""
+    if self._fixed is None:
+      self._fixed = self._global(next(self.data))
+    metrics = None
+    for i in range(skip + n):
+      if i == skip:
+        jax.block_until_ready(metrics)
+        t = time.perf_counter()
+      self.state, metrics = self.built.train_step(self.state, self._fixed)
+    jax.block_until_ready(metrics)
     return n * self.batch_size / (time.perf_counter() - t)
 
   def step(self, n: int) -> float:

@@ -39,6 +39,8 @@ from benchmarks.peer_throughput import PEER_PYTHON, pin_threads, ssljax_config  
 WORKER = os.path.join(report.ROOT, "benchmarks", "_lightly_e2e_worker.py")
 SECTION = "End to end vs lightly (pipeline + step)"
 SIDES = ("ssljax host", "ssljax device", "lightly")
+# The step alone (one batch, loaded once, again and again): where the end-to-end time goes.
+STEP_SIDES = ("ssljax step", "lightly step")
 # name -> (label, recipe, image side, batch, JPEGs in the folder)
 CASES = {
     "simclr_r18_32": ("SimCLR ResNet-18 (CIFAR stem), 32 px", "simclr_r18", 32, 32, 512),
@@ -89,8 +91,8 @@ class LightlyE2E(_peer.LineWorker):
            "--batch", str(batch), "--threads", str(threads), "--aug", json.dumps(aug)]
     super().__init__(cmd + (["--tiny"] if tiny else []), "lightly end-to-end worker")
 
-  def rate(self, steps: int, skip: int) -> float:
-    out = self._ask(f"run {steps} {skip}")
+  def rate(self, steps: int, skip: int, step_alone: bool = False) -> float:
+    out = self._ask(f"{'step' if step_alone else 'run'} {steps} {skip}")
     return out["images"] / out["seconds"]
 
 
@@ -108,10 +110,13 @@ def measure(name: str, root: str, threads: int, rounds: int, steps: int, skip: i
     return setting.step(steps)
   run = {side: functools.partial(ssljax_chunk, s) for side, s in settings.items()}
   run["lightly"] = lambda: peer.rate(steps, skip)
-  rates = {side: [] for side in SIDES}
+  run["ssljax step"] = lambda: settings["ssljax host"].step_alone(steps, skip)
+  run["lightly step"] = lambda: peer.rate(steps, skip, step_alone=True)
+  sides = SIDES + STEP_SIDES
+  rates = {side: [] for side in sides}
   try:
     for r in range(rounds):
-      for side in SIDES[r % 3:] + SIDES[:r % 3]:     # rotating order
+      for side in sides[r % len(sides):] + sides[:r % len(sides)]:     # rotating order
         rates[side].append(run[side]())
       print(f"[{name}] round {r + 1}/{rounds}: " +
             ", ".join(f"{s} {v[-1]:.1f}" for s, v in rates.items()), flush=True)
@@ -124,18 +129,23 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
   out = []
   for row in rows:
     med = {s: statistics.median(v) for s, v in row["rates"].items()}
+    step = (f"{med['ssljax step']:.1f} / {med['lightly step']:.1f} "
+            f"({med['ssljax step'] / med['lightly step']:.2f}x)" if "ssljax step" in med else "")
     out.append([row["label"], row["batch"], f"{med['ssljax host']:.1f}",
                 f"{med['ssljax device']:.1f}", f"{med['lightly']:.1f}",
                 f"{med['ssljax host'] / med['lightly']:.2f}x",
-                f"{med['ssljax device'] / med['lightly']:.2f}x", len(row["rates"]["lightly"])])
+                f"{med['ssljax device'] / med['lightly']:.2f}x", step,
+                len(row["rates"]["lightly"])])
   return report.markdown_table(
       ["recipe", "batch", "ssljax host-aug img/s", "ssljax device-aug img/s", "lightly img/s",
-       "host / lightly", "device / lightly", "chunks (each)"], out)
+       "host / lightly", "device / lightly", "step alone img/s: ssljax / lightly",
+       "chunks (each)"], out)
 
 
 def format_chunks(rows: Sequence[dict[str, Any]]) -> str:
   return "\n".join(f"- {row['label']}: " + "; ".join(
-      f"{side} " + ", ".join(f"{v:.1f}" for v in row["rates"][side]) for side in SIDES)
+      f"{side} " + ", ".join(f"{v:.1f}" for v in row["rates"][side])
+      for side in SIDES + STEP_SIDES if side in row["rates"])
       for row in rows)
 
 
@@ -180,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "(configs/common.byol_jitter: blur 1.0 / 0.1 on the global crops, 0.5 on the locals, "
         "solarisation 0.2 on global crop 2), global crops 0.4-1, "
         f"{LOCAL_CROPS} local crops of {LOCAL_SIZE} px at 0.05-0.4, lightly's `DINOTransform` "
-        "given the same values; the 224 px case uses the ImageNet stem. ssljax's read thread "
+        "given the same values; the 224 px case uses the ImageNet stem. 'step alone': each "
+        "side's train step repeated on one batch loaded once (ssljax: the host-aug step), "
+        "timed in the same rotation: the share of the end-to-end time the pipeline takes. ssljax's read thread "
         "(grain, 0 workers) prepares the next batches while the step runs; lightly's "
         "DataLoader with 0 workers loads synchronously (its better thread count, 1 or 2, picked "
         f"at start-up: {info.get('threads', '?')} in the last case). The sides ran in rotating "

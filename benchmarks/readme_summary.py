@@ -16,7 +16,8 @@ from benchmarks import report
 README = os.path.join(report.ROOT, "README.md")
 START, END = "<!-- benchmarks-summary:start -->", "<!-- benchmarks-summary:end -->"
 SECTIONS = ("Train-step throughput vs lightly", "XLA:CPU library fusions",
-            "Data pipeline vs torchvision", "Time to accuracy vs lightly", "Time to first step")
+            "Data pipeline vs torchvision", "End to end vs lightly (pipeline + step)",
+            "Time to accuracy vs lightly", "Time to first step")
 STAMP_KEYS = ("date", "platform", "cpu_count", "cpu_simd", "jax", "command")
 
 

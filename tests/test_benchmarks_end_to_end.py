@@ -44,11 +44,14 @@ def test_dino_sides_get_the_recipes_asymmetric_views_and_local_crops(tmp_path):
 def test_table_ratios_are_medians_over_lightly():
   rows = [{"label": "r", "batch": 32, "rates": {"ssljax host": [10.0, 30.0, 20.0],
                                                  "ssljax device": [40.0, 44.0, 42.0],
-                                                 "lightly": [20.0, 21.0, 19.0]}}]
+                                                 "lightly": [20.0, 21.0, 19.0],
+                                                 "ssljax step": [50.0, 60.0, 55.0],
+                                                 "lightly step": [25.0, 22.0, 24.0]}}]
   table = E.format_table(rows)
   line = table.splitlines()[-1]
-  assert "| 20.0 | 42.0 | 20.0 | 1.00x | 2.10x | 3 |" in line, line
-  assert "ssljax host 10.0, 30.0, 20.0" in E.format_chunks(rows)
+  assert "| 20.0 | 42.0 | 20.0 | 1.00x | 2.10x | 55.0 / 24.0 (2.29x) | 3 |" in line, line
+  chunks = E.format_chunks(rows)
+  assert "ssljax host 10.0, 30.0, 20.0" in chunks and "lightly step 25.0, 22.0, 24.0" in chunks
 
 
 @peer
@@ -73,8 +76,8 @@ def test_lightly_transforms_make_the_recipes_views(tmp_path):
 
 @peer
 @pytest.mark.bench
-def test_quick_run_times_all_three_sides():
+def test_quick_run_times_every_side_end_to_end_and_the_steps_alone():
   rows = E.main(["--quick", "--cases", "simclr_r18_32"])
   assert [r["case"] for r in rows] == ["simclr_r18_32"]
-  for side in E.SIDES:
+  for side in E.SIDES + E.STEP_SIDES:
     assert len(rows[0]["rates"][side]) == 1 and rows[0]["rates"][side][0] > 0, side
