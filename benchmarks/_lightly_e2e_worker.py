@@ -29,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks._torch_pipeline_worker import endless_loader  # noqa: E402
 from benchmarks.peer_throughput import pin_threads  # noqa: E402
 
 
@@ -65,40 +66,10 @@ def _rgb(values) -> list:
 def dino_vit_tiny_step(batch: int, size: int, tiny: bool = False):
   """step(views) for DINO ViT-Tiny/4 multi-crop: views = [global 1, global 2, local 1, ...]."""
   import torch
-  from lightly.loss import DINOLoss
-  from lightly.models.modules import DINOProjectionHead, MaskedVisionTransformerTorchvision
-  from lightly.models.utils import deactivate_requires_grad
-  from torch import nn
 
-  from benchmarks._lightly_worker import _vit_tiny, dino_update
-  width = 32 if tiny else 192
-  out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
-
-  class Student(nn.Module):
-    def __init__(self):
-      super().__init__()
-      self.backbone = MaskedVisionTransformerTorchvision(vit=_vit_tiny(size, tiny))
-      self.head = DINOProjectionHead(width, hidden, bottleneck, out_dim, batch_norm=False,
-                                     freeze_last_layer=-1, norm_last_layer=True)
-
-    def forward(self, x):
-      return self.head(self.backbone(x))
-
+  from benchmarks._lightly_worker import dino_parts, dino_update
   torch.manual_seed(0)
-  student, teacher = Student(), Student()
-  teacher.load_state_dict(student.state_dict())
-  deactivate_requires_grad(teacher)
-  criterion = DINOLoss(output_dim=out_dim, warmup_teacher_temp=0.04, teacher_temp=0.04,
-                       warmup_teacher_temp_epochs=0, student_temp=0.1, center_momentum=0.9)
-  tokens = ("pos_embedding", "class_token")
-  decay = [p for n, p in student.named_parameters()
-           if p.ndim > 1 and not any(t in n for t in tokens)]
-  no_decay = [p for n, p in student.named_parameters()
-              if not (p.ndim > 1 and not any(t in n for t in tokens))]
-  opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
-                          lr=5e-4 * batch / 256, betas=(0.9, 0.999), weight_decay=0.04)
-  student.train()
-  teacher.train()
+  student, teacher, criterion, opt = dino_parts(batch, size, tiny, masked_vit=True)
 
   def step(views):
     globals_, locals_ = views[:2], views[2:]
@@ -116,7 +87,7 @@ def simclr_r18_step(batch: int, size: int, tiny: bool = False):
   """step(views) of benchmarks/_lightly_worker.py's SimCLR ResNet-18 (ImageNet stem at >= 64 px)."""
   from benchmarks._lightly_worker import build
   step, _ = build("resnet18_simclr", batch, size, tiny=tiny, cifar_stem=size < 64)
-  return lambda views: step(views)
+  return step
 
 
 def main() -> None:
@@ -134,7 +105,6 @@ def main() -> None:
   import lightly
   import torch
   import torchvision
-  from torchvision import datasets
   torch.set_num_interop_threads(1)
   aug = json.loads(args.aug)
   if args.recipe == "simclr_r18":
@@ -143,12 +113,7 @@ def main() -> None:
   else:
     transform, step = dino_transform(args.size, aug), dino_vit_tiny_step(args.batch, args.size,
                                                                           args.tiny)
-  ds = datasets.ImageFolder(args.folder, transform=transform)
-  sampler = torch.utils.data.RandomSampler(ds, replacement=False, num_samples=10 ** 9,
-                                           generator=torch.Generator().manual_seed(0))
-  loader = iter(torch.utils.data.DataLoader(ds, batch_size=args.batch, sampler=sampler,
-                                            drop_last=True, num_workers=args.workers,
-                                            persistent_workers=args.workers > 0))
+  loader = endless_loader(args.folder, transform, args.batch, args.workers)
 
   def next_views():
     views, _ = next(loader)

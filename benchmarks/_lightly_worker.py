@@ -45,6 +45,55 @@ def _vit_tiny(size: int, tiny: bool = False):
   return net
 
 
+def dino_parts(batch: int, size: int, tiny: bool = False, masked_vit: bool = False):
+  """(student, teacher, criterion, optimizer) of the DINO ViT-Tiny/4 recipe, in train mode.
+
+  `masked_vit`: the backbone inside lightly's `MaskedVisionTransformerTorchvision`, which
+  interpolates the position embedding for crops of another size (multi-crop).
+  """
+  import torch
+  from lightly.loss import DINOLoss
+  from lightly.models.modules import DINOProjectionHead, MaskedVisionTransformerTorchvision
+  from lightly.models.utils import deactivate_requires_grad
+  from torch import nn
+
+  width = 32 if tiny else 192      # the ViT-Tiny width (_vit_tiny), the head's input
+  out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
+
+  class Student(nn.Module):
+    def __init__(self):
+      super().__init__()
+      vit = _vit_tiny(size, tiny)
+      self.backbone = MaskedVisionTransformerTorchvision(vit=vit) if masked_vit else vit
+      # DINO head (Caron et al., 2021): 3 layers, hidden 2048, bottleneck 256, weight-normed last
+      # layer with the gain fixed (norm_last_layer=True), no BN; last layer never frozen here.
+      self.head = DINOProjectionHead(width, hidden, bottleneck, out_dim, batch_norm=False,
+                                     freeze_last_layer=-1, norm_last_layer=True)
+
+    def forward(self, x):
+      return self.head(self.backbone(x))
+
+  student = Student()
+  # (copy.deepcopy fails on the head's weight-normalised layer: a fresh copy with the same weights.)
+  teacher = Student()
+  teacher.load_state_dict(student.state_dict())
+  deactivate_requires_grad(teacher)
+  criterion = DINOLoss(output_dim=out_dim, warmup_teacher_temp=0.04, teacher_temp=0.04,
+                       warmup_teacher_temp_epochs=0, student_temp=0.1, center_momentum=0.9)
+  # As configs/dino_vit_s16_imagenet.py: AdamW lr 5e-4 x batch/256, wd 0.04 (not on biases / norms /
+  # tokens), gradient clipping 3.0 on the global norm (dino_update).
+  tokens = ("pos_embedding", "class_token")
+  decay = [p for n, p in student.named_parameters()
+           if p.ndim > 1 and not any(t in n for t in tokens)]
+  no_decay = [p for n, p in student.named_parameters()
+              if not (p.ndim > 1 and not any(t in n for t in tokens))]
+  opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
+                          lr=5e-4 * batch / 256, betas=(0.9, 0.999), weight_decay=0.04)
+  student.train()
+  teacher.train()
+  return student, teacher, criterion, opt
+
+
 def dino_update(loss, opt, student, teacher):
   """DINO's update after the loss: backward, global-norm clipping at 3.0, AdamW step, the
   teacher's EMA (m 0.996); returns the loss."""
@@ -138,41 +187,7 @@ def build(model: str, batch: int, size: int, tiny: bool = False, cifar_stem: boo
     return step, sum(p.numel() for p in net.parameters())
 
   if model == "vit_tiny_dino":
-    from lightly.loss import DINOLoss
-    from lightly.models.modules import DINOProjectionHead
-    from lightly.models.utils import deactivate_requires_grad
-
-    width = 32 if tiny else 192      # the ViT-Tiny width (_vit_tiny), the head's input
-    out_dim, hidden, bottleneck = (64, 32, 16) if tiny else (65536, 2048, 256)
-    class Student(nn.Module):
-      def __init__(self):
-        super().__init__()
-        self.backbone = _vit_tiny(size, tiny)
-        # DINO head (Caron et al., 2021): 3 layers, hidden 2048, bottleneck 256, weight-normed last
-        # layer with the gain fixed (norm_last_layer=True), no BN; last layer never frozen here.
-        self.head = DINOProjectionHead(width, hidden, bottleneck, out_dim, batch_norm=False,
-                                       freeze_last_layer=-1, norm_last_layer=True)
-
-      def forward(self, x):
-        return self.head(self.backbone(x))
-
-    student = Student()
-    # (copy.deepcopy fails on the head's weight-normalised layer: a fresh copy with the same weights.)
-    teacher = Student()
-    teacher.load_state_dict(student.state_dict())
-    deactivate_requires_grad(teacher)
-    criterion = DINOLoss(output_dim=out_dim, warmup_teacher_temp=0.04, teacher_temp=0.04,
-                         warmup_teacher_temp_epochs=0, student_temp=0.1, center_momentum=0.9)
-    # As configs/dino_vit_s16_imagenet.py: AdamW lr 5e-4 x batch/256, wd 0.04 (not on biases / norms /
-    # tokens), gradient clipping 3.0 on the global norm.
-    decay = [p for n, p in student.named_parameters() if p.ndim > 1 and "pos_embedding" not in n
-             and "class_token" not in n]
-    no_decay = [p for n, p in student.named_parameters() if not (p.ndim > 1 and "pos_embedding" not in n
-                                                                 and "class_token" not in n)]
-    opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=5e-4 * batch / 256, betas=(0.9, 0.999), weight_decay=0.04)
-    student.train()
-    teacher.train()
+    student, teacher, criterion, opt = dino_parts(batch, size, tiny)
 
     def step():
       x = views.reshape(2 * batch, 3, size, size)

@@ -102,9 +102,14 @@ class TwoViews:
 def make_loader(folder: str, size: int, batch: int, workers: int, aug: dict,
                 blur: str = "torchvision"):
   """An endless iterator of ([B, 2, 3, S, S] float32, [B] int64) batches."""
+  return endless_loader(folder, build_transform(size, aug, blur), batch, workers)
+
+
+def endless_loader(folder: str, transform, batch: int, workers: int):
+  """An endless iterator of (transform(image) batched, [B] int64) over the image folder."""
   import torch
   from torchvision import datasets
-  ds = datasets.ImageFolder(folder, transform=build_transform(size, aug, blur))
+  ds = datasets.ImageFolder(folder, transform=transform)
   sampler = torch.utils.data.RandomSampler(ds, replacement=False, num_samples=10 ** 9,
                                            generator=torch.Generator().manual_seed(0))
   loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True,
