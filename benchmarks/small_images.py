@@ -40,10 +40,11 @@ SECTION = "Small images vs lightly"
 METHODS = ("simclr", "byol", "dino")
 
 
-def load_config(method: str, path: str, steps: int, batch: int, seed: int = 0):
-  """configs/<method>_small.py on the image folder `path`, with the benchmark's budget."""
+def load_config(method: str, path: str, steps: int, batch: int, seed: int = 0, image_size: int = 32):
+  """configs/<method>_small.py for `image_size` px images (the recipe's own 32 / 64 px settings) on
+  the image folder `path`, with the benchmark's budget."""
   from ssljax import config_files
-  config = config_files.load(os.path.join(ROOT, "configs", f"{method}_small.py"))
+  config = config_files.load(os.path.join(ROOT, "configs", f"{method}_small.py:{int(image_size)}"))
   config.data.path = path
   config.update(total_steps=steps, batch_size=batch, seed=seed, progress_bar=False)
   config.optimizer.warmup_steps = max(1, steps // 20)
@@ -340,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
     raw = raw_knn_of(task)
     for method in args.methods:
       print(f"{task} {method}", flush=True)
-      config = load_config(method, path, args.steps, args.batch, seed=args.seed)
+      config = load_config(method, path, args.steps, args.batch, seed=args.seed,
+                           image_size=benchmarks.get(task).image_size)
       result = run(config, args.threads, args.eval_every)
       rows.append(summary_row(task, method, result, raw))
       curves.append(f"- {task} {method}: " + "; ".join(

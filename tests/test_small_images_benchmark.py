@@ -34,6 +34,14 @@ def test_peer_recipe_carries_the_small_config(method, tmp_path):
     assert recipe["joint_view_bn"] is config.byol.joint_view_bn
 
 
+def test_benchmark_runs_the_recipe_at_the_tasks_image_size(tmp_path):
+  """A 64 px task gets the recipe's 64 px settings on both sides, not 32 px views of 64 px files."""
+  from benchmarks import small_images
+  config = small_images.load_config("dino", _folder(tmp_path), steps=40, batch=16, image_size=64)
+  assert config.data.image_size == 64
+  assert small_images.peer_recipe(config)["image_size"] == 64
+
+
 @pytest.mark.parametrize("method, key, value", [
     ("simclr", "proj_last_bn", False), ("byol", "proj_last_bn", True),
     ("dino", "local_crops", 2)])
