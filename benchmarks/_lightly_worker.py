@@ -83,10 +83,9 @@ def dino_parts(batch: int, size: int, tiny: bool = False, masked_vit: bool = Fal
   # As configs/dino_vit_s16_imagenet.py: AdamW lr 5e-4 x batch/256, wd 0.04 (not on biases / norms /
   # tokens), gradient clipping 3.0 on the global norm (dino_update).
   tokens = ("pos_embedding", "class_token")
-  decay = [p for n, p in student.named_parameters()
-           if p.ndim > 1 and not any(t in n for t in tokens)]
-  no_decay = [p for n, p in student.named_parameters()
-              if not (p.ndim > 1 and not any(t in n for t in tokens))]
+  decay, no_decay = [], []
+  for n, p in student.named_parameters():
+    (decay if p.ndim > 1 and not any(t in n for t in tokens) else no_decay).append(p)
   opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
                           lr=5e-4 * batch / 256, betas=(0.9, 0.999), weight_decay=0.04)
   student.train()

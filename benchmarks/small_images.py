@@ -309,14 +309,19 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
                            f"grain {_peer.version('grain')}"}
     report.write_section(SECTION, table + notes, meta)
 
-  raws = {}
+  raws, sizes = {}, {}
+
+  def image_size_of(task):      # building a task reads its source images: once per task
+    if task not in sizes:
+      sizes[task] = benchmarks.get(task).image_size
+    return sizes[task]
 
   def raw_knn_of(task):
     if task not in raws:
       path = os.path.join(args.data_dir, task)
       if not os.path.isdir(os.path.join(path, "val")):
         benchmarks.write(task, path)
-      raws[task] = benchmarks.raw_pixel_knn(path, benchmarks.get(task).image_size)
+      raws[task] = benchmarks.raw_pixel_knn(path, image_size_of(task))
     return raws[task]
 
   kept = {} if args.no_write or args.fresh else earlier_curves()
@@ -342,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
     for method in args.methods:
       print(f"{task} {method}", flush=True)
       config = load_config(method, path, args.steps, args.batch, seed=args.seed,
-                           image_size=benchmarks.get(task).image_size)
+                           image_size=image_size_of(task))
       result = run(config, args.threads, args.eval_every)
       rows.append(summary_row(task, method, result, raw))
       curves.append(f"- {task} {method}: " + "; ".join(
