@@ -213,9 +213,28 @@ def run(config, threads: int, eval_every: int, log=print) -> dict[str, Any]:
           "torch_threads": peer.info["torch_threads"]}
 
 
-def summary_row(task: str, method: str, result: dict[str, Any], raw_knn: float) -> list[Any]:
-  """One table row: final kNN of both, time to lightly's final kNN - 0.01 on each side."""
-  ours, peer = result["curves"]["ssljax"], result["curves"]["lightly"]
+def mean_result(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """The seeds' curves averaged point by point (kNN and seconds; the runs evaluate at the same steps)."""
+  out = {}
+  for side in ("ssljax", "lightly"):
+    curves = [r["curves"][side] for r in results]
+    steps = [p["step"] for p in curves[0]]
+    if any([p["step"] for p in c] != steps for c in curves):
+      raise ValueError(f"{side} curves of the seeds evaluate at different steps; expected {steps}")
+    out[side] = [{"step": s, "knn": float(np.mean([c[i]["knn"] for c in curves])),
+                  "seconds": float(np.mean([c[i]["seconds"] for c in curves]))}
+                 for i, s in enumerate(steps)]
+  return {"curves": out}
+
+
+def summary_row(task: str, method: str, results, raw_knn: float) -> list[Any]:
+  """One table row from one run's result or several seeds' (a list): final kNN of both sides (the
+  seeds' mean, each seed's in brackets), time to lightly's final kNN - 0.01 on the mean curves, and
+  whether ssljax gets there sooner on the mean curves (and at each seed)."""
+  results = list(results) if isinstance(results, (list, tuple)) else [results]
+  seeds = [r.get("seed", 0) for r in results]
+  mean = mean_result(results)
+  ours, peer = mean["curves"]["ssljax"], mean["curves"]["lightly"]
   target = peer[-1]["knn"] - 0.01
   # Only trained points count: a target at or below a side's step-0 kNN is no learning to time.
   hit_ours, hit_peer = time_to(ours[1:], target), time_to(peer[1:], target)
@@ -224,12 +243,23 @@ def summary_row(task: str, method: str, result: dict[str, Any], raw_knn: float) 
     verdict = "- (lightly did not learn: target <= kNN at step 0)"
   else:
     verdict = "yes" if hit_ours and hit_peer and hit_ours["seconds"] <= hit_peer["seconds"] else "no"
-  return [task, method, f"{raw_knn:.3f}", f"{ours[0]['knn']:.3f} / {peer[0]['knn']:.3f}",
-          f"{ours[-1]['knn']:.3f}", f"{peer[-1]['knn']:.3f}", f"{target:.3f}", cell(hit_ours),
-          cell(hit_peer), f"{ours[-1]['seconds']:.0f}", f"{peer[-1]['seconds']:.0f}", verdict]
+    if len(results) > 1:
+      each = [summary_row(task, method, r, raw_knn)[-1].split(" ")[0] for r in results]
+      verdict += f" ({', '.join(each)})"
+
+  def final(side):
+    text = f"{mean['curves'][side][-1]['knn']:.3f}"
+    if len(results) > 1:
+      text += " (" + ", ".join(f"{r['curves'][side][-1]['knn']:.3f}" for r in results) + ")"
+    return text
+
+  return [task, method, ", ".join(map(str, seeds)), f"{raw_knn:.3f}",
+          f"{ours[0]['knn']:.3f} / {peer[0]['knn']:.3f}", final("ssljax"), final("lightly"),
+          f"{target:.3f}", cell(hit_ours), cell(hit_peer), f"{ours[-1]['seconds']:.0f}",
+          f"{peer[-1]['seconds']:.0f}", verdict]
 
 
-HEADER = ["task", "method", "raw-pixel kNN", "kNN at step 0 (ssljax / lightly)", "ssljax kNN",
+HEADER = ["task", "method", "seeds", "raw-pixel kNN", "kNN at step 0 (ssljax / lightly)", "ssljax kNN",
           "lightly kNN", "target (lightly - 0.01)", "ssljax s to target (step)",
           "lightly s to target (step)", "ssljax train s", "lightly train s", "ssljax >= target sooner"]
 
@@ -242,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--eval-every", type=int, default=50)
   parser.add_argument("--threads", type=int, default=1, help="CPUs both processes are pinned to")
-  parser.add_argument("--seed", type=int, default=0, help="config.seed of both sides (init, data order)")
+  parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], help="config.seed of "
+                      "both sides (init, data order); several: one run each, the table averages them")
   parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "ssljax_benchmarks"))
   parser.add_argument("--quick", action="store_true", help="10 steps, eval every 5, no write")
   parser.add_argument("--no-write", action="store_true")
@@ -256,13 +287,17 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   cpus = pin_threads(args.threads)
   import jax
   from ssljax.data import benchmarks
-  rows, curves = [], []
+  measured = {}   # (task, method) -> [(curve line, result) per seed], in the order run
 
   def write(result):
-    kept_rows, kept_curves = [], []
-    for (task, method), (line, result_k) in kept.items():
-      kept_rows.append(summary_row(task, f"{method} (earlier run)", result_k, raw_knn_of(task)))
-      kept_curves.append(line)
+    rows, curves, kept_rows, kept_curves = [], [], [], []
+    for (task, method), runs in measured.items():
+      rows.append(summary_row(task, method, [r for _, r in runs], raw_knn_of(task)))
+      curves += [line for line, _ in runs]
+    for (task, method), runs in kept.items():
+      kept_rows.append(summary_row(task, f"{method} (earlier run)", [r for _, r in runs],
+                                   raw_knn_of(task)))
+      kept_curves += [line for line, _ in runs]
     table = report.markdown_table(HEADER, rows + kept_rows)
     print(table)
     print("\n".join(curves), flush=True)
@@ -276,8 +311,11 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
          "them (at the end of their curve line; that run's recipes and machine load, not necessarily "
          "today's)."
          if kept_rows else "") +
-        f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, seed "
-        f"{args.seed}, batch "
+        "\n\nWith several seeds a row's kNN columns are the seeds' mean (each seed's in brackets), "
+        "the seconds and the time to the target are read off the mean curves, and the last column "
+        "adds each seed's own verdict in brackets."
+        f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, seeds "
+        f"{', '.join(map(str, args.seeds))}, batch "
         f"{args.batch}, {args.steps} steps (the same sample budget), the same per-step learning rates, "
         "AdamW with weight decay on kernels only, the same augmentation parameters (ssljax's numpy/PIL "
         "views vs torchvision's); lightly's SimCLRProjectionHead + NTXentLoss, BYOLProjectionHead + "
@@ -326,18 +364,18 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
 
   kept = {} if args.no_write or args.fresh else earlier_curves()
   if args.from_log:
-    last = {}   # (task, method) -> its line; the output repeats the curves after every method
+    # (task, method) -> {seed: its line}; the output repeats the curves after every method
     for line in open(args.from_log):
       parsed = parse_curve_line(line)
       if parsed:
-        last[parsed[:2]] = (line.strip(), parsed[2])
-    for pair in last:
+        runs = measured.setdefault(parsed[:2], {})
+        runs[parsed[2]["seed"]] = (line.strip(), parsed[2])
+    for pair in measured:
       kept.pop(pair, None)
-    for (task, method), (line, result) in last.items():
-      rows.append(summary_row(task, method, result, raw_knn_of(task)))
-      curves.append(line)
+      measured[pair] = list(measured[pair].values())
     write({"versions": peer_versions()})
-    return rows
+    return [summary_row(t, m, [r for _, r in runs], raw_knn_of(t))
+            for (t, m), runs in measured.items()]
   for task in args.tasks:
     for method in args.methods:
       kept.pop((task, method), None)
@@ -345,21 +383,21 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
     path = os.path.join(args.data_dir, task)
     raw = raw_knn_of(task)
     for method in args.methods:
-      print(f"{task} {method}", flush=True)
-      config = load_config(method, path, args.steps, args.batch, seed=args.seed,
-                           image_size=image_size_of(task))
-      result = run(config, args.threads, args.eval_every)
-      rows.append(summary_row(task, method, result, raw))
-      curves.append(f"- {task} {method}: " + "; ".join(
-          f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
-          for name, c in result["curves"].items()))
-      write(result)   # after every method: a partial run still leaves its rows
-  return rows
+      for seed in args.seeds:
+        print(f"{task} {method} seed {seed}", flush=True)
+        config = load_config(method, path, args.steps, args.batch, seed=seed,
+                             image_size=image_size_of(task))
+        result = dict(run(config, args.threads, args.eval_every), seed=seed)
+        measured.setdefault((task, method), []).append((f"- {task} {method} seed {seed}: " + "; ".join(
+            f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
+            for name, c in result["curves"].items()), result))
+        write(result)   # after every seed: a partial run still leaves its rows
+  return [summary_row(t, m, [r for _, r in runs], raw_knn_of(t)) for (t, m), runs in measured.items()]
 
 
 def earlier_curves(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
-  """{(task, method): (curve line, parsed)} of the section as last written, each line ending with
-  the date and command of the run that measured it."""
+  """{(task, method): [(curve line, parsed) per seed]} of the section as last written, each line
+  ending with the date and command of the run that measured it."""
   import re
   if not os.path.exists(path):
     return {}
@@ -375,22 +413,28 @@ def earlier_curves(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
       if "(earlier run:" not in line:
         line += f" (earlier run: {meta.get('date', '?')}, `{meta.get('command', '?')}`)"
       task, method = parsed[0], parsed[1].replace(" (earlier run)", "")
-      out[(task, method)] = (line, parsed[2])
+      out.setdefault((task, method), []).append((line, parsed[2]))
   return out
 
 
 def parse_curve_line(line: str):
-  """(task, method, {'curves': ...}) from a '- task method: ssljax 0: 0.327 @ 16 s, ...; lightly ...'
-  line of a run's output, or None."""
+  """(task, method, {'curves': ..., 'seed': ...}) from a '- task method seed 0: ssljax 0: 0.327 @ 16
+  s, ...; lightly ...' line of a run's output, or None. Lines of runs before the benchmark took
+  several seeds have no 'seed N' (then the seed of their command, else 0)."""
   import re
-  m = re.match(r"^- (\S+) (\S+): ssljax (.*); lightly (.*)$", line.strip())
+  m = re.match(r"^- (\S+) (\S+)(?: seed (\d+))?: ssljax (.*); lightly (.*)$", line.strip())
   if not m:
     return None
+  if m.group(3) is not None:
+    seed = int(m.group(3))
+  else:
+    given = re.search(r"--seeds? (\d+)", line)
+    seed = int(given.group(1)) if given else 0
   def points(text):
     return [{"step": int(a), "knn": float(b), "seconds": float(c), "loss": float("nan")}
             for a, b, c in re.findall(r"(\d+): ([\d.]+) @ ([\d.]+) s", text)]
-  return m.group(1), m.group(2), {"curves": {"ssljax": points(m.group(3)),
-                                             "lightly": points(m.group(4))}}
+  return m.group(1), m.group(2), {"curves": {"ssljax": points(m.group(4)),
+                                             "lightly": points(m.group(5))}, "seed": seed}
 
 
 def peer_versions() -> dict[str, str]:

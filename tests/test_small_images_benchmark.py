@@ -91,9 +91,36 @@ def test_earlier_rows_keep_the_run_that_measured_them(tmp_path):
                 "- photo_patches32 dino: ssljax 0: 0.1 @ 1 s; lightly 0: 0.2 @ 1 s\n")
   kept = small_images.earlier_curves(str(md))
   assert list(kept) == [("photo_patches32", "byol")]          # not the other section's line
-  text, result = kept[("photo_patches32", "byol")]
+  [(text, result)] = kept[("photo_patches32", "byol")]
+  assert result["seed"] == 0                                 # a line from before --seeds
   assert text.endswith("(earlier run: 2026-12-04 22:23, `python -m benchmarks.small_images --steps 40`)")
   assert [p["knn"] for p in result["curves"]["lightly"]] == [0.338, 0.311]
   md.write_text(md.read_text().replace(line, text).replace("date: 2026-12-04 22:23", "date: 2026-12-05 01:00"))
-  again, _ = small_images.earlier_curves(str(md))[("photo_patches32", "byol")]
+  [(again, _)] = small_images.earlier_curves(str(md))[("photo_patches32", "byol")]
   assert again.count("earlier run") == 1 and "22:23" in again and "01:00" not in again   # kept again
+
+
+def test_several_seeds_average_into_one_row_with_each_seeds_verdict():
+  from benchmarks import small_images
+  lines = [("- photo_patches32 dino seed 0: ssljax 0: 0.327 @ 7 s, 300: 0.380 @ 110 s, 600: 0.399 @ 220 s; "
+            "lightly 0: 0.338 @ 0 s, 300: 0.390 @ 120 s, 600: 0.419 @ 237 s"),
+           ("- photo_patches32 dino seed 1: ssljax 0: 0.325 @ 7 s, 300: 0.352 @ 116 s, 600: 0.370 @ 224 s; "
+            "lightly 0: 0.325 @ 0 s, 300: 0.338 @ 111 s, 600: 0.358 @ 225 s")]
+  parsed = [small_images.parse_curve_line(line) for line in lines]
+  assert [p[2]["seed"] for p in parsed] == [0, 1] and {p[:2] for p in parsed} == {("photo_patches32", "dino")}
+  row = dict(zip(small_images.HEADER, small_images.summary_row(
+      "photo_patches32", "dino", [p[2] for p in parsed], 0.267)))
+  assert row["seeds"] == "0, 1"
+  assert row["ssljax kNN"] == "0.385 (0.399, 0.370)"        # (0.399 + 0.370) / 2 = 0.3845
+  assert row["lightly kNN"] == "0.388 (0.419, 0.358)"      # 0.3885 in binary floats
+  assert row["target (lightly - 0.01)"] == "0.378"
+  # mean curves: ssljax 0.366 @ 113 s, 0.3845 @ 222 s; lightly 0.364 @ 115.5 s, 0.3885 @ 231 s
+  assert row["ssljax s to target (step)"] == "222 (step 600)"
+  assert row["lightly s to target (step)"] == "231 (step 600)"
+  assert row["ssljax >= target sooner"] == "yes (no, yes)"  # seed 0 alone misses lightly's 0.409
+  legacy = small_images.parse_curve_line(lines[1].replace(" seed 1", "") + " (earlier run: 2026-12-05 "
+                                         "07:41, `python -m benchmarks.small_images --seed 3`)")
+  assert legacy[2]["seed"] == 3
+  bad = dict(parsed[1][2], curves=dict(parsed[1][2]["curves"], ssljax=parsed[1][2]["curves"]["ssljax"][:2]))
+  with pytest.raises(ValueError, match="different steps"):
+    small_images.summary_row("photo_patches32", "dino", [parsed[0][2], bad], 0.267)
