@@ -78,6 +78,10 @@ def test_summary_times_only_trained_points_and_flags_no_learning():
   row = dict(zip(small_images.HEADER, small_images.summary_row(task, method, flat, 0.267)))
   assert row["ssljax >= target sooner"].startswith("- (lightly did not learn")
   assert small_images.parse_curve_line("photo_patches32 simclr") is None
+  # lightly learned (0.338 -> 0.400) but not past ssljax's kNN at init: nothing to time either
+  early = small_images.parse_curve_line(line.replace("0.327", "0.395").replace("0.476", "0.400"))[2]
+  row = dict(zip(small_images.HEADER, small_images.summary_row(task, method, early, 0.267)))
+  assert row["ssljax >= target sooner"].startswith("- (ssljax's kNN at step 0 is already")
 
 
 def test_earlier_rows_keep_the_run_that_measured_them(tmp_path):
