@@ -228,6 +228,18 @@ def mean_result(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
   return {"curves": out}
 
 
+def _verdict(ours: list[dict], peer: list[dict]) -> str:
+  """Whether the ssljax curve reaches the lightly curve's final kNN - 0.01 in less time."""
+  target = peer[-1]["knn"] - 0.01
+  # Only trained points count: a target at or below a side's step-0 kNN is no learning to time.
+  if target <= peer[0]["knn"]:
+    return "- (lightly did not learn: target <= kNN at step 0)"
+  if target <= ours[0]["knn"]:
+    return "- (ssljax's kNN at step 0 is already >= target: nothing learned to time)"
+  hit_ours, hit_peer = time_to(ours[1:], target), time_to(peer[1:], target)
+  return "yes" if hit_ours and hit_peer and hit_ours["seconds"] <= hit_peer["seconds"] else "no"
+
+
 def summary_row(task: str, method: str, results, raw_knn: float) -> list[Any]:
   """One table row from one run's result or several seeds' (a list): final kNN of both sides (the
   seeds' mean, each seed's in brackets), time to lightly's final kNN - 0.01 on the mean curves, and
@@ -237,18 +249,12 @@ def summary_row(task: str, method: str, results, raw_knn: float) -> list[Any]:
   mean = mean_result(results)
   ours, peer = mean["curves"]["ssljax"], mean["curves"]["lightly"]
   target = peer[-1]["knn"] - 0.01
-  # Only trained points count: a target at or below a side's step-0 kNN is no learning to time.
   hit_ours, hit_peer = time_to(ours[1:], target), time_to(peer[1:], target)
   cell = lambda h: f"{h['seconds']:.0f} (step {h['step']})" if h else "not reached"  # noqa: E731
-  if target <= peer[0]["knn"]:
-    verdict = "- (lightly did not learn: target <= kNN at step 0)"
-  elif target <= ours[0]["knn"]:
-    verdict = "- (ssljax's kNN at step 0 is already >= target: nothing learned to time)"
-  else:
-    verdict = "yes" if hit_ours and hit_peer and hit_ours["seconds"] <= hit_peer["seconds"] else "no"
-    if len(results) > 1:
-      each = [summary_row(task, method, r, raw_knn)[-1].split(" ")[0] for r in results]
-      verdict += f" ({', '.join(each)})"
+  verdict = _verdict(ours, peer)
+  if len(results) > 1 and verdict in ("yes", "no"):
+    each = [_verdict(r["curves"]["ssljax"], r["curves"]["lightly"]).split(" ")[0] for r in results]
+    verdict += f" ({', '.join(each)})"
 
   def final(side):
     text = f"{mean['curves'][side][-1]['knn']:.3f}"
@@ -292,15 +298,15 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   from ssljax.data import benchmarks
   measured = {}   # (task, method) -> [(curve line, result) per seed], in the order run
 
+  def rows_of(groups, label=""):
+    """Table rows of {(task, method): [(curve line, result) per seed]}."""
+    return [summary_row(task, method + label, [r for _, r in runs], raw_knn_of(task))
+            for (task, method), runs in groups.items()]
+
   def write(result):
-    rows, curves, kept_rows, kept_curves = [], [], [], []
-    for (task, method), runs in measured.items():
-      rows.append(summary_row(task, method, [r for _, r in runs], raw_knn_of(task)))
-      curves += [line for line, _ in runs]
-    for (task, method), runs in kept.items():
-      kept_rows.append(summary_row(task, f"{method} (earlier run)", [r for _, r in runs],
-                                   raw_knn_of(task)))
-      kept_curves += [line for line, _ in runs]
+    rows, kept_rows = rows_of(measured), rows_of(kept, " (earlier run)")
+    curves = [line for runs in measured.values() for line, _ in runs]
+    kept_curves = [line for runs in kept.values() for line, _ in runs]
     table = report.markdown_table(HEADER, rows + kept_rows)
     print(table)
     print("\n".join(curves), flush=True)
@@ -377,8 +383,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
       kept.pop(pair, None)
       measured[pair] = list(measured[pair].values())
     write({"versions": peer_versions()})
-    return [summary_row(t, m, [r for _, r in runs], raw_knn_of(t))
-            for (t, m), runs in measured.items()]
+    return rows_of(measured)
   for task in args.tasks:
     for method in args.methods:
       kept.pop((task, method), None)
@@ -395,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
             f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
             for name, c in result["curves"].items()), result))
         write(result)   # after every seed: a partial run still leaves its rows
-  return [summary_row(t, m, [r for _, r in runs], raw_knn_of(t)) for (t, m), runs in measured.items()]
+  return rows_of(measured)
 
 
 def earlier_curves(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
