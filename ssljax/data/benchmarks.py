@@ -15,7 +15,7 @@ pixels on any machine. Train and val never share a source instance (a digit, a r
   clutter, pixel noise. Strokes are lighter than the ground (0.35-0.55 above its mean), as in the
   source digits; the images are grey (three equal channels up to the noise). 10 classes. Random
   colours, or strokes darker than the ground on some images, make the task unlearnable for
-  instance discrimination at these budgets (README, "harder data"): kept out.
+  instance discrimination at these budgets (README, the tasks' paragraph): kept out.
 - `photo_patches32` / `photo_patches64`: patches of ten real photographs scikit-image ships
   (`skimage.data`: astronaut, brick, camera, chelsea, coffee, coins, grass, gravel, motorcycle,
   rocket), labelled by source photograph, at random positions and scales (0.12-0.4 of the shorter
