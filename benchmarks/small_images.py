@@ -175,17 +175,41 @@ class LightlyRun(_peer.LineWorker):
       return f["train"], f["eval"]
 
 
-def run(config, threads: int, eval_every: int, log=print) -> dict[str, Any]:
-  """Both sides of one (task, method) in alternating chunks; curves of {'step', 'seconds', 'knn', 'loss'}."""
+PEER_LR_NOTE = (
+    "Learning rates: a row whose command gives --peer-lr-scale runs the lightly side at ssljax's "
+    "schedule times that factor. SimCLR with 0.741: ssljax at base_lr 2.7e-3 (its recipe), lightly "
+    "at 2e-3, the better of the two rates measured for it on clutter_digits32 (seeds 0-2, 200 steps, "
+    "2026-12-05: 0.445 and, in a second run, 0.425 at 2e-3; 0.418 at 3.5e-3). ssljax's rate is the "
+    "one of three whose worse task is best (photo_patches32 / clutter_digits32, seeds 0-2, 200 steps, "
+    "held-out kNN: 0.468 / 0.417 at 2e-3, 0.467 / 0.430 at 2.7e-3, 0.452 / 0.451 at 3.5e-3). A "
+    "likely reason the sides prefer different rates: ssljax's small CNN starts from He's fan-out "
+    "initialisation and its heads from Flax's LeCun normal, torch's layers from kaiming-uniform with "
+    "a = sqrt(5), 1/sqrt(3) of that weight norm after the first conv; every weight here feeds a "
+    "BatchNorm, so Adam's step turns a layer's weights by about lr / |w|, ~1.7x more on the lightly "
+    "side at one rate (not verified: an earlier one-seed test of torch's conv initialisation in "
+    "ssljax at 2e-3 did not learn faster). BYOL and DINO rows ran both sides at ssljax's rate "
+    "(5e-3), not tuned for lightly's initialisation.")
+
+
+def peer_inputs(config, data: dict[str, np.ndarray], peer_lr_scale: float = 1.0) -> dict[str, Any]:
+  """What the lightly worker reads (its .npz): recipe, per-step learning rates, images, eval arrays."""
+  return {"recipe": json.dumps(peer_recipe(config)),
+          "lrs": learning_rates(config) * float(peer_lr_scale),
+          "train_images": data["train_images"], "eval_train_x": data["eval_train_x"],
+          "eval_eval_x": data["eval_eval_x"]}
+
+
+def run(config, threads: int, eval_every: int, log=print, peer_lr_scale: float = 1.0) -> dict[str, Any]:
+  """Both sides of one (task, method) in alternating chunks; curves of {'step', 'seconds', 'knn', 'loss'}.
+
+  The lightly side's learning rate at every step is ssljax's times `peer_lr_scale`."""
   data = eval_data(config)
   ours = SsljaxRun(config)
   curves = {"ssljax": [], "lightly": []}
   clock = {"ssljax": ours.compile_s, "lightly": 0.0}
   with tempfile.TemporaryDirectory() as tmp:
     inputs = os.path.join(tmp, "inputs.npz")
-    np.savez(inputs, recipe=json.dumps(peer_recipe(config)), lrs=learning_rates(config),
-             train_images=data["train_images"], eval_train_x=data["eval_train_x"],
-             eval_eval_x=data["eval_eval_x"])
+    np.savez(inputs, **peer_inputs(config, data, peer_lr_scale))
     peer = LightlyRun(inputs, threads)
     sides = {"ssljax": ours, "lightly": peer}
     try:
@@ -284,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], help="config.seed of "
                       "both sides (init, data order); several: one run each, the table averages them")
   parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "ssljax_benchmarks"))
+  parser.add_argument("--peer-lr-scale", type=float, default=1.0, help="the lightly side's learning "
+                      "rates are ssljax's times this (1: the same); see the section's notes")
   parser.add_argument("--quick", action="store_true", help="10 steps, eval every 5, no write")
   parser.add_argument("--no-write", action="store_true")
   parser.add_argument("--fresh", action="store_true", help="drop the section's rows of (task, method) "
@@ -291,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--from-log", help="re-render the section from the curve lines of a run's output "
                       "(no training); give the run's own options too, which the section records")
   args = parser.parse_args(argv)
+  if not args.peer_lr_scale > 0:
+    parser.error(f"--peer-lr-scale {args.peer_lr_scale}; expected a positive number")
   if args.quick:
     args.steps, args.eval_every, args.no_write = 10, 5, True
   cpus = pin_threads(args.threads)
@@ -325,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         "adds each seed's own verdict in brackets."
         f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, seeds "
         f"{', '.join(map(str, args.seeds))}, batch "
-        f"{args.batch}, {args.steps} steps (the same sample budget), the same per-step learning rates, "
+        f"{args.batch}, {args.steps} steps (the same sample budget), the same learning-rate schedule (the lightly "
+        "side's times --peer-lr-scale where a row's command gives one: see below), "
         "AdamW with weight decay on kernels only, the same augmentation parameters (ssljax's numpy/PIL "
         "views vs torchvision's); lightly's SimCLRProjectionHead + NTXentLoss, BYOLProjectionHead + "
         "BYOLPredictionHead + NegativeCosineSimilarity with a momentum copy (each view forwarded "
@@ -340,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
            "its core count), so the seconds are noisy and both sides are slowed; compare the two "
            "columns of one row, not rows. " if os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
            else "") +
-        f"The machine: {_machine()}.")
+        PEER_LR_NOTE +
+        f" The machine: {_machine()}.")
     given, skip = [], False
     for a in (argv if argv is not None else sys.argv[1:]):   # the run's options, not --from-log's
       if skip or a.startswith("--from-log"):
@@ -395,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         print(f"{task} {method} seed {seed}", flush=True)
         config = load_config(method, path, args.steps, args.batch, seed=seed,
                              image_size=image_size_of(task))
-        result = dict(run(config, args.threads, args.eval_every), seed=seed)
+        result = dict(run(config, args.threads, args.eval_every, peer_lr_scale=args.peer_lr_scale),
+                      seed=seed)
         measured.setdefault((task, method), []).append((f"- {task} {method} seed {seed}: " + "; ".join(
             f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
             for name, c in result["curves"].items()), result))

@@ -42,6 +42,23 @@ def test_benchmark_runs_the_recipe_at_the_tasks_image_size(tmp_path):
   assert small_images.peer_recipe(config)["image_size"] == 64
 
 
+def test_peer_learning_rates_are_ssljaxs_times_the_scale(tmp_path):
+  """--peer-lr-scale reaches the lightly worker's per-step learning rates, and only them."""
+  from benchmarks import small_images
+  from benchmarks.time_to_accuracy import learning_rates
+  config = small_images.load_config("simclr", _folder(tmp_path), steps=40, batch=16)
+  data = {k: np.zeros(1) for k in ("train_images", "eval_train_x", "eval_eval_x")}
+  ours = learning_rates(config)
+  assert ours.shape == (40,) and ours.max() > 0
+  same = small_images.peer_inputs(config, data)
+  scaled = small_images.peer_inputs(config, data, peer_lr_scale=0.5)
+  np.testing.assert_allclose(same["lrs"], ours)
+  np.testing.assert_allclose(scaled["lrs"], 0.5 * ours)
+  assert scaled["recipe"] == same["recipe"]
+  with pytest.raises(SystemExit):
+    small_images.main(["--peer-lr-scale", "0", "--no-write"])
+
+
 @pytest.mark.parametrize("method, key, value", [
     ("simclr", "proj_last_bn", False), ("byol", "proj_last_bn", True),
     ("dino", "local_crops", 2)])
