@@ -200,9 +200,8 @@ def peer_inputs(config, data: dict[str, np.ndarray], peer_lr_scale: float = 1.0)
 
 
 def run(config, threads: int, eval_every: int, log=print, peer_lr_scale: float = 1.0) -> dict[str, Any]:
-  """Both sides of one (task, method) in alternating chunks; curves of {'step', 'seconds', 'knn', 'loss'}.
-
-  The lightly side's learning rate at every step is ssljax's times `peer_lr_scale`."""
+  """Both sides of one (task, method) in alternating chunks (the lightly side's learning rates are
+  ssljax's times `peer_lr_scale`); curves of {'step', 'seconds', 'knn', 'loss'}."""
   data = eval_data(config)
   ours = SsljaxRun(config)
   curves = {"ssljax": [], "lightly": []}
@@ -353,8 +352,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         "adds each seed's own verdict in brackets."
         f"\n\nRecipes: configs/<method>_small.py (small CNN, 0.39 M parameters) on both sides, seeds "
         f"{', '.join(map(str, args.seeds))}, batch "
-        f"{args.batch}, {args.steps} steps (the same sample budget), the same learning-rate schedule (the lightly "
-        "side's times --peer-lr-scale where a row's command gives one: see below), "
+        f"{args.batch}, {args.steps} steps (the same sample budget), the same learning-rate schedule "
+        "(the lightly side's times --peer-lr-scale where a row's command gives one: see below), "
         "AdamW with weight decay on kernels only, the same augmentation parameters (ssljax's numpy/PIL "
         "views vs torchvision's); lightly's SimCLRProjectionHead + NTXentLoss, BYOLProjectionHead + "
         "BYOLPredictionHead + NegativeCosineSimilarity with a momentum copy (each view forwarded "
