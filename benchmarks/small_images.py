@@ -330,7 +330,10 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
             for (task, method), runs in groups.items()]
 
   def write(result):
-    rows, kept_rows = rows_of(measured), rows_of(kept, " (earlier run)")
+    # A kept row is copied as written: recomputed from its curve lines' whole seconds, it can move.
+    rows = rows_of(measured)
+    kept_rows = [kept_table.get(pair) or rows_of({pair: runs}, " (earlier run)")[0]
+                 for pair, runs in kept.items()]
     curves = [line for runs in measured.values() for line, _ in runs]
     kept_curves = [line for runs in kept.values() for line, _ in runs]
     table = report.markdown_table(HEADER, rows + kept_rows)
@@ -400,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
     return raws[task]
 
   kept = {} if args.no_write or args.fresh else earlier_curves()
+  kept_table = {} if args.no_write or args.fresh else earlier_rows()
   if args.from_log:
     # (task, method) -> {seed: its line}; the output repeats the curves after every method
     for line in open(args.from_log):
@@ -452,6 +456,17 @@ def earlier_curves(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
       task, method = parsed[0], parsed[1].replace(" (earlier run)", "")
       out.setdefault((task, method), []).append((line, parsed[2]))
   return out
+
+
+def earlier_rows(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
+  """{(task, method): table row's cells, method marked '(earlier run)'} of the section as written."""
+  import re
+  m = re.search(rf"^## {re.escape(SECTION)}\n(.*?)(?=^## |\Z)", open(path).read(), re.S | re.M) \
+      if os.path.exists(path) else None
+  rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+          for line in (m.group(1).splitlines() if m else []) if line.startswith("| ")]
+  return {(r[0], r[1].replace(" (earlier run)", "")): [r[0], r[1].replace(" (earlier run)", "")
+          + " (earlier run)"] + r[2:] for r in rows if len(r) == len(HEADER) and r[0] != HEADER[0]}
 
 
 def parse_curve_line(line: str):

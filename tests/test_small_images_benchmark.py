@@ -121,6 +121,20 @@ def test_earlier_rows_keep_the_run_that_measured_them(tmp_path):
   assert again.count("earlier run") == 1 and "22:23" in again and "01:00" not in again   # kept again
 
 
+def test_earlier_table_rows_are_copied_as_written(tmp_path):
+  """Kept rows are not recomputed from their curve lines (whose seconds are rounded)."""
+  from benchmarks import small_images
+  cells = ["photo_patches32", "simclr", "0, 1", "0.267", "0.339 / 0.331", "0.467", "0.474", "0.464",
+           "45 (step 120)", "57 (step 160)", "70", "72", "yes (no, yes)"]
+  md = tmp_path / "B.md"
+  md.write_text(f"## {small_images.SECTION}\n\n| " + " | ".join(small_images.HEADER) + " |\n|"
+                + "---|" * len(cells) + "\n| " + " | ".join(cells) + " |\n\n## Other\n\n| "
+                + " | ".join(["x"] * len(cells)) + " |\n")
+  rows = small_images.earlier_rows(str(md))
+  assert list(rows) == [("photo_patches32", "simclr")]
+  assert rows[("photo_patches32", "simclr")] == cells[:1] + ["simclr (earlier run)"] + cells[2:]
+
+
 def test_several_seeds_average_into_one_row_with_each_seeds_verdict():
   from benchmarks import small_images
   lines = [("- photo_patches32 dino seed 0: ssljax 0: 0.327 @ 7 s, 300: 0.380 @ 110 s, 600: 0.399 @ 220 s; "
