@@ -11,7 +11,8 @@ photo_patches32 (`python -m ssljax.data.benchmarks --task photo_patches32 --out 
 batch 64 reach a held-out kNN of 0.432 at seed 0 and 0.393 at seed 1 (random-init small CNN 0.327 /
 0.325, raw pixels 0.267), linear probe 0.544 / 0.497 (random init 0.471 / 0.438). Side by side
 with lightly at 200 steps, batch 128, seeds 0-2: BENCHMARKS.md "Small images vs lightly"
-(photo_patches32 0.467 vs 0.474, clutter_digits32 0.430 vs 0.442). The full 1,000-step budget is
+(photo_patches32 0.467 vs 0.474, clutter_digits32 0.430 vs 0.442; at 64 px, 2026-12-06,
+photo_patches64 0.514 vs 0.496, clutter_digits64 0.343 vs 0.344). The full 1,000-step budget is
 not measured yet.
 
 common.small_images (small CNN, batch 256, AdamW, crops 0.2-1, flips, colour jitter, no blur) with
