@@ -6,9 +6,9 @@ test) and its embedding does not collapse (conftest.learn_on_digits). SimCLR in 
 steps at batch 64, at seeds 0 and 1 (measured 2026-12-05 with base_lr 2.7e-3: 0.432 vs 0.327 at
 seed 0, 0.393 vs 0.325 at seed 1; 87 s each on an idle 2-core machine). BYOL and DINO need a
 longer one: their EMA target's momentum rises to 1 over total_steps, and in 150 steps neither
-learns (BYOL 0.321, DINO 0.331 at seed 0); 600 steps at batch
-128, seed 1 outside CI's time budget (SSLJAX_LEARN_EXTRA=1); shorter budgets leave DINO under
-the margin (seed 0, 2026-12-06: 600 steps at batch 64 0.355, 400 at batch 128 0.333). Measured 2026-12-05 (2-core machine,
+learns (BYOL 0.321, DINO 0.331 at seed 0); 600 steps at batch 128, seed 1 outside CI's time
+budget (SSLJAX_LEARN_EXTRA=1); shorter budgets leave DINO under the margin (seed 0, 2026-12-06:
+600 steps at batch 64 0.355, 400 at batch 128 0.333). Measured 2026-12-05 (2-core machine,
 two runs at a time, 480-590 s each): BYOL 0.382 vs 0.327 at seed 0, 0.349 vs 0.325 at seed 1 (a gain
 of 0.024, under the margin: xfail); DINO 0.403 vs 0.327 at seed 0, 0.365 vs 0.325 at seed 1. Linear
 probes (10 epochs) of BYOL's backbone are not above random init's yet (0.463 vs 0.471, 0.418 vs
