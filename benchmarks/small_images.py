@@ -436,18 +436,22 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   return rows_of(measured)
 
 
+def _section(path: str) -> str:
+  """The text of BENCHMARKS.md's section SECTION at `path` ('' if the file or section is missing)."""
+  import re
+  text = open(path).read() if os.path.exists(path) else ""
+  m = re.search(rf"^## {re.escape(SECTION)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+  return m.group(1) if m else ""
+
+
 def earlier_curves(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
   """{(task, method): [(curve line, parsed) per seed]} of the section as last written, each line
   ending with the date and command of the run that measured it."""
   import re
-  if not os.path.exists(path):
-    return {}
-  m = re.search(rf"^## {re.escape(SECTION)}\n(.*?)(?=^## |\Z)", open(path).read(), re.S | re.M)
-  if not m:
-    return {}
-  meta = dict(re.findall(r"^- (date|command): (.*)$", m.group(1), re.M))
+  section = _section(path)
+  meta = dict(re.findall(r"^- (date|command): (.*)$", section, re.M))
   out = {}
-  for line in m.group(1).splitlines():
+  for line in section.splitlines():
     parsed = parse_curve_line(line)
     if parsed:
       line = line.strip()
@@ -460,11 +464,8 @@ def earlier_curves(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
 
 def earlier_rows(path: str = os.path.join(ROOT, "BENCHMARKS.md")) -> dict:
   """{(task, method): table row's cells, method marked '(earlier run)'} of the section as written."""
-  import re
-  m = re.search(rf"^## {re.escape(SECTION)}\n(.*?)(?=^## |\Z)", open(path).read(), re.S | re.M) \
-      if os.path.exists(path) else None
   rows = [[c.strip() for c in line.strip().strip("|").split("|")]
-          for line in (m.group(1).splitlines() if m else []) if line.startswith("| ")]
+          for line in _section(path).splitlines() if line.startswith("| ")]
   return {(r[0], r[1].replace(" (earlier run)", "")): [r[0], r[1].replace(" (earlier run)", "")
           + " (earlier run)"] + r[2:] for r in rows if len(r) == len(HEADER) and r[0] != HEADER[0]}
 
