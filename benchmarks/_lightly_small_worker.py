@@ -44,10 +44,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.peer_throughput import pin_threads  # noqa: E402
 
 
-def small_cnn(widths, channels: int = 3):
+def small_cnn(widths, channels: int = 3, input_norm: str = "none"):
   """ssljax.models.small_cnn.SmallCNN (one conv per stage) in torch: [N, C, H, W] -> [N, widths[-1]]."""
   from torch import nn
-  layers, cin = [], channels
+
+  class PerImage(nn.Module):
+    """input_norm='per_image': each image minus its mean over (C, H, W), over its standard deviation."""
+
+    def forward(self, x):
+      x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+      return x * (x.square().mean(dim=(1, 2, 3), keepdim=True) + 1e-6).rsqrt()
+
+  layers, cin = ([PerImage()] if input_norm == "per_image" else []), channels
   for s, w in enumerate(widths):
     if s:
       layers.append(nn.MaxPool2d(2))
@@ -66,7 +74,7 @@ class Model:
     from torch import nn
     r, d = recipe, recipe["widths"][-1]
     self.recipe, self.method = r, r["method"]
-    self.backbone = small_cnn(r["widths"])
+    self.backbone = small_cnn(r["widths"], input_norm=r.get("input_norm", "none"))
     if self.method == "simclr":
       from lightly.loss import NTXentLoss
       from lightly.models.modules import SimCLRProjectionHead
@@ -98,7 +106,7 @@ class Model:
         self.teacher = copy.deepcopy(self.student)
       else:   # (deepcopy fails on the weight-normalised last layer: a fresh copy, same weights)
         self.teacher = nn.Sequential(
-            small_cnn(r["widths"]),
+            small_cnn(r["widths"], input_norm=r.get("input_norm", "none")),
             DINOProjectionHead(d, r["hidden_dim"], r["bottleneck_dim"], r["out_dim"],
                                batch_norm=True, freeze_last_layer=-1, norm_last_layer=True))
         self.teacher.load_state_dict(self.student.state_dict())

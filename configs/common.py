@@ -213,12 +213,22 @@ def small_images(method: str, backbone: str = "small_cnn", image_size: int = 32,
   train/ and val/ class sub-folders), measured on the embedded tasks of ssljax.data.benchmarks.
 
   Backbones (`backbone`): 'small_cnn' (ssljax.models.small_cnn: 4 conv stages 32-256 wide, 0.39 M
-  parameters; the default, fastest on a CPU), 'resnet18' (ResNet-18 with the CIFAR stem: 3x3
+  parameters; the default, fastest on a CPU; each image standardised to mean 0 and standard
+  deviation 1 at its input, `model.input_norm='per_image'`), 'resnet18' (ResNet-18 with the CIFAR stem: 3x3
   stride-1 conv, no max-pool) or 'vit' (width 192, depth 6, 3 heads, 4x4 patches at 32 px and 8x8
   at 64 px: 64 tokens either way, mean-pooled tokens, learned positions). Batch 256, AdamW at
   base_lr 2e-3 (x batch/256), weight decay 1e-4 (0.05 for the ViT), 5% warm-up; crops of scale
   0.2-1, flips, SimCLR's colour distortion of strength 1 (jitter 0.8 / 0.8 / 0.8 / 0.2 with p 0.8,
-  greyscale 0.2: colour is the shortcut on small images), no blur (SimCLR drops it at 32 px). Evaluates and checkpoints every 250 steps.
+  greyscale 0.2: colour is the shortcut on small images), no blur (SimCLR drops it at 32 px).
+  Evaluates and checkpoints every 250 steps.
+
+  The per-image input standardisation (2026-12-06, seed 0, batch 128, ssljax's side only): without
+  it an image's brightness dominates the small CNN's features (kNN on them predicts which fifth of
+  the brightness range an eval image is in at 0.83 before training and 0.92 after 100 BYOL steps
+  on clutter_digits32, where BYOL's features keep 1.5 effective dimensions); with it SimCLR after
+  200 steps reaches 0.565 instead of 0.473 on photo_patches32 and 0.576 instead of 0.429 on
+  clutter_digits32, BYOL after 600 steps 0.536 instead of 0.382 on photo_patches32 (random init
+  0.379 / 0.390 with it, 0.327 / 0.253 without).
   """
   if backbone not in SMALL_BACKBONES:
     raise ValueError(f"backbone={backbone!r}; expected one of {SMALL_BACKBONES}")
@@ -234,6 +244,8 @@ def small_images(method: str, backbone: str = "small_cnn", image_size: int = 32,
   elif backbone == "vit":
     config.model.update(patch_size=4 if image_size <= 48 else 8, width=192, depth=6, num_heads=3,
                         image_size=image_size, pool="gap", posemb="learned")
+  if backbone == "small_cnn":
+    config.model.input_norm = "per_image"
   config.data.update(source="image_folder", image_size=image_size)
   config.data.augment.update(crop_scale=(0.2, 1.0), hflip_prob=0.5, color_jitter_prob=0.8,
                              brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,

@@ -28,6 +28,20 @@ def test_small_cnn_shapes_params_and_batch_stats():
   assert gn.apply(gn.init(jax.random.PRNGKey(0), x), x).shape == (2, 16)
   with pytest.raises(ValueError, match="small_cnn norm='layer'"):
     models.build_backbone({"name": "small_cnn", "norm": "layer"})
+  with pytest.raises(ValueError, match="small_cnn input_norm='batch'.*'per_image'"):
+    models.build_backbone({"name": "small_cnn", "input_norm": "batch"})
+
+
+def test_small_cnn_per_image_input_norm_removes_brightness_and_contrast():
+  """input_norm='per_image': an image's features do not move when its pixels are scaled and shifted
+  (brightness and contrast), and they do without it."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 32, 32, 3))
+  moved = 0.3 * x - 0.7
+  for input_norm, same in (("per_image", True), ("none", False)):
+    model = models.build_backbone({"name": "small_cnn", "widths": (8, 16), "input_norm": input_norm})
+    variables = model.init(jax.random.PRNGKey(0), x)
+    a, b = model.apply(variables, x), model.apply(variables, moved)
+    assert np.allclose(a, b, atol=1e-4) == same, np.abs(a - b).max()
 
 
 def _folder(root, side):

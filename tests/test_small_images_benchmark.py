@@ -81,6 +81,20 @@ def test_torch_small_cnn_matches_ssljax_parameter_count():
   assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 256)
 
 
+def test_torch_per_image_input_norm_matches_ssljax():
+  """The torch side's input_norm='per_image' standardises each image as ssljax's small CNN does."""
+  torch = pytest.importorskip("torch")
+  from benchmarks._lightly_small_worker import small_cnn
+  from ssljax.models.small_cnn import per_image_standardize
+  x = np.random.default_rng(0).normal(0.3, 2.0, (3, 8, 8, 3)).astype(np.float32)
+  net = small_cnn([4], input_norm="per_image")
+  assert len(net) == len(small_cnn([4])) + 1
+  theirs = net[0](torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+  ref = (x - x.mean((1, 2, 3), keepdims=True)) / x.std((1, 2, 3), keepdims=True)
+  np.testing.assert_allclose(np.asarray(per_image_standardize(x)), ref, atol=1e-5)
+  np.testing.assert_allclose(theirs, ref, atol=1e-5)
+
+
 def test_summary_times_only_trained_points_and_flags_no_learning():
   from benchmarks import small_images
   line = ("- photo_patches32 simclr: ssljax 0: 0.327 @ 16 s, 40: 0.351 @ 47 s, 200: 0.470 @ 189 s; "

@@ -5,7 +5,10 @@ average pooling: [N, H, W, C] -> [N, widths[-1]]. The default widths (32, 64, 12
 conv per stage have 0.39 M parameters (lightly's and solo-learn's CIFAR examples use a ResNet-18,
 11 M, for which `resnet` with `cifar_stem=True, depth=18` is the backbone; this one trains about
 an order of magnitude faster on a CPU). BatchNorm statistics live in 'batch_stats' as in
-ssljax.models.resnet; GroupNorm with `norm='group'`.
+ssljax.models.resnet; GroupNorm with `norm='group'`. `input_norm='per_image'` standardises each
+input image (mean 0, standard deviation 1 over its pixels and channels) before the first conv, so
+that brightness and contrast, nuisances on most small-image data, cannot carry the features; the
+small-image recipes (configs/*_small.py) set it.
 
 Plain Flax. The conv op and the per-input hook are module fields, as in ResNet, so
 `ssljax.models.build_backbone` gives it XLA:CPU's ops (`ssljax.cpu.conv.resnet_ops`) when the
@@ -22,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 NORMS = ("batch", "group")
+INPUT_NORMS = ("none", "per_image")
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -33,11 +37,19 @@ def default_config() -> ml_collections.ConfigDict:
       "widths": (32, 64, 128, 256),   # channels per stage; 2x2 max-pool between stages
       "convs_per_stage": 1,
       "norm": "batch",             # 'batch' | 'group'
+      "input_norm": "none",        # 'none' | 'per_image': standardise each image (mean 0, std 1)
   })
 
 
 def _identity(x: jax.Array) -> jax.Array:
   return x
+
+
+def per_image_standardize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """[N, H, W, C] -> float32, each image minus its mean over (H, W, C), over its standard deviation."""
+  x = x.astype(jnp.float32)
+  x = x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=(1, 2, 3), keepdims=True) + eps)
 
 
 class SmallCNN(nn.Module):
@@ -47,6 +59,9 @@ class SmallCNN(nn.Module):
     widths: output channels of each stage.
     convs_per_stage: 3x3 conv + norm + ReLU layers per stage.
     norm: 'batch' (running statistics in 'batch_stats') or 'group' (gcd(32, C) groups).
+    input_norm: 'none', or 'per_image': each image minus its mean over (H, W, C), divided by its
+      standard deviation, before the first conv (for data whose brightness and contrast are
+      nuisances; README, "Small images").
     dtype: compute dtype (params float32, output float32).
     conv_general_dilated / store_once: the conv op and the hook on every conv input after the
       first (lax's conv and the identity by default; see ssljax.cpu.conv.resnet_ops).
@@ -54,6 +69,7 @@ class SmallCNN(nn.Module):
   widths: tuple[int, ...] = (32, 64, 128, 256)
   convs_per_stage: int = 1
   norm: str = "batch"
+  input_norm: str = "none"
   dtype: Any = jnp.float32
   conv_general_dilated: Callable = jax.lax.conv_general_dilated
   store_once: Callable[[jax.Array], jax.Array] = _identity
@@ -61,6 +77,8 @@ class SmallCNN(nn.Module):
   def __post_init__(self):
     if self.norm not in NORMS:
       raise ValueError(f"small_cnn norm={self.norm!r}; expected one of {NORMS}")
+    if self.input_norm not in INPUT_NORMS:
+      raise ValueError(f"small_cnn input_norm={self.input_norm!r}; expected one of {INPUT_NORMS}")
     if not self.widths or any(int(w) < 1 for w in self.widths):
       raise ValueError(f"small_cnn widths={self.widths!r}; expected a non-empty tuple of positive ints")
     if self.convs_per_stage < 1:
@@ -74,7 +92,8 @@ class SmallCNN(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     """images [N, H, W, C] (normalised) -> [N, widths[-1]] float32."""
-    x = images.astype(self.dtype)
+    x = per_image_standardize(images) if self.input_norm == "per_image" else images
+    x = x.astype(self.dtype)
     for s, width in enumerate(self.widths):
       if s > 0:
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
