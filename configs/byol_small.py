@@ -6,18 +6,20 @@ Run:
 (DIR/train/<class>/*.png and DIR/val/<class>/*.png; labels are used only for evaluation.) Other
 backbones: `--config configs/byol_small.py:resnet18` (CIFAR-stem ResNet-18) or `:vit,64`.
 
-Measured 2026-12-05 on photo_patches32 (seed 0, batch 128, 600 steps, 2-core machine): held-out
-kNN 0.382 (random-init small CNN 0.327; with BatchNorm on the projector's output, the earlier
-recipe: 0.342; both views through one forward, `byol.joint_view_bn`: 0.382 but 20% slower per
-step here). With ssljax's XLA:CPU flags, as `python -m ssljax.main` sets them (other
-convolution rounding), the same run gave 0.371 against lightly's 0.373. The target's momentum rises to 1 over total_steps, so very short runs learn little
-(150 steps at batch 64: 0.321): give it 500 steps or more; lightly's BYOL with the same network
-and budget: BENCHMARKS.md "Small images vs lightly".
+Measured 2026-12-06 on photo_patches32 (batch 128, 600 steps, 2-core AVX-512 CPU, side by side with
+lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.536 and 0.535 at seeds 0 and 1
+(random-init small CNN 0.379 / 0.342), lightly's BYOL with the same network and budget 0.517 /
+0.537. Before the small CNN standardised each image at its input: 0.382 at seed 0 (random init
+0.327; with BatchNorm on the projector's output, the earlier recipe, 0.342; both views through one
+forward, `byol.joint_view_bn`, 0.382 but 20% slower per step). The target's momentum rises to 1 over
+total_steps, so very short runs learn little (150 steps at batch 64: 0.321, before the
+standardisation): give it 500 steps or more. On clutter_digits32 it falls below its random init
+(README, "Your own images").
 
-common.small_images (small CNN, batch 256, AdamW, crops 0.2-1, flips, colour jitter, no blur) with
-base_lr 5e-3 and weight decay 1e-4; BYOL's EMA target at tau 0.99 (a short run's faster target) and
-a 512 -> 128 projector (no output BatchNorm) and a 512-wide predictor; each view forwarded on its
-own (BatchNorm statistics per view, as the paper's code).
+common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops 0.2-1,
+flips, colour jitter, no blur) with base_lr 5e-3 and weight decay 1e-4; BYOL's EMA target at tau
+0.99 (a short run's faster target) and a 512 -> 128 projector (no output BatchNorm) and a 512-wide
+predictor; each view forwarded on its own (BatchNorm statistics per view, as the paper's code).
 """
 from ssljax import config as config_lib
 

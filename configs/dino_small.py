@@ -6,17 +6,19 @@ Run:
 (DIR/train/<class>/*.png and DIR/val/<class>/*.png; labels are used only for evaluation.) Other
 backbones: `--config configs/dino_small.py:resnet18` (CIFAR-stem ResNet-18) or `:vit,64`.
 
-Measured 2026-12-05 on photo_patches32 (seed 0, batch 128, 600 steps, 2-core machine): held-out
-kNN 0.403 (random-init small CNN 0.327; lightly's DINO with the same network and budget 0.419,
-BENCHMARKS.md "Small images vs lightly"; with ssljax's XLA:CPU flags, as `python -m
-ssljax.main` sets them, 0.399). The teacher's momentum rises to 1 over total_steps, so
-very short runs learn little (150 steps at batch 64: 0.331): give it 500 steps or more.
+Measured 2026-12-06 on photo_patches32 (batch 128, 600 steps, 2-core AVX-512 CPU, side by side with
+lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.533 and 0.532 at seeds 0 and 1
+(random-init small CNN 0.379 / 0.342), lightly's DINO with the same network and budget 0.546 /
+0.547. Before the small CNN standardised each image at its input: 0.403 at seed 0 (random init
+0.327; lightly 0.419). The teacher's momentum rises to 1 over total_steps, so very short runs learn
+little (150 steps at batch 64: 0.331, before the standardisation): give it 500 steps or more. On
+clutter_digits32 it falls below its random init (README, "Your own images").
 
-common.small_images (small CNN, batch 256, AdamW, crops, flips, colour jitter, no blur) with DINO's
-recipe scaled down as for the digits (common.distill_digits: a 1024-prototype head with BatchNorm
-in its MLP, teacher temperature 0.04, momentum 0.99, weight decay 0.04, clip 3.0), base_lr 5e-3,
-2 global crops of scale 0.2-1 (the small recipe's crops; 0.3-1: 0.398 in the run above) and no
-local crops.
+common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops,
+flips, colour jitter, no blur) with DINO's recipe scaled down as for the digits
+(common.distill_digits: a 1024-prototype head with BatchNorm in its MLP, teacher temperature 0.04,
+momentum 0.99, weight decay 0.04, clip 3.0), base_lr 5e-3, 2 global crops of scale 0.2-1 (the small
+recipe's crops; 0.3-1: 0.398 in the run above) and no local crops.
 """
 from ssljax import config as config_lib
 

@@ -6,23 +6,23 @@ Run:
 (DIR/train/<class>/*.png and DIR/val/<class>/*.png; labels are used only for evaluation.) Other
 backbones: `--config configs/simclr_small.py:resnet18` (CIFAR-stem ResNet-18) or `:vit,64`.
 
-Measured 2026-12-05 (tests/test_small_learning.py, SSLJAX_LEARN_LOG; 2-core AVX-512 CPU): on
-photo_patches32 (`python -m ssljax.data.benchmarks --task photo_patches32 --out DIR`) 150 steps at
-batch 64 reach a held-out kNN of 0.432 at seed 0 and 0.393 at seed 1 (random-init small CNN 0.327 /
-0.325, raw pixels 0.267), linear probe 0.544 / 0.497 (random init 0.471 / 0.438). Side by side
-with lightly at 200 steps, batch 128, seeds 0-2: BENCHMARKS.md "Small images vs lightly"
-(photo_patches32 0.467 vs 0.474, clutter_digits32 0.430 vs 0.442; at 64 px, 2026-12-06,
-photo_patches64 0.514 vs 0.496, clutter_digits64 0.343 vs 0.344). The full 1,000-step budget is
-not measured yet.
+Measured on photo_patches32 (`python -m ssljax.data.benchmarks --task photo_patches32 --out DIR`;
+raw pixels 0.267) and clutter_digits32 (raw pixels 0.415), 2-core AVX-512 CPU, side by side with
+lightly at 200 steps, batch 128, seeds 0-2 (BENCHMARKS.md "Small images vs lightly", 2026-12-06):
+held-out kNN 0.562 vs lightly's 0.573 and 0.601 vs 0.598 (random-init small CNN about 0.37 and
+0.39). Before the small CNN standardised each image at its input (model.input_norm) the same runs
+reached 0.467 vs 0.474 and 0.430 vs 0.442; at 64 px, measured then, photo_patches64 0.514 vs
+0.496, clutter_digits64 0.343 vs 0.344. tests/test_small_learning.py checks 150 steps at batch 64
+(seeds 0 and 1). The full 1,000-step budget is not measured yet.
 
-common.small_images (small CNN, batch 256, AdamW, crops 0.2-1, flips, colour jitter, no blur) with
-base_lr 2.7e-3, temperature 0.2 and a 512 -> 128 projector with BatchNorm on its output too
-(SimCLR v2's head, and lightly's SimCLRProjectionHead: it learns faster in short runs, kNN 0.441
-vs 0.393 after 80 steps at batch 128, seed 0). The rate: held-out kNN after 200 steps at batch
-128, mean of seeds 0-2, photo_patches32 / clutter_digits32 (ssljax's side of
-benchmarks/small_images.py, 2026-12-05): 2e-3 0.468 / 0.417, 2.7e-3 0.467 / 0.430, 3.5e-3
-0.452 / 0.451; 5e-3 and 7e-3 on clutter_digits32 seeds 0-1: 0.443 and 0.432. 2.7e-3 has the best
-worse task of the three.
+common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops 0.2-1,
+flips, colour jitter, no blur) with base_lr 2.7e-3, temperature 0.2 and a 512 -> 128 projector with
+BatchNorm on its output too (SimCLR v2's head, and lightly's SimCLRProjectionHead: it learns faster
+in short runs, kNN 0.441 vs 0.393 after 80 steps at batch 128, seed 0). The rate: held-out kNN after
+200 steps at batch 128, mean of seeds 0-2, photo_patches32 / clutter_digits32 (ssljax's side of
+benchmarks/small_images.py, 2026-12-05): 2e-3 0.468 / 0.417, 2.7e-3 0.467 / 0.430, 3.5e-3 0.452 /
+0.451; 5e-3 and 7e-3 on clutter_digits32 seeds 0-1: 0.443 and 0.432. 2.7e-3 has the best worse task
+of the three. (Swept before the input standardisation; not re-swept since.)
 """
 from ssljax import config as config_lib
 
