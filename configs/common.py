@@ -214,12 +214,13 @@ def small_images(method: str, backbone: str = "small_cnn", image_size: int = 32,
 
   Backbones (`backbone`): 'small_cnn' (ssljax.models.small_cnn: 4 conv stages 32-256 wide, 0.39 M
   parameters; the default, fastest on a CPU; each image standardised to mean 0 and standard
-  deviation 1 at its input, `model.input_norm='per_image'`), 'resnet18' (ResNet-18 with the CIFAR stem: 3x3
-  stride-1 conv, no max-pool) or 'vit' (width 192, depth 6, 3 heads, 4x4 patches at 32 px and 8x8
-  at 64 px: 64 tokens either way, mean-pooled tokens, learned positions). Batch 256, AdamW at
-  base_lr 2e-3 (x batch/256), weight decay 1e-4 (0.05 for the ViT), 5% warm-up; crops of scale
-  0.2-1, flips, SimCLR's colour distortion of strength 1 (jitter 0.8 / 0.8 / 0.8 / 0.2 with p 0.8,
-  greyscale 0.2: colour is the shortcut on small images), no blur (SimCLR drops it at 32 px).
+  deviation 1 at its input, `model.input_norm='per_image'`, which the other two do not have),
+  'resnet18' (ResNet-18 with the CIFAR stem: 3x3 stride-1 conv, no max-pool) or 'vit' (width 192,
+  depth 6, 3 heads, 4x4 patches at 32 px and 8x8 at 64 px: 64 tokens either way, mean-pooled tokens,
+  learned positions). Batch 256, AdamW at base_lr 2e-3 (x batch/256), weight decay 1e-4 (0.05 for
+  the ViT), 5% warm-up; crops of scale 0.2-1, flips, SimCLR's colour distortion of strength 1
+  (jitter 0.8 / 0.8 / 0.8 / 0.2 with p 0.8, greyscale 0.2: colour is the shortcut on small images),
+  no blur (SimCLR drops it at 32 px).
   Evaluates and checkpoints every 250 steps.
 
   The per-image input standardisation (2026-12-06, seed 0, batch 128, ssljax's side only): without

@@ -46,7 +46,8 @@ def _identity(x: jax.Array) -> jax.Array:
 
 
 def per_image_standardize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
-  """[N, H, W, C] -> float32, each image minus its mean over (H, W, C), over its standard deviation."""
+  """[N, H, W, C] -> float32: each image minus its mean over (H, W, C), over its standard
+  deviation."""
   x = x.astype(jnp.float32)
   x = x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
   return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=(1, 2, 3), keepdims=True) + eps)
@@ -61,7 +62,7 @@ class SmallCNN(nn.Module):
     norm: 'batch' (running statistics in 'batch_stats') or 'group' (gcd(32, C) groups).
     input_norm: 'none', or 'per_image': each image minus its mean over (H, W, C), divided by its
       standard deviation, before the first conv (for data whose brightness and contrast are
-      nuisances; README, "Small images").
+      nuisances; README, "Your own images").
     dtype: compute dtype (params float32, output float32).
     conv_general_dilated / store_once: the conv op and the hook on every conv input after the
       first (lax's conv and the identity by default; see ssljax.cpu.conv.resnet_ops).
