@@ -74,7 +74,7 @@ class Model:
     from torch import nn
     r, d = recipe, recipe["widths"][-1]
     self.recipe, self.method = r, r["method"]
-    self.backbone = small_cnn(r["widths"], input_norm=r.get("input_norm", "none"))
+    self.backbone = small_cnn(r["widths"], input_norm=r["input_norm"])
     if self.method == "simclr":
       from lightly.loss import NTXentLoss
       from lightly.models.modules import SimCLRProjectionHead
@@ -106,7 +106,7 @@ class Model:
         self.teacher = copy.deepcopy(self.student)
       else:   # (deepcopy fails on the weight-normalised last layer: a fresh copy, same weights)
         self.teacher = nn.Sequential(
-            small_cnn(r["widths"], input_norm=r.get("input_norm", "none")),
+            small_cnn(r["widths"], input_norm=r["input_norm"]),
             DINOProjectionHead(d, r["hidden_dim"], r["bottleneck_dim"], r["out_dim"],
                                batch_norm=True, freeze_last_layer=-1, norm_last_layer=True))
         self.teacher.load_state_dict(self.student.state_dict())

@@ -64,7 +64,7 @@ def peer_recipe(config) -> dict[str, Any]:
   out = {"method": config.method, "seed": int(config.seed), "batch_size": int(config.batch_size),
          "total_steps": int(config.total_steps), "worker_count": int(config.data.worker_count),
          "image_size": int(config.data.image_size), "widths": [int(w) for w in m.widths],
-         "input_norm": str(m.get("input_norm", "none")),
+         "input_norm": str(m.input_norm),
          "weight_decay": float(o.weight_decay), "b1": float(o.b1), "b2": float(o.b2),
          "grad_clip": float(o.grad_clip), "augment": torch_aug_params(config.data.augment)}
   c = config[config.method]
