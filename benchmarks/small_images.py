@@ -61,6 +61,12 @@ def peer_recipe(config) -> dict[str, Any]:
     raise ValueError("the lightly side implements the small CNN with one conv per stage and BatchNorm")
   if o.name != "adamw" or o.layer_decay != 1.0 or o.weight_decay_end >= 0:
     raise ValueError("the lightly side implements AdamW with a constant weight decay")
+  d = config.data
+  for key, unset in (("global_view_blur_prob", ()), ("global_view_solarize_prob", ()),
+                     ("local_view_blur_prob", -1.0)):
+    if d.get(key, unset) != unset and not (key == "local_view_blur_prob" and d[key] < 0):
+      raise ValueError(f"data.{key}={d[key]!r}: the lightly side applies one augmentation to "
+                       "every view; leave it unset for the side-by-side runs")
   out = {"method": config.method, "seed": int(config.seed), "batch_size": int(config.batch_size),
          "total_steps": int(config.total_steps), "worker_count": int(config.data.worker_count),
          "image_size": int(config.data.image_size), "widths": [int(w) for w in m.widths],
@@ -115,6 +121,7 @@ class SsljaxRun:
   def __init__(self, config):
     import jax
 
+    from ssljax import build
     from ssljax import config as config_lib
     from ssljax import methods as methods_lib
     from ssljax import optim
@@ -124,7 +131,7 @@ class SsljaxRun:
     config_lib.validate(config, device_count=1)
     self.config = config
     self.method = methods_lib.get(config.method)(config)
-    spec = self.method.view_spec().with_augment_on(train.augment_on(config, jax.devices()))
+    spec = build.view_spec(self.method, config, jax.devices())   # with data.global_view_* overrides
     tx, lr_fn = optim.build(config)
     source = sources.ImageFolderSource(os.path.join(config.data.path, config.data.train_split))
     make = lambda: pipeline.train_dataset(  # noqa: E731
@@ -135,7 +142,9 @@ class SsljaxRun:
                                                local_batch_size=config.batch_size)))
     t0 = time.perf_counter()
     self.state = jax.jit(train.make_init_fn(self.method, tx, example, config.seed))()
-    step_fn = jax.jit(train.make_train_step(self.method, tx, lr_fn), donate_argnums=(0,))
+    step_fn = jax.jit(train.make_train_step(self.method, tx, lr_fn,
+                                            prepare_batch=build.prepare_batch_fn(spec, config)),
+                      donate_argnums=(0,))
     abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in example.items()}
     self.step_fn = step_fn.lower(self.state, abstract).compile()
     self.compile_s = time.perf_counter() - t0

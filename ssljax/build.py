@@ -189,6 +189,20 @@ def view_overrides(data: ml_collections.ConfigDict) -> tuple[tuple, tuple]:
   return views, ((("blur_prob", float(local)),) if local >= 0 else ())
 
 
+def view_spec(method, config: ml_collections.ConfigDict, devices: list[Any]):
+  """`method`'s ViewSpec as a run of `config` on `devices` uses it: augmentation placed by
+  data.augment_on, per-view overrides (data.global_view_*_prob, local_view_blur_prob) applied."""
+  return (method.view_spec().with_augment_on(augment_on(config, devices))
+          .with_view_overrides(*view_overrides(config.data)))
+
+
+def prepare_batch_fn(spec, config: ml_collections.ConfigDict):
+  """The train step's `prepare_batch`: `spec`'s device-side work (photometric augmentation where
+  data.augment_on is 'device') in the config's compute dtype."""
+  return functools.partial(spec.on_device, aug_cfg=config.data.augment,
+                           dtype=jnp.dtype(config.dtype))
+
+
 def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[str, Any],
           process_count: int = 1) -> Built:
   """Validates `config` and builds mesh, method, state shapes and the jitted steps; no side effects.
@@ -203,10 +217,8 @@ def build(config: ml_collections.ConfigDict, devices: list[Any], record: dict[st
   config_lib.validate(config, device_count=len(devices), process_count=process_count)
   mesh = parallel.make_mesh(config.mesh, devices)
   method = methods_lib.get(config.method)(config)
-  spec = (method.view_spec().with_augment_on(augment_on(config, devices))
-          .with_view_overrides(*view_overrides(config.data)))
-  prepare_batch = functools.partial(spec.on_device, aug_cfg=config.data.augment,
-                                    dtype=jnp.dtype(config.dtype))
+  spec = view_spec(method, config, devices)
+  prepare_batch = prepare_batch_fn(spec, config)
   tx, lr_fn = optim.build(config)
   views = pipeline.MakeViews(spec, config.data.augment)(record, np.random.default_rng(0))
   views_lib.check_example(spec.fields(), views, where=f"method {config.method!r}'s view spec")

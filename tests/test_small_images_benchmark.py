@@ -173,3 +173,24 @@ def test_several_seeds_average_into_one_row_with_each_seeds_verdict():
   bad = dict(parsed[1][2], curves=dict(parsed[1][2]["curves"], ssljax=parsed[1][2]["curves"]["ssljax"][:2]))
   with pytest.raises(ValueError, match="different steps"):
     small_images.summary_row("photo_patches32", "dino", [parsed[0][2], bad], 0.267)
+
+
+@pytest.mark.parametrize("key, value", [("global_view_blur_prob", (1.0, 0.1)),
+                                        ("global_view_solarize_prob", (0.0, 0.2))])
+def test_per_view_augmentation_reaches_ssljaxs_views_and_is_refused_for_lightly(key, value,
+                                                                               tmp_path):
+  """A recipe's per-view overrides shape the benchmark's ssljax views (as the Trainer's, through
+  build.view_spec); the lightly worker has one transform for all views, so it refuses them."""
+  import jax
+
+  from benchmarks import small_images
+  from ssljax import build
+  from ssljax import methods as methods_lib
+  config = small_images.load_config("byol", _folder(tmp_path), steps=40, batch=16)
+  config.data[key] = value
+  spec = build.view_spec(methods_lib.get("byol")(config), config, jax.devices())
+  name = key.replace("global_view_", "")
+  assert spec.view_overrides[0] == ((name, value[0]),)
+  assert spec.view_overrides[1] == ((name, value[1]),)
+  with pytest.raises(ValueError, match=key):
+    small_images.peer_recipe(config)
