@@ -42,11 +42,14 @@ WORKER = os.path.join(ROOT, "benchmarks", "_lightly_small_worker.py")
 METHODS = ("simclr", "byol", "dino")
 
 
-def load_config(method: str, path: str, steps: int, batch: int, seed: int = 0, image_size: int = 32):
+def load_config(method: str, path: str, steps: int, batch: int, seed: int = 0, image_size: int = 32,
+                recipe_arg: str = ""):
   """configs/<method>_small.py for `image_size` px images (the recipe's own 32 / 64 px settings) on
-  the image folder `path`, with the benchmark's budget."""
+  the image folder `path`, with the benchmark's budget; `recipe_arg` adds a config argument
+  ('glyphs': the recipe's views for digits and symbols, configs/common.glyph_views)."""
   from ssljax import config_files
-  config = config_files.load(os.path.join(ROOT, "configs", f"{method}_small.py:{int(image_size)}"))
+  arg = f"{int(image_size)}" + (f",{recipe_arg}" if recipe_arg else "")
+  config = config_files.load(os.path.join(ROOT, "configs", f"{method}_small.py:{arg}"))
   config.data.path = path
   config.update(total_steps=steps, batch_size=batch, seed=seed, progress_bar=False)
   config.optimizer.warmup_steps = max(1, steps // 20)
@@ -260,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "ssljax_benchmarks"))
   parser.add_argument("--peer-lr-scale", type=float, default=1.0, help="the lightly side's learning "
                       "rates are ssljax's times this (1: the same); see the section's notes")
+  parser.add_argument("--recipe-arg", default="", choices=["", "glyphs"], help="a config argument "
+                      "of the recipes ('glyphs': views for digits and symbols); rows say method:ARG")
   parser.add_argument("--quick", action="store_true", help="10 steps, eval every 5, no write")
   parser.add_argument("--no-write", action="store_true")
   parser.add_argument("--fresh", action="store_true", help="drop the section's rows of (task, method) "
@@ -316,7 +321,9 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         "DINOLoss with a momentum teacher (kNN on the teacher's backbone for DINO on both sides). "
         "Each side starts from its own random initialisation (Flax's and torch's default "
         "initialisers differ), hence the different kNN at step 0. kNN: ssljax's `knn_top1` (k 20, "
-        "T 0.07) on both sides' backbone features of the same centre-view arrays. Seconds: training "
+        "T 0.07) on both sides' backbone features of the same centre-view arrays. A method written "
+        "`method:glyphs` ran the recipe's `:glyphs` variant on both sides (no flips, crops of scale "
+        "0.4-1: configs/common.glyph_views). Seconds: training "
         "wall-clock (data loading and steps; ssljax's includes its compilation, cold cache), "
         "evaluations excluded; the sides alternate chunks. "
         + ("MEASURED UNDER LOAD: other jobs shared this machine during the run (load average above "
@@ -369,22 +376,24 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
       measured[pair] = list(measured[pair].values())
     write({"versions": peer_versions()})
     return rows_of(measured)
+  label = {m: m + (f":{args.recipe_arg}" if args.recipe_arg else "") for m in args.methods}
   for task in args.tasks:
     for method in args.methods:
-      kept.pop((task, method), None)
+      kept.pop((task, label[method]), None)
   for task in args.tasks:
     path = os.path.join(args.data_dir, task)
     raw = raw_knn_of(task)
     for method in args.methods:
       for seed in args.seeds:
-        print(f"{task} {method} seed {seed}", flush=True)
+        print(f"{task} {label[method]} seed {seed}", flush=True)
         config = load_config(method, path, args.steps, args.batch, seed=seed,
-                             image_size=image_size_of(task))
+                             image_size=image_size_of(task), recipe_arg=args.recipe_arg)
         result = dict(run(config, args.threads, args.eval_every, peer_lr_scale=args.peer_lr_scale),
                       seed=seed)
-        measured.setdefault((task, method), []).append((f"- {task} {method} seed {seed}: " + "; ".join(
+        line = f"- {task} {label[method]} seed {seed}: " + "; ".join(
             f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
-            for name, c in result["curves"].items()), result))
+            for name, c in result["curves"].items())
+        measured.setdefault((task, label[method]), []).append((line, result))
         write(result)   # after every seed: a partial run still leaves its rows
   return rows_of(measured)
 

@@ -26,10 +26,10 @@ common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config(arg=None):
-  backbone, size = common.small_backbone(arg)
+  backbone, size, glyphs = common.small_backbone(arg)
   config = common.distill_digits(common.small_images("dino", backbone, size))
   config.dino.update(global_crops_scale=(0.2, 1.0), local_crops=0, local_size=max(8, size // 2),
                      freeze_last_layer_steps=0)
   if backbone != "vit":
     config.optimizer.weight_decay = 1e-4
-  return config
+  return common.glyph_views(config) if glyphs else config

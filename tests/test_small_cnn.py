@@ -87,3 +87,21 @@ def test_small_configs_take_a_backbone_and_size(arg, tmp_path):
       assert (c.model.depth, c.model.cifar_stem) == (18, True)
     if c.model.name == "vit":
       assert c.data.image_size // c.model.patch_size == 8    # 64 tokens at 32 and 64 px
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "dino"])
+def test_small_configs_glyphs_argument_drops_flips_and_small_crops(method, tmp_path):
+  """':glyphs' (digits, letters) turns flips off and crops to 0.4-1, the crops the method's views
+  are cut with (DINO's global crops), and combines with a backbone and size; anything else is
+  named in the error."""
+  default = config_files.load(os.path.join(CONFIG_DIR, f"{method}_small.py"))
+  c = config_files.load(os.path.join(CONFIG_DIR, f"{method}_small.py:vit,64,glyphs"))
+  c.data.path = _folder(tmp_path, 64)
+  config_lib.validate(c)
+  assert default.data.augment.hflip_prob == 0.5 and c.data.augment.hflip_prob == 0.0
+  assert (c.model.name, c.data.image_size) == ("vit", 64)
+  scale = c.dino.global_crops_scale if method == "dino" else c.data.augment.crop_scale
+  before = default.dino.global_crops_scale if method == "dino" else default.data.augment.crop_scale
+  assert tuple(before) == (0.2, 1.0) and tuple(scale) == (0.4, 1.0)
+  with pytest.raises(ValueError, match="'glyph'.*'glyphs'"):
+    config_files.load(os.path.join(CONFIG_DIR, f"{method}_small.py:glyph"))

@@ -194,3 +194,15 @@ def test_per_view_augmentation_reaches_ssljaxs_views_and_is_refused_for_lightly(
   assert spec.view_overrides[1] == ((name, value[1]),)
   with pytest.raises(ValueError, match=key):
     small_images.peer_recipe(config)
+
+
+@pytest.mark.parametrize("method", ["byol", "dino"])
+def test_recipe_arg_reaches_both_sides(method, tmp_path):
+  """--recipe-arg glyphs: the ssljax config is the recipe's ':glyphs' variant and the lightly
+  worker's transform gets the same flips and crops."""
+  from benchmarks import small_images
+  config = small_images.load_config(method, _folder(tmp_path), steps=40, batch=16,
+                                    recipe_arg="glyphs")
+  recipe = small_images.peer_recipe(config)
+  assert recipe["augment"]["hflip_prob"] == 0.0
+  assert recipe["augment"]["crop_scale"] == [0.4, 1.0]
