@@ -65,11 +65,11 @@ def peer_recipe(config) -> dict[str, Any]:
   if o.name != "adamw" or o.layer_decay != 1.0 or o.weight_decay_end >= 0:
     raise ValueError("the lightly side implements AdamW with a constant weight decay")
   d = config.data
-  for key, unset in (("global_view_blur_prob", ()), ("global_view_solarize_prob", ()),
-                     ("local_view_blur_prob", -1.0)):
-    if d.get(key, unset) != unset and not (key == "local_view_blur_prob" and d[key] < 0):
-      raise ValueError(f"data.{key}={d[key]!r}: the lightly side applies one augmentation to "
-                       "every view; leave it unset for the side-by-side runs")
+  per_view = [k for k in ("global_view_blur_prob", "global_view_solarize_prob") if d.get(k, ())]
+  per_view += ["local_view_blur_prob"] if d.get("local_view_blur_prob", -1.0) >= 0 else []
+  for key in per_view:
+    raise ValueError(f"data.{key}={d[key]!r}: the lightly side applies one augmentation to every "
+                     "view; leave it unset for the side-by-side runs")
   out = {"method": config.method, "seed": int(config.seed), "batch_size": int(config.batch_size),
          "total_steps": int(config.total_steps), "worker_count": int(config.data.worker_count),
          "image_size": int(config.data.image_size), "widths": [int(w) for w in m.widths],
