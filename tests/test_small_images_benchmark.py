@@ -194,6 +194,11 @@ def test_per_view_augmentation_reaches_ssljaxs_views_and_is_refused_for_lightly(
   assert spec.view_overrides[1] == ((name, value[1]),)
   with pytest.raises(ValueError, match=key):
     small_images.peer_recipe(config)
+  config.data[key] = ()
+  small_images.peer_recipe(config)                             # unset again: accepted
+  config.data.local_view_blur_prob = 0.5
+  with pytest.raises(ValueError, match="local_view_blur_prob"):
+    small_images.peer_recipe(config)
 
 
 @pytest.mark.parametrize("method", ["byol", "dino"])
