@@ -29,7 +29,7 @@ common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config(arg=None):
-  backbone, size, glyphs = common.small_backbone(arg)
+  backbone, size, glyphs = common.small_args(arg)
   config = common.small_images("byol", backbone, size)
   config.optimizer.update(base_lr=5e-3)
   config.byol.update(tau_base=0.99, proj_hidden_dims=(512,), proj_dim=128, proj_last_bn=False,

@@ -258,7 +258,7 @@ def small_images(method: str, backbone: str = "small_cnn", image_size: int = 32,
   return config
 
 
-def small_backbone(arg) -> tuple[str, int, bool]:
+def small_args(arg) -> tuple[str, int, bool]:
   """(backbone, image_size, glyphs) from a `_small` config's argument: '' | 'resnet18' | 'vit' |
   '64' | 'glyphs' | 'vit,64,glyphs' ... (`--config configs/simclr_small.py:resnet18,64`); see
   `glyph_views` for 'glyphs'."""

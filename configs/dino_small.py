@@ -29,7 +29,7 @@ common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config(arg=None):
-  backbone, size, glyphs = common.small_backbone(arg)
+  backbone, size, glyphs = common.small_args(arg)
   config = common.distill_digits(common.small_images("dino", backbone, size))
   config.dino.update(global_crops_scale=(0.2, 1.0), local_crops=0, local_size=max(8, size // 2),
                      freeze_last_layer_steps=0)

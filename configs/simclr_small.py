@@ -30,7 +30,7 @@ common = config_lib.import_sibling(__file__)   # configs/common.py
 
 
 def get_config(arg=None):
-  backbone, size, glyphs = common.small_backbone(arg)
+  backbone, size, glyphs = common.small_args(arg)
   config = common.small_images("simclr", backbone, size)
   config.optimizer.update(base_lr=2.7e-3)
   config.simclr.update(temperature=0.2, proj_hidden_dims=(512,), proj_dim=128, proj_last_bn=True)
