@@ -88,7 +88,7 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_bat
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     method_state = method.after_step(params, method_state, state.step)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
     def keep_if_bad(new, old):

@@ -121,3 +121,52 @@ def test_tpu_splash_kernel_matches_reference_in_the_interpreter(masked):
   got = objective(functools.partial(A._mosaic_splash, interpret=True))(q, k, v)
   for a, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
     np.testing.assert_allclose(np.asarray(g), np.asarray(a), atol=2e-5, rtol=2e-5)
+
+
+def _fake_cudnn(seen, refuse=False):
+  """Stands in for jax.nn.dot_product_attention(implementation='cudnn') on CPU: records the
+  (padded) lengths it is given and computes with JAX's XLA implementation, which honours
+  key_value_seq_lengths the same way."""
+  real = jax.nn.dot_product_attention
+
+  def fake(q, k, v, *, scale=None, key_value_seq_lengths=None, implementation=None):
+    assert implementation == "cudnn"
+    seen.append((q.shape[1], k.shape[1], key_value_seq_lengths is not None))
+    if refuse:
+      raise NotImplementedError(f"Unsupported sequence length Q {q.shape[1]}")
+    return real(q, k, v, scale=scale, key_value_seq_lengths=key_value_seq_lengths,
+                implementation="xla")
+  return fake
+
+
+@pytest.mark.parametrize("lq,lk", [(197, 197), (37, 197), (128, 128)])
+def test_cudnn_attention_pads_to_tiles_and_masks_the_padding(monkeypatch, lq, lk):
+  """ViT's 197 tokens go to cuDNN as 256 with the 59 padded keys masked: value and gradients
+  equal the reference at the true length (JAX 0.11.2 refuses cuDNN's gradient at L = 197)."""
+  seen = []
+  monkeypatch.setattr(jax.nn, "dot_product_attention", _fake_cudnn(seen))
+  rng = np.random.default_rng(0)
+  q = jnp.asarray(rng.normal(size=(2, lq, 2, 16)), jnp.float32)
+  k, v = (jnp.asarray(rng.normal(size=(2, lk, 2, 16)), jnp.float32) for _ in range(2))
+  w = jnp.asarray(rng.normal(size=(2, lq, 2, 16)), jnp.float32)
+  loss = lambda f: lambda q, k, v: jnp.sum(f(q, k, v) * w)  # noqa: E731
+  got = jax.value_and_grad(loss(A.cudnn_attention), argnums=(0, 1, 2))(q, k, v)
+  want = jax.value_and_grad(loss(A.attention_reference), argnums=(0, 1, 2))(q, k, v)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-4)
+  pad = lambda n: -(-n // A.CUDNN_SEQ_MULTIPLE) * A.CUDNN_SEQ_MULTIPLE  # noqa: E731
+  assert seen[0] == (pad(lq), pad(lk), (pad(lq), pad(lk)) != (lq, lk))
+
+
+def test_cudnn_refusal_falls_back_to_the_triton_kernel(monkeypatch, capsys):
+  seen, flash = [], []
+  monkeypatch.setattr(jax.nn, "dot_product_attention", _fake_cudnn(seen, refuse=True))
+  monkeypatch.setattr(A, "_ssljax_flash", lambda kernel, q, k, v, m, *a: flash.append(kernel)
+                      or A.attention_reference(q, k, v, m))
+  monkeypatch.setattr(A, "_CUDNN_REFUSED", set())
+  q = jnp.ones((1, 197, 2, 16), jnp.bfloat16)
+  for _ in range(2):
+    out = A._local_attention("cudnn", q, q, q, None, None, None, None)  # pylint: disable=protected-access
+  assert out.shape == q.shape and flash == ["triton", "triton"]
+  lines = [l for l in capsys.readouterr().out.splitlines() if "cuDNN attention refused" in l]
+  assert len(lines) == 1 and "197" in lines[0]

@@ -279,9 +279,46 @@ def _mosaic_splash(q, k, v, key_mask, interpret=False):
   return jnp.swapaxes(out, 1, 2)[:, :lq]
 
 
-def _cudnn(q, k, v):
-  return jax.nn.dot_product_attention(q, k, v, scale=float(q.shape[-1]) ** -0.5,
-                                      implementation="cudnn")
+# cuDNN's fused attention is given sequence lengths padded to a multiple of this.
+CUDNN_SEQ_MULTIPLE = 64
+
+
+def cudnn_attention(q, k, v):
+  """`jax.nn.dot_product_attention(implementation='cudnn')` at any sequence length.
+
+  q is padded to a multiple of CUDNN_SEQ_MULTIPLE rows and k, v likewise, the padded keys masked
+  out by cuDNN's padding mask (`key_value_seq_lengths`) and the padded query rows dropped from
+  the output. Unpadded, JAX's cuDNN path refuses the gradient at ViT's odd token counts (197,
+  257: "Unsupported sequence length", jax 0.11.2 on an H100, BENCHMARKS.md "Device check"). Its
+  kernels work in tiles of 64-128 rows, so the padding should add little work; the padded call
+  is not yet timed on a GPU.
+  """
+  b, lq = q.shape[:2]
+  lk = k.shape[1]
+  scale = float(q.shape[-1]) ** -0.5
+  lq_p, lk_p = round_up(lq, CUDNN_SEQ_MULTIPLE), round_up(lk, CUDNN_SEQ_MULTIPLE)
+  kv_lengths = None if lk_p == lk else jnp.full((b,), lk, jnp.int32)
+  out = jax.nn.dot_product_attention(
+      pad_axis(q, 1, lq_p), pad_axis(k, 1, lk_p), pad_axis(v, 1, lk_p), scale=scale,
+      key_value_seq_lengths=kv_lengths, implementation="cudnn")
+  return out[:, :lq]
+
+
+_CUDNN_REFUSED: set = set()
+
+
+def _cudnn_or_triton(q, k, v, block_q, block_k, precision):
+  """cuDNN where JAX accepts the shapes (it checks while tracing), else ssljax's Triton kernel,
+  with one line saying so per refused shape."""
+  try:
+    return cudnn_attention(q, k, v)
+  except NotImplementedError as e:
+    key = (q.shape, k.shape, str(q.dtype))
+    if key not in _CUDNN_REFUSED:
+      _CUDNN_REFUSED.add(key)
+      print(f"ssljax: cuDNN attention refused q {list(q.shape)} {q.dtype} ({e}); "
+            "running ssljax's Triton kernel instead", flush=True)
+    return _ssljax_flash("triton", q, k, v, None, block_q, block_k, precision)
 
 
 def _local_attention(kernel, q, k, v, key_mask, block_q, block_k, precision):
@@ -291,7 +328,7 @@ def _local_attention(kernel, q, k, v, key_mask, block_q, block_k, precision):
   if kernel == "mosaic":
     return _mosaic_splash(q, k, v, key_mask)
   if kernel == "cudnn":
-    return _cudnn(q, k, v)
+    return _cudnn_or_triton(q, k, v, block_q, block_k, precision)
   return _ssljax_flash(kernel, q, k, v, key_mask, block_q, block_k, precision)
 
 
