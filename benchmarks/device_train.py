@@ -108,17 +108,38 @@ def _flops(cost) -> float | None:
   return float(flops) if flops else None
 
 
-def flops_per_step(config, compiled, devices, record) -> float | None:
-  """FLOPs of one train step from XLA's cost analysis. Custom calls (cuDNN / Triton attention)
-  count none, so a model with attention is counted on the same step with attention as plain
-  einsums, traced and lowered (not compiled); other models on the compiled step itself."""
+def flops_per_step(config, lowered, devices, record) -> float | None:
+  """FLOPs of one train step from XLA's cost analysis of the lowered (not compiled) step: the
+  compiled GPU program counts no FLOPs in custom calls (cuDNN convolutions and attention,
+  Triton), so ResNet-50's compiled step showed 0.217 TFLOP for ~13. A model with attention is
+  counted on the same step with attention as plain einsums."""
   from ssljax import train as train_lib  # pylint: disable=import-outside-toplevel
   if "attention_impl" not in config.model:
-    return _flops(compiled.cost_analysis())
+    return _flops(lowered.cost_analysis())
   c = config.copy_and_resolve_references()
   c.model.attention_impl = "reference"
   ref = train_lib.build(c, devices, record)
   return _flops(ref.train_step.lower(ref.abstract_state, ref.abstract_batch()).cost_analysis())
+
+
+def train_batches(source, spec, config, workers: int, prefetch: int):
+  """The trainer's batch iterator for `config` with `workers` grain processes."""
+  from ssljax.data import pipeline  # pylint: disable=import-outside-toplevel
+  return iter(pipeline.train_dataset(source, spec, config.data.augment, seed=config.seed,
+                                     local_batch_size=config.batch_size, worker_count=workers,
+                                     prefetch=prefetch))
+
+
+def one_core_rate(source, spec, config, batches: int = 2) -> list[str]:
+  """images/s of the train pipeline in this process alone (0 workers): a warm-up batch, then
+  `batches` timed ones."""
+  it = train_batches(source, spec, config, workers=0, prefetch=0)
+  next(it)
+  t = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  dt = (time.perf_counter() - t) / batches
+  return [f"{config.batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
 
 
 def _reraise(e: Exception):
@@ -130,7 +151,7 @@ def train(ctx: Context) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   from ssljax import parallel  # pylint: disable=import-outside-toplevel
   from ssljax import train as train_lib  # pylint: disable=import-outside-toplevel
-  from ssljax.data import pipeline, sources  # pylint: disable=import-outside-toplevel
+  from ssljax.data import sources  # pylint: disable=import-outside-toplevel
   sec = ctx.section("Device check: train-step throughput",
                     ["method (batch)", "data", "images/s", "step (ms)", "TFLOP/step", "MFU"])
   devices = jax.devices()
@@ -147,8 +168,9 @@ def train(ctx: Context) -> None:
         flush=True)
   # A smoke run compiles one case (XLA:CPU takes ~15 s per train step even at toy sizes): DINO,
   # which has the most parts (multi-crop views, ViT, teacher).
-  cases = [(name, where) for name in (SMOKE_TRAIN_CASES if ctx.smoke else TRAIN_CASES)
-           for where in ("device", "host")]
+  names = [n for n in (SMOKE_TRAIN_CASES if ctx.smoke else TRAIN_CASES)
+           if not ctx.cases or any(c.lower() in n.lower() for c in ctx.cases)]
+  cases = [(name, where) for name in names for where in ("device", "host")]
   flops_of = {}
   for name, where in cases:
     if ctx.out_of_time(reserve=30 if not ctx.smoke else 3):
@@ -163,21 +185,20 @@ def train(ctx: Context) -> None:
       source = sources.build_source(config.data, config.data.train_split)
       built = train_lib.build(config, devices, source[0])
       t = time.perf_counter()
-      state["step"] = built.train_step.lower(built.abstract_state, built.abstract_batch()).compile()
+      lowered = built.train_step.lower(built.abstract_state, built.abstract_batch())
+      state["step"] = lowered.compile()
       state["compile_s"] = time.perf_counter() - t
       if name not in flops_of:   # the model's FLOPs, counted once (on the device-aug step)
         try:
-          flops_of[name] = flops_per_step(config, state["step"], devices, source[0])
+          flops_of[name] = flops_per_step(config, lowered, devices, source[0])
         except Exception as e:  # pylint: disable=broad-except
           print(f"[train] FLOP count failed for {name}: {e}", file=sys.stderr)
           flops_of[name] = None
       state["flops"] = flops_of[name]
       state["built"], state["source"] = built, source
       state["train"] = built.init()
-      it = iter(pipeline.train_dataset(
-          source, built.spec, config.data.augment, seed=config.seed,
-          local_batch_size=config.batch_size, worker_count=config.data.worker_count,
-          prefetch=config.data.prefetch))
+      it = train_batches(source, built.spec, config, config.data.worker_count,
+                         config.data.prefetch)
       state["iter"] = it
       state["batch"] = parallel.global_batch(next(it), built.batch_sharding)
       return state
@@ -213,14 +234,24 @@ def train(ctx: Context) -> None:
       continue
 
     def pipeline_alone(state=state, config=config):
-      # Batches buffered while the steps ran come out at once: read well past the buffer.
-      n = steps + 2 * config.data.prefetch
+      # Batches buffered while the step compiled and ran come out at once (on the H100 the
+      # first version of this row read 89,256 images/s off a pipeline that fed the step 932):
+      # drain what the workers hold (a batch each, plus the prefetch), then time a full round.
+      for _ in range(workers + config.data.prefetch + 1):
+        next(state["iter"])
+      n = max(steps, workers)
       t = time.perf_counter()
       for _ in range(n):
         next(state["iter"])
       dt = (time.perf_counter() - t) / n
       return [f"{config.batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
     ctx.guard(sec, [label, f"grain alone ({workers} workers, {aug})"], pipeline_alone)
+    if where == "device" and (workers or ctx.smoke):
+      # One core's rate (this process, no workers): with the row above, how well the workers
+      # scale on this host (on the H100 machine the 16 workers fed ~930 images/s; one core
+      # of the 2-core CPU machine makes ~365 images/s of these views).
+      ctx.guard(sec, [label, f"grain alone (0 workers, {aug})"],
+                functools.partial(one_core_rate, state["source"], state["built"].spec, config))
     ctx.guard(sec, [label, f"grain ({workers} workers, {aug}) + step"], lambda: measure(True))
     state.clear()   # frees the device buffers and stops the grain workers before the next case
     gc.collect()
@@ -240,8 +271,9 @@ def train(ctx: Context) -> None:
       "rate, data loading is the bottleneck. 'device aug' (`data.augment_on='device'`, the "
       "default on GPU): the host decodes and crops to uint8, the photometric augmentations run "
       "inside the step; 'host aug': all augmentation in the pipeline, float32 views. FLOPs per "
-      "step: XLA's cost analysis of the compiled device-aug step (ViTs: of the same step with "
-      "attention as plain einsums, lowered: cuDNN and Triton calls count no FLOPs), used for "
+      "step: XLA's cost analysis of the lowered (not compiled) device-aug step (ViTs: of the same "
+      "step with attention as plain einsums; compiled, cuDNN and Triton calls count no FLOPs), "
+      "used for "
       f"both placements. {peak_note}. "
       "Goal: MAE ViT-B/16 >= 40% MFU on one H200.")
 
