@@ -13,10 +13,11 @@ lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.536 and 0.535 
 0.327; with BatchNorm on the projector's output, the earlier recipe, 0.342; both views through one
 forward, `byol.joint_view_bn`, 0.382 but 20% slower per step). The target's momentum rises to 1 over
 total_steps, so very short runs learn little (150 steps at batch 64: 0.321, before the
-standardisation): give it 500 steps or more. On clutter_digits32 it falls below its random init
-with these views (0.265 after 300 steps, seed 0; random init 0.390); with `:glyphs` (no flips,
-crops 0.4-1) it reaches 0.410 / 0.458 at seeds 0 / 1 after 600 steps (random init 0.390 / 0.396;
-lightly's BYOL 0.426 / 0.372 from 0.425 / 0.404). README, "Your own images".
+standardisation; with it, 300 steps at batch 128 reach 0.472, seed 0): give it 300 steps or more.
+On clutter_digits32 it falls below its random init with these views (0.265 after 300 steps, seed 0;
+random init 0.390); with `:glyphs` (no flips, crops 0.4-1) it reaches 0.410 / 0.458 at seeds 0 / 1
+after 600 steps (random init 0.390 / 0.396; lightly's BYOL 0.426 / 0.372 from 0.425 / 0.404).
+README, "Your own images".
 
 common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops 0.2-1,
 flips, colour jitter, no blur) with base_lr 5e-3 and weight decay 1e-4; BYOL's EMA target at tau

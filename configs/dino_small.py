@@ -11,11 +11,11 @@ lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.533 and 0.532 
 (random-init small CNN 0.379 / 0.342), lightly's DINO with the same network and budget 0.546 /
 0.547. Before the small CNN standardised each image at its input: 0.403 at seed 0 (random init
 0.327; lightly 0.419). The teacher's momentum rises to 1 over total_steps, so very short runs learn
-little (150 steps at batch 64: 0.331, before the standardisation): give it 500 steps or more. On
-clutter_digits32 it falls below its random init with these views (0.349 after 300 steps, seed 0;
-random init 0.390); with `:glyphs` (no flips, crops 0.4-1) it reaches 0.500 / 0.461 at seeds 0 / 1
-after 600 steps (random init 0.390 / 0.396), lightly's DINO 0.524 / 0.518. README, "Your own
-images".
+little (150 steps at batch 64: 0.331, before the standardisation; with it, 300 steps at batch 128
+reach 0.496, seed 0): give it 300 steps or more. On clutter_digits32 it falls below its random init
+with these views (0.349 after 300 steps, seed 0; random init 0.390); with `:glyphs` (no flips,
+crops 0.4-1) it reaches 0.500 / 0.461 at seeds 0 / 1 after 600 steps (random init 0.390 / 0.396),
+lightly's DINO 0.524 / 0.518. README, "Your own images".
 
 common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops,
 flips, colour jitter, no blur) with DINO's recipe scaled down as for the digits
