@@ -12,7 +12,8 @@ run; SimCLR re-run on its own once the loss was logged every step), held-out kNN
 SimCLR 0.533 vs 0.379 at seed 0 and 0.510 vs 0.342 at seed 1, BYOL 0.540 vs 0.379 and DINO 0.536 vs
 0.379 at seed 0 (linear probes, 10 epochs: 0.600 and 0.596 vs 0.561), at 600 steps; CI runs them at 300
 (2026-12-06, seed 0, both sharing the 2 cores with the other: BYOL 0.472, DINO 0.496 vs 0.379, in
-218 s and 410 s where 600 steps took 657 s and 809 s). On
+218 s and 410 s where 600 steps took 657 s and 809 s; seed 1, the extra runs: 0.475 and 0.512 vs
+0.342, 327 s for the pair). On
 benchmarks/small_images.py's ssljax side BYOL at seed 1 reaches 0.535 (0.342); before the input
 standardisation it was 0.349 vs 0.325, under the margin, then an expected failure.
 """
