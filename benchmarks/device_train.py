@@ -130,16 +130,23 @@ def train_batches(source, spec, config, workers: int, prefetch: int):
                                      prefetch=prefetch))
 
 
-def one_core_rate(source, spec, config, batches: int = 2) -> list[str]:
-  """images/s of the train pipeline in this process alone (0 workers): a warm-up batch, then
+def pipeline_rate(it, batch_size: int, skip: int, batches: int) -> list[str]:
+  """The row (images/s, ms per batch) of iterator `it` alone: `skip` batches read untimed, then
   `batches` timed ones."""
-  it = train_batches(source, spec, config, workers=0, prefetch=0)
-  next(it)
+  for _ in range(skip):
+    next(it)
   t = time.perf_counter()
   for _ in range(batches):
     next(it)
   dt = (time.perf_counter() - t) / batches
-  return [f"{config.batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
+  return [f"{batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
+
+
+def one_core_rate(source, spec, config, batches: int = 2) -> list[str]:
+  """images/s of the train pipeline in this process alone (0 workers): a warm-up batch, then
+  `batches` timed ones."""
+  it = train_batches(source, spec, config, workers=0, prefetch=0)
+  return pipeline_rate(it, config.batch_size, skip=1, batches=batches)
 
 
 def _reraise(e: Exception):
@@ -237,14 +244,8 @@ def train(ctx: Context) -> None:
       # Batches buffered while the step compiled and ran come out at once (on the H100 the
       # first version of this row read 89,256 images/s off a pipeline that fed the step 932):
       # drain what the workers hold (a batch each, plus the prefetch), then time a full round.
-      for _ in range(workers + config.data.prefetch + 1):
-        next(state["iter"])
-      n = max(steps, workers)
-      t = time.perf_counter()
-      for _ in range(n):
-        next(state["iter"])
-      dt = (time.perf_counter() - t) / n
-      return [f"{config.batch_size / dt:,.0f}", f"{dt * 1e3:.1f}", "", ""]
+      return pipeline_rate(state["iter"], config.batch_size,
+                           skip=workers + config.data.prefetch + 1, batches=max(steps, workers))
     ctx.guard(sec, [label, f"grain alone ({workers} workers, {aug})"], pipeline_alone)
     if where == "device" and (workers or ctx.smoke):
       # One core's rate (this process, no workers): with the row above, how well the workers
