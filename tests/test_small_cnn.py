@@ -44,6 +44,23 @@ def test_small_cnn_per_image_input_norm_removes_brightness_and_contrast():
     assert np.allclose(a, b, atol=1e-4) == same, np.abs(a - b).max()
 
 
+def test_small_cnn_conv_init_torch_matches_pytorch_conv2d_default():
+  """conv_init='torch': PyTorch's Conv2d default, kaiming-uniform with a = sqrt(5), i.e. uniform on
+  +-1/sqrt(fan_in) (variance 1 / (3 fan_in)); 'he': normal with variance 2 / fan_out."""
+  x = jnp.zeros((1, 32, 32, 3))
+  kernels = {}
+  for init in ("he", "torch"):
+    model = models.build_backbone({"name": "small_cnn", "widths": (64, 128), "conv_init": init})
+    kernels[init] = model.init(jax.random.PRNGKey(0), x)["params"]["conv1_0"]["kernel"]
+  k = np.asarray(kernels["torch"])          # [3, 3, 64, 128]: fan_in 9 * 64, fan_out 9 * 128
+  bound = 1.0 / np.sqrt(9 * 64)
+  assert np.abs(k).max() <= bound and np.abs(k).max() > 0.99 * bound
+  assert np.isclose(k.var(), bound ** 2 / 3, rtol=0.05), k.var()
+  assert np.isclose(np.asarray(kernels["he"]).var(), 2 / (9 * 128), rtol=0.05)
+  with pytest.raises(ValueError, match="small_cnn conv_init='xavier'.*'torch'"):
+    models.build_backbone({"name": "small_cnn", "conv_init": "xavier"})
+
+
 def _folder(root, side):
   from PIL import Image
   for split in ("train", "val"):

@@ -96,7 +96,8 @@ def build_backbone(model_cfg: Mapping[str, Any]):
   if cfg["name"] == "small_cnn":
     return small_cnn_lib.SmallCNN(
         widths=tuple(int(w) for w in cfg["widths"]), convs_per_stage=int(cfg["convs_per_stage"]),
-        norm=cfg["norm"], input_norm=cfg["input_norm"], dtype=dtype,
+        norm=cfg["norm"], input_norm=cfg["input_norm"], conv_init=cfg["conv_init"],
+        dtype=dtype,
         **(cpu_conv.resnet_ops() if cpu.enabled(cfg["cpu_tuning"]) else {}))
   if cfg["name"] == "vit":
     width, depth, num_heads = vit_lib.resolve_variant(

@@ -26,7 +26,11 @@ import ml_collections
 
 NORMS = ("batch", "group")
 INPUT_NORMS = ("none", "per_image")
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# 'he': He et al.'s fan-out normal (std sqrt(2 / (9 C_out))), as ssljax's ResNet. 'torch': PyTorch's
+# default nn.Conv2d initialisation, kaiming-uniform with a = sqrt(5), i.e. uniform with variance
+# 1 / (3 fan_in): the weights the small-CNN baselines written in torch start from.
+CONV_INITS = {"he": nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+              "torch": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")}
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -38,6 +42,7 @@ def default_config() -> ml_collections.ConfigDict:
       "convs_per_stage": 1,
       "norm": "batch",             # 'batch' | 'group'
       "input_norm": "none",        # 'none' | 'per_image': standardise each image (mean 0, std 1)
+      "conv_init": "he",           # 'he' (fan-out normal) | 'torch' (PyTorch's Conv2d default)
   })
 
 
@@ -63,6 +68,7 @@ class SmallCNN(nn.Module):
     input_norm: 'none', or 'per_image': each image minus its mean over (H, W, C), divided by its
       standard deviation, before the first conv (for data whose brightness and contrast are
       nuisances; README, "Your own images").
+    conv_init: the conv kernels' initialisation, a key of CONV_INITS ('he' or 'torch').
     dtype: compute dtype (params float32, output float32).
     conv_general_dilated / store_once: the conv op and the hook on every conv input after the
       first (lax's conv and the identity by default; see ssljax.cpu.conv.resnet_ops).
@@ -71,6 +77,7 @@ class SmallCNN(nn.Module):
   convs_per_stage: int = 1
   norm: str = "batch"
   input_norm: str = "none"
+  conv_init: str = "he"
   dtype: Any = jnp.float32
   conv_general_dilated: Callable = jax.lax.conv_general_dilated
   store_once: Callable[[jax.Array], jax.Array] = _identity
@@ -80,6 +87,8 @@ class SmallCNN(nn.Module):
       raise ValueError(f"small_cnn norm={self.norm!r}; expected one of {NORMS}")
     if self.input_norm not in INPUT_NORMS:
       raise ValueError(f"small_cnn input_norm={self.input_norm!r}; expected one of {INPUT_NORMS}")
+    if self.conv_init not in CONV_INITS:
+      raise ValueError(f"small_cnn conv_init={self.conv_init!r}; expected one of {tuple(CONV_INITS)}")
     if not self.widths or any(int(w) < 1 for w in self.widths):
       raise ValueError(f"small_cnn widths={self.widths!r}; expected a non-empty tuple of positive ints")
     if self.convs_per_stage < 1:
@@ -102,7 +111,7 @@ class SmallCNN(nn.Module):
         if s or c:
           x = self.store_once(x)
         x = nn.Conv(int(width), (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                    kernel_init=_conv_init, dtype=self.dtype, param_dtype=jnp.float32,
+                    kernel_init=CONV_INITS[self.conv_init], dtype=self.dtype, param_dtype=jnp.float32,
                     conv_general_dilated=self.conv_general_dilated, name=f"conv{s}_{c}")(x)
         if self.norm == "batch":
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
