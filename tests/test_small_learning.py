@@ -13,7 +13,9 @@ SimCLR 0.533 vs 0.379 at seed 0 and 0.510 vs 0.342 at seed 1, BYOL 0.540 vs 0.37
 0.379 at seed 0 (linear probes, 10 epochs: 0.600 and 0.596 vs 0.561), at 600 steps; CI runs them at 300
 (2026-12-06, seed 0, both sharing the 2 cores with the other: BYOL 0.472, DINO 0.496 vs 0.379, in
 218 s and 410 s where 600 steps took 657 s and 809 s; seed 1, the extra runs: 0.475 and 0.512 vs
-0.342, 327 s for the pair). On
+0.342, 327 s for the pair). DINO's recipe runs at base_lr 3e-3 since (was 5e-3): at 300 steps,
+seed 0, 0.496 again (fresh clone, alone on the 2 cores, 319 s); at 600 steps on the benchmark's
+ssljax side 0.547 / 0.534 at seeds 0 / 1 (5e-3: 0.533 / 0.532). On
 benchmarks/small_images.py's ssljax side BYOL at seed 1 reaches 0.535 (0.342); before the input
 standardisation it was 0.349 vs 0.325, under the margin, then an expected failure.
 """
