@@ -124,4 +124,6 @@ def main() -> None:
 if __name__ == "__main__":
   from ssljax.cpu import host_memory
   host_memory.reexec_with_host_defaults()
+  from ssljax.cpu import xla_flags
+  xla_flags.apply_cpu_defaults()              # its XLA:CPU flags too, before JAX starts
   main()

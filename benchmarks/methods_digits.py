@@ -120,4 +120,6 @@ def _write_readme(table: str) -> None:
 if __name__ == "__main__":
   from ssljax.cpu import host_memory
   host_memory.reexec_with_host_defaults()   # as the ssljax command lines do (ssljax/cpu)
+  from ssljax.cpu import xla_flags
+  xla_flags.apply_cpu_defaults()              # its XLA:CPU flags too, before JAX starts
   main()

@@ -25,6 +25,7 @@ from ssljax import grad_accum
 from ssljax import methods as methods_lib
 from ssljax import optim
 from ssljax import parallel
+from ssljax.cpu import xla_flags
 from ssljax.data import pipeline
 from ssljax.data import views as views_lib
 
@@ -72,7 +73,12 @@ def make_train_step(method, tx: optax.GradientTransformation, lr_fn, prepare_bat
   A step whose loss or gradients are not finite changes nothing but `step` and `skipped`
   (params, optimizer and method state keep their last good values) and reports `nonfinite=1`;
   the loop then applies `config.nonfinite` ('skip' or 'stop').
+
+  On the CPU backend without ssljax's XLA:CPU flags (a script that did not call
+  `ssljax.cpu.xla_flags.apply_cpu_defaults()` first) it warns once (`xla_flags.warn_if_missing`).
   """
+  model = getattr(getattr(method, "config", None), "model", None)
+  xla_flags.warn_if_missing(model.get("cpu_tuning", "auto") if model is not None else "auto")
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
     rng = jax.random.fold_in(state.rng, state.step)

@@ -79,3 +79,39 @@ def test_convolutions_leave_ynnpack_only_with_the_defaults():
   assert int(on[1]) >= 1 and int(off[1]) >= 1
   assert off[0] == "YNN", "this jaxlib no longer sends convolutions to YNNPACK: revisit the default"
   assert on[0] == "NOYNN"
+
+
+def test_a_cpu_run_without_the_flags_warns_once(monkeypatch):
+  """A script that builds a train step without `apply_cpu_defaults()` hears of it once."""
+  import warnings
+  monkeypatch.setattr(xla_flags, "_warned_missing", False)
+  with pytest.warns(xla_flags.MissingCpuFlagsWarning, match=r"apply_cpu_defaults\(\) before"):
+    got = xla_flags.warn_if_missing("auto", {"XLA_FLAGS": "--foo=1"}, backend="cpu")
+  assert got == list(xla_flags.CPU_DEFAULTS)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    assert xla_flags.warn_if_missing("auto", {}, backend="cpu")     # still missing; said once
+    for env, setting, backend in [({"XLA_FLAGS": " ".join(xla_flags.CPU_DEFAULTS)}, "auto", "cpu"),
+                                  ({}, "off", "cpu"), ({}, "auto", "gpu"),
+                                  ({xla_flags.ENV_OPT_OUT: "0"}, "auto", "cpu")]:
+      monkeypatch.setattr(xla_flags, "_warned_missing", False)
+      assert xla_flags.warn_if_missing(setting, env, backend=backend) == [], (env, setting, backend)
+
+
+@pytest.mark.parametrize("setting,warns", [("auto", True), ("off", False)])
+def test_building_a_train_step_checks_the_flags(monkeypatch, setting, warns):
+  import types
+  import warnings
+
+  import ml_collections
+
+  from ssljax import build
+  monkeypatch.setattr(xla_flags, "_warned_missing", False)
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")   # without the flag
+  monkeypatch.delenv(xla_flags.ENV_OPT_OUT, raising=False)
+  method = types.SimpleNamespace(config=ml_collections.ConfigDict({"model": {"cpu_tuning": setting}}))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    build.make_train_step(method, tx=None, lr_fn=None)
+  said = [w for w in caught if issubclass(w.category, xla_flags.MissingCpuFlagsWarning)]
+  assert len(said) == int(warns), [str(w.message) for w in caught]

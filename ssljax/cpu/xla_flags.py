@@ -13,6 +13,9 @@ computation:
 
   from ssljax.cpu import xla_flags; xla_flags.apply_cpu_defaults()
 
+Without it, building a train step for the CPU backend (`ssljax.build.make_train_step`) warns once
+(`MissingCpuFlagsWarning`): the slowdown would otherwise go unnoticed.
+
 Nothing is added where JAX will compute on a GPU or TPU (`ssljax.cpu.accelerator_visible`), with
 `setting='off'` (the config's `model.cpu_tuning`), or with SSLJAX_XLA_CPU_DEFAULTS=0. A flag you
 set yourself in XLA_FLAGS always wins: a default is added only when XLA_FLAGS does not name that
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import MutableMapping
+from typing import Mapping, MutableMapping
 
 from ssljax import cpu
 
@@ -67,6 +70,39 @@ def apply_cpu_defaults(environ: MutableMapping[str, str] | None = None,
                   f"backends, so {added} take effect only in new processes; call it before the "
                   f"first JAX computation.", stacklevel=2)
   return added
+
+
+class MissingCpuFlagsWarning(UserWarning):
+  """A train step built for XLA:CPU in a process that started JAX without ssljax's flags."""
+
+
+_warned_missing = False
+
+
+def warn_if_missing(setting: str = "auto", environ: Mapping[str, str] | None = None,
+                    backend: str | None = None) -> list[str]:
+  """Warns once per process when a CPU run goes without ssljax's XLA:CPU defaults; returns them.
+
+  The command lines add the flags themselves; a script or notebook that builds a train step
+  (`ssljax.build.make_train_step`) without calling `apply_cpu_defaults()` first would otherwise
+  run its convolutions through YNNPACK silently (BENCHMARKS.md "XLA:CPU library fusions"). Quiet
+  where `apply_cpu_defaults` would add nothing: another backend, `setting='off'`,
+  SSLJAX_XLA_CPU_DEFAULTS=0, or XLA_FLAGS already naming each flag.
+  """
+  global _warned_missing
+  env = os.environ if environ is None else environ
+  if not cpu.enabled(setting, backend) or cpu.switched_off(env, ENV_OPT_OUT):
+    return []
+  named = {_flag_name(f) for f in env.get("XLA_FLAGS", "").split()}
+  missing = [f for f in CPU_DEFAULTS if _flag_name(f) not in named]
+  if missing and not _warned_missing:
+    _warned_missing = True
+    warnings.warn(f"XLA:CPU runs without ssljax's flags {missing} (the command lines add them): "
+                  f"convolutions go through YNNPACK, several times slower in ssljax's measurements. "
+                  f"Call ssljax.cpu.xla_flags.apply_cpu_defaults() before the first JAX computation, "
+                  f"or set {ENV_OPT_OUT}=0 to run without them quietly.",
+                  MissingCpuFlagsWarning, stacklevel=3)
+  return missing
 
 
 def _backends_started() -> bool:
