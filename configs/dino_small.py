@@ -7,15 +7,16 @@ Run:
 backbones: `--config configs/dino_small.py:resnet18` (CIFAR-stem ResNet-18) or `:vit,64`.
 
 Measured 2026-12-06 on photo_patches32 (batch 128, 600 steps, 2-core AVX-512 CPU, side by side with
-lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.547 and 0.534 at seeds 0 and 1
-(random-init small CNN 0.379 / 0.342), lightly's DINO with the same network, budget and rates 0.548
-/ 0.538. With `:glyphs` (no flips, crops 0.4-1) on clutter_digits32: 0.518 / 0.499 (random init
-0.390 / 0.396; lightly 0.526 / 0.526); without `:glyphs` it falls below its random init there (0.349
-after 300 steps, seed 0). base_lr 3e-3 for the small CNN: at 5e-3 (the digits rate) 0.533 / 0.532
-and 0.500 / 0.461 in the same settings; on clutter_digits32:glyphs at seed 0, 2e-3 gave 0.519 (3e-3:
-0.518), 8e-3 0.482, momentum 0.996 0.463 and teacher temperature 0.06 0.457 (at 5e-3); PyTorch's
-conv initialisation (`model.conv_init='torch'`) 0.479. The teacher's momentum rises to 1 over
-total_steps, so very short runs learn little (150 steps at batch 64: 0.331, before the input
+lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.546 over seeds 0-3 (0.547, 0.534,
+0.554, 0.550; random-init small CNN 0.379 / 0.342 / 0.394 / 0.401), lightly's DINO with the same
+network, budget and rates 0.549 (0.548, 0.538, 0.550, 0.561). With `:glyphs` (no flips, crops 0.4-1)
+on clutter_digits32: 0.524 (0.518, 0.499, 0.532, 0.549; random init 0.390 / 0.396 / 0.372 / 0.358;
+lightly 0.503: 0.526, 0.526, 0.457, 0.503); without `:glyphs` it falls below its random init there
+(0.349 after 300 steps, seed 0). base_lr 3e-3 for the small CNN: at 5e-3 (the digits rate) 0.533 /
+0.532 and 0.500 / 0.461 in the same settings; on clutter_digits32:glyphs at seed 0, 2e-3 gave 0.519
+(3e-3: 0.518), 8e-3 0.482, momentum 0.996 0.463 and teacher temperature 0.06 0.457 (at 5e-3);
+PyTorch's conv initialisation (`model.conv_init='torch'`) 0.479. The teacher's momentum rises to 1
+over total_steps, so very short runs learn little (150 steps at batch 64: 0.331, before the input
 standardisation): give it 300 steps or more. README, "Your own images".
 
 common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops,
