@@ -8,8 +8,8 @@ backbones: `--config configs/simclr_small.py:resnet18` (CIFAR-stem ResNet-18) or
 
 Measured on photo_patches32 (`python -m ssljax.data.benchmarks --task photo_patches32 --out DIR`;
 raw pixels 0.267) and clutter_digits32 (raw pixels 0.415), 2-core AVX-512 CPU, side by side with
-lightly at 200 steps, batch 128, seeds 0-2 (BENCHMARKS.md "Small images vs lightly", 2026-12-06):
-held-out kNN 0.562 vs lightly's 0.573 and 0.601 vs 0.598 (random-init small CNN about 0.37 and
+lightly at 200 steps, batch 128, seeds 0-4 (BENCHMARKS.md "Small images vs lightly", 2026-12-06):
+held-out kNN 0.565 vs lightly's 0.568 and 0.601 vs 0.599 (random-init small CNN about 0.38 and
 0.39). Before the small CNN standardised each image at its input (model.input_norm) the same runs
 reached 0.467 vs 0.474 and 0.430 vs 0.442; at 64 px, measured then, photo_patches64 0.514 vs
 0.496, clutter_digits64 0.343 vs 0.344. tests/test_small_learning.py checks 150 steps at batch 64
