@@ -405,4 +405,6 @@ def run() -> None:
 
 
 if __name__ == "__main__":
+  from ssljax.cpu import xla_flags
+  xla_flags.apply_cpu_defaults()   # before JAX starts, as ssljax.main (ssljax/cpu/xla_flags.py)
   run()
