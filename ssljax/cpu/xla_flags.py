@@ -7,8 +7,8 @@ types: YNNPACK keeps dots, elementwise and reduce fusions, convolutions go back 
 alternatives measured (YNNPACK off altogether, or without its reduce or dot fusions) and all the
 numbers: BENCHMARKS.md, section "XLA:CPU library fusions" (benchmarks/xla_cpu_flags.py).
 
-`python -m ssljax.main`, `ssljax.finetune`, `ssljax.evaluate` and the benchmarks call
-`apply_cpu_defaults()` first. In your own script or notebook, call it before the first JAX
+`python -m ssljax.main`, `ssljax.finetune`, `ssljax.evaluate`, `ssljax.export` and the benchmarks
+call `apply_cpu_defaults()` first. In your own script or notebook, call it before the first JAX
 computation:
 
   from ssljax.cpu import xla_flags; xla_flags.apply_cpu_defaults()
