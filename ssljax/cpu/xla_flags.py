@@ -41,6 +41,12 @@ def _flag_name(flag: str) -> str:
   return flag.split("=", 1)[0]
 
 
+def _not_named(xla_flags: str) -> list[str]:
+  """The CPU_DEFAULTS whose flag the XLA_FLAGS string `xla_flags` does not name."""
+  named = {_flag_name(f) for f in xla_flags.split()}
+  return [f for f in CPU_DEFAULTS if _flag_name(f) not in named]
+
+
 def apply_cpu_defaults(environ: MutableMapping[str, str] | None = None,
                        setting: str = "auto") -> list[str]:
   """Appends ssljax's XLA:CPU defaults to $XLA_FLAGS; returns the flags it added.
@@ -60,8 +66,7 @@ def apply_cpu_defaults(environ: MutableMapping[str, str] | None = None,
       or (setting == "auto" and cpu.accelerator_visible(env))):
     return []
   current = env.get("XLA_FLAGS", "")
-  named = {_flag_name(f) for f in current.split()}
-  added = [f for f in CPU_DEFAULTS if _flag_name(f) not in named]
+  added = _not_named(current)
   if not added:
     return []
   env["XLA_FLAGS"] = " ".join([current.strip()] + added).strip()
@@ -93,8 +98,7 @@ def warn_if_missing(setting: str = "auto", environ: Mapping[str, str] | None = N
   env = os.environ if environ is None else environ
   if not cpu.enabled(setting, backend) or cpu.switched_off(env, ENV_OPT_OUT):
     return []
-  named = {_flag_name(f) for f in env.get("XLA_FLAGS", "").split()}
-  missing = [f for f in CPU_DEFAULTS if _flag_name(f) not in named]
+  missing = _not_named(env.get("XLA_FLAGS", ""))
   if missing and not _warned_missing:
     _warned_missing = True
     warnings.warn(f"XLA:CPU runs without ssljax's flags {missing} (the command lines add them): "
