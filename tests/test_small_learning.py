@@ -9,7 +9,8 @@ BYOL and DINO need a longer one: their EMA target's momentum rises to 1 over tot
 seed 0); here 300 steps at batch 128, seed 1 outside CI's time budget (SSLJAX_LEARN_EXTRA=1).
 Measured 2026-12-06 on a 2-core machine with SSLJAX_LEARN_LOG (BYOL and DINO in a fresh-clone CI
 run; SimCLR re-run on its own once the loss was logged every step), held-out kNN vs random init:
-SimCLR 0.533 vs 0.379 at seed 0 and 0.510 vs 0.342 at seed 1, BYOL 0.540 vs 0.379 and DINO 0.536 vs
+SimCLR 0.533 vs 0.379 at seed 0 and 0.510 vs 0.342 at seed 1 (at base_lr 4e-3, the recipe's rate
+since 2026-12-07: 0.546 and 0.531, 115 s for the pair), BYOL 0.540 vs 0.379 and DINO 0.536 vs
 0.379 at seed 0 (linear probes, 10 epochs: 0.600 and 0.596 vs 0.561), at 600 steps; CI runs them at 300
 (2026-12-06, seed 0, both sharing the 2 cores with the other: BYOL 0.472, DINO 0.496 vs 0.379, in
 218 s and 410 s where 600 steps took 657 s and 809 s; seed 1, the extra runs: 0.475 and 0.512 vs
