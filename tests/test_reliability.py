@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -148,7 +149,32 @@ def _cli(workdir, *overrides, devices=1):
          "--config.model.image_size=8", "--config.eval.max_examples=64", "--config.eval.random_init=False",
          "--config.eval.linear_epochs=2", "--config.log_every=1", "--config.progress_bar=False",
          "--config.simclr.proj_hidden_dims=(32,)", "--config.simclr.proj_dim=16", *overrides]
-  return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+  return _DrainedPopen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+
+
+class _DrainedPopen(subprocess.Popen):
+  """A Popen whose output a thread reads as it comes: a child that writes more than the pipe's
+  64 KB while the test only polls would block in write() (seen: a run printing asyncio's
+  "Event loop is closed" tracebacks from a checkpoint restore, hung until the test timed out)."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._chunks: list[str] = []
+    self._reader = threading.Thread(target=self._drain, daemon=True)
+    self._reader.start()
+
+  def _drain(self):
+    for line in self.stdout:
+      self._chunks.append(line)
+
+  def output(self) -> str:
+    return "".join(self._chunks)
+
+  def communicate(self, input=None, timeout=None):  # pylint: disable=redefined-builtin
+    del input
+    self.wait(timeout)
+    self._reader.join(timeout=60)
+    return self.output(), None
 
 
 def _wait_for_step(workdir, step, proc, timeout=240):
@@ -156,7 +182,8 @@ def _wait_for_step(workdir, step, proc, timeout=240):
   t0 = time.time()
   while time.time() - t0 < timeout:
     if proc.poll() is not None:
-      raise AssertionError(f"process exited early: {proc.stdout.read()[-2000:]}")
+      out = proc.communicate()[0] if isinstance(proc, _DrainedPopen) else proc.stdout.read()
+      raise AssertionError(f"process exited early: {out[-2000:]}")
     if os.path.exists(path):
       with open(path) as f:
         if any(json.loads(l).get("step", 0) >= step for l in f if l.strip().endswith("}")):
