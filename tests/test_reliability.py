@@ -182,8 +182,7 @@ def _wait_for_step(workdir, step, proc, timeout=240):
   t0 = time.time()
   while time.time() - t0 < timeout:
     if proc.poll() is not None:
-      out = proc.communicate()[0] if isinstance(proc, _DrainedPopen) else proc.stdout.read()
-      raise AssertionError(f"process exited early: {out[-2000:]}")
+      raise AssertionError(f"process exited early: {proc.communicate()[0][-2000:]}")
     if os.path.exists(path):
       with open(path) as f:
         if any(json.loads(l).get("step", 0) >= step for l in f if l.strip().endswith("}")):
