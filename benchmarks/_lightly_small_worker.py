@@ -6,7 +6,9 @@ Everything comes from the parent in one .npz (`small_images.export_peer_inputs`)
 (uint8 [N, S, S, 3], the task's image folder as ssljax reads it), the centre-view eval arrays
 (float32, ssljax's `pipeline.eval_arrays`) of the kNN bank and the held-out queries, the recipe
 (JSON: method, small-CNN widths, head sizes, augmentations, batch, optimiser, loss settings) and the
-learning rate of every step (ssljax's optax schedule evaluated step by step).
+learning rate of every step (ssljax's optax schedule evaluated step by step); with
+`small_images --peer-init ssljax` also ssljax's initial weights ('init/<keystr>'), which replace
+torch's (`_lightly_parity_worker.load_init`).
 
 Model: ssljax's small CNN (ssljax/models/small_cnn.py: per stage 3x3 conv without bias, BatchNorm
 momentum 0.1 in torch's convention = 0.9 in Flax's, eps 1e-5, ReLU; 2x2 max-pool between stages;
@@ -209,6 +211,9 @@ def main() -> None:
   recipe = json.loads(str(data["recipe"]))
   torch.manual_seed(recipe["seed"])
   model = Model(recipe)
+  if any(k.startswith("init/") for k in data.files):   # small_images --peer-init ssljax
+    from benchmarks._lightly_parity_worker import load_init
+    load_init(model, data)
   lrs = data["lrs"]
   batches = make_loader(data["train_images"], recipe)
   train_x = torch.as_tensor(data["eval_train_x"]).permute(0, 3, 1, 2).contiguous()

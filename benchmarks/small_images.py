@@ -222,16 +222,23 @@ def peer_inputs(config, data: dict[str, np.ndarray], peer_lr_scale: float = 1.0)
           "eval_eval_x": data["eval_eval_x"]}
 
 
-def run(config, threads: int, eval_every: int, log=print, peer_lr_scale: float = 1.0) -> dict[str, Any]:
+def run(config, threads: int, eval_every: int, log=print, peer_lr_scale: float = 1.0,
+        peer_init: str = "own") -> dict[str, Any]:
   """Both sides of one (task, method) in alternating chunks (the lightly side's learning rates are
-  ssljax's times `peer_lr_scale`); curves of {'step', 'seconds', 'knn', 'loss'}."""
+  ssljax's times `peer_lr_scale`; with `peer_init='ssljax'` it starts from ssljax's initial weights
+  instead of torch's); curves of {'step', 'seconds', 'knn', 'loss'}."""
   data = eval_data(config)
   ours = SsljaxRun(config)
   curves = {"ssljax": [], "lightly": []}
   clock = {"ssljax": ours.compile_s, "lightly": 0.0}
   with tempfile.TemporaryDirectory() as tmp:
     inputs = os.path.join(tmp, "inputs.npz")
-    np.savez(inputs, **peer_inputs(config, data, peer_lr_scale))
+    init = {}
+    if peer_init == "ssljax":   # copied into the torch modules by _lightly_parity_worker.load_init
+      import jax
+      init = {"init/" + jax.tree_util.keystr(p): np.asarray(v)
+              for p, v in jax.tree_util.tree_flatten_with_path(ours.state.params)[0]}
+    np.savez(inputs, **peer_inputs(config, data, peer_lr_scale), **init)
     peer = LightlyRun(inputs, threads)
     sides = {"ssljax": ours, "lightly": peer}
     try:
@@ -273,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
   parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "ssljax_benchmarks"))
   parser.add_argument("--peer-lr-scale", type=float, default=1.0, help="the lightly side's learning "
                       "rates are ssljax's times this (1: the same); see the section's notes")
+  parser.add_argument("--peer-init", default="own", choices=["own", "ssljax"], help="'ssljax': the "
+                      "lightly side starts from ssljax's initial weights (rows say method+same-init)")
   parser.add_argument("--recipe-arg", default="", choices=["", "glyphs"], help="a config argument "
                       "of the recipes ('glyphs': views for digits and symbols); rows say method:ARG")
   parser.add_argument("--quick", action="store_true", help="10 steps, eval every 5, no write")
@@ -330,7 +339,10 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         "on its own on both sides unless byol.joint_view_bn), DINOProjectionHead + "
         "DINOLoss with a momentum teacher (kNN on the teacher's backbone for DINO on both sides). "
         "Each side starts from its own random initialisation (Flax's and torch's default "
-        "initialisers differ), hence the different kNN at step 0. kNN: ssljax's `knn_top1` (k 20, "
+        "initialisers differ), hence the different kNN at step 0, except in rows written "
+        "`method+same-init` (--peer-init ssljax), whose lightly side starts from ssljax's initial "
+        "weights, copied tensor by tensor (benchmarks/_lightly_parity_worker.py; the two sides' steps "
+        "from the same weights agree to float rounding: section 'Step parity with lightly'). kNN: ssljax's `knn_top1` (k 20, "
         "T 0.07) on both sides' backbone features of the same centre-view arrays. A method written "
         "`method:glyphs` ran the recipe's `:glyphs` variant on both sides (no flips, crops of scale "
         "0.4-1: configs/common.glyph_views). Seconds: training "
@@ -386,7 +398,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
       measured[pair] = list(measured[pair].values())
     write({"versions": peer_versions()})
     return rows_of(measured)
-  label = {m: m + (f":{args.recipe_arg}" if args.recipe_arg else "") for m in args.methods}
+  label = {m: m + (f":{args.recipe_arg}" if args.recipe_arg else "")
+           + ("+same-init" if args.peer_init == "ssljax" else "") for m in args.methods}
   for task in args.tasks:
     for method in args.methods:
       kept.pop((task, label[method]), None)
@@ -398,8 +411,8 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
         print(f"{task} {label[method]} seed {seed}", flush=True)
         config = load_config(method, path, args.steps, args.batch, seed=seed,
                              image_size=image_size_of(task), recipe_arg=args.recipe_arg)
-        result = dict(run(config, args.threads, args.eval_every, peer_lr_scale=args.peer_lr_scale),
-                      seed=seed)
+        result = dict(run(config, args.threads, args.eval_every, peer_lr_scale=args.peer_lr_scale,
+                          peer_init=args.peer_init), seed=seed)
         line = f"- {task} {label[method]} seed {seed}: " + "; ".join(
             f"{name} " + ", ".join(f"{p['step']}: {p['knn']:.3f} @ {p['seconds']:.0f} s" for p in c)
             for name, c in result["curves"].items())
