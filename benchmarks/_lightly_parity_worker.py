@@ -8,9 +8,10 @@ batches of two views 'views' [K, B, 2, S, S, C] float32 and the per-step learnin
 The worker builds `_lightly_small_worker.Model` (the small CNN in torch, lightly's heads and losses),
 copies ssljax's initial weights into it (and into its momentum copy), runs the K steps on those
 batches and writes OUT.npz: 'losses' [K], 'grad/<keystr>' (the first step's gradients before
-clipping, in ssljax's layouts), 'final/<keystr>' (the parameters after K steps), 'stats/<name>' (the online backbone's
-BatchNorm running means and variances), 'unmapped' (the torch parameters ssljax has no counterpart
-of: they keep torch's initial values). One JSON line on stdout: versions and the mapped counts.
+clipping, in ssljax's layouts), 'final/<keystr>' (the parameters after K steps), 'stats/<name>'
+(the online backbone's BatchNorm running means and variances), 'unmapped' (the torch parameters
+ssljax has no counterpart of: they keep torch's initial values). One JSON line on stdout: versions,
+the number of tensors copied and the unmapped names.
 """
 from __future__ import annotations
 
