@@ -12,6 +12,7 @@ valid checkpoint. Checkpoints of earlier versions (a grain iterator state per pr
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import logging
 import os
@@ -57,12 +58,31 @@ def data_position(step: int, records: int, seed: int, batch_size: int,
           "devices": int(jax.device_count() if devices is None else devices)}
 
 
+_BARRIERS = itertools.count()
+
+
+def _meet_other_processes(name: str, timeout_s: int = 600) -> None:
+  """Multi-process runs: waits until every process gets here, on the coordination service.
+
+  The CheckpointManager's first act is a cross-process collective, and gloo (the CPU collectives)
+  gives every process 30 s to arrive at the first one; processes that start up unevenly (a loaded
+  host building its data pipeline) meet here first, with `timeout_s` to arrive. No-op for one
+  process.
+  """
+  if jax.process_count() == 1:
+    return
+  from orbax.checkpoint import multihost  # pylint: disable=g-import-not-at-top
+  multihost.get_jax_distributed_client().wait_at_barrier(
+      f"ssljax_{name}_{next(_BARRIERS)}", timeout_s * 1000)
+
+
 class Checkpointer:
   """Saves and restores (train state, data iterator) pairs in `directory`."""
 
   def __init__(self, directory: str, keep: int):
     self.directory = os.path.abspath(directory)
     _quiet_orbax_echoes()
+    _meet_other_processes("checkpointer")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(
