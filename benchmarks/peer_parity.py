@@ -48,12 +48,6 @@ HEADER = ["task", "method", "batch", "steps", "loss at step 0 (ssljax / lightly)
           "lightly-only parameters"]
 
 
-def _flat(tree) -> dict[str, np.ndarray]:
-  import jax
-  return {jax.tree_util.keystr(p): np.asarray(v)
-          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 def _rel(a: dict[str, np.ndarray], b: dict[str, np.ndarray], keys) -> float:
   """||a - b|| / ||b|| over the concatenation of `keys`."""
   num = sum(float(np.sum((a[k].astype(np.float64) - b[k]) ** 2)) for k in keys)
@@ -68,26 +62,26 @@ def ssljax_side(config, steps: int) -> dict[str, Any]:
   run = small_images.SsljaxRun(config)
   state = run.state
   batches = [next(run.data) for _ in range(steps)]
-  init, method_state = _flat(state.params), state.method_state
+  init, method_state = small_images.flat_tree(state.params), state.method_state
 
   def loss_fn(params, batch):
     return run.method.loss(params, method_state, batch, jax.random.fold_in(state.rng, state.step),
                            state.step)
 
   first = {k: jnp.asarray(v) for k, v in batches[0].items() if k != "label"}
-  grads = _flat(jax.grad(lambda p: loss_fn(p, first)[0])(state.params))
+  grads = small_images.flat_tree(jax.grad(lambda p: loss_fn(p, first)[0])(state.params))
   losses = []
   for batch in batches:
     state, metrics = run.step_fn(state, batch)
     losses.append(float(metrics["loss"]))
   stats = {}
-  for key, value in _flat(state.method_state).items():
+  for key, value in small_images.flat_tree(state.method_state).items():
     if "['batch_stats']['norm" in key and "target" not in key and "teacher" not in key:
       norm, stat = key.split("['")[-2].rstrip("']"), key.split("['")[-1].rstrip("']")
       stats[f"stats/{norm}/{stat}"] = value
   return {"init": init, "views": np.stack([b["global"] for b in batches]), "grads": grads,
-          "losses": np.asarray(losses), "final": _flat(state.params), "stats": stats,
-          "lrs": learning_rates(config)}
+          "losses": np.asarray(losses), "final": small_images.flat_tree(state.params),
+          "stats": stats, "lrs": learning_rates(config)}
 
 
 def lightly_side(config, ours: dict[str, Any], threads: int, python: str) -> tuple[dict, dict]:

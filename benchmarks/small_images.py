@@ -222,6 +222,13 @@ def peer_inputs(config, data: dict[str, np.ndarray], peer_lr_scale: float = 1.0)
           "eval_eval_x": data["eval_eval_x"]}
 
 
+def flat_tree(tree) -> dict[str, np.ndarray]:
+  """{jax keystr path: numpy array} of a pytree (the names the lightly workers map weights by)."""
+  import jax
+  return {jax.tree_util.keystr(p): np.asarray(v)
+          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def run(config, threads: int, eval_every: int, log=print, peer_lr_scale: float = 1.0,
         peer_init: str = "own") -> dict[str, Any]:
   """Both sides of one (task, method) in alternating chunks (the lightly side's learning rates are
@@ -235,9 +242,7 @@ def run(config, threads: int, eval_every: int, log=print, peer_lr_scale: float =
     inputs = os.path.join(tmp, "inputs.npz")
     init = {}
     if peer_init == "ssljax":   # copied into the torch modules by _lightly_parity_worker.load_init
-      import jax
-      init = {"init/" + jax.tree_util.keystr(p): np.asarray(v)
-              for p, v in jax.tree_util.tree_flatten_with_path(ours.state.params)[0]}
+      init = {"init/" + k: v for k, v in flat_tree(ours.state.params).items()}
     np.savez(inputs, **peer_inputs(config, data, peer_lr_scale), **init)
     peer = LightlyRun(inputs, threads)
     sides = {"ssljax": ours, "lightly": peer}
