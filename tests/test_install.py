@@ -185,13 +185,21 @@ def test_import_ssljax_sets_jax_platforms_where_libtpu_has_no_chip(tmp_path):
 @pytest.mark.slow
 def test_extras_resolve_with_the_lock(tmp_path):
   """`pip install --dry-run -c requirements-lock.txt '.[cuda12,tpu,prepare]'` for a fresh venv (needs the
-  package registry). All three in one resolution: if they resolve together, each resolves alone."""
+  package registry). All three in one resolution: if they resolve together, each resolves alone.
+
+  The registry serves no separate wheel metadata (PEP 658), so a plain dry run downloads every wheel
+  (3.2 GB for the CUDA libraries, twice with pip's cache: a CI machine ran out of disk). `fast-deps`
+  reads each wheel's METADATA through HTTP range requests instead (9 MB, 10 s here), and pip falls back
+  to whole downloads where a server refuses ranges; no cache, and pip's temporary files in tmp_path."""
   venv = tmp_path / "venv"
   subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
   report = tmp_path / "report.json"
+  (tmp_path / "tmp").mkdir()
   out = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                        "--dry-run", "-q", "--report", str(report), "-c", "requirements-lock.txt",
-                        ".[cuda12,tpu,prepare]"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                        "--dry-run", "-q", "--no-cache-dir", "--use-feature=fast-deps", "--report", str(report),
+                        "-c", "requirements-lock.txt", ".[cuda12,tpu,prepare]"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
   if out.returncode != 0 and ("NewConnectionError" in out.stderr or "Max retries" in out.stderr):
     pytest.skip("package registry unreachable")
   assert out.returncode == 0, out.stderr[-3000:]
