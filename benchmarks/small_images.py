@@ -213,6 +213,14 @@ PEER_LR_NOTE = (
     "in the run before: clutter_digits32:glyphs 0.524 / 0.518, photo_patches32 0.546 / 0.547 at "
     "seeds 0 / 1).")
 
+BYOL_64_NOTE = (
+    " BYOL at 64 px on digits (clutter_digits64:glyphs, seed 0, 300 steps at batch 128, ssljax's "
+    "side alone, 2026-12-07; the recipe 0.243 from a random init of 0.338): a slower target "
+    "(byol.tau_base 0.996) 0.247, torch's conv initialisation (model.conv_init='torch') 0.257, "
+    "a lower learning rate (base_lr 2e-3, not 5e-3) 0.258 at step 200 (stopped there). None "
+    "comes near its random init, so the recipe is unchanged and the README sends digits at 64 px "
+    "to SimCLR.")
+
 
 def peer_inputs(config, data: dict[str, np.ndarray], peer_lr_scale: float = 1.0) -> dict[str, Any]:
   """What the lightly worker reads (its .npz): recipe, per-step learning rates, images, eval arrays."""
@@ -357,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> list[list[Any]]:
            "its core count), so the seconds are noisy and both sides are slowed; compare the two "
            "columns of one row, not rows. " if os.getloadavg()[0] > (os.cpu_count() or 1) + 0.5
            else "") +
-        PEER_LR_NOTE +
+        PEER_LR_NOTE + BYOL_64_NOTE +
         f" The machine: {_machine()}.")
     given, skip = [], False
     for a in (argv if argv is not None else sys.argv[1:]):   # the run's options, not --from-log's

@@ -12,10 +12,10 @@ lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.546 over seeds
 network, budget and rates 0.549 (0.548, 0.538, 0.550, 0.561). With `:glyphs` (no flips, crops 0.4-1)
 on clutter_digits32: 0.524 (0.518, 0.499, 0.532, 0.549; random init 0.390 / 0.396 / 0.372 / 0.358;
 lightly 0.503: 0.526, 0.526, 0.457, 0.503); without `:glyphs` it falls below its random init there
-(0.349 after 300 steps, seed 0). At 64 px (300 steps, 2026-12-07): photo_patches64 0.611 vs
-lightly's 0.624 (seed 0); clutter_digits64 with `:glyphs`, seeds 0 and 1, 0.411 (0.396, 0.426;
-random init 0.338, 0.322) vs lightly's 0.418 (0.467, 0.369): one side's seeds differ by up to 0.1
-there. base_lr 3e-3 for the small CNN: at 5e-3 (the
+(0.349 after 300 steps, seed 0). At 64 px (300 steps, 2026-12-07): photo_patches64, seeds 0 and 1,
+0.616 (0.611, 0.621) vs lightly's 0.607 (0.624, 0.590); clutter_digits64 with `:glyphs`, seeds 0 and
+1, 0.411 (0.396, 0.426; random init 0.338, 0.322) vs lightly's 0.418 (0.467, 0.369): one side's
+seeds differ by up to 0.1 there. base_lr 3e-3 for the small CNN: at 5e-3 (the
 digits rate) 0.533 / 0.532 and 0.500 / 0.461 in the same settings; on clutter_digits32:glyphs at
 seed 0, 2e-3 gave 0.519 (3e-3: 0.518), 8e-3 0.482, momentum 0.996 0.463 and teacher temperature
 0.06 0.457 (at 5e-3); PyTorch's conv initialisation (`model.conv_init='torch'`) 0.479. The
