@@ -13,9 +13,9 @@ lightly", 2026-12-07): held-out kNN 0.569 vs lightly's 0.574 and 0.616 vs 0.605 
 CNN about 0.38 and 0.39). At the rate before (2.7e-3, lightly at 2e-3) the same runs reached 0.565
 vs 0.568 and 0.601 vs 0.599; before the small CNN standardised each image at its input
 (model.input_norm) 0.467 vs 0.474 and 0.430 vs 0.442. At 64 px (seeds 0 and 1, 2026-12-07, both at
-this rate): photo_patches64 0.657 vs 0.667, clutter_digits64 0.597 vs 0.605 (before the standardisation
-0.514 vs 0.496 and 0.343 vs 0.344). tests/test_small_learning.py checks 150 steps at batch
-64 (seeds 0 and 1). The full 1,000-step budget is not measured yet.
+this rate): photo_patches64 0.657 vs 0.667, clutter_digits64 0.597 vs 0.605 (before the
+standardisation, seed 0: 0.514 vs 0.496 and 0.343 vs 0.344). tests/test_small_learning.py checks
+150 steps at batch 64 (seeds 0 and 1). The full 1,000-step budget is not measured yet.
 
 common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops 0.2-1,
 flips, colour jitter, no blur) with base_lr 4e-3, temperature 0.2 and a 512 -> 128 projector with
