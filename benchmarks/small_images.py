@@ -221,10 +221,11 @@ BYOL_64_NOTE = (
     "predictor (variance 1 / (3 fan_in), patched in for the probe) 0.217, a lower learning rate "
     "(base_lr 2e-3, not 5e-3) 0.258 at step 200, Gaussian blur on both views (p 0.5) 0.226 at "
     "step 200 (both stopped there), a fifth small-CNN stage (widths 16-256: its receptive field "
-    "covers the canvas) 0.279 from its random init of 0.385. Side by side for 600 steps (seed 0): "
-    "ssljax 0.357 (0.206 at step 100, back above its random init from step 400) vs lightly 0.475 "
-    "(0.336 at step 100). None lifts ssljax's seed 0 to lightly's, so the recipe is unchanged and "
-    "the README sends digits at 64 px to SimCLR.")
+    "covers the canvas) 0.279 from its random init of 0.385. The clutter_digits64 row byol:glyphs "
+    "ran 600 steps; at 300 (2026-12-07 10:28, seeds 0 and 1, eval every 50) the two sides reached "
+    "0.283 (0.243, 0.324) vs 0.354 (0.417, 0.292), both of ssljax's seeds below their random "
+    "init. None of these lifts ssljax's seed 0 to lightly's, so the recipe is unchanged and the "
+    "README sends digits at 64 px to SimCLR.")
 
 
 def peer_inputs(config, data: dict[str, np.ndarray], peer_lr_scale: float = 1.0) -> dict[str, Any]:
