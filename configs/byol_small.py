@@ -18,14 +18,10 @@ On clutter_digits32 it falls below its random init with these views (0.265 after
 random init 0.390); with `:glyphs` (no flips, crops 0.4-1) it reaches 0.410 / 0.458 at seeds 0 / 1
 after 600 steps (random init 0.390 / 0.396; lightly's BYOL 0.426 / 0.372 from 0.425 / 0.404).
 At 64 px (300 steps, seeds 0 and 1, 2026-12-07) on photo_patches64: 0.591 (0.574, 0.608) vs
-lightly's 0.587 (0.588, 0.586). Not yet at 64 px on digits: on clutter_digits64 with `:glyphs` (300
-steps, seeds 0 and 1, 2026-12-07) it falls below its random init, 0.283 (0.243, 0.324; random init
-0.338, 0.322), and so does lightly's BYOL but at its seed 0 (0.354: 0.417, 0.292; started from
-ssljax's seed-0 weights 0.282, where ssljax's reaches 0.243); after 600 steps (seeds 0-2) all of
-ssljax's seeds are back above their random init, 0.390 (0.357, 0.392, 0.421) vs lightly's 0.418
-(0.475, 0.378, 0.400), and none of six recipe changes tried lifts ssljax's seed 0 near its random
-init at 300 steps (BENCHMARKS.md, "Small images vs lightly", notes): start from SimCLR there.
-README, "Your own images".
+lightly's 0.587 (0.588, 0.586). Not yet at 64 px on digits: on clutter_digits64 with `:glyphs` it
+falls below its random init after 300 steps (seeds 0, 1), is back above it by 600 (seeds 0-2), stays
+short of lightly's BYOL (BENCHMARKS.md, "Small images vs lightly": the row and the notes, with the
+six recipe changes tried): start from SimCLR there. README, "Your own images".
 
 common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops 0.2-1,
 flips, colour jitter, no blur) with base_lr 5e-3 and weight decay 1e-4; BYOL's EMA target at tau
