@@ -6,27 +6,19 @@ Run:
 (DIR/train/<class>/*.png and DIR/val/<class>/*.png; labels are used only for evaluation.) Other
 backbones: `--config configs/byol_small.py:resnet18` (CIFAR-stem ResNet-18) or `:vit,64`.
 
-Measured 2026-12-06 on photo_patches32 (batch 128, 600 steps, 2-core AVX-512 CPU, side by side with
-lightly: BENCHMARKS.md "Small images vs lightly"): held-out kNN 0.536 and 0.535 at seeds 0 and 1
-(random-init small CNN 0.379 / 0.342), lightly's BYOL with the same network and budget 0.517 /
-0.537. Before the small CNN standardised each image at its input: 0.382 at seed 0 (random init
-0.327; with BatchNorm on the projector's output, the earlier recipe, 0.342; both views through one
-forward, `byol.joint_view_bn`, 0.382 but 20% slower per step). The target's momentum rises to 1 over
-total_steps, so very short runs learn little (150 steps at batch 64: 0.321, before the
-standardisation; with it, 300 steps at batch 128 reach 0.472, seed 0): give it 300 steps or more.
-On clutter_digits32 it falls below its random init with these views (0.265 after 300 steps, seed 0;
-random init 0.390); with `:glyphs` (no flips, crops 0.4-1) it reaches 0.410 / 0.458 at seeds 0 / 1
-after 600 steps (random init 0.390 / 0.396; lightly's BYOL 0.426 / 0.372 from 0.425 / 0.404).
-At 64 px (300 steps, seeds 0 and 1, 2026-12-07) on photo_patches64: 0.591 (0.574, 0.608) vs
-lightly's 0.587 (0.588, 0.586). Not yet at 64 px on digits: on clutter_digits64 with `:glyphs` it
-falls below its random init after 300 steps (seeds 0, 1), is back above it by 600 (seeds 0-2), stays
-short of lightly's BYOL (BENCHMARKS.md, "Small images vs lightly": the row and the notes, with the
-six recipe changes tried): start from SimCLR there. README, "Your own images".
+Measured on the embedded tasks, side by side with lightly's BYOL on the same network, budget and
+rate: BENCHMARKS.md, "Small images vs lightly". For digits, letters and symbols use `:glyphs` (no
+flips, larger crops): with the default views BYOL falls below its random init on clutter_digits32.
+Not yet for digits at 64 px: on clutter_digits64 with `:glyphs` it needs 600 steps to end above its
+random init and stays short of lightly's BYOL there; start from SimCLR (README, "Your own images").
+The target's momentum rises to 1 over total_steps, so very short runs learn little: give it 300
+steps or more.
 
 common.small_images (small CNN standardising each image at its input, batch 256, AdamW, crops 0.2-1,
 flips, colour jitter, no blur) with base_lr 5e-3 and weight decay 1e-4; BYOL's EMA target at tau
 0.99 (a short run's faster target) and a 512 -> 128 projector (no output BatchNorm) and a 512-wide
-predictor; each view forwarded on its own (BatchNorm statistics per view, as the paper's code).
+predictor; each view forwarded on its own (BatchNorm statistics per view, as the paper's code). The
+runs behind these settings: docs/ablations.md#byol_small.
 """
 from ssljax import config as config_lib
 

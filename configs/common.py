@@ -223,13 +223,8 @@ def small_images(method: str, backbone: str = "small_cnn", image_size: int = 32,
   no blur (SimCLR drops it at 32 px).
   Evaluates and checkpoints every 250 steps.
 
-  The per-image input standardisation (2026-12-06, seed 0, batch 128, ssljax's side only): without
-  it an image's brightness dominates the small CNN's features (kNN on them predicts which fifth of
-  the brightness range an eval image is in at 0.83 before training and 0.92 after 100 BYOL steps
-  on clutter_digits32, where BYOL's features keep 1.5 effective dimensions); with it SimCLR after
-  200 steps reaches 0.565 instead of 0.473 on photo_patches32 and 0.576 instead of 0.429 on
-  clutter_digits32, BYOL after 600 steps 0.536 instead of 0.382 on photo_patches32 (random init
-  0.379 / 0.390 with it, 0.327 / 0.253 without).
+  The per-image input standardisation keeps an image's brightness from dominating the small
+  CNN's features (the runs: docs/ablations.md#small_images-common).
   """
   if backbone not in SMALL_BACKBONES:
     raise ValueError(f"backbone={backbone!r}; expected one of {SMALL_BACKBONES}")
@@ -286,14 +281,10 @@ def glyph_views(config):
   glyph is another symbol or none) and crops of scale 0.4-1 instead of 0.2-1 (DINO: its global
   crops), so that both views hold most of the glyph.
 
-  Measured on clutter_digits32 (2026-12-06, seed 0, batch 128, ssljax's side; random init 0.390):
-  with the default views BYOL and DINO fall below random init (300 steps: 0.265 and 0.349). Their
-  features then follow how much of the image is stroke: the first principal component of the
-  backbone features (65-70% of their variance) correlates 0.9 with the pixels' skewness. Removing
-  that direction from BYOL's features after 1,000 steps lifts its kNN from 0.358 to 0.411. With
-  these views, after 600 steps: DINO 0.500, BYOL 0.410 (0.392 after 300; crops 0.5-1 without flips:
-  0.315 after 300; crops 0.08-1 with flips: 0.247). Side by side with lightly: BENCHMARKS.md "Small
-  images vs lightly", rows `byol:glyphs` and `dino:glyphs`.
+  With the default views BYOL and DINO fall below their random init on clutter_digits32: their
+  features follow how much of the image is stroke. The runs: docs/ablations.md#glyph_views-common;
+  side by side with lightly: BENCHMARKS.md "Small images vs lightly", rows `byol:glyphs` and
+  `dino:glyphs`.
   """
   config.data.augment.update(hflip_prob=0.0, crop_scale=GLYPH_CROP_SCALE)
   if config.method == "dino":
