@@ -117,11 +117,23 @@ class Model:
     if self.method == "byol":
       trainable += [("predictor." + n, p) for n, p in self.predictor.named_parameters()]
     self.params = [p for _, p in trainable]
-    decay = [p for _, p in trainable if p.ndim > 1]
-    no_decay = [p for _, p in trainable if p.ndim <= 1]
-    self.opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
-                                 lr=0.0, betas=(r["b1"], r["b2"]), eps=1e-8,
-                                 weight_decay=r["weight_decay"])
+    # ssljax's top-level param modules, for optimizer.lr_scales: one torch param group per module
+    # and decay setting, its learning rate the schedule's times the module's factor.
+    head = "head" if self.method == "dino" else "projector"
+    module = {"0": "backbone", "1": head, "predictor": "predictor"}
+    scales = r.get("lr_scales", {})
+    unknown = sorted(set(scales) - set(module.values()))
+    if unknown:
+      raise ValueError(f"optimizer.lr_scales names {unknown}; the lightly side knows "
+                       f"{sorted(set(module.values()))}")
+    groups = {}
+    for n, p in trainable:
+      name = module[n.split(".")[0]]
+      groups.setdefault((name, p.ndim > 1), []).append(p)
+    self.opt = torch.optim.AdamW(
+        [{"params": ps, "lr_scale": scales.get(name, 1.0),
+          **({} if decay else {"weight_decay": 0.0})} for (name, decay), ps in groups.items()],
+        lr=0.0, betas=(r["b1"], r["b2"]), eps=1e-8, weight_decay=r["weight_decay"])
 
   def modules(self):
     out = [self.student] + ([self.teacher] if self.teacher is not None else [])
@@ -153,7 +165,7 @@ class Model:
       s = self.student(torch.cat([x0, x1]))
       loss = self.criterion([t[:b], t[b:]], [s[:b], s[b:]], epoch=0)
     for group in self.opt.param_groups:
-      group["lr"] = lr
+      group["lr"] = lr * group["lr_scale"]
     self.opt.zero_grad(set_to_none=True)
     loss.backward()
     if r.get("grad_clip", 0.0) > 0:

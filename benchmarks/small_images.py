@@ -59,6 +59,7 @@ def load_config(method: str, path: str, steps: int, batch: int, seed: int = 0, i
 def peer_recipe(config) -> dict[str, Any]:
   """What the torch side needs of the ssljax config, as plain JSON values."""
   from benchmarks.data_pipeline_peer import torch_aug_params
+  from ssljax import optim
   m, o = config.model, config.optimizer
   if m.name != "small_cnn" or m.convs_per_stage != 1 or m.norm != "batch":
     raise ValueError("the lightly side implements the small CNN with one conv per stage and BatchNorm")
@@ -75,7 +76,8 @@ def peer_recipe(config) -> dict[str, Any]:
          "image_size": int(config.data.image_size), "widths": [int(w) for w in m.widths],
          "input_norm": str(m.input_norm),
          "weight_decay": float(o.weight_decay), "b1": float(o.b1), "b2": float(o.b2),
-         "grad_clip": float(o.grad_clip), "augment": torch_aug_params(config.data.augment)}
+         "grad_clip": float(o.grad_clip), "augment": torch_aug_params(config.data.augment),
+         "lr_scales": optim.parse_lr_scales(o.get("lr_scales", ""))}
   c = config[config.method]
   if config.method == "simclr":
     if not c.get("proj_last_bn", False):

@@ -63,6 +63,8 @@ def _optimizer_config() -> ml_collections.ConfigDict:
       end_lr_frac=0.0,          # final lr = peak * end_lr_frac (cosine decay)
       grad_clip=0.0,            # global-norm clipping, 0 = off
       layer_decay=1.0,          # ViT layer-wise lr decay (1.0 = off; 0.65-0.75 for fine-tuning)
+      lr_scales="",             # 'module:factor,...': the lr of those top-level param modules times
+                                # the factor, e.g. 'predictor:10' (BYOL's predictor at 10x)
   ))
 
 
@@ -221,6 +223,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int | None = None,
     interop.check_init_from(config.model)
   except (ValueError, OSError) as e:
     raise ConfigError(str(e)) from None
+  from ssljax import optim  # pylint: disable=g-import-not-at-top
+  optim.parse_lr_scales(config.optimizer.get("lr_scales", ""))   # one-line error on a bad spec
   if config.optimizer.weight_decay < 0:
     raise ConfigError(f"config.optimizer.weight_decay={config.optimizer.weight_decay}; expected >= 0")
   _positive(config, "batch_size", "total_steps", "log_every", "eval_every", "checkpoint_every",

@@ -3,7 +3,8 @@
 The peak learning rate is `base_lr * batch_size / 256` (the linear scaling rule used by SimCLR,
 BYOL, DINO and MAE), reached by linear warm-up and followed by a cosine decay. Weight decay and
 the LARS trust ratio skip biases, normalisation parameters and the ViT's tokens (see `decay_mask`).
-`layer_decay` < 1 gives ViT blocks layer-wise learning rates (BEiT, MAE fine-tuning, DINOv2).
+`layer_decay` < 1 gives ViT blocks layer-wise learning rates (BEiT, MAE fine-tuning, DINOv2);
+`lr_scales` ('predictor:10') multiplies the learning rate of whole top-level modules.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import re
 import jax
 import jax.numpy as jnp
 import optax
+
+from ssljax.errors import ConfigError
 
 
 def peak_learning_rate(config) -> float:
@@ -94,6 +97,45 @@ def scale_by_layer_decay(decay: float, num_layers: int) -> optax.GradientTransfo
   return optax.GradientTransformation(init, update)
 
 
+def parse_lr_scales(spec: str) -> dict[str, float]:
+  """'predictor:10,projector:2' -> {'predictor': 10.0, 'projector': 2.0}; '' -> {}."""
+  scales = {}
+  for part in str(spec or "").replace(" ", "").split(","):
+    if not part:
+      continue
+    name, sep, factor = part.partition(":")
+    try:
+      value = float(factor) if sep and name else -1.0
+    except ValueError:
+      value = -1.0
+    if value <= 0 or name in scales:
+      raise ConfigError(f"config.optimizer.lr_scales={spec!r}; expected 'module:factor,...' with "
+                        f"distinct top-level param modules and factors > 0, e.g. 'predictor:10'")
+    scales[name] = value
+  return scales
+
+
+def scale_by_module(scales: dict[str, float]) -> optax.GradientTransformation:
+  """Multiplies the updates of each named top-level param module by its factor (after the
+  optimizer, weight decay included: the module's learning rate times the factor, as a torch param
+  group with its own lr)."""
+  def init(params):
+    missing = sorted(set(scales) - set(params))
+    if missing:
+      raise ConfigError(f"config.optimizer.lr_scales names {missing}; this method's param modules "
+                        f"are {sorted(params)}")
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    del params
+    def one(path, u):
+      factor = scales.get(getattr(path[0], "key", None))
+      return u if factor is None else u * factor
+    return jax.tree_util.tree_map_with_path(one, updates), state
+
+  return optax.GradientTransformation(init, update)
+
+
 def build(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer named by `config.optimizer.name` ('lars' | 'adamw' | 'sgd') and its schedule."""
   opt = config.optimizer
@@ -118,6 +160,9 @@ def build(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
     depth = vit.resolve_variant(config.model.variant, config.model.width, config.model.depth,
                                 config.model.num_heads)[1]
     tx = optax.chain(tx, scale_by_layer_decay(opt.layer_decay, depth))
+  scales = parse_lr_scales(opt.get("lr_scales", ""))
+  if scales:
+    tx = optax.chain(tx, scale_by_module(scales))
   if opt.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip), tx)
   return tx, lr

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from ssljax import optim
 
@@ -91,3 +92,38 @@ def test_decay_mask_skips_vit_attention_biases_and_tokens(tiny_config):
   two_d_biases = [k for k, (v, nd) in flat.items() if k.endswith("bias") and nd > 1]
   assert two_d_biases and not any(flat[k][0] for k in two_d_biases)   # [H, Dh] biases: no decay
   assert not flat["cls"][0] and not flat["pos_embedding"][0]
+
+
+def test_lr_scales_multiply_one_modules_updates(tiny_config):
+  """'predictor:10' gives the predictor's params ten times the AdamW update (weight decay included)
+  and leaves the others' updates bit for bit as without it."""
+  c = tiny_config()
+  c.optimizer.update(name="adamw", weight_decay=0.1, warmup_steps=1)
+  params = {"backbone": {"kernel": jnp.full((2, 2), 0.5)},
+            "predictor": {"kernel": jnp.full((2, 2), -0.3), "bias": jnp.ones((2,))}}
+  grads = jax.tree.map(lambda p: jnp.arange(p.size, dtype=p.dtype).reshape(p.shape) - 1.0, params)
+  base_tx, _ = optim.build(c)
+  c.optimizer.lr_scales = "predictor:10"
+  tx, _ = optim.build(c)
+  base_state, state = base_tx.init(params), tx.init(params)
+  for _ in range(2):   # the second step has a non-zero learning rate after the warm-up
+    want, base_state = base_tx.update(grads, base_state, params)
+    got, state = tx.update(grads, state, params)
+  assert float(jnp.abs(want["predictor"]["kernel"]).max()) > 0
+  np.testing.assert_array_equal(got["backbone"]["kernel"], want["backbone"]["kernel"])
+  for k in ("kernel", "bias"):
+    np.testing.assert_allclose(got["predictor"][k], 10 * want["predictor"][k], rtol=1e-6)
+
+
+def test_lr_scales_bad_spec_or_module_is_one_line_error(tiny_config):
+  from ssljax.config import ConfigError
+  for spec in ("predictor", "predictor:0", "predictor:x", "a:1,a:2", ":3"):
+    with pytest.raises(ConfigError, match="expected 'module:factor"):
+      optim.parse_lr_scales(spec)
+  assert optim.parse_lr_scales(" predictor:10, projector:2.5 ") == {"predictor": 10.0,
+                                                                   "projector": 2.5}
+  c = tiny_config()
+  c.optimizer.lr_scales = "predicter:10"
+  tx, _ = optim.build(c)
+  with pytest.raises(ConfigError, match=r"names \['predicter'\].*param modules are \['backbone'"):
+    tx.init({"backbone": {"kernel": jnp.ones((2,))}, "predictor": {"kernel": jnp.ones((2,))}})

@@ -32,6 +32,9 @@ def test_peer_recipe_carries_the_small_config(method, tmp_path):
   assert recipe["augment"]["crop_scale"] == [float(x) for x in scale]
   if method == "byol":
     assert recipe["joint_view_bn"] is config.byol.joint_view_bn
+  config.optimizer.lr_scales = "predictor:10" if method == "byol" else "backbone:0.5"
+  want = {"predictor": 10.0} if method == "byol" else {"backbone": 0.5}
+  assert small_images.peer_recipe(config)["lr_scales"] == want
 
 
 def test_benchmark_runs_the_recipe_at_the_tasks_image_size(tmp_path):
