@@ -75,26 +75,41 @@ def layer_id(path: str, num_layers: int) -> int:
   return num_layers + 1
 
 
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def _layer_decay_factor(decay: float, num_layers: int):
+  return lambda path: decay ** (num_layers + 1 - layer_id(_path_name(path), num_layers))
+
+
 def layer_decay_scales(params, decay: float, num_layers: int):
   """Per-leaf lr multipliers decay ** (num_layers + 1 - layer_id): the BEiT / MAE fine-tuning rule."""
-  def one(path, _):
-    name = "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
-    return decay ** (num_layers + 1 - layer_id(name, num_layers))
-  return jax.tree_util.tree_map_with_path(one, params)
+  factor = _layer_decay_factor(decay, num_layers)
+  return jax.tree_util.tree_map_with_path(lambda path, _: factor(path), params)
 
 
-def scale_by_layer_decay(decay: float, num_layers: int) -> optax.GradientTransformation:
-  """Multiplies each update by its layer's lr multiplier (applied after the optimizer)."""
+def _scale_leaves(factor, check=None) -> optax.GradientTransformation:
+  """Multiplies each update leaf by `factor(path)` (None: the leaf as it is), after the optimizer;
+  `check(params)` runs once at init."""
   def init(params):
-    del params
+    if check is not None:
+      check(params)
     return optax.EmptyState()
 
   def update(updates, state, params=None):
     del params
-    scales = layer_decay_scales(updates, decay, num_layers)
-    return jax.tree_util.tree_map(lambda u, s: u * s, updates, scales), state
+    def one(path, u):
+      f = factor(path)
+      return u if f is None else u * f
+    return jax.tree_util.tree_map_with_path(one, updates), state
 
   return optax.GradientTransformation(init, update)
+
+
+def scale_by_layer_decay(decay: float, num_layers: int) -> optax.GradientTransformation:
+  """Multiplies each update by its layer's lr multiplier (applied after the optimizer)."""
+  return _scale_leaves(_layer_decay_factor(decay, num_layers))
 
 
 def parse_lr_scales(spec: str) -> dict[str, float]:
@@ -119,21 +134,13 @@ def scale_by_module(scales: dict[str, float]) -> optax.GradientTransformation:
   """Multiplies the updates of each named top-level param module by its factor (after the
   optimizer, weight decay included: the module's learning rate times the factor, as a torch param
   group with its own lr)."""
-  def init(params):
+  def check(params):
     missing = sorted(set(scales) - set(params))
     if missing:
       raise ConfigError(f"config.optimizer.lr_scales names {missing}; this method's param modules "
                         f"are {sorted(params)}")
-    return optax.EmptyState()
 
-  def update(updates, state, params=None):
-    del params
-    def one(path, u):
-      factor = scales.get(getattr(path[0], "key", None))
-      return u if factor is None else u * factor
-    return jax.tree_util.tree_map_with_path(one, updates), state
-
-  return optax.GradientTransformation(init, update)
+  return _scale_leaves(lambda path: scales.get(getattr(path[0], "key", None)), check)
 
 
 def build(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
